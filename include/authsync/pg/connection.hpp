@@ -1,0 +1,108 @@
+// A thin RAII layer over libpq: connections, results and PgError with SQLSTATE.
+//
+// Blocking calls here serve set-up, preflight checks, tools and tests; the streaming and apply
+// paths drive the same PGconn non-blocking from the event loop. DSNs are redacted before they
+// reach any message.
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "authsync/core/error.hpp"
+
+struct pg_conn;
+struct pg_result;
+
+namespace authsync::pg {
+
+class PgError : public Error {
+public:
+    PgError(std::string message, std::string sqlstate = {}, std::string detail = {},
+            std::string hint = {});
+
+    const std::string& sqlstate() const { return sqlstate_; }
+    const std::string& detail() const { return detail_; }
+    const std::string& hint() const { return hint_; }
+
+    // Class 08 (connection exception), 57P01-57P03 (admin shutdown, crash shutdown, cannot
+    // connect now), or no SQLSTATE at all (libpq lost the connection).
+    bool is_connection_failure() const;
+    // 40001 serialization failure, 40P01 deadlock detected.
+    bool is_serialization_failure() const;
+    // 55006 object in use: e.g. a replication slot that another process holds.
+    bool is_object_in_use() const;
+    // Class 23 (integrity constraint violation).
+    bool is_constraint_violation() const;
+
+private:
+    std::string sqlstate_;
+    std::string detail_;
+    std::string hint_;
+};
+
+// `password=secret` -> `password=***`, and `postgresql://u:secret@h` -> `postgresql://u:***@h`.
+std::string redact_dsn(std::string_view dsn);
+
+class Result {
+public:
+    Result() = default;
+    explicit Result(pg_result* res);
+
+    int rows() const;
+    int columns() const;
+    bool is_null(int row, int column) const;
+    std::string_view get(int row, int column) const;
+    std::optional<std::string> get_optional(int row, int column) const;
+    int column_index(const char* name) const;
+    pg_result* raw() const { return res_.get(); }
+    explicit operator bool() const { return res_ != nullptr; }
+
+private:
+    struct Deleter {
+        void operator()(pg_result* r) const;
+    };
+    std::unique_ptr<pg_result, Deleter> res_;
+};
+
+using Params = std::vector<std::optional<std::string>>;
+
+class Connection {
+public:
+    // Connects (blocking). Throws PgError whose message carries libpq's reason and the redacted DSN.
+    static Connection connect(const std::string& dsn);
+
+    Connection() = default;
+    explicit Connection(pg_conn* conn) : conn_(conn) {}
+
+    // Runs one or more statements; throws PgError on failure. Returns the last result.
+    Result exec(const std::string& sql);
+    Result exec_params(const std::string& sql, const Params& params);
+
+    pg_conn* raw() const { return conn_.get(); }
+    explicit operator bool() const { return conn_ != nullptr; }
+    int socket() const;
+    int server_version() const;
+    void close() { conn_.reset(); }
+
+private:
+    struct Deleter {
+        void operator()(pg_conn* c) const;
+    };
+    std::unique_ptr<pg_conn, Deleter> conn_;
+};
+
+// Throws PgError built from a failed result (SQLSTATE, message, detail, hint).
+[[noreturn]] void throw_result_error(pg_conn* conn, pg_result* res, std::string_view context);
+// Checks a result's status is one of the OK statuses; otherwise throws (and frees nothing:
+// the caller's Result owns it).
+void check_result(pg_conn* conn, pg_result* res, std::string_view context);
+
+// Quotes an identifier for SQL (PQescapeIdentifier semantics without a connection).
+std::string quote_identifier(std::string_view name);
+// Quotes a string literal for SQL ('' doubling; for catalog names in utility commands only).
+std::string quote_literal(std::string_view text);
+
+}  // namespace authsync::pg

@@ -1,0 +1,27 @@
+// Decodes a whole captured fixture with the options it was produced with.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "authsync/pgoutput/decoder.hpp"
+#include "fixture_options.hpp"
+#include "fixtures.hpp"
+
+namespace authsync::test {
+
+inline std::vector<pgoutput::Message> decode_fixture(const std::string& name) {
+    auto path = "pgoutput/" + name + ".hex";
+    pgoutput::Decoder decoder(options_for_fixture(path));
+    std::vector<pgoutput::Message> out;
+    for (const auto& bytes : load_hex_fixture(path)) out.push_back(decoder.decode(bytes));
+    return out;
+}
+
+inline std::vector<std::string> message_names(const std::vector<pgoutput::Message>& messages) {
+    std::vector<std::string> out;
+    for (const auto& m : messages) out.emplace_back(pgoutput::message_name(m));
+    return out;
+}
+
+}  // namespace authsync::test
