@@ -1,0 +1,73 @@
+// Config: authsync's YAML configuration, parsed and validated.
+//
+// Every error is a ConfigError naming the file, line and column (`authsync.yaml:12:5: ...`):
+// syntax errors, unknown keys, wrong types, missing required keys, invalid values. `${VAR}` in
+// any string value expands from the environment; an unset variable is an error. Pure apart
+// from reading the file: the environment is passed in.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <functional>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "authsync/mapping/rule.hpp"
+
+namespace authsync::config {
+
+struct SourceConfig {
+    std::string dsn;                      // required
+    std::string slot = "authsync";        // a valid replication slot name: [a-z0-9_]{1,63}
+    std::string publication = "authsync";
+    bool create_slot = true;
+    bool create_publication = true;
+    std::chrono::milliseconds status_interval{10'000};     // standby status update period
+    std::chrono::milliseconds heartbeat_interval{10'000};  // 0 disables heartbeats
+};
+
+struct TargetConfig {
+    std::string dsn;  // required
+};
+
+struct StatusConfig {
+    std::string listen = "127.0.0.1:8080";  // host:port; "" disables the endpoint
+};
+
+enum class OnError { Stop, DeadLetter };
+
+struct ApplyConfig {
+    std::size_t batch_max_rows = 10'000;        // rows per target transaction (and per chunk)
+    std::size_t batch_max_bytes = 16u << 20;    // bytes of decoded changes per batch
+    std::chrono::milliseconds batch_max_delay{200};  // longest a batch waits for more data
+    OnError on_error = OnError::Stop;
+};
+
+struct ReconnectConfig {
+    std::chrono::milliseconds initial_backoff{500};
+    std::chrono::milliseconds max_backoff{30'000};
+};
+
+struct Config {
+    std::string path;  // the file it came from, for messages
+    SourceConfig source;
+    TargetConfig target;
+    StatusConfig status;
+    ApplyConfig apply;
+    ReconnectConfig reconnect;
+    std::vector<mapping::MappingRule> mappings;  // at least one
+};
+
+using EnvLookup = std::function<std::optional<std::string>(const std::string&)>;
+
+// The process environment.
+EnvLookup process_env();
+
+// Parses YAML text; `name` is used in messages as the file name.
+Config parse_config(std::string_view yaml, const std::string& name, const EnvLookup& env);
+// Reads and parses a file. A missing or unreadable file is a ConfigError too.
+Config load_config(const std::string& path, const EnvLookup& env);
+
+}  // namespace authsync::config
