@@ -1,0 +1,848 @@
+#include "authsync/config/config.hpp"
+
+#include <fmt/format.h>
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <charconv>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <limits>
+#include <map>
+#include <memory>
+#include <span>
+#include <tuple>
+#include <utility>
+
+#include "authsync/core/error.hpp"
+
+namespace authsync::config {
+
+namespace {
+
+using Keys = std::span<const std::string_view>;
+
+constexpr std::string_view kTopKeys[] = {"source", "target",    "status",
+                                         "apply",  "reconnect", "mappings"};
+constexpr std::string_view kSourceKeys[] = {"dsn",
+                                            "slot",
+                                            "publication",
+                                            "create_slot",
+                                            "create_publication",
+                                            "status_interval",
+                                            "heartbeat_interval"};
+constexpr std::string_view kTargetKeys[] = {"dsn"};
+constexpr std::string_view kStatusKeys[] = {"listen"};
+constexpr std::string_view kApplyKeys[] = {"batch_max_rows", "batch_max_bytes", "batch_max_delay",
+                                           "on_error"};
+constexpr std::string_view kReconnectKeys[] = {"initial_backoff", "max_backoff"};
+constexpr std::string_view kMappingKeys[] = {"source", "target", "key", "fields", "on_delete"};
+constexpr std::string_view kFieldKeys[] = {"column", "as"};
+constexpr std::string_view kConversions[] = {"auto", "epoch_millis", "text"};
+constexpr std::string_view kOnError[] = {"stop", "dead_letter"};
+constexpr std::string_view kOnDelete[] = {"soft", "hard"};
+
+// PostgreSQL's NAMEDATALEN - 1.
+constexpr std::size_t kMaxIdentifierBytes = 63;
+
+// Optimal string alignment distance: Levenshtein plus adjacent transpositions, so that the
+// common typo "dns" for "dsn" counts as one edit.
+std::size_t edit_distance(std::string_view a, std::string_view b) {
+    std::vector<std::vector<std::size_t>> d(a.size() + 1, std::vector<std::size_t>(b.size() + 1));
+    for (std::size_t i = 0; i <= a.size(); ++i) d[i][0] = i;
+    for (std::size_t j = 0; j <= b.size(); ++j) d[0][j] = j;
+    for (std::size_t i = 1; i <= a.size(); ++i) {
+        for (std::size_t j = 1; j <= b.size(); ++j) {
+            std::size_t cost = a[i - 1] == b[j - 1] ? 0 : 1;
+            d[i][j] = std::min({d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost});
+            if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1]) {
+                d[i][j] = std::min(d[i][j], d[i - 2][j - 2] + 1);
+            }
+        }
+    }
+    return d[a.size()][b.size()];
+}
+
+// " (did you mean "x"?)" when a candidate is within two edits, else "".
+std::string suggestion(std::string_view word, Keys candidates) {
+    std::string_view best;
+    std::size_t best_distance = 3;
+    for (auto candidate : candidates) {
+        auto distance = edit_distance(word, candidate);
+        if (distance < best_distance) {
+            best = candidate;
+            best_distance = distance;
+        }
+    }
+    if (best.empty()) return {};
+    return fmt::format(" (did you mean \"{}\"?)", best);
+}
+
+std::string join(Keys words) {
+    std::string out;
+    for (auto word : words) {
+        if (!out.empty()) out += ", ";
+        out += word;
+    }
+    return out;
+}
+
+// A value between double quotes, with quotes, backslashes and control bytes escaped so that
+// the message stays on one line.
+std::string quoted(std::string_view text) {
+    std::string out = "\"";
+    for (char c : text) {
+        auto u = static_cast<unsigned char>(c);
+        if (c == '"' || c == '\\') {
+            out += '\\';
+            out += c;
+        } else if (u < 0x20 || u == 0x7f) {
+            out += fmt::format("\\x{:02x}", u);
+        } else {
+            out += c;
+        }
+    }
+    out += '"';
+    return out;
+}
+
+std::string describe(const YAML::Node& node) {
+    switch (node.Type()) {
+        case YAML::NodeType::Scalar: return "a string";
+        case YAML::NodeType::Sequence: return "a list";
+        case YAML::NodeType::Map: return "a mapping";
+        case YAML::NodeType::Null:
+        case YAML::NodeType::Undefined: break;
+    }
+    return "nothing";
+}
+
+std::string format_duration(std::chrono::milliseconds d) {
+    auto ms = d.count();
+    if (ms != 0 && ms % 3'600'000 == 0) return fmt::format("{}h", ms / 3'600'000);
+    if (ms != 0 && ms % 60'000 == 0) return fmt::format("{}m", ms / 60'000);
+    if (ms != 0 && ms % 1'000 == 0) return fmt::format("{}s", ms / 1'000);
+    return fmt::format("{}ms", ms);
+}
+
+bool is_digits(std::string_view s) {
+    return !s.empty() &&
+           std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
+}
+
+// Digits only (no sign, no spaces); nullopt on overflow.
+std::optional<std::uint64_t> parse_unsigned(std::string_view s) {
+    std::uint64_t v = 0;
+    auto [ptr, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+    if (ec != std::errc{} || ptr != s.data() + s.size()) return std::nullopt;
+    return v;
+}
+
+// One key/value pair of a YAML mapping, in document order.
+struct Entry {
+    std::string key;
+    YAML::Mark key_mark;
+    YAML::Node value;
+
+    // An empty value's mark is wherever the next token happens to be; point at the key.
+    YAML::Mark mark() const { return value.IsNull() ? key_mark : value.Mark(); }
+};
+
+// A YAML mapping whose keys were checked: all strings, no duplicates, all allowed.
+struct Section {
+    std::string path;  // "source", "mappings[0].fields"; empty for the top level
+    YAML::Mark mark;   // where "missing key" errors point
+    std::vector<Entry> entries;
+
+    const Entry* find(std::string_view key) const {
+        for (const auto& e : entries) {
+            if (e.key == key) return &e;
+        }
+        return nullptr;
+    }
+    std::string key_path(std::string_view key) const {
+        return path.empty() ? std::string(key) : path + "." + std::string(key);
+    }
+    std::string in() const { return path.empty() ? "at the top level" : "in " + path; }
+};
+
+class Parser {
+public:
+    Parser(const std::string& name, const EnvLookup& env) : name_(name), env_(env) {}
+
+    Config parse(std::string_view yaml);
+
+private:
+    [[noreturn]] void fail(const YAML::Mark& mark, const std::string& message) const {
+        int line = mark.is_null() ? 0 : mark.line;
+        int column = mark.is_null() ? 0 : mark.column;
+        throw ConfigError(fmt::format("{}:{}:{}: {}", name_, line + 1, column + 1, message));
+    }
+
+    // `allowed` empty: any key (raw_json field names).
+    Section section(const YAML::Node& node, const YAML::Mark& mark, std::string path,
+                    Keys allowed) const;
+    // The section under `key`, or an empty one when the key is absent or has no value.
+    Section subsection(const Section& parent, std::string_view key, Keys allowed) const;
+
+    std::string expand(const std::string& raw, const YAML::Mark& mark,
+                       const std::string& path) const;
+    // The scalar value of an entry, `${VAR}` expanded.
+    std::string scalar(const Entry& e, const std::string& path) const;
+
+    std::optional<std::string> get_string(const Section& s, std::string_view key) const;
+    std::string require_string(const Section& s, std::string_view key) const;
+    std::optional<bool> get_bool(const Section& s, std::string_view key) const;
+    std::optional<std::chrono::milliseconds> get_duration(const Section& s,
+                                                          std::string_view key) const;
+    std::optional<std::size_t> get_size(const Section& s, std::string_view key) const;
+    std::optional<std::size_t> get_count(const Section& s, std::string_view key) const;
+    // The index of the value in `choices`.
+    std::optional<std::size_t> get_choice(const Section& s, std::string_view key,
+                                          Keys choices) const;
+
+    void check_identifier(std::string_view id, const YAML::Mark& mark,
+                          const std::string& path) const;
+    std::pair<std::string, std::string> qualified_name(std::string_view text,
+                                                       const YAML::Mark& mark,
+                                                       const std::string& path) const;
+
+    SourceConfig parse_source(const Section& top) const;
+    TargetConfig parse_target(const Section& top) const;
+    StatusConfig parse_status(const Section& top) const;
+    ApplyConfig parse_apply(const Section& top) const;
+    ReconnectConfig parse_reconnect(const Section& top) const;
+    std::vector<mapping::MappingRule> parse_mappings(const Section& top) const;
+    // `source_mark`: where the mapping's source value is, for duplicate-mapping errors.
+    mapping::MappingRule parse_mapping(const YAML::Node& node, const std::string& path,
+                                       YAML::Mark& source_mark) const;
+    void parse_key(const Entry& e, const std::string& path, mapping::MappingRule& rule) const;
+    void parse_fields(const Entry& e, const std::string& path, mapping::MappingRule& rule) const;
+
+    const std::string& name_;
+    const EnvLookup& env_;
+};
+
+Section Parser::section(const YAML::Node& node, const YAML::Mark& mark, std::string path,
+                        Keys allowed) const {
+    Section s{std::move(path), mark, {}};
+    if (node.IsNull()) return s;
+    if (!node.IsMap()) {
+        fail(node.Mark(), fmt::format("{} must be a mapping, not {}",
+                                      s.path.empty() ? "the top level" : s.path, describe(node)));
+    }
+    for (const auto& pair : node) {
+        // Copies: the nodes are handles, and the pair is a proxy.
+        const YAML::Node key = pair.first;
+        if (!key.IsScalar()) {
+            fail(key.Mark(), fmt::format("keys {} must be strings, not {}", s.in(), describe(key)));
+        }
+        std::string name = key.Scalar();
+        if (const Entry* first = s.find(name)) {
+            fail(key.Mark(), fmt::format("duplicate key {} {} (first at line {})", quoted(name),
+                                         s.in(), first->key_mark.line + 1));
+        }
+        if (!allowed.empty() && std::find(allowed.begin(), allowed.end(), name) == allowed.end()) {
+            if (s.path.empty()) {
+                fail(key.Mark(), fmt::format("unknown top-level key {}{}", quoted(name),
+                                             suggestion(name, allowed)));
+            }
+            fail(key.Mark(), fmt::format("unknown key {} in {}{}", quoted(name), s.path,
+                                         suggestion(name, allowed)));
+        }
+        s.entries.push_back(Entry{std::move(name), key.Mark(), pair.second});
+    }
+    return s;
+}
+
+Section Parser::subsection(const Section& parent, std::string_view key, Keys allowed) const {
+    const Entry* e = parent.find(key);
+    if (!e) return Section{parent.key_path(key), parent.mark, {}};
+    return section(e->value, e->key_mark, parent.key_path(key), allowed);
+}
+
+std::string Parser::expand(const std::string& raw, const YAML::Mark& mark,
+                           const std::string& path) const {
+    std::string out;
+    out.reserve(raw.size());
+    for (std::size_t i = 0; i < raw.size(); ++i) {
+        char c = raw[i];
+        char next = i + 1 < raw.size() ? raw[i + 1] : '\0';
+        if (c != '$' || (next != '$' && next != '{')) {
+            // A lone '$' is itself: passwords may contain one.
+            out += c;
+            continue;
+        }
+        if (next == '$') {
+            out += '$';
+            ++i;
+            continue;
+        }
+        // The value is never quoted back: it may be a DSN with a password in it.
+        auto close = raw.find('}', i + 2);
+        if (close == std::string::npos) {
+            fail(mark, fmt::format("unterminated \"${{\" in {} (write \"$$\" for a literal \"$\")",
+                                   path));
+        }
+        std::string_view var(raw.data() + i + 2, close - i - 2);
+        bool valid = !var.empty() && !(var[0] >= '0' && var[0] <= '9') &&
+                     std::all_of(var.begin(), var.end(), [](char ch) {
+                         return (ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') ||
+                                (ch >= '0' && ch <= '9') || ch == '_';
+                     });
+        if (!valid) {
+            fail(mark, fmt::format("invalid variable reference in {} (expected ${{NAME}} with NAME "
+                                   "matching [A-Za-z_][A-Za-z0-9_]*)",
+                                   path));
+        }
+        std::string name(var);
+        std::optional<std::string> value = env_ ? env_(name) : std::nullopt;
+        if (!value) {
+            fail(mark, fmt::format("environment variable {} is not set (used in {})", name, path));
+        }
+        out += *value;
+        i = close;
+    }
+    return out;
+}
+
+std::string Parser::scalar(const Entry& e, const std::string& path) const {
+    if (!e.value.IsScalar()) {
+        fail(e.mark(), fmt::format("{} must be a string, not {}", path, describe(e.value)));
+    }
+    return expand(e.value.Scalar(), e.mark(), path);
+}
+
+std::optional<std::string> Parser::get_string(const Section& s, std::string_view key) const {
+    const Entry* e = s.find(key);
+    if (!e) return std::nullopt;
+    return scalar(*e, s.key_path(key));
+}
+
+std::string Parser::require_string(const Section& s, std::string_view key) const {
+    auto value = get_string(s, key);
+    if (!value) fail(s.mark, fmt::format("missing required key \"{}\" {}", key, s.in()));
+    return *value;
+}
+
+std::optional<bool> Parser::get_bool(const Section& s, std::string_view key) const {
+    auto text = get_string(s, key);
+    if (!text) return std::nullopt;
+    // The YAML 1.2 core schema's booleans only: yes/no/on/off (YAML 1.1) are rejected rather
+    // than guessed at.
+    if (*text == "true" || *text == "True" || *text == "TRUE") return true;
+    if (*text == "false" || *text == "False" || *text == "FALSE") return false;
+    fail(s.find(key)->mark(),
+         fmt::format("{} must be true or false, not {} (YAML 1.2 booleans only)", s.key_path(key),
+                     quoted(*text)));
+}
+
+std::optional<std::chrono::milliseconds> Parser::get_duration(const Section& s,
+                                                              std::string_view key) const {
+    auto text = get_string(s, key);
+    if (!text) return std::nullopt;
+    const Entry& e = *s.find(key);
+    std::string path = s.key_path(key);
+    std::string_view t = *text;
+    auto unit_at =
+        std::find_if(t.begin(), t.end(), [](char c) { return c < '0' || c > '9'; }) - t.begin();
+    std::string_view digits = t.substr(0, static_cast<std::size_t>(unit_at));
+    std::string_view unit = t.substr(static_cast<std::size_t>(unit_at));
+    auto bad = [&](std::string_view why) {
+        return fmt::format(
+            "{} {} is not a valid duration: {} (expected an integer with a unit "
+            "ms, s, m or h, e.g. 500ms, 10s, 2m)",
+            path, quoted(t), why);
+    };
+    if (digits.empty()) fail(e.mark(), bad("it does not start with a digit"));
+    auto value = parse_unsigned(digits);
+    std::int64_t factor = 0;
+    if (unit == "ms") {
+        factor = 1;
+    } else if (unit == "s") {
+        factor = 1'000;
+    } else if (unit == "m") {
+        factor = 60'000;
+    } else if (unit == "h") {
+        factor = 3'600'000;
+    } else if (unit.empty()) {
+        // A bare 0 means the same in every unit.
+        if (value && *value == 0) return std::chrono::milliseconds{0};
+        fail(e.mark(), bad("it has no unit"));
+    } else {
+        fail(e.mark(), bad(fmt::format("unknown unit {}", quoted(unit))));
+    }
+    constexpr auto kMax = static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max());
+    if (!value || *value > kMax / static_cast<std::uint64_t>(factor)) {
+        fail(e.mark(), bad("it is too large"));
+    }
+    return std::chrono::milliseconds{static_cast<std::int64_t>(*value) * factor};
+}
+
+std::optional<std::size_t> Parser::get_size(const Section& s, std::string_view key) const {
+    auto text = get_string(s, key);
+    if (!text) return std::nullopt;
+    const Entry& e = *s.find(key);
+    std::string path = s.key_path(key);
+    std::string_view t = *text;
+    auto unit_at =
+        std::find_if(t.begin(), t.end(), [](char c) { return c < '0' || c > '9'; }) - t.begin();
+    std::string_view digits = t.substr(0, static_cast<std::size_t>(unit_at));
+    std::string_view unit = t.substr(static_cast<std::size_t>(unit_at));
+    auto bad = [&](std::string_view why) {
+        return fmt::format(
+            "{} {} is not a valid size: {} (expected an integer with an optional "
+            "unit B, kB, KB, MB or GB, e.g. 16MB)",
+            path, quoted(t), why);
+    };
+    if (digits.empty()) fail(e.mark(), bad("it does not start with a digit"));
+    auto value = parse_unsigned(digits);
+    std::uint64_t factor = 0;
+    if (unit.empty() || unit == "B") {
+        factor = 1;
+    } else if (unit == "kB" || unit == "KB") {
+        factor = 1ull << 10;
+    } else if (unit == "MB") {
+        factor = 1ull << 20;
+    } else if (unit == "GB") {
+        factor = 1ull << 30;
+    } else {
+        fail(e.mark(), bad(fmt::format("unknown unit {}", quoted(unit))));
+    }
+    if (!value || *value > std::numeric_limits<std::size_t>::max() / factor) {
+        fail(e.mark(), bad("it is too large"));
+    }
+    if (*value == 0) fail(e.mark(), fmt::format("{} must be greater than 0", path));
+    return static_cast<std::size_t>(*value * factor);
+}
+
+std::optional<std::size_t> Parser::get_count(const Section& s, std::string_view key) const {
+    auto text = get_string(s, key);
+    if (!text) return std::nullopt;
+    const Entry& e = *s.find(key);
+    std::string path = s.key_path(key);
+    auto value = is_digits(*text) ? parse_unsigned(*text) : std::nullopt;
+    if (!value || *value == 0 || *value > std::numeric_limits<std::size_t>::max()) {
+        fail(e.mark(), fmt::format("{} must be a positive integer, not {}", path, quoted(*text)));
+    }
+    return static_cast<std::size_t>(*value);
+}
+
+std::optional<std::size_t> Parser::get_choice(const Section& s, std::string_view key,
+                                              Keys choices) const {
+    auto text = get_string(s, key);
+    if (!text) return std::nullopt;
+    auto it = std::find(choices.begin(), choices.end(), *text);
+    if (it == choices.end()) {
+        fail(s.find(key)->mark(),
+             fmt::format("{} {} is not one of {}{}", s.key_path(key), quoted(*text), join(choices),
+                         suggestion(*text, choices)));
+    }
+    return static_cast<std::size_t>(it - choices.begin());
+}
+
+void Parser::check_identifier(std::string_view id, const YAML::Mark& mark,
+                              const std::string& path) const {
+    if (id.empty()) fail(mark, fmt::format("{}: empty identifier", path));
+    if (id.find('\0') != std::string_view::npos) {
+        fail(mark, fmt::format("{}: identifier {} contains a NUL byte", path, quoted(id)));
+    }
+    if (id.size() > kMaxIdentifierBytes) {
+        fail(mark, fmt::format("{}: identifier {} is {} bytes long (at most {})", path, quoted(id),
+                               id.size(), kMaxIdentifierBytes));
+    }
+}
+
+// "schema.table" or "table" (schema public); either part may be double-quoted, with "" for a
+// quote inside. Unquoted parts are checked rather than folded to lower case: PostgreSQL would
+// fold "Users" to users, and a mapping that silently never matches is worse than an error.
+std::pair<std::string, std::string> Parser::qualified_name(std::string_view text,
+                                                           const YAML::Mark& mark,
+                                                           const std::string& path) const {
+    std::vector<std::string> parts;
+    std::size_t pos = 0;
+    while (true) {
+        std::string part;
+        if (pos < text.size() && text[pos] == '"') {
+            ++pos;
+            bool closed = false;
+            while (pos < text.size()) {
+                if (text[pos] == '"') {
+                    if (pos + 1 < text.size() && text[pos + 1] == '"') {
+                        part += '"';
+                        pos += 2;
+                        continue;
+                    }
+                    ++pos;
+                    closed = true;
+                    break;
+                }
+                part += text[pos++];
+            }
+            if (!closed) {
+                fail(mark,
+                     fmt::format("{}: unterminated quoted identifier in {}", path, quoted(text)));
+            }
+            check_identifier(part, mark, path);
+        } else {
+            auto end = text.find('.', pos);
+            if (end == std::string_view::npos) end = text.size();
+            part = std::string(text.substr(pos, end - pos));
+            pos = end;
+            check_identifier(part, mark, path);
+            for (char c : part) {
+                if (c >= 'A' && c <= 'Z') {
+                    std::string lower = part;
+                    for (auto& l : lower) {
+                        if (l >= 'A' && l <= 'Z') l = static_cast<char>(l - 'A' + 'a');
+                    }
+                    fail(mark, fmt::format("{}: unquoted identifier {} has upper-case letters "
+                                           "(write '\"{}\"' for that exact name, or {})",
+                                           path, quoted(part), part, quoted(lower)));
+                }
+                bool ok = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' ||
+                          c == '$' || static_cast<unsigned char>(c) >= 0x80;
+                if (!ok) {
+                    fail(mark, fmt::format("{}: unquoted identifier {} may contain only "
+                                           "[a-z0-9_$] (double-quote it otherwise)",
+                                           path, quoted(part)));
+                }
+            }
+            if ((part[0] >= '0' && part[0] <= '9') || part[0] == '$') {
+                fail(mark, fmt::format("{}: unquoted identifier {} must not start with a digit "
+                                       "or \"$\"",
+                                       path, quoted(part)));
+            }
+        }
+        parts.push_back(std::move(part));
+        if (pos == text.size()) break;
+        if (text[pos] != '.') {
+            fail(mark, fmt::format("{}: expected \".\" after a quoted identifier in {}", path,
+                                   quoted(text)));
+        }
+        ++pos;
+    }
+    if (parts.size() > 2) {
+        fail(mark, fmt::format("{}: {} has {} parts (expected \"schema.table\" or \"table\")", path,
+                               quoted(text), parts.size()));
+    }
+    if (parts.size() == 1) return {"public", std::move(parts[0])};
+    return {std::move(parts[0]), std::move(parts[1])};
+}
+
+SourceConfig Parser::parse_source(const Section& top) const {
+    if (!top.find("source")) fail(top.mark, "missing required key \"source\" at the top level");
+    Section s = subsection(top, "source", kSourceKeys);
+    SourceConfig c;
+    c.dsn = require_string(s, "dsn");
+    if (c.dsn.empty()) fail(s.find("dsn")->mark(), "source.dsn must not be empty");
+    if (auto slot = get_string(s, "slot")) {
+        bool valid = !slot->empty() && slot->size() <= kMaxIdentifierBytes &&
+                     std::all_of(slot->begin(), slot->end(), [](char ch) {
+                         return (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '_';
+                     });
+        if (!valid) {
+            fail(s.find("slot")->mark(),
+                 fmt::format("source.slot {} is not a valid replication slot name (1-63 "
+                             "characters from [a-z0-9_])",
+                             quoted(*slot)));
+        }
+        c.slot = std::move(*slot);
+    }
+    if (auto publication = get_string(s, "publication")) {
+        check_identifier(*publication, s.find("publication")->mark(), "source.publication");
+        c.publication = std::move(*publication);
+    }
+    if (auto v = get_bool(s, "create_slot")) c.create_slot = *v;
+    if (auto v = get_bool(s, "create_publication")) c.create_publication = *v;
+    if (auto v = get_duration(s, "status_interval")) {
+        if (v->count() == 0) {
+            fail(s.find("status_interval")->mark(),
+                 "source.status_interval must be greater than 0");
+        }
+        c.status_interval = *v;
+    }
+    if (auto v = get_duration(s, "heartbeat_interval")) c.heartbeat_interval = *v;
+    return c;
+}
+
+TargetConfig Parser::parse_target(const Section& top) const {
+    if (!top.find("target")) fail(top.mark, "missing required key \"target\" at the top level");
+    Section s = subsection(top, "target", kTargetKeys);
+    TargetConfig c;
+    c.dsn = require_string(s, "dsn");
+    if (c.dsn.empty()) fail(s.find("dsn")->mark(), "target.dsn must not be empty");
+    return c;
+}
+
+StatusConfig Parser::parse_status(const Section& top) const {
+    Section s = subsection(top, "status", kStatusKeys);
+    StatusConfig c;
+    auto listen = get_string(s, "listen");
+    if (!listen) return c;
+    c.listen = *listen;
+    if (c.listen.empty()) return c;
+    const YAML::Mark mark = s.find("listen")->mark();
+    auto bad = [&](std::string_view why) {
+        return fmt::format(
+            "status.listen {} {} (expected host:port, [ipv6]:port, or \"\" to "
+            "disable)",
+            quoted(c.listen), why);
+    };
+    std::string_view l = c.listen;
+    std::string_view host, port;
+    if (l.front() == '[') {
+        auto close = l.find(']');
+        if (close == std::string_view::npos) fail(mark, bad("has no closing \"]\""));
+        host = l.substr(1, close - 1);
+        if (close + 1 >= l.size() || l[close + 1] != ':') fail(mark, bad("has no port"));
+        port = l.substr(close + 2);
+    } else {
+        auto colon = l.rfind(':');
+        if (colon == std::string_view::npos) fail(mark, bad("has no port"));
+        host = l.substr(0, colon);
+        port = l.substr(colon + 1);
+        if (host.find(':') != std::string_view::npos) {
+            fail(mark, bad("needs brackets around an IPv6 address"));
+        }
+    }
+    if (host.empty()) fail(mark, bad("has no host"));
+    auto p = is_digits(port) ? parse_unsigned(port) : std::nullopt;
+    if (!p || *p < 1 || *p > 65535) fail(mark, bad("has an invalid port (1-65535)"));
+    return c;
+}
+
+ApplyConfig Parser::parse_apply(const Section& top) const {
+    Section s = subsection(top, "apply", kApplyKeys);
+    ApplyConfig c;
+    if (auto v = get_count(s, "batch_max_rows")) c.batch_max_rows = *v;
+    if (auto v = get_size(s, "batch_max_bytes")) c.batch_max_bytes = *v;
+    if (auto v = get_duration(s, "batch_max_delay")) c.batch_max_delay = *v;
+    if (auto v = get_choice(s, "on_error", kOnError)) {
+        c.on_error = *v == 0 ? OnError::Stop : OnError::DeadLetter;
+    }
+    return c;
+}
+
+ReconnectConfig Parser::parse_reconnect(const Section& top) const {
+    Section s = subsection(top, "reconnect", kReconnectKeys);
+    ReconnectConfig c;
+    if (auto v = get_duration(s, "initial_backoff")) {
+        if (v->count() == 0) {
+            fail(s.find("initial_backoff")->mark(),
+                 "reconnect.initial_backoff must be greater than 0");
+        }
+        c.initial_backoff = *v;
+    }
+    if (auto v = get_duration(s, "max_backoff")) c.max_backoff = *v;
+    if (c.max_backoff < c.initial_backoff) {
+        const Entry* e = s.find("max_backoff");
+        if (!e) e = s.find("initial_backoff");
+        fail(e->mark(),
+             fmt::format("reconnect.max_backoff ({}) must be at least "
+                         "reconnect.initial_backoff ({})",
+                         format_duration(c.max_backoff), format_duration(c.initial_backoff)));
+    }
+    return c;
+}
+
+void Parser::parse_key(const Entry& e, const std::string& path, mapping::MappingRule& rule) const {
+    std::vector<std::pair<std::string, YAML::Mark>> columns;
+    if (e.value.IsScalar()) {
+        columns.emplace_back(scalar(e, path), e.mark());
+    } else if (e.value.IsSequence()) {
+        std::size_t i = 0;
+        for (const auto& item : e.value) {
+            std::string item_path = fmt::format("{}[{}]", path, i++);
+            Entry item_entry{item_path, item.IsNull() ? e.mark() : item.Mark(), item};
+            columns.emplace_back(scalar(item_entry, item_path), item_entry.mark());
+        }
+        if (columns.empty()) fail(e.mark(), fmt::format("{} must not be an empty list", path));
+    } else {
+        fail(e.mark(), fmt::format("{} must be a column name or a list of column names, not {}",
+                                   path, describe(e.value)));
+    }
+    for (const auto& [column, mark] : columns) {
+        check_identifier(column, mark, path);
+        if (std::find(rule.key_columns.begin(), rule.key_columns.end(), column) !=
+            rule.key_columns.end()) {
+            fail(mark, fmt::format("{}: column {} is listed twice", path, quoted(column)));
+        }
+        rule.key_columns.push_back(column);
+    }
+}
+
+void Parser::parse_fields(const Entry& e, const std::string& path,
+                          mapping::MappingRule& rule) const {
+    if (!e.value.IsMap()) {
+        fail(e.mark(), fmt::format("{} must be a mapping of raw_json keys to columns, not {}", path,
+                                   describe(e.value)));
+    }
+    Section fields = section(e.value, e.key_mark, path, {});
+    if (fields.entries.empty()) fail(e.mark(), fmt::format("{} must not be empty", path));
+    for (const auto& f : fields.entries) {
+        std::string field_path = fields.key_path(f.key);
+        if (f.key.empty()) fail(f.key_mark, fmt::format("{}: empty raw_json key", path));
+        mapping::FieldRule rule_field;
+        rule_field.json_key = f.key;
+        YAML::Mark column_mark = f.mark();
+        if (f.value.IsMap()) {
+            Section s = section(f.value, f.key_mark, field_path, kFieldKeys);
+            rule_field.column = require_string(s, "column");
+            column_mark = s.find("column")->mark();
+            if (auto as = get_choice(s, "as", kConversions)) {
+                constexpr mapping::Conversion kAs[] = {mapping::Conversion::Auto,
+                                                       mapping::Conversion::EpochMillis,
+                                                       mapping::Conversion::Text};
+                rule_field.as = kAs[*as];
+            }
+        } else if (f.value.IsScalar()) {
+            rule_field.column = scalar(f, field_path);
+        } else {
+            fail(f.mark(), fmt::format("{} must be a column name or {{column: C, as: CONVERSION}}, "
+                                       "not {}",
+                                       field_path, describe(f.value)));
+        }
+        check_identifier(rule_field.column, column_mark, field_path);
+        if (f.key == "id") {
+            // raw_json.id is users_sync.id: it has to be the key.
+            if (rule.key_columns.size() > 1) {
+                fail(f.key_mark, fmt::format("{} is not allowed with a composite key (raw_json.id "
+                                             "is the key columns joined with \":\")",
+                                             field_path));
+            }
+            if (rule_field.column != rule.key_columns.front()) {
+                fail(column_mark,
+                     fmt::format("{} maps column {}, but the key is column {} (a field "
+                                 "named \"id\" must map the key column)",
+                                 field_path, quoted(rule_field.column),
+                                 quoted(rule.key_columns.front())));
+            }
+        }
+        rule.fields.push_back(std::move(rule_field));
+    }
+}
+
+mapping::MappingRule Parser::parse_mapping(const YAML::Node& node, const std::string& path,
+                                           YAML::Mark& source_mark) const {
+    if (!node.IsMap()) {
+        fail(node.Mark(), fmt::format("{} must be a mapping, not {}", path, describe(node)));
+    }
+    Section s = section(node, node.Mark(), path, kMappingKeys);
+    mapping::MappingRule rule;
+
+    std::string source = require_string(s, "source");
+    source_mark = s.find("source")->mark();
+    std::tie(rule.source_schema, rule.source_table) =
+        qualified_name(source, source_mark, s.key_path("source"));
+    if (auto target = get_string(s, "target")) {
+        std::tie(rule.target_schema, rule.target_table) =
+            qualified_name(*target, s.find("target")->mark(), s.key_path("target"));
+    }
+
+    const Entry* key = s.find("key");
+    if (!key) fail(s.mark, fmt::format("missing required key \"key\" in {}", path));
+    parse_key(*key, s.key_path("key"), rule);
+
+    const Entry* fields = s.find("fields");
+    if (!fields) fail(s.mark, fmt::format("missing required key \"fields\" in {}", path));
+    parse_fields(*fields, s.key_path("fields"), rule);
+
+    if (auto v = get_choice(s, "on_delete", kOnDelete)) {
+        rule.on_delete = *v == 0 ? mapping::OnDelete::Soft : mapping::OnDelete::Hard;
+    }
+    return rule;
+}
+
+std::vector<mapping::MappingRule> Parser::parse_mappings(const Section& top) const {
+    const Entry* e = top.find("mappings");
+    if (!e) fail(top.mark, "missing required key \"mappings\" at the top level");
+    if (!e->value.IsNull() && !e->value.IsSequence()) {
+        fail(e->mark(), fmt::format("mappings must be a list, not {}", describe(e->value)));
+    }
+    if (e->value.IsNull() || e->value.size() == 0) fail(e->mark(), "mappings must not be empty");
+
+    std::vector<mapping::MappingRule> rules;
+    std::map<std::pair<std::string, std::string>, int> seen;  // source table -> line
+    for (const auto& item : e->value) {
+        std::string path = fmt::format("mappings[{}]", rules.size());
+        YAML::Mark source_mark;
+        auto rule = parse_mapping(item, path, source_mark);
+        auto [it, inserted] =
+            seen.try_emplace({rule.source_schema, rule.source_table}, source_mark.line + 1);
+        if (!inserted) {
+            fail(source_mark, fmt::format("{}: duplicate mapping for source table {} (first at "
+                                          "line {})",
+                                          path, rule.source_name(), it->second));
+        }
+        rules.push_back(std::move(rule));
+    }
+    return rules;
+}
+
+Config Parser::parse(std::string_view yaml) {
+    std::vector<YAML::Node> docs;
+    try {
+        docs = YAML::LoadAll(std::string(yaml));
+    } catch (const YAML::Exception& e) {
+        // Syntax errors (ParserException) and the parser's nesting limit. A few of yaml-cpp's
+        // messages end with a piece of the document ("unknown escape character: q"), which may
+        // come from a password: only the fixed part before ": " is kept.
+        fail(e.mark, e.msg.substr(0, e.msg.find(": ")));
+    }
+    // Empty documents ("---" with nothing after it) do not count.
+    std::erase_if(docs, [](const YAML::Node& doc) { return doc.IsNull(); });
+    if (docs.empty()) fail(YAML::Mark::null_mark(), "the config is empty");
+    if (docs.size() > 1) {
+        fail(docs[1].Mark(), fmt::format("expected one YAML document, found {}", docs.size()));
+    }
+    const YAML::Node& root = docs[0];
+    Section top = section(root, root.Mark(), "", kTopKeys);
+
+    Config c;
+    c.path = name_;
+    c.source = parse_source(top);
+    c.target = parse_target(top);
+    c.status = parse_status(top);
+    c.apply = parse_apply(top);
+    c.reconnect = parse_reconnect(top);
+    c.mappings = parse_mappings(top);
+    return c;
+}
+
+}  // namespace
+
+EnvLookup process_env() {
+    return [](const std::string& name) -> std::optional<std::string> {
+        const char* value = std::getenv(name.c_str());
+        if (!value) return std::nullopt;
+        return std::string(value);
+    };
+}
+
+Config parse_config(std::string_view yaml, const std::string& name, const EnvLookup& env) {
+    return Parser(name, env).parse(yaml);
+}
+
+Config load_config(const std::string& path, const EnvLookup& env) {
+    auto cannot_read = [&](int err) {
+        return ConfigError(fmt::format("{}: cannot read config: {}", path, std::strerror(err)));
+    };
+    std::unique_ptr<std::FILE, int (*)(std::FILE*)> file(std::fopen(path.c_str(), "rb"),
+                                                         &std::fclose);
+    if (!file) throw cannot_read(errno);
+    std::string text;
+    char buf[8192];
+    while (true) {
+        std::size_t n = std::fread(buf, 1, sizeof buf, file.get());
+        text.append(buf, n);
+        if (n < sizeof buf) break;
+    }
+    if (std::ferror(file.get())) throw cannot_read(errno);
+    return parse_config(text, path, env);
+}
+
+}  // namespace authsync::config
