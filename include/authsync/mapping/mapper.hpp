@@ -5,10 +5,33 @@
 // Values are turned into JSON by source type (see Conversion). A column sent as unchanged
 // TOAST ('u') is left out of the image and the image is marked partial: the writer then keeps
 // the value already stored in raw_json for that key (never NULL). Pure: no I/O.
+//
+// Conversion by type, Auto (text output form, session TimeZone=UTC, DateStyle=ISO):
+//   bool                     t/f -> true/false
+//   int2/int4/int8/oid       the digits as a JSON number
+//   numeric/float4/float8    the number as written (normalised where JSON is stricter, e.g. a
+//                            leading '+' or '.'); NaN, Infinity, -Infinity -> JSON strings
+//   json/jsonb               embedded as sent (PostgreSQL has validated it)
+//   timestamptz/timestamp    "2024-01-02T03:04:05Z" in UTC, with ".ffffff" only when the
+//                            microseconds are not zero; BC years are astronomical (1 BC is
+//                            0000, 44 BC is -43) and years outside 0000-9999 take ECMAScript's
+//                            extended form, "-000043-03-15", "+010000-01-01";
+//                            infinity -> "infinity", -infinity -> "-infinity"
+//   date                     "2024-01-02" (same year rules)
+//   anything else            the text as a JSON string
+// EpochMillis: timestamps and dates -> integer milliseconds since 1970-01-01 UTC, rounded
+// toward negative infinity; integers pass through; numeric passes through rounded toward
+// negative infinity (users_sync casts it to bigint); any other type is rejected by bind.
+// JSON strings escape '"', backslash and control characters and keep valid UTF-8 as it is;
+// invalid UTF-8 (which a UTF8 database never sends) becomes U+FFFD per maximal ill-formed
+// subsequence, so the output is always valid JSON.
+// Error messages name the relation, column, json key and type, never a row's value (PII).
 #pragma once
 
+#include <cstddef>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -34,10 +57,13 @@ struct RowImage {
 
 class BoundMapping {
 public:
-    // Throws MappingError naming the relation and column when a key or field column is absent.
+    // Throws MappingError naming the relation and column when a key or field column is absent,
+    // when the relation is not the rule's source table, when a json key repeats, when a field
+    // "id" is not the single key column, or when EpochMillis is asked of a type it cannot apply
+    // to. The rule is copied: the BoundMapping does not refer to the caller's object.
     static BoundMapping bind(const MappingRule& rule, const pgoutput::Relation& relation);
 
-    const MappingRule& rule() const { return *rule_; }
+    const MappingRule& rule() const { return rule_; }
 
     // The image of a new tuple (Insert, or Update's new tuple). `old_tuple` (Update's 'K'/'O'
     // tuple, may be null) supplies key columns that the new tuple sent as unchanged TOAST.
@@ -53,9 +79,18 @@ private:
         int column = -1;  // position in the relation
         pgoutput::TypeId type_id = 0;
         Conversion as = Conversion::Auto;
+        bool is_key = false;  // the column is a key column
     };
-    const MappingRule* rule_ = nullptr;
+
+    void check_width(const pgoutput::TupleData& tuple, const char* which) const;
+    // The key column at key_positions_[i] of a new tuple, from the old tuple when unchanged TOAST.
+    const pgoutput::TupleColumn& new_key_column(std::size_t i, const pgoutput::TupleData& tuple,
+                                                const pgoutput::TupleData* old_tuple) const;
+    void append_field(std::string& out, std::size_t i, std::string_view text) const;
+
+    MappingRule rule_;
     std::string relation_name_;
+    std::size_t column_count_ = 0;
     std::vector<int> key_positions_;
     std::vector<BoundField> fields_;
     bool has_id_field_ = false;
