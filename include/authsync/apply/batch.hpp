@@ -1,0 +1,75 @@
+// Batch: the changes bound for the target, collapsed per key, turned into set-based SQL.
+//
+// Several source transactions may share one batch. Within it, changes to the same users_sync
+// row collapse to the final state (a later upsert wins, merging over an earlier image; a
+// delete wins over what came before; an upsert after a delete revives the row). statements()
+// then yields one array-parameter statement per kind of change and target table, so a batch
+// of any size costs a handful of round trips. Pure: builds SQL text and parameters, runs none.
+//
+// TRUNCATE is not collapsed: the applier flushes the batch's statements before it.
+#pragma once
+
+#include <cstddef>
+#include <map>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "authsync/core/pg_time.hpp"
+#include "authsync/mapping/mapper.hpp"
+#include "authsync/mapping/rule.hpp"
+
+namespace authsync::apply {
+
+using Params = std::vector<std::optional<std::string>>;
+
+struct Statement {
+    std::string sql;
+    Params params;
+    std::size_t rows = 0;  // changes it carries
+    enum class Kind { UpsertFull, UpsertPartial, SoftDelete, HardDelete } kind = Kind::UpsertFull;
+};
+
+class Batch {
+public:
+    void upsert(const mapping::MappingRule& rule, mapping::RowImage image, PgTimestamp commit_time);
+    void remove(const mapping::MappingRule& rule, std::string key, PgTimestamp commit_time);
+
+    // Changes held (after collapsing) and their approximate size in bytes.
+    std::size_t rows() const { return rows_; }
+    std::size_t bytes() const { return bytes_; }
+    bool empty() const { return rows_ == 0; }
+
+    std::vector<Statement> statements() const;
+    void clear();
+
+private:
+    struct Pending {
+        bool deleted = false;
+        mapping::RowImage image;  // when !deleted
+        PgTimestamp commit_time;
+        mapping::OnDelete on_delete = mapping::OnDelete::Soft;
+    };
+    struct Table {
+        std::string target_schema;
+        std::string target_table;
+        std::unordered_map<std::string, Pending> rows;
+    };
+    Table& table_for(const mapping::MappingRule& rule);
+
+    std::map<std::string, Table> tables_;  // by target name, for a stable statement order
+    std::size_t rows_ = 0;
+    std::size_t bytes_ = 0;
+};
+
+// A PostgreSQL array literal of text elements: {"a","b\"c",NULL}.
+std::string text_array_literal(const std::vector<const std::string*>& elements);
+
+// Statements that soft-delete (or remove) every row of a target table, for TRUNCATE.
+Statement truncate_statement(const mapping::MappingRule& rule, PgTimestamp commit_time);
+// The checkpoint upsert, run in the same transaction as the batch.
+Statement checkpoint_statement(const std::string& slot, const std::string& end_lsn,
+                               PgTimestamp commit_time);
+
+}  // namespace authsync::apply

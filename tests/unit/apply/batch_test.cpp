@@ -1,0 +1,109 @@
+#include <catch2/catch.hpp>
+
+#include "authsync/apply/batch.hpp"
+
+using namespace authsync;
+using namespace authsync::apply;
+using mapping::RowImage;
+
+namespace {
+
+mapping::MappingRule rule(mapping::OnDelete on_delete = mapping::OnDelete::Soft) {
+    mapping::MappingRule r;
+    r.source_table = "users";
+    r.key_columns = {"id"};
+    r.on_delete = on_delete;
+    return r;
+}
+
+RowImage image(std::string key, std::vector<std::pair<std::string, std::string>> fields,
+               bool partial = false) {
+    RowImage i;
+    i.key = std::move(key);
+    i.fields = std::move(fields);
+    i.partial = partial;
+    return i;
+}
+
+const Statement* find(const std::vector<Statement>& sts, Statement::Kind kind) {
+    for (const auto& s : sts) {
+        if (s.kind == kind) return &s;
+    }
+    return nullptr;
+}
+
+}  // namespace
+
+TEST_CASE("changes to one key collapse to its final state", "[apply]") {
+    auto r = rule();
+    Batch b;
+    b.upsert(r, image("1", {{"id", "\"1\""}, {"v", "1"}}), PgTimestamp{10});
+    b.upsert(r, image("1", {{"id", "\"1\""}, {"v", "2"}}), PgTimestamp{20});
+    b.upsert(r, image("2", {{"id", "\"2\""}, {"v", "1"}}), PgTimestamp{20});
+    b.remove(r, "2", PgTimestamp{30});
+    CHECK(b.rows() == 2);
+    auto sts = b.statements();
+    REQUIRE(sts.size() == 2);
+    const auto* up = find(sts, Statement::Kind::UpsertFull);
+    REQUIRE(up);
+    CHECK(up->rows == 1);
+    CHECK(up->params[0] == std::string(R"({"{\"id\":\"1\",\"v\":2}"})"));
+    CHECK(up->params[1] == std::string("{\"2000-01-01T00:00:00.000020Z\"}"));
+    const auto* del = find(sts, Statement::Kind::SoftDelete);
+    REQUIRE(del);
+    CHECK(del->params[0] == std::string("{\"2\"}"));
+    CHECK_THAT(del->sql, Catch::Contains("\"neon_auth\".\"users_sync\""));
+}
+
+TEST_CASE("a partial image merges over an earlier full one and becomes full", "[apply]") {
+    auto r = rule();
+    Batch b;
+    b.upsert(r, image("1", {{"id", "\"1\""}, {"bio", "\"long\""}, {"name", "\"a\""}}), PgTimestamp{1});
+    b.upsert(r, image("1", {{"id", "\"1\""}, {"name", "\"b\""}}, true), PgTimestamp{2});
+    auto sts = b.statements();
+    REQUIRE(sts.size() == 1);
+    CHECK(sts[0].kind == Statement::Kind::UpsertFull);
+    CHECK(sts[0].params[0] == std::string(R"({"{\"id\":\"1\",\"bio\":\"long\",\"name\":\"b\"}"})"));
+}
+
+TEST_CASE("a partial image alone is merged into the target's raw_json", "[apply]") {
+    auto r = rule();
+    Batch b;
+    b.upsert(r, image("1", {{"id", "\"1\""}, {"name", "\"b\""}}, true), PgTimestamp{2});
+    auto sts = b.statements();
+    REQUIRE(sts.size() == 1);
+    CHECK(sts[0].kind == Statement::Kind::UpsertPartial);
+    CHECK_THAT(sts[0].sql, Catch::Contains("t.raw_json || EXCLUDED.raw_json"));
+}
+
+TEST_CASE("an upsert after a delete revives the user; hard deletes remove", "[apply]") {
+    auto hard = rule(mapping::OnDelete::Hard);
+    Batch b;
+    b.remove(hard, "1", PgTimestamp{1});
+    b.upsert(hard, image("1", {{"id", "\"1\""}}), PgTimestamp{2});
+    b.upsert(hard, image("2", {{"id", "\"2\""}}), PgTimestamp{2});
+    b.remove(hard, "2", PgTimestamp{3});
+    auto sts = b.statements();
+    REQUIRE(sts.size() == 2);
+    CHECK(find(sts, Statement::Kind::UpsertFull)->params[0] == std::string(R"({"{\"id\":\"1\"}"})"));
+    CHECK(find(sts, Statement::Kind::HardDelete)->params[0] == std::string("{\"2\"}"));
+    b.clear();
+    CHECK(b.empty());
+    CHECK(b.bytes() == 0);
+    CHECK(b.statements().empty());
+}
+
+TEST_CASE("array literals quote every element and escape quotes and backslashes", "[apply]") {
+    std::string a = "plain", q = "say \"hi\"", bs = "back\\slash", comma = "a,b}{";
+    CHECK(text_array_literal({&a, nullptr, &q, &bs, &comma}) ==
+          R"({"plain",NULL,"say \"hi\"","back\\slash","a,b}{"})");
+    CHECK(text_array_literal({}) == "{}");
+}
+
+TEST_CASE("identifiers in statements are always quoted", "[apply]") {
+    auto r = rule();
+    r.target_schema = "My \"Schema\"";
+    r.target_table = "users sync";
+    auto st = truncate_statement(r, PgTimestamp{0});
+    CHECK_THAT(st.sql, Catch::Contains(R"("My ""Schema"""."users sync")"));
+}
