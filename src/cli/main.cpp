@@ -2,6 +2,7 @@
 #include <CLI/CLI.hpp>
 #include <iostream>
 
+#include "authsync/cli/commands.hpp"
 #include "authsync/cli/decode_command.hpp"
 #include "authsync/version.hpp"
 
@@ -9,6 +10,28 @@ int main(int argc, char** argv) {
     CLI::App app{"authsync: keeps neon_auth.users_sync in sync with an auth provider's database"};
     app.set_version_flag("--version", std::string("authsync ") + authsync::kVersion);
     app.require_subcommand(1);
+    std::string log_level = "info";
+    app.add_option("--log-level", log_level, "trace, debug, info, warn or error")
+        ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}))
+        ->capture_default_str();
+
+    std::string config_path = "conf/authsync.yaml";
+    auto add_config = [&](CLI::App* cmd) {
+        cmd->add_option("-c,--config", config_path, "YAML configuration file")
+            ->capture_default_str();
+    };
+    auto* run = app.add_subcommand("run", "Stream the provider's slot into the target until "
+                                          "SIGTERM/SIGINT");
+    add_config(run);
+    auto* check = app.add_subcommand(
+        "check", "Validate the config and both connections; report every problem with a hint");
+    add_config(check);
+    auto* init = app.add_subcommand(
+        "init", "Create what is missing (publication, slot, target schema) and exit");
+    add_config(init);
+    auto* teardown = app.add_subcommand(
+        "teardown", "Drop the slot and publication; leave users_sync and its data in place");
+    add_config(teardown);
 
     authsync::cli::DecodeOptions decode;
     auto* decode_cmd = app.add_subcommand(
@@ -25,9 +48,14 @@ int main(int argc, char** argv) {
                          "lines are whole CopyData frames of the streaming protocol ('w'/'k')");
 
     CLI11_PARSE(app, argc, argv);
+    authsync::cli::setup_logging(log_level);
 
     if (decode_cmd->parsed()) {
         return authsync::cli::run_decode(std::cin, std::cout, std::cerr, decode);
     }
-    return 0;
+    if (run->parsed()) return authsync::cli::run_command(config_path);
+    if (check->parsed()) return authsync::cli::check_command(config_path);
+    if (init->parsed()) return authsync::cli::init_command(config_path);
+    if (teardown->parsed()) return authsync::cli::teardown_command(config_path);
+    return 2;
 }

@@ -27,6 +27,22 @@ bool PgError::is_object_in_use() const { return sqlstate_ == "55006"; }
 
 bool PgError::is_constraint_violation() const { return sqlstate_.rfind("23", 0) == 0; }
 
+std::string one_line(std::string_view message) {
+    std::string out;
+    out.reserve(message.size());
+    bool space = false;
+    for (char c : message) {
+        if (c == '\n' || c == '\t' || c == '\r' || c == ' ') {
+            space = true;
+            continue;
+        }
+        if (space && !out.empty()) out += ' ';
+        space = false;
+        out += c;
+    }
+    return out;
+}
+
 std::string redact_dsn(std::string_view dsn) {
     std::string s(dsn);
     static const std::regex kv(R"((password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+))",
@@ -66,8 +82,7 @@ Connection Connection::connect(const std::string& dsn) {
     Connection c(PQconnectdb(dsn.c_str()));
     if (!c.conn_) throw PgError("could not allocate a connection");
     if (PQstatus(c.raw()) != CONNECTION_OK) {
-        std::string reason = PQerrorMessage(c.raw());
-        while (!reason.empty() && (reason.back() == '\n' || reason.back() == ' ')) reason.pop_back();
+        std::string reason = one_line(PQerrorMessage(c.raw()));
         throw PgError(fmt::format("could not connect to {}: {}", redact_dsn(dsn), reason), "08001");
     }
     return c;
@@ -82,7 +97,7 @@ void throw_result_error(pg_conn* conn, pg_result* res, std::string_view context)
     if (message.empty()) {
         message = res ? PQresultErrorMessage(res) : "";
         if (message.empty() && conn) message = PQerrorMessage(conn);
-        while (!message.empty() && (message.back() == '\n' || message.back() == ' ')) message.pop_back();
+        message = one_line(message);
     }
     std::string sqlstate = field(PG_DIAG_SQLSTATE);
     std::string full = context.empty() ? message : fmt::format("{}: {}", context, message);
@@ -125,25 +140,5 @@ Result Connection::exec_params(const std::string& sql, const Params& params) {
 
 int Connection::socket() const { return PQsocket(raw()); }
 int Connection::server_version() const { return PQserverVersion(raw()); }
-
-std::string quote_identifier(std::string_view name) {
-    std::string out = "\"";
-    for (char c : name) {
-        if (c == '"') out += '"';
-        out += c;
-    }
-    out += '"';
-    return out;
-}
-
-std::string quote_literal(std::string_view text) {
-    std::string out = "'";
-    for (char c : text) {
-        if (c == '\'') out += '\'';
-        out += c;
-    }
-    out += '\'';
-    return out;
-}
 
 }  // namespace authsync::pg

@@ -151,7 +151,7 @@ pg::Connection PgCluster::connect(const std::string& dbname) const {
 
 std::string PgCluster::create_database(const std::string& prefix) {
     std::string name = prefix + "_" + std::to_string(++db_counter_);
-    connect().exec("CREATE DATABASE " + pg::quote_identifier(name));
+    connect().exec("CREATE DATABASE " + quote_identifier(name));
     return name;
 }
 

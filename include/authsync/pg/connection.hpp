@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "authsync/core/error.hpp"
+#include "authsync/core/sql.hpp"
 
 struct pg_conn;
 struct pg_result;
@@ -43,6 +44,10 @@ private:
     std::string hint_;
 };
 
+// libpq's multi-line messages as one log line: newlines and tabs become single spaces,
+// trailing whitespace goes.
+std::string one_line(std::string_view message);
+
 // `password=secret` -> `password=***`, and `postgresql://u:secret@h` -> `postgresql://u:***@h`.
 std::string redact_dsn(std::string_view dsn);
 
@@ -68,6 +73,16 @@ private:
 };
 
 using Params = std::vector<std::optional<std::string>>;
+
+// Params from values. (Named construction instead of a braced list: GCC 12 miscompiles
+// initializer lists inside coroutines.)
+template <typename... T>
+Params params(T&&... values) {
+    Params p;
+    p.reserve(sizeof...(T));
+    (p.emplace_back(std::forward<T>(values)), ...);
+    return p;
+}
 
 class Connection {
 public:
@@ -99,10 +114,5 @@ private:
 // Checks a result's status is one of the OK statuses; otherwise throws (and frees nothing:
 // the caller's Result owns it).
 void check_result(pg_conn* conn, pg_result* res, std::string_view context);
-
-// Quotes an identifier for SQL (PQescapeIdentifier semantics without a connection).
-std::string quote_identifier(std::string_view name);
-// Quotes a string literal for SQL ('' doubling; for catalog names in utility commands only).
-std::string quote_literal(std::string_view text);
 
 }  // namespace authsync::pg

@@ -1,0 +1,19 @@
+// The subcommands that talk to databases: run, check, init, teardown.
+//
+// Each returns the process exit code (see README: 0 success, 1 failure or problems found,
+// 2 usage errors are CLI11's).
+#pragma once
+
+#include <string>
+
+namespace authsync::cli {
+
+int run_command(const std::string& config_path);
+int check_command(const std::string& config_path);
+int init_command(const std::string& config_path);
+int teardown_command(const std::string& config_path);
+
+// Sets up spdlog: text to stderr at the given level (trace|debug|info|warn|error).
+void setup_logging(const std::string& level);
+
+}  // namespace authsync::cli

@@ -1,0 +1,53 @@
+// The sync engine: the provider's slot in, neon_auth.users_sync out, exactly once.
+//
+// Session: one connected run. It connects to the target (takes the per-slot advisory lock,
+// creates the schema, reads the checkpoint), prepares the source (publication, slot), then
+// streams: decode -> map -> collapse into a Batch -> apply in one target transaction that also
+// writes the checkpoint (end_lsn of the last source Commit it holds). Only then is that LSN
+// reported to the provider as flushed. While nothing is pending, keepalives are acknowledged
+// at their WAL end so an idle slot never holds WAL.
+//
+// Supervisor: runs sessions on one event loop until SIGTERM/SIGINT; connection loss, server
+// restarts, serialization failures and "slot is active" reconnect with exponential backoff and
+// jitter; protocol, mapping and constraint errors stop the process with exit code 1.
+#pragma once
+
+#include <utility>  // before Asio (Boost 1.74)
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <memory>
+
+#include "authsync/config/config.hpp"
+#include "authsync/engine/status.hpp"
+
+namespace authsync::engine {
+
+namespace asio = boost::asio;
+
+class Session;
+
+class Supervisor {
+public:
+    Supervisor(asio::io_context& io, config::Config config);
+    ~Supervisor();
+
+    // Runs until stopped or a permanent error; returns the exit code (0 or 1).
+    asio::awaitable<int> run();
+    // Asks for a clean stop: finish or roll back the batch in flight, report, return.
+    void request_stop();
+
+    const EngineStatus& status() const { return status_; }
+    const config::Config& config() const { return config_; }
+
+private:
+    asio::io_context& io_;
+    config::Config config_;
+    EngineStatus status_;
+    bool stop_requested_ = false;
+    Session* session_ = nullptr;  // the running session, for request_stop
+    asio::steady_timer backoff_timer_;
+};
+
+}  // namespace authsync::engine

@@ -1,0 +1,58 @@
+// Provisioning: what authsync needs on both sides, checked and created.
+//
+// Source: the publication for the mapped tables and the logical slot (plugin pgoutput).
+// Target: neon_auth.users_sync exactly as Neon Auth defines it (and any other mapped target
+// table with the same shape), and authsync's own state in the `authsync` schema.
+// Used by `run` (creates what is missing when allowed), `init`, `teardown` and `check`.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "authsync/config/config.hpp"
+#include "authsync/core/lsn.hpp"
+#include "authsync/pg/async_connection.hpp"
+
+namespace authsync::engine {
+
+namespace asio = boost::asio;
+
+// DDL for a users_sync-shaped table.
+std::string users_sync_ddl(const std::string& schema, const std::string& table);
+// DDL for the authsync schema (checkpoint table).
+std::string state_ddl();
+
+struct SlotInfo {
+    std::string plugin;
+    std::string database;
+    bool active = false;
+    std::optional<std::string> wal_status;
+    std::optional<Lsn> confirmed_flush;
+};
+
+asio::awaitable<std::optional<SlotInfo>> find_slot(pg::AsyncConnection& source,
+                                                   const std::string& slot);
+asio::awaitable<bool> publication_exists(pg::AsyncConnection& source, const std::string& name);
+asio::awaitable<void> create_publication(pg::AsyncConnection& source, const config::Config& config);
+asio::awaitable<void> create_slot(pg::AsyncConnection& source, const std::string& slot);
+
+// Creates the target tables and state schema when missing.
+asio::awaitable<void> ensure_target_schema(pg::AsyncConnection& target,
+                                           const config::Config& config);
+// The checkpoint stored for a slot, if any.
+asio::awaitable<std::optional<Lsn>> read_checkpoint(pg::AsyncConnection& target,
+                                                    const std::string& slot);
+
+// A problem found by `check`, with a hint on how to fix it.
+struct Problem {
+    std::string what;
+    std::string hint;
+};
+
+asio::awaitable<std::vector<Problem>> check_source(pg::AsyncConnection& source,
+                                                   const config::Config& config);
+asio::awaitable<std::vector<Problem>> check_target(pg::AsyncConnection& target,
+                                                   const config::Config& config);
+
+}  // namespace authsync::engine

@@ -1,0 +1,91 @@
+// AsyncConnection: one libpq connection driven non-blocking from an Asio event loop.
+//
+// The loop waits on the connection's socket; libpq does the protocol. Used for the target
+// (queries in a transaction) and for the source's replication stream (COPY BOTH). Every call
+// must come from the loop's thread; a connection serves one operation at a time, except that
+// put_copy_data may be called while a read_copy_data is waiting (the status update timer).
+#pragma once
+
+#include <utility>  // before Asio: Boost 1.74's awaitable.hpp uses std::exchange
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/posix/stream_descriptor.hpp>
+#include <cstddef>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+
+#include "authsync/pg/connection.hpp"
+
+namespace authsync::pg {
+
+namespace asio = boost::asio;
+
+// A buffer returned by PQgetCopyData, freed with PQfreemem.
+class CopyBuffer {
+public:
+    CopyBuffer() = default;
+    CopyBuffer(char* data, int size) : data_(data), size_(static_cast<std::size_t>(size)) {}
+    std::span<const std::byte> bytes() const {
+        return {reinterpret_cast<const std::byte*>(data_.get()), size_};
+    }
+
+private:
+    struct Deleter {
+        void operator()(char* p) const;
+    };
+    std::unique_ptr<char, Deleter> data_;
+    std::size_t size_ = 0;
+};
+
+class AsyncConnection {
+public:
+    explicit AsyncConnection(asio::any_io_executor executor) : executor_(std::move(executor)) {}
+    ~AsyncConnection();
+    AsyncConnection(const AsyncConnection&) = delete;
+    AsyncConnection& operator=(const AsyncConnection&) = delete;
+
+    // Connects without blocking the loop. `application_name` and, for a replication
+    // connection, replication=database and session settings that make output functions
+    // predictable (ISO dates, UTC, full float precision) take precedence over the DSN.
+    // Throws PgError.
+    asio::awaitable<void> connect(std::string dsn, std::string application_name,
+                                  bool replication = false);
+
+    // Runs a simple query (may hold several statements); returns the last result.
+    asio::awaitable<Result> query(std::string sql);
+    asio::awaitable<Result> query_params(std::string sql, Params params);
+
+    // Sends a command that enters COPY BOTH (START_REPLICATION) and waits until it has.
+    asio::awaitable<void> start_copy_both(const std::string& command);
+    // The next CopyData message, waiting as needed; nullopt when the server ended the COPY
+    // (the final result is checked and a failure is thrown as PgError).
+    asio::awaitable<std::optional<CopyBuffer>> read_copy_data();
+    // A CopyData message if one is already buffered, without waiting.
+    std::optional<CopyBuffer> try_read_copy_data();
+    // Queues and flushes one CopyData message.
+    asio::awaitable<void> put_copy_data(std::span<const std::byte> bytes);
+
+    // Cancels a pending wait on the socket (the waiting operation throws operation_aborted).
+    void cancel();
+    void close();
+    bool is_open() const { return static_cast<bool>(conn_); }
+    pg_conn* raw() const { return conn_.raw(); }
+
+private:
+    asio::awaitable<void> wait_readable();
+    asio::awaitable<void> wait_writable();
+    asio::awaitable<void> flush();
+    asio::awaitable<Result> collect_results(const std::string& context);
+    void attach_socket();
+    void detach_socket();
+    [[noreturn]] void throw_connection_error(const std::string& context);
+
+    asio::any_io_executor executor_;
+    Connection conn_;
+    std::optional<asio::posix::stream_descriptor> socket_;
+    std::string redacted_dsn_;
+};
+
+}  // namespace authsync::pg

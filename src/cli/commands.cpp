@@ -1,0 +1,197 @@
+#include "authsync/cli/commands.hpp"
+
+#include <utility>  // before Asio (Boost 1.74)
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <csignal>
+#include <iostream>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include "authsync/config/config.hpp"
+#include "authsync/core/sql.hpp"
+#include "authsync/engine/engine.hpp"
+#include "authsync/engine/provisioning.hpp"
+#include "authsync/pg/async_connection.hpp"
+
+namespace authsync::cli {
+
+namespace asio = boost::asio;
+using asio::awaitable;
+
+namespace {
+
+// Runs one coroutine to completion on a fresh loop; rethrows what it threw.
+template <typename T>
+T run_on_loop(awaitable<T> work) {
+    asio::io_context io;
+    std::exception_ptr failure;
+    std::optional<T> result;
+    asio::co_spawn(io, std::move(work), [&](std::exception_ptr e, T value) {
+        failure = e;
+        if (!e) result = std::move(value);
+    });
+    io.run();
+    if (failure) std::rethrow_exception(failure);
+    return std::move(*result);
+}
+
+std::optional<config::Config> load(const std::string& path) {
+    try {
+        return config::load_config(path, config::process_env());
+    } catch (const ConfigError& e) {
+        std::cerr << "authsync: " << e.what() << '\n';
+        return std::nullopt;
+    }
+}
+
+}  // namespace
+
+void setup_logging(const std::string& level) {
+    auto sink = std::make_shared<spdlog::sinks::stderr_color_sink_mt>();
+    auto logger = std::make_shared<spdlog::logger>("authsync", sink);
+    logger->set_pattern("%Y-%m-%dT%H:%M:%S.%e%z %^%l%$ [%n] %v");
+    spdlog::set_default_logger(logger);
+    spdlog::set_level(spdlog::level::from_str(level));
+}
+
+int run_command(const std::string& config_path) {
+    auto config = load(config_path);
+    if (!config) return 1;
+    asio::io_context io;
+    engine::Supervisor supervisor(io, std::move(*config));
+    asio::signal_set signals(io, SIGINT, SIGTERM);
+    std::function<void(const boost::system::error_code&, int)> on_signal =
+        [&](const boost::system::error_code& ec, int) {
+            if (ec) return;
+            supervisor.request_stop();
+            signals.async_wait(on_signal);  // a second signal is harmless
+        };
+    signals.async_wait(on_signal);
+    int exit_code = 1;
+    asio::co_spawn(io, supervisor.run(), [&](std::exception_ptr e, int code) {
+        if (e) {
+            try {
+                std::rethrow_exception(e);
+            } catch (const std::exception& err) {
+                spdlog::error("engine failed: {}", err.what());
+            }
+            exit_code = 1;
+        } else {
+            exit_code = code;
+        }
+        signals.cancel();
+        io.stop();
+    });
+    io.run();
+    return exit_code;
+}
+
+int check_command(const std::string& config_path) {
+    auto config = load(config_path);
+    if (!config) return 1;
+    std::cout << "config " << config_path << ": ok (" << config->mappings.size()
+              << " mapping(s))\n";
+    std::vector<engine::Problem> problems;
+    auto check_side = [&](const std::string& side, const std::string& dsn, bool source) {
+        try {
+            auto found = run_on_loop([&]() -> awaitable<std::vector<engine::Problem>> {
+                pg::AsyncConnection conn(co_await asio::this_coro::executor);
+                co_await conn.connect(dsn, "authsync check");
+                // (Not a conditional expression: GCC 12 mishandles co_await inside one.)
+                if (source) co_return co_await engine::check_source(conn, *config);
+                co_return co_await engine::check_target(conn, *config);
+            }());
+            problems.insert(problems.end(), found.begin(), found.end());
+            std::cout << side << " " << pg::redact_dsn(dsn) << ": connected\n";
+        } catch (const Error& e) {
+            problems.push_back({side + ": " + e.what(),
+                                "check the dsn, that the server runs and accepts connections "
+                                "from this host"});
+        }
+    };
+    check_side("source", config->source.dsn, true);
+    check_side("target", config->target.dsn, false);
+    for (const auto& p : problems) {
+        std::cout << "problem: " << p.what << "\n  hint: " << p.hint << '\n';
+    }
+    std::cout << (problems.empty() ? "all checks passed\n"
+                                   : std::to_string(problems.size()) + " problem(s) found\n");
+    return problems.empty() ? 0 : 1;
+}
+
+int init_command(const std::string& config_path) {
+    auto config = load(config_path);
+    if (!config) return 1;
+    try {
+        run_on_loop([&]() -> awaitable<int> {
+            auto ex = co_await asio::this_coro::executor;
+            pg::AsyncConnection target(ex);
+            co_await target.connect(config->target.dsn, "authsync init");
+            co_await engine::ensure_target_schema(target, *config);
+            std::cout << "target: schema ready\n";
+            pg::AsyncConnection source(ex);
+            co_await source.connect(config->source.dsn, "authsync init");
+            if (co_await engine::publication_exists(source, config->source.publication)) {
+                std::cout << "source: publication " << config->source.publication << " exists\n";
+            } else {
+                co_await engine::create_publication(source, *config);
+                std::cout << "source: created publication " << config->source.publication << '\n';
+            }
+            if (co_await engine::find_slot(source, config->source.slot)) {
+                std::cout << "source: slot " << config->source.slot << " exists\n";
+            } else {
+                co_await engine::create_slot(source, config->source.slot);
+                std::cout << "source: created slot " << config->source.slot << '\n';
+            }
+            co_return 0;
+        }());
+    } catch (const Error& e) {
+        std::cerr << "authsync init: " << e.what() << '\n';
+        return 1;
+    }
+    return 0;
+}
+
+int teardown_command(const std::string& config_path) {
+    auto config = load(config_path);
+    if (!config) return 1;
+    try {
+        run_on_loop([&]() -> awaitable<int> {
+            auto ex = co_await asio::this_coro::executor;
+            pg::AsyncConnection source(ex);
+            co_await source.connect(config->source.dsn,
+                                    "authsync teardown");
+            if (co_await engine::find_slot(source, config->source.slot)) {
+                co_await source.query_params("SELECT pg_drop_replication_slot($1)",
+                                             pg::params(config->source.slot));
+                std::cout << "source: dropped slot " << config->source.slot << '\n';
+            } else {
+                std::cout << "source: slot " << config->source.slot << " does not exist\n";
+            }
+            co_await source.query("DROP PUBLICATION IF EXISTS " +
+                                  quote_identifier(config->source.publication));
+            std::cout << "source: dropped publication " << config->source.publication << '\n';
+            pg::AsyncConnection target(ex);
+            co_await target.connect(config->target.dsn,
+                                    "authsync teardown");
+            // The checkpoint belongs to the dropped slot; the synced users stay.
+            auto state = co_await target.query("SELECT to_regclass('authsync.checkpoint')");
+            if (!state.is_null(0, 0)) {
+                co_await target.query_params("DELETE FROM authsync.checkpoint WHERE slot = $1",
+                                             pg::params(config->source.slot));
+            }
+            std::cout << "target: removed the checkpoint of slot " << config->source.slot
+                      << "; users_sync and its data are left in place\n";
+            co_return 0;
+        }());
+    } catch (const Error& e) {
+        std::cerr << "authsync teardown: " << e.what() << '\n';
+        return 1;
+    }
+    return 0;
+}
+
+}  // namespace authsync::cli

@@ -1,0 +1,558 @@
+#include "authsync/engine/engine.hpp"
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include <random>
+#include <unordered_map>
+
+#include "authsync/apply/batch.hpp"
+#include "authsync/core/sql.hpp"
+#include "authsync/engine/provisioning.hpp"
+#include "authsync/mapping/mapper.hpp"
+#include "authsync/pg/async_connection.hpp"
+#include "authsync/pgoutput/decoder.hpp"
+#include "authsync/pgoutput/relation_cache.hpp"
+#include "authsync/wire/replication_message.hpp"
+
+namespace authsync::engine {
+
+using asio::awaitable;
+using asio::use_awaitable;
+using Clock = std::chrono::steady_clock;
+
+const char* state_name(State state) {
+    switch (state) {
+        case State::Starting: return "starting";
+        case State::Waiting: return "waiting";
+        case State::Snapshotting: return "snapshotting";
+        case State::Streaming: return "streaming";
+        case State::Reconnecting: return "reconnecting";
+        case State::Stopping: return "stopping";
+        case State::Failed: return "failed";
+    }
+    return "unknown";
+}
+
+namespace {
+
+std::shared_ptr<spdlog::logger> logger(const std::string& name) {
+    auto l = spdlog::get(name);
+    if (!l) {
+        l = spdlog::default_logger()->clone(name);
+        spdlog::register_logger(l);
+    }
+    return l;
+}
+
+// A permanent failure that is none of the typed ones (e.g. a lost slot).
+class FatalError : public Error {
+public:
+    using Error::Error;
+};
+
+}  // namespace
+
+// One connected run of the engine. See engine.hpp.
+class Session {
+public:
+    Session(const config::Config& config, EngineStatus& status, asio::any_io_executor ex)
+        : config_(config),
+          status_(status),
+          source_(ex),
+          replication_(ex),
+          target_(ex),
+          status_timer_(ex),
+          log_(logger("engine")) {}
+
+    awaitable<void> run();
+
+    void request_stop() {
+        stop_requested_ = true;
+        replication_.cancel();
+        status_timer_.cancel();
+    }
+    bool reached_streaming() const { return reached_streaming_; }
+
+private:
+    awaitable<void> prepare();
+    awaitable<void> stream();
+    awaitable<void> handle_xlog(const wire::XLogData& x);
+    awaitable<void> handle_change(const pgoutput::Message& m);
+    awaitable<void> flush_chunk();
+    awaitable<void> apply_batch();
+    awaitable<void> rollback();
+    awaitable<void> send_status(bool reply_requested);
+    awaitable<void> status_loop();
+    awaitable<std::optional<pg::CopyBuffer>> next_copy_data();
+    bool more_data_waiting();
+    bool idle() const { return !in_transaction_ && batch_.empty() && !target_tx_open_; }
+    const mapping::BoundMapping* mapping_for(pgoutput::RelationId id) const;
+    void bind_relation(const pgoutput::Relation& rel);
+
+    const config::Config& config_;
+    EngineStatus& status_;
+    pg::AsyncConnection source_;       // normal connection to the provider
+    pg::AsyncConnection replication_;  // replication=database connection
+    pg::AsyncConnection target_;
+    asio::steady_timer status_timer_;
+    std::shared_ptr<spdlog::logger> log_;
+
+    pgoutput::Decoder decoder_;
+    pgoutput::RelationCache relations_;
+    std::unordered_map<pgoutput::RelationId, mapping::BoundMapping> bound_;
+    apply::Batch batch_;
+    std::optional<pg::CopyBuffer> lookahead_;
+
+    Lsn checkpoint_;        // end_lsn durable in the target at start
+    Lsn durable_lsn_;       // end_lsn of the last applied source transaction
+    Lsn acked_lsn_;         // what we report as flushed (durable, or idle-acknowledged)
+    Lsn received_lsn_;      // end_lsn of the last Commit received
+    Lsn pending_end_lsn_;   // end_lsn of the last Commit in the batch
+    PgTimestamp pending_commit_time_;
+    std::size_t pending_txns_ = 0;
+    Clock::time_point batch_started_;
+    bool in_transaction_ = false;  // between Begin and Commit
+    bool skipping_ = false;        // transaction at or below the checkpoint
+    PgTimestamp txn_commit_time_;
+    bool target_tx_open_ = false;
+    bool stop_requested_ = false;
+    bool streaming_ = false;
+    bool reached_streaming_ = false;
+};
+
+awaitable<void> Session::run() {
+    status_.state = State::Starting;
+    co_await prepare();
+    if (stop_requested_) co_return;
+    auto ex = co_await asio::this_coro::executor;
+    streaming_ = true;
+    asio::co_spawn(ex, status_loop(), [log = log_](std::exception_ptr e) {
+        if (!e) return;
+        try {
+            std::rethrow_exception(e);
+        } catch (const std::exception& err) {
+            log->warn("status updates stopped: {}", err.what());
+        }
+    });
+    try {
+        co_await stream();
+    } catch (...) {
+        streaming_ = false;
+        status_timer_.cancel();
+        throw;
+    }
+    streaming_ = false;
+    status_timer_.cancel();
+}
+
+awaitable<void> Session::prepare() {
+    const auto& src = config_.source;
+    // Target first: it holds the checkpoint, and the advisory lock that makes this instance
+    // the only writer for the slot.
+    co_await target_.connect(config_.target.dsn, "authsync");
+    const auto lock_key = "authsync:slot:" + src.slot;
+    bool waiting_logged = false;
+    for (;;) {
+        auto r = co_await target_.query_params("SELECT pg_try_advisory_lock(hashtext($1))",
+                                               pg::params(lock_key));
+        if (r.get(0, 0) == "t") break;
+        if (!waiting_logged) {
+            log_->info("another instance holds slot {}; waiting to take over", src.slot);
+            waiting_logged = true;
+        }
+        status_.state = State::Waiting;
+        asio::steady_timer t(co_await asio::this_coro::executor, std::chrono::seconds(1));
+        co_await t.async_wait(use_awaitable);
+        if (stop_requested_) co_return;
+    }
+    co_await ensure_target_schema(target_, config_);
+    auto checkpoint = co_await read_checkpoint(target_, src.slot);
+    checkpoint_ = checkpoint.value_or(Lsn{});
+    durable_lsn_ = acked_lsn_ = received_lsn_ = checkpoint_;
+    status_.applied_lsn = status_.flushed_lsn = checkpoint_;
+
+    co_await source_.connect(src.dsn, "authsync");
+    if (!co_await publication_exists(source_, src.publication)) {
+        if (!src.create_publication) {
+            throw FatalError(fmt::format("publication \"{}\" does not exist on the source (run "
+                                         "`authsync init`, or set source.create_publication)",
+                                         src.publication));
+        }
+        co_await create_publication(source_, config_);
+        log_->info("created publication {}", src.publication);
+    }
+    auto slot = co_await find_slot(source_, src.slot);
+    if (!slot) {
+        if (checkpoint) {
+            throw FatalError(fmt::format(
+                "slot {} does not exist on the source, but the target has a checkpoint at {}: "
+                "changes made since then are lost to this slot; run `authsync resync` to "
+                "rebuild the slot and copy the users again",
+                src.slot, checkpoint->to_string()));
+        }
+        if (!src.create_slot) {
+            throw FatalError(fmt::format("slot {} does not exist on the source (run `authsync "
+                                         "init`, or set source.create_slot)",
+                                         src.slot));
+        }
+        co_await create_slot(source_, src.slot);
+        log_->info("created slot {}", src.slot);
+    } else {
+        if (slot->plugin != "pgoutput") {
+            throw FatalError(fmt::format("slot {} uses plugin {}, authsync needs pgoutput",
+                                         src.slot, slot->plugin));
+        }
+        if (slot->wal_status == "lost") {
+            throw FatalError(fmt::format("slot {} is lost: the provider removed WAL it still "
+                                         "needed; run `authsync resync` to rebuild it",
+                                         src.slot));
+        }
+    }
+    source_.close();
+
+    // Output functions run in the walsender: the replication connection fixes their settings.
+    co_await replication_.connect(src.dsn, "authsync", true);
+    auto ident = co_await replication_.query("IDENTIFY_SYSTEM");
+    log_->info("connected: system {} timeline {} wal {}", ident.get(0, 0), ident.get(0, 1),
+               ident.get(0, 2));
+    const auto command = fmt::format(
+        "START_REPLICATION SLOT {} LOGICAL {} (proto_version '1', publication_names {}, "
+        "messages 'true')",
+        quote_identifier(src.slot), checkpoint_.to_string(),
+        quote_literal(quote_identifier(src.publication)));
+    co_await replication_.start_copy_both(command);
+    status_.state = State::Streaming;
+    reached_streaming_ = true;
+    log_->info("streaming slot={} from lsn={}", src.slot, checkpoint_.to_string());
+}
+
+awaitable<std::optional<pg::CopyBuffer>> Session::next_copy_data() {
+    if (lookahead_) {
+        auto b = std::move(lookahead_);
+        lookahead_.reset();
+        co_return b;
+    }
+    co_return co_await replication_.read_copy_data();
+}
+
+bool Session::more_data_waiting() {
+    if (lookahead_) return true;
+    lookahead_ = replication_.try_read_copy_data();
+    return lookahead_.has_value();
+}
+
+awaitable<void> Session::stream() {
+    for (;;) {
+        // Whole transactions are waiting in the batch and nothing more has arrived: apply
+        // them now, so that at low load every transaction is applied as soon as it arrives.
+        if (pending_txns_ > 0 && !in_transaction_ && !more_data_waiting()) co_await apply_batch();
+        std::optional<pg::CopyBuffer> data;
+        try {
+            data = co_await next_copy_data();
+        } catch (const boost::system::system_error& e) {
+            if (e.code() != asio::error::operation_aborted) throw;
+        }
+        if (stop_requested_) break;
+        if (!data) {
+            throw pg::PgError("the provider ended the replication stream");
+        }
+        auto frame = wire::decode_server_message(data->bytes());
+        if (auto* x = std::get_if<wire::XLogData>(&frame)) {
+            co_await handle_xlog(*x);
+        } else {
+            const auto& k = std::get<wire::PrimaryKeepalive>(frame);
+            status_.provider_wal_lsn = std::max(status_.provider_wal_lsn, k.wal_end);
+            if (idle() && !lookahead_) {
+                // Everything received is applied: what the provider sent up to its WAL end
+                // holds nothing more for us, so acknowledge it and let the slot advance.
+                acked_lsn_ = std::max(acked_lsn_, k.wal_end);
+                status_.applied_lsn = acked_lsn_;
+            }
+            if (k.reply_requested) co_await send_status(false);
+        }
+    }
+    // Clean stop: a whole batch commits, a half-received transaction rolls back.
+    status_.state = State::Stopping;
+    if (in_transaction_) {
+        co_await rollback();
+    } else if (!batch_.empty() || target_tx_open_) {
+        co_await apply_batch();
+    }
+    co_await send_status(false);
+    log_->info("stopped at lsn={}", acked_lsn_.to_string());
+}
+
+const mapping::BoundMapping* Session::mapping_for(pgoutput::RelationId id) const {
+    auto it = bound_.find(id);
+    return it == bound_.end() ? nullptr : &it->second;
+}
+
+void Session::bind_relation(const pgoutput::Relation& rel) {
+    bound_.erase(rel.relation_id);
+    for (const auto& rule : config_.mappings) {
+        if (rule.source_schema == rel.namespace_name && rule.source_table == rel.relation_name) {
+            bound_.emplace(rel.relation_id, mapping::BoundMapping::bind(rule, rel));
+            return;
+        }
+    }
+}
+
+awaitable<void> Session::handle_xlog(const wire::XLogData& x) {
+    status_.provider_wal_lsn = std::max(status_.provider_wal_lsn, x.wal_end);
+    auto message = decoder_.decode(x.payload);
+    if (auto* b = std::get_if<pgoutput::Begin>(&message)) {
+        if (in_transaction_) throw ProtocolError("Begin message inside a transaction");
+        in_transaction_ = true;
+        txn_commit_time_ = b->commit_time;
+        // Transactions that committed before the checkpoint are already in the target.
+        skipping_ = b->final_lsn < checkpoint_;
+        if (!skipping_ && !status_.oldest_pending_commit_time) {
+            status_.oldest_pending_commit_time = b->commit_time;
+        }
+        co_return;
+    }
+    if (auto* c = std::get_if<pgoutput::Commit>(&message)) {
+        if (!in_transaction_) throw ProtocolError("Commit message outside a transaction");
+        in_transaction_ = false;
+        received_lsn_ = std::max(received_lsn_, c->end_lsn);
+        status_.received_lsn = received_lsn_;
+        if (skipping_) {
+            skipping_ = false;
+            co_return;
+        }
+        if (pending_txns_ == 0) batch_started_ = Clock::now();
+        pending_end_lsn_ = c->end_lsn;
+        pending_commit_time_ = c->commit_time;
+        ++pending_txns_;
+        // A full or old batch goes now; otherwise the stream loop applies it as soon as no
+        // more data is waiting.
+        const auto& a = config_.apply;
+        const bool full = batch_.rows() >= a.batch_max_rows || batch_.bytes() >= a.batch_max_bytes;
+        const bool old = Clock::now() - batch_started_ >= a.batch_max_delay;
+        if (full || old || stop_requested_) co_await apply_batch();
+        co_return;
+    }
+    if (auto* r = std::get_if<pgoutput::Relation>(&message)) {
+        relations_.apply(*r);
+        bind_relation(*r);
+        co_return;
+    }
+    if (auto* t = std::get_if<pgoutput::Type>(&message)) {
+        relations_.apply(*t);
+        co_return;
+    }
+    if (std::holds_alternative<pgoutput::Origin>(message) ||
+        std::holds_alternative<pgoutput::LogicalMessage>(message)) {
+        co_return;
+    }
+    if (!in_transaction_) {
+        throw ProtocolError(fmt::format("{} message outside a transaction",
+                                        pgoutput::message_name(message)));
+    }
+    if (skipping_) co_return;
+    co_await handle_change(message);
+}
+
+awaitable<void> Session::handle_change(const pgoutput::Message& message) {
+    if (auto* ins = std::get_if<pgoutput::Insert>(&message)) {
+        const auto& rel = relations_.get(ins->relation_id, "Insert");
+        pgoutput::RelationCache::check_tuple(rel, ins->new_tuple, "Insert");
+        if (const auto* m = mapping_for(ins->relation_id)) {
+            batch_.upsert(m->rule(), m->map_new(ins->new_tuple, nullptr), txn_commit_time_);
+            status_.rows_applied[m->rule().source_name()];  // make the mapping visible
+        }
+    } else if (auto* upd = std::get_if<pgoutput::Update>(&message)) {
+        const auto& rel = relations_.get(upd->relation_id, "Update");
+        pgoutput::RelationCache::check_tuple(rel, upd->new_tuple, "Update");
+        if (upd->old_kind != pgoutput::OldTupleKind::None) {
+            pgoutput::RelationCache::check_tuple(rel, upd->old_tuple, "Update");
+        }
+        if (const auto* m = mapping_for(upd->relation_id)) {
+            const bool has_old = upd->old_kind != pgoutput::OldTupleKind::None;
+            auto image = m->map_new(upd->new_tuple, has_old ? &upd->old_tuple : nullptr);
+            if (has_old) {
+                auto old_key = m->key_of_old(upd->old_tuple);
+                // A key change moves the user: the old id goes by the delete policy.
+                if (old_key != image.key) batch_.remove(m->rule(), old_key, txn_commit_time_);
+            }
+            batch_.upsert(m->rule(), std::move(image), txn_commit_time_);
+        }
+    } else if (auto* del = std::get_if<pgoutput::Delete>(&message)) {
+        const auto& rel = relations_.get(del->relation_id, "Delete");
+        pgoutput::RelationCache::check_tuple(rel, del->old_tuple, "Delete");
+        if (const auto* m = mapping_for(del->relation_id)) {
+            batch_.remove(m->rule(), m->key_of_old(del->old_tuple), txn_commit_time_);
+        }
+    } else if (auto* tr = std::get_if<pgoutput::Truncate>(&message)) {
+        for (auto id : tr->relation_ids) {
+            relations_.get(id, "Truncate");
+            if (const auto* m = mapping_for(id)) {
+                // Order matters here: what came before the TRUNCATE goes in first.
+                co_await flush_chunk();
+                auto st = apply::truncate_statement(m->rule(), txn_commit_time_);
+                co_await target_.query_params(st.sql, st.params);
+                log_->info("truncate of {} applied to {}", m->rule().source_name(),
+                           m->rule().target_name());
+            }
+        }
+    } else {
+        throw ProtocolError(fmt::format("unexpected {} message (authsync asks for protocol 1 "
+                                        "without streaming or two-phase)",
+                                        pgoutput::message_name(message)));
+    }
+    // Bounded memory for transactions of any size: a full batch goes into the open target
+    // transaction now; it commits with the source transaction's Commit.
+    if (batch_.rows() >= config_.apply.batch_max_rows ||
+        batch_.bytes() >= config_.apply.batch_max_bytes) {
+        co_await flush_chunk();
+    }
+}
+
+awaitable<void> Session::flush_chunk() {
+    if (!target_tx_open_) {
+        co_await target_.query("BEGIN");
+        target_tx_open_ = true;
+    }
+    if (batch_.empty()) co_return;
+    for (const auto& st : batch_.statements()) {
+        auto r = co_await target_.query_params(st.sql, st.params);
+        if (st.kind == apply::Statement::Kind::UpsertPartial) {
+            for (int i = 0; i < r.rows(); ++i) {
+                if (r.get(i, 1) == "t") {
+                    log_->warn("user {} was updated with unchanged TOASTed columns but was not "
+                               "in the target; those keys are missing from its raw_json until "
+                               "they change (run `authsync resync` to copy them)",
+                               r.get(i, 0));
+                }
+            }
+        }
+    }
+    batch_.clear();
+}
+
+awaitable<void> Session::apply_batch() {
+    co_await flush_chunk();
+    if (pending_txns_ > 0) {
+        auto st = apply::checkpoint_statement(config_.source.slot, pending_end_lsn_.to_string(),
+                                              pending_commit_time_);
+        co_await target_.query_params(st.sql, st.params);
+    }
+    co_await target_.query("COMMIT");
+    target_tx_open_ = false;
+    if (pending_txns_ > 0) {
+        durable_lsn_ = pending_end_lsn_;
+        acked_lsn_ = std::max(acked_lsn_, durable_lsn_);
+        status_.applied_lsn = acked_lsn_;
+        status_.last_commit_time = pending_commit_time_;
+        status_.last_applied_at = PgTimestamp::now();
+        status_.txns_applied += pending_txns_;
+        ++status_.batches;
+    }
+    status_.oldest_pending_commit_time.reset();
+    pending_txns_ = 0;
+}
+
+awaitable<void> Session::rollback() {
+    batch_.clear();
+    if (target_tx_open_) {
+        co_await target_.query("ROLLBACK");
+        target_tx_open_ = false;
+    }
+    pending_txns_ = 0;
+}
+
+awaitable<void> Session::send_status(bool reply_requested) {
+    if (!replication_.is_open()) co_return;
+    wire::StandbyStatusUpdate u;
+    u.write = std::max(received_lsn_, acked_lsn_);
+    u.flush = acked_lsn_;
+    u.apply = acked_lsn_;
+    u.send_time = PgTimestamp::now();
+    u.reply_requested = reply_requested;
+    auto bytes = wire::encode_standby_status_update(u);
+    co_await replication_.put_copy_data(bytes);
+    status_.flushed_lsn = acked_lsn_;
+}
+
+awaitable<void> Session::status_loop() {
+    while (streaming_) {
+        status_timer_.expires_after(config_.source.status_interval);
+        boost::system::error_code ec;
+        co_await status_timer_.async_wait(asio::redirect_error(use_awaitable, ec));
+        if (!streaming_) break;
+        co_await send_status(false);
+    }
+}
+
+Supervisor::Supervisor(asio::io_context& io, config::Config config)
+    : io_(io), config_(std::move(config)), backoff_timer_(io) {}
+
+Supervisor::~Supervisor() = default;
+
+void Supervisor::request_stop() {
+    if (stop_requested_) return;
+    stop_requested_ = true;
+    logger("engine")->info("stop requested");
+    if (session_) session_->request_stop();
+    backoff_timer_.cancel();
+}
+
+awaitable<int> Supervisor::run() {
+    auto log = logger("engine");
+    auto ex = co_await asio::this_coro::executor;
+    std::mt19937_64 rng(std::random_device{}());
+    auto backoff = config_.reconnect.initial_backoff;
+    while (!stop_requested_) {
+        Session session(config_, status_, ex);
+        session_ = &session;
+        std::string failure;
+        bool transient = false;
+        try {
+            co_await session.run();
+            session_ = nullptr;
+            if (stop_requested_) break;
+        } catch (const pg::PgError& e) {
+            failure = e.what();
+            transient = e.is_connection_failure() || e.is_serialization_failure() ||
+                        e.is_object_in_use() || e.sqlstate() == "55P03" || e.sqlstate() == "57014";
+        } catch (const boost::system::system_error& e) {
+            failure = e.what();
+            transient = true;
+        } catch (const Error& e) {
+            failure = e.what();
+        }
+        session_ = nullptr;
+        if (stop_requested_) break;
+        if (failure.empty()) continue;
+        ++status_.errors;
+        status_.last_error = failure;
+        status_.last_error_at = PgTimestamp::now();
+        if (!transient) {
+            status_.state = State::Failed;
+            log->error("{}", failure);
+            co_return 1;
+        }
+        if (session.reached_streaming()) backoff = config_.reconnect.initial_backoff;
+        // Full jitter over the upper half of the window: spreads instances that failed
+        // together without ever retrying immediately.
+        std::uniform_int_distribution<long> jitter(backoff.count() / 2, backoff.count());
+        std::chrono::milliseconds wait{jitter(rng)};
+        status_.state = State::Reconnecting;
+        ++status_.reconnects;
+        log->warn("{}; reconnecting in {} ms", failure, wait.count());
+        backoff_timer_.expires_after(wait);
+        boost::system::error_code ec;
+        co_await backoff_timer_.async_wait(asio::redirect_error(use_awaitable, ec));
+        backoff = std::min(backoff * 2, config_.reconnect.max_backoff);
+    }
+    status_.state = State::Stopping;
+    co_return 0;
+}
+
+}  // namespace authsync::engine

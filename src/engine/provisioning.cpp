@@ -1,0 +1,266 @@
+#include "authsync/engine/provisioning.hpp"
+
+#include <fmt/format.h>
+
+#include "authsync/core/sql.hpp"
+
+namespace authsync::engine {
+
+using asio::awaitable;
+
+std::string users_sync_ddl(const std::string& schema, const std::string& table) {
+    const auto target = quote_qualified(schema, table);
+    // Neon Auth's definition, to the letter: raw_json plus columns generated from it.
+    return fmt::format(
+        "CREATE SCHEMA IF NOT EXISTS {schema};\n"
+        "CREATE TABLE IF NOT EXISTS {target} (\n"
+        "  raw_json jsonb NOT NULL,\n"
+        "  id text GENERATED ALWAYS AS ((raw_json ->> 'id')) STORED NOT NULL,\n"
+        "  name text GENERATED ALWAYS AS ((raw_json ->> 'display_name')) STORED,\n"
+        "  email text GENERATED ALWAYS AS ((raw_json ->> 'primary_email')) STORED,\n"
+        "  created_at timestamptz GENERATED ALWAYS AS (to_timestamp(trunc(((raw_json ->> "
+        "'signed_up_at_millis'))::bigint)::double precision / 1000)) STORED,\n"
+        "  updated_at timestamptz,\n"
+        "  deleted_at timestamptz,\n"
+        "  PRIMARY KEY (id));\n"
+        "CREATE INDEX IF NOT EXISTS {index} ON {target} (deleted_at);\n",
+        fmt::arg("schema", quote_identifier(schema)), fmt::arg("target", target),
+        fmt::arg("index", quote_identifier(table + "_deleted_at_idx")));
+}
+
+std::string state_ddl() {
+    return "CREATE SCHEMA IF NOT EXISTS authsync;\n"
+           "CREATE TABLE IF NOT EXISTS authsync.checkpoint (\n"
+           "  slot text PRIMARY KEY,\n"
+           "  end_lsn pg_lsn NOT NULL,\n"
+           "  commit_time timestamptz,\n"
+           "  updated_at timestamptz NOT NULL DEFAULT now());\n";
+}
+
+awaitable<std::optional<SlotInfo>> find_slot(pg::AsyncConnection& source, const std::string& slot) {
+    auto r = co_await source.query_params(
+        "SELECT plugin, database, active, wal_status, confirmed_flush_lsn::text "
+        "FROM pg_replication_slots WHERE slot_name = $1 AND slot_type = 'logical'",
+        pg::params(slot));
+    if (r.rows() == 0) co_return std::nullopt;
+    SlotInfo info;
+    info.plugin = r.get_optional(0, 0).value_or("");
+    info.database = r.get_optional(0, 1).value_or("");
+    info.active = r.get(0, 2) == "t";
+    info.wal_status = r.get_optional(0, 3);
+    if (auto lsn = r.get_optional(0, 4)) info.confirmed_flush = Lsn::parse(*lsn);
+    co_return info;
+}
+
+awaitable<bool> publication_exists(pg::AsyncConnection& source, const std::string& name) {
+    auto r = co_await source.query_params("SELECT 1 FROM pg_publication WHERE pubname = $1", pg::params(name));
+    co_return r.rows() > 0;
+}
+
+awaitable<void> create_publication(pg::AsyncConnection& source, const config::Config& config) {
+    std::string tables;
+    for (const auto& m : config.mappings) {
+        if (!tables.empty()) tables += ", ";
+        tables += quote_qualified(m.source_schema, m.source_table);
+    }
+    co_await source.query("CREATE PUBLICATION " + quote_identifier(config.source.publication) +
+                          " FOR TABLE " + tables);
+}
+
+awaitable<void> create_slot(pg::AsyncConnection& source, const std::string& slot) {
+    co_await source.query_params(
+        "SELECT pg_create_logical_replication_slot($1, 'pgoutput')", pg::params(slot));
+}
+
+awaitable<void> ensure_target_schema(pg::AsyncConnection& target, const config::Config& config) {
+    std::string ddl = state_ddl();
+    std::vector<std::string> seen;
+    for (const auto& m : config.mappings) {
+        auto name = m.target_name();
+        if (std::find(seen.begin(), seen.end(), name) != seen.end()) continue;
+        seen.push_back(name);
+        ddl += users_sync_ddl(m.target_schema, m.target_table);
+    }
+    // One transaction, and an advisory lock so that two instances starting together do not
+    // race on CREATE ... IF NOT EXISTS.
+    co_await target.query("BEGIN; SELECT pg_advisory_xact_lock(hashtext('authsync:ddl'));\n" +
+                          ddl + "COMMIT;");
+}
+
+awaitable<std::optional<Lsn>> read_checkpoint(pg::AsyncConnection& target, const std::string& slot) {
+    auto r = co_await target.query_params(
+        "SELECT end_lsn::text FROM authsync.checkpoint WHERE slot = $1", pg::params(slot));
+    if (r.rows() == 0) co_return std::nullopt;
+    co_return Lsn::parse_or_throw(r.get(0, 0));
+}
+
+awaitable<std::vector<Problem>> check_source(pg::AsyncConnection& source,
+                                             const config::Config& config) {
+    std::vector<Problem> problems;
+    auto wal_level = co_await source.query("SHOW wal_level");
+    if (wal_level.get(0, 0) != "logical") {
+        problems.push_back({fmt::format("source: wal_level is '{}', logical replication needs "
+                                        "'logical'",
+                                        wal_level.get(0, 0)),
+                            "run ALTER SYSTEM SET wal_level = logical on the provider and "
+                            "restart it"});
+    }
+    auto role = co_await source.query(
+        "SELECT rolreplication OR rolsuper FROM pg_roles WHERE rolname = current_user");
+    if (role.rows() == 0 || role.get(0, 0) != "t") {
+        problems.push_back({"source: the connecting role lacks the REPLICATION attribute",
+                            "ALTER ROLE <role> WITH REPLICATION (or connect as a role that has it)"});
+    }
+    auto slot = co_await find_slot(source, config.source.slot);
+    if (!slot) {
+        auto slots = co_await source.query(
+            "SELECT (SELECT count(*) FROM pg_replication_slots), "
+            "current_setting('max_replication_slots')::int");
+        if (std::stol(std::string(slots.get(0, 0))) >= std::stol(std::string(slots.get(0, 1)))) {
+            problems.push_back({fmt::format("source: all {} replication slots are in use",
+                                            slots.get(0, 1)),
+                                "drop an unused slot (pg_drop_replication_slot) or raise "
+                                "max_replication_slots and restart the provider"});
+        }
+        if (!config.source.create_slot) {
+            problems.push_back({fmt::format("source: replication slot \"{}\" does not exist",
+                                            config.source.slot),
+                                "run `authsync init`, or set source.create_slot: true"});
+        }
+    } else {
+        if (slot->plugin != "pgoutput") {
+            problems.push_back({fmt::format("source: slot \"{}\" uses plugin {}, not pgoutput",
+                                            config.source.slot, slot->plugin),
+                                "drop it or choose another source.slot"});
+        }
+        if (slot->wal_status == "lost") {
+            problems.push_back({fmt::format("source: slot \"{}\" is lost (its WAL was removed)",
+                                            config.source.slot),
+                                "run `authsync resync` to rebuild the slot and copy again"});
+        }
+    }
+    const bool have_publication = co_await publication_exists(source, config.source.publication);
+    if (!have_publication && !config.source.create_publication) {
+        problems.push_back({fmt::format("source: publication \"{}\" does not exist",
+                                        config.source.publication),
+                            "run `authsync init`, or set source.create_publication: true"});
+    }
+    for (const auto& m : config.mappings) {
+        auto table = quote_qualified(m.source_schema, m.source_table);
+        auto rel = co_await source.query_params(
+            "SELECT c.oid, c.relreplident, "
+            "EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary), "
+            "has_table_privilege(c.oid, 'SELECT') "
+            "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p')",
+            pg::params(m.source_schema, m.source_table));
+        if (rel.rows() == 0) {
+            problems.push_back({fmt::format("source: mapped table {} does not exist", table),
+                                "check the mapping's source (schema.table, case-sensitive)"});
+            continue;
+        }
+        const std::string oid(rel.get(0, 0));
+        const auto replident = rel.get(0, 1);
+        const bool has_pk = rel.get(0, 2) == "t";
+        if (replident == "n" || (replident == "d" && !has_pk)) {
+            problems.push_back({fmt::format("source: table {} has neither a primary key nor a "
+                                            "replica identity, so its updates and deletes cannot "
+                                            "be replicated",
+                                            table),
+                                fmt::format("add a primary key, or ALTER TABLE {} REPLICA "
+                                            "IDENTITY FULL (or USING INDEX a unique index)",
+                                            table)});
+        }
+        if (rel.get(0, 3) != "t") {
+            problems.push_back({fmt::format("source: no SELECT privilege on {}", table),
+                                fmt::format("GRANT SELECT ON {} TO <role>", table)});
+        }
+        auto cols = co_await source.query_params(
+            "SELECT a.attname, "
+            "COALESCE(a.attnum = ANY (i.indkey), false) OR c.relreplident = 'f' "
+            "FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid "
+            "LEFT JOIN pg_index i ON i.indrelid = c.oid AND "
+            "  ((c.relreplident = 'd' AND i.indisprimary) OR (c.relreplident = 'i' AND "
+            "i.indisreplident)) "
+            "WHERE a.attrelid = $1::oid AND a.attnum > 0 AND NOT a.attisdropped",
+            pg::params(oid));
+        auto has_column = [&](const std::string& name, bool* in_identity) {
+            for (int i = 0; i < cols.rows(); ++i) {
+                if (cols.get(i, 0) == name) {
+                    if (in_identity) *in_identity = cols.get(i, 1) == "t";
+                    return true;
+                }
+            }
+            return false;
+        };
+        for (const auto& k : m.key_columns) {
+            bool in_identity = false;
+            if (!has_column(k, &in_identity)) {
+                problems.push_back({fmt::format("source: key column \"{}\" not found in {}", k, table),
+                                    "fix the mapping's key"});
+            } else if (!in_identity) {
+                problems.push_back(
+                    {fmt::format("source: key column \"{}\" of {} is not part of its replica "
+                                 "identity, so deletes cannot name the user",
+                                 k, table),
+                     "make it (part of) the primary key, or set REPLICA IDENTITY FULL"});
+            }
+        }
+        for (const auto& f : m.fields) {
+            if (!has_column(f.column, nullptr)) {
+                problems.push_back({fmt::format("source: column \"{}\" (raw_json key \"{}\") not "
+                                                "found in {}",
+                                                f.column, f.json_key, table),
+                                    "fix the mapping's fields, or add the column"});
+            }
+        }
+        if (have_publication) {
+            auto pub = co_await source.query_params(
+                "SELECT 1 FROM pg_publication_tables WHERE pubname = $1 AND schemaname = $2 AND "
+                "tablename = $3",
+                pg::params(config.source.publication, m.source_schema, m.source_table));
+            if (pub.rows() == 0) {
+                problems.push_back(
+                    {fmt::format("source: publication \"{}\" does not include {}",
+                                 config.source.publication, table),
+                     fmt::format("ALTER PUBLICATION {} ADD TABLE {}",
+                                 quote_identifier(config.source.publication), table)});
+            }
+        }
+    }
+    co_return problems;
+}
+
+awaitable<std::vector<Problem>> check_target(pg::AsyncConnection& target,
+                                             const config::Config& config) {
+    std::vector<Problem> problems;
+    auto db = co_await target.query("SELECT has_database_privilege(current_database(), 'CREATE')");
+    const bool can_create = db.get(0, 0) == "t";
+    std::vector<std::pair<std::string, std::string>> tables;
+    tables.emplace_back("authsync", "checkpoint");
+    for (const auto& m : config.mappings) tables.emplace_back(m.target_schema, m.target_table);
+    for (const auto& [schema, table] : tables) {
+        auto name = quote_qualified(schema, table);
+        auto r = co_await target.query_params(
+            "SELECT has_table_privilege(c.oid, 'SELECT, INSERT, UPDATE, DELETE') "
+            "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = $1 AND c.relname = $2",
+            pg::params(schema, table));
+        if (r.rows() == 0) {
+            if (!can_create) {
+                problems.push_back({fmt::format("target: {} does not exist and the role may not "
+                                                "create schemas",
+                                                name),
+                                    "GRANT CREATE ON DATABASE <db> TO <role>, or run `authsync "
+                                    "init` as a role that may"});
+            }
+        } else if (r.get(0, 0) != "t") {
+            problems.push_back({fmt::format("target: missing SELECT/INSERT/UPDATE/DELETE on {}", name),
+                                fmt::format("GRANT SELECT, INSERT, UPDATE, DELETE ON {} TO <role>",
+                                            name)});
+        }
+    }
+    co_return problems;
+}
+
+}  // namespace authsync::engine

@@ -1,0 +1,206 @@
+#include "authsync/pg/async_connection.hpp"
+
+#include <libpq-fe.h>
+
+#include <boost/asio/use_awaitable.hpp>
+#include <fmt/format.h>
+
+namespace authsync::pg {
+
+using asio::use_awaitable;
+
+void CopyBuffer::Deleter::operator()(char* p) const { PQfreemem(p); }
+
+AsyncConnection::~AsyncConnection() { close(); }
+
+void AsyncConnection::attach_socket() {
+    detach_socket();
+    int fd = PQsocket(raw());
+    if (fd < 0) throw_connection_error("no socket");
+    socket_.emplace(executor_, fd);
+}
+
+void AsyncConnection::detach_socket() {
+    if (socket_) {
+        // libpq owns the descriptor: take it back from Asio without closing it.
+        boost::system::error_code ec;
+        socket_->cancel(ec);
+        socket_->release();
+        socket_.reset();
+    }
+}
+
+void AsyncConnection::close() {
+    detach_socket();
+    conn_.close();
+}
+
+void AsyncConnection::cancel() {
+    if (socket_) {
+        boost::system::error_code ec;
+        socket_->cancel(ec);
+    }
+}
+
+void AsyncConnection::throw_connection_error(const std::string& context) {
+    std::string reason = one_line(conn_ ? PQerrorMessage(raw()) : "no connection");
+    throw PgError(fmt::format("{}: {}", context, reason));
+}
+
+asio::awaitable<void> AsyncConnection::wait_readable() {
+    co_await socket_->async_wait(asio::posix::stream_descriptor::wait_read, use_awaitable);
+}
+
+asio::awaitable<void> AsyncConnection::wait_writable() {
+    co_await socket_->async_wait(asio::posix::stream_descriptor::wait_write, use_awaitable);
+}
+
+asio::awaitable<void> AsyncConnection::connect(std::string dsn, std::string application_name,
+                                               bool replication) {
+    close();
+    redacted_dsn_ = redact_dsn(dsn);
+    // Keywords after the expanded dbname override what the DSN says.
+    std::vector<const char*> keys;
+    std::vector<const char*> values;
+    keys.push_back("dbname");
+    values.push_back(dsn.c_str());
+    keys.push_back("application_name");
+    values.push_back(application_name.c_str());
+    if (replication) {
+        keys.push_back("replication");
+        values.push_back("database");
+        keys.push_back("options");
+        values.push_back("-c datestyle=ISO -c timezone=UTC -c extra_float_digits=3 "
+                         "-c intervalstyle=iso_8601");
+    }
+    keys.push_back(nullptr);
+    values.push_back(nullptr);
+    conn_ = Connection(PQconnectStartParams(keys.data(), values.data(), 1));
+    if (!conn_) throw PgError("could not allocate a connection");
+    if (PQstatus(raw()) == CONNECTION_BAD) {
+        throw_connection_error("could not connect to " + redacted_dsn_);
+    }
+    // The socket may change while connecting (e.g. trying the next host): re-attach each time.
+    PostgresPollingStatusType poll = PGRES_POLLING_WRITING;
+    while (poll != PGRES_POLLING_OK) {
+        if (poll == PGRES_POLLING_FAILED) {
+            throw_connection_error("could not connect to " + redacted_dsn_);
+        }
+        attach_socket();
+        if (poll == PGRES_POLLING_READING) co_await wait_readable();
+        else co_await wait_writable();
+        poll = PQconnectPoll(raw());
+    }
+    if (PQsetnonblocking(raw(), 1) != 0) throw_connection_error("could not set non-blocking mode");
+    attach_socket();
+}
+
+asio::awaitable<void> AsyncConnection::flush() {
+    for (;;) {
+        int rc = PQflush(raw());
+        if (rc == 0) co_return;
+        if (rc < 0) throw_connection_error("could not send data to the server");
+        // More to send: wait until the socket can take it, or the server has something for
+        // us (libpq wants input consumed so the server does not block on its own output).
+        co_await wait_writable();
+    }
+}
+
+asio::awaitable<Result> AsyncConnection::collect_results(const std::string& context) {
+    co_await flush();
+    Result last;
+    std::optional<PgError> failure;
+    for (;;) {
+        while (PQisBusy(raw())) {
+            co_await wait_readable();
+            if (!PQconsumeInput(raw())) throw_connection_error(context);
+        }
+        PGresult* res = PQgetResult(raw());
+        if (res == nullptr) break;
+        Result r(res);
+        auto status = PQresultStatus(res);
+        if (status == PGRES_COPY_BOTH || status == PGRES_COPY_IN || status == PGRES_COPY_OUT) {
+            co_return r;  // the caller continues with the COPY protocol
+        }
+        if (!failure) {
+            try {
+                check_result(raw(), res, context);
+            } catch (PgError& e) {
+                failure = std::move(e);  // keep reading until libpq has no more results
+            }
+        }
+        last = std::move(r);
+    }
+    if (failure) throw *failure;
+    co_return last;
+}
+
+asio::awaitable<Result> AsyncConnection::query(std::string sql) {
+    if (!PQsendQuery(raw(), sql.c_str())) throw_connection_error("could not send query");
+    co_return co_await collect_results("");
+}
+
+asio::awaitable<Result> AsyncConnection::query_params(std::string sql, Params params) {
+    std::vector<const char*> values;
+    values.reserve(params.size());
+    for (const auto& p : params) values.push_back(p ? p->c_str() : nullptr);
+    if (!PQsendQueryParams(raw(), sql.c_str(), static_cast<int>(values.size()), nullptr,
+                           values.data(), nullptr, nullptr, 0)) {
+        throw_connection_error("could not send query");
+    }
+    co_return co_await collect_results("");
+}
+
+asio::awaitable<void> AsyncConnection::start_copy_both(const std::string& command) {
+    if (!PQsendQuery(raw(), command.c_str())) throw_connection_error("could not send command");
+    Result r = co_await collect_results("");
+    if (!r || PQresultStatus(r.raw()) != PGRES_COPY_BOTH) {
+        throw PgError("server did not enter COPY BOTH mode for replication");
+    }
+}
+
+std::optional<CopyBuffer> AsyncConnection::try_read_copy_data() {
+    // Take whatever the socket already holds, without waiting.
+    if (!PQconsumeInput(raw())) throw_connection_error("could not read replication data");
+    char* buf = nullptr;
+    int n = PQgetCopyData(raw(), &buf, 1);
+    if (n > 0) return CopyBuffer(buf, n);
+    if (n == 0) return std::nullopt;
+    if (n == -2) throw_connection_error("could not read replication data");
+    return std::nullopt;  // -1: COPY finished; read_copy_data reports it
+}
+
+asio::awaitable<std::optional<CopyBuffer>> AsyncConnection::read_copy_data() {
+    for (;;) {
+        char* buf = nullptr;
+        int n = PQgetCopyData(raw(), &buf, 1);
+        if (n > 0) co_return CopyBuffer(buf, n);
+        if (n == -2) throw_connection_error("could not read replication data");
+        if (n == -1) {
+            // The server ended the stream: its final result says why.
+            for (;;) {
+                PGresult* res = PQgetResult(raw());
+                if (res == nullptr) break;
+                Result r(res);
+                check_result(raw(), res, "replication stream ended");
+            }
+            co_return std::nullopt;
+        }
+        // Push out any status update that did not fit in the socket earlier.
+        if (PQflush(raw()) < 0) throw_connection_error("could not send replication status");
+        co_await wait_readable();
+        if (!PQconsumeInput(raw())) throw_connection_error("could not read replication data");
+    }
+}
+
+asio::awaitable<void> AsyncConnection::put_copy_data(std::span<const std::byte> bytes) {
+    int rc = PQputCopyData(raw(), reinterpret_cast<const char*>(bytes.data()),
+                           static_cast<int>(bytes.size()));
+    if (rc != 1) throw_connection_error("could not send replication status");
+    // Flushing here without waiting keeps the reader's pending wait undisturbed; what does
+    // not fit in the socket now goes out on the next flush.
+    if (PQflush(raw()) < 0) throw_connection_error("could not send replication status");
+    co_return;
+}
+
+}  // namespace authsync::pg

@@ -1,0 +1,132 @@
+// `authsync check`, `init` and `teardown` against real servers.
+#include <catch2/catch.hpp>
+
+#include <fstream>
+
+#include "sync_fixture.hpp"
+
+using namespace authsync;
+using test::SyncFixture;
+
+namespace {
+
+struct Output {
+    int rc = -1;
+    std::string text;
+};
+
+Output run(const std::string& args) {
+    auto out = test::run_shell_output(std::string(AUTHSYNC_EXE) + " " + args + " 2>&1; echo \"rc=$?\"");
+    auto pos = out.rfind("rc=");
+    return {std::stoi(out.substr(pos + 3)), out.substr(0, pos)};
+}
+
+std::string write_config(const std::string& path, const std::string& source_dsn,
+                         const std::string& target_dsn, const std::string& mappings) {
+    std::ofstream f(path);
+    f << "source:\n  dsn: \"" << source_dsn << "\"\n  slot: check_slot\n"
+      << "target:\n  dsn: \"" << target_dsn << "\"\n"
+      << "mappings:\n" << mappings;
+    return path;
+}
+
+}  // namespace
+
+TEST_CASE("check passes on a well-prepared provider and target", "[commands][integration]") {
+    SyncFixture f;
+    auto out = run("check --config " + f.config_path());
+    INFO(out.text);
+    CHECK(out.rc == 0);
+    CHECK_THAT(out.text, Catch::Contains("all checks passed"));
+}
+
+TEST_CASE("check reports every problem with a hint, and never a password", "[commands][integration]") {
+    SyncFixture f;
+    f.provider().exec("CREATE TABLE public.nopk (id text, name text)");
+    auto path = write_config(
+        f.config_path() + ".bad.yaml", test::provider_cluster().dsn(f.provider_db),
+        "host=127.0.0.1 port=1 dbname=app user=app password=sentinel-secret-pw",
+        "  - source: public.nopk\n    key: id\n    fields:\n      display_name: name\n"
+        "      primary_email: no_such_column\n"
+        "  - source: public.missing_table\n    key: id\n    fields:\n      display_name: name\n");
+    auto out = run("check --config " + path);
+    INFO(out.text);
+    CHECK(out.rc == 1);
+    CHECK_THAT(out.text, Catch::Contains("neither a primary key nor a replica identity") &&
+                             Catch::Contains("REPLICA IDENTITY FULL"));
+    CHECK_THAT(out.text, Catch::Contains("\"no_such_column\"") &&
+                             Catch::Contains("not found in \"public\".\"nopk\""));
+    CHECK_THAT(out.text, Catch::Contains("public\".\"missing_table\" does not exist"));
+    CHECK_THAT(out.text, Catch::Contains("target:") && Catch::Contains("Connection refused"));
+    CHECK_THAT(out.text, !Catch::Contains("sentinel-secret-pw"));
+    CHECK_THAT(out.text, Catch::Contains("password=***"));
+}
+
+TEST_CASE("check says when wal_level is not logical", "[commands][integration]") {
+    test::PgCluster replica_level("walreplica", {"wal_level = replica"});
+    SyncFixture f;  // for its target
+    replica_level.connect().exec("CREATE TABLE public.users (id text PRIMARY KEY, name text)");
+    auto path = write_config(f.config_path() + ".wal.yaml", replica_level.dsn("postgres"),
+                             test::target_cluster().dsn(f.target_db),
+                             "  - source: public.users\n    key: id\n    fields:\n      display_name: name\n");
+    auto out = run("check --config " + path);
+    INFO(out.text);
+    CHECK(out.rc == 1);
+    CHECK_THAT(out.text, Catch::Contains("wal_level is 'replica'") &&
+                             Catch::Contains("ALTER SYSTEM SET wal_level = logical"));
+}
+
+TEST_CASE("init creates what is missing; teardown drops the slot and keeps the users", "[commands][integration]") {
+    SyncFixture f;
+    auto out = run("init --config " + f.config_path());
+    INFO(out.text);
+    REQUIRE(out.rc == 0);
+    CHECK(f.provider_value("SELECT count(*) FROM pg_publication WHERE pubname = 'authsync'") == "1");
+    auto slot = test::provider_cluster().connect().exec_params(
+        "SELECT plugin FROM pg_replication_slots WHERE slot_name = $1", pg::params(f.slot()));
+    REQUIRE(slot.rows() == 1);
+    CHECK(slot.get(0, 0) == "pgoutput");
+    CHECK(f.target_value("SELECT to_regclass('neon_auth.users_sync') IS NOT NULL") == "t");
+    // Idempotent.
+    CHECK(run("init --config " + f.config_path()).rc == 0);
+
+    f.start();
+    f.provider().exec("INSERT INTO public.users (id, name) VALUES ('keep', 'Kept')");
+    REQUIRE(test::wait_until([&] { return f.target_value("SELECT count(*) FROM neon_auth.users_sync") == "1"; }));
+    REQUIRE(f.stop() == 0);
+
+    out = run("teardown --config " + f.config_path());
+    INFO(out.text);
+    CHECK(out.rc == 0);
+    CHECK(test::provider_cluster()
+              .connect()
+              .exec_params("SELECT 1 FROM pg_replication_slots WHERE slot_name = $1", pg::params(f.slot()))
+              .rows() == 0);
+    CHECK(f.provider_value("SELECT count(*) FROM pg_publication WHERE pubname = 'authsync'") == "0");
+    CHECK(f.target_value("SELECT name FROM neon_auth.users_sync WHERE id = 'keep'") == "Kept");
+}
+
+TEST_CASE("every command has --help, and --version answers", "[commands]") {
+    for (const char* cmd : {"run", "check", "init", "teardown", "decode"}) {
+        auto out = run(std::string(cmd) + " --help");
+        INFO(cmd);
+        CHECK(out.rc == 0);
+        CHECK_THAT(out.text, Catch::Contains("Usage"));
+    }
+    auto v = run("--version");
+    CHECK(v.rc == 0);
+    CHECK_THAT(v.text, Catch::StartsWith("authsync "));
+    CHECK(run("no-such-command").rc != 0);
+}
+
+TEST_CASE("a malformed config stops with exit code 1 and names the line", "[commands]") {
+    auto path = std::string("/tmp/authsync-bad-config.yaml");
+    {
+        std::ofstream f(path);
+        f << "source:\n  dns: x\n";
+    }
+    auto out = run("run --config " + path);
+    CHECK(out.rc == 1);
+    CHECK_THAT(out.text, Catch::Contains("authsync-bad-config.yaml:2:3"));
+    std::remove(path.c_str());
+}

@@ -1,0 +1,157 @@
+#include "sync_fixture.hpp"
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <exception>
+#include <filesystem>
+#include <fstream>
+#include <stdexcept>
+
+namespace authsync::test {
+
+PgCluster& provider_cluster() {
+    static PgCluster cluster("provider", {"wal_sender_timeout = 10s"});
+    return cluster;
+}
+
+PgCluster& target_cluster() {
+    static PgCluster cluster("target");
+    return cluster;
+}
+
+namespace {
+
+int next_id() {
+    static int n = 0;
+    return ++n;
+}
+
+}  // namespace
+
+SyncFixture::SyncFixture(SyncOptions options) : options_(std::move(options)) {
+    const int n = next_id();
+    slot_ = "authsync_t" + std::to_string(n);
+    provider_db = provider_cluster().create_database("auth");
+    target_db = target_cluster().create_database("app");
+    char tmpl[] = "/tmp/authsync-sync-XXXXXX";
+    dir_ = ::mkdtemp(tmpl);
+    config_path_ = dir_ + "/authsync.yaml";
+
+    provider().exec(R"(
+        CREATE TABLE public.users (
+            id text PRIMARY KEY,
+            name text,
+            email text,
+            created_at timestamptz DEFAULT '2024-01-02 03:04:05.678+00',
+            metadata jsonb,
+            active boolean,
+            score numeric,
+            bio text,
+            version int NOT NULL DEFAULT 1);
+        ALTER TABLE public.users ALTER COLUMN bio SET STORAGE EXTERNAL;
+        CREATE TABLE public.unrelated (id serial PRIMARY KEY, note text);
+    )");
+
+    std::ofstream f(config_path_);
+    f << "source:\n"
+      << "  dsn: \"" << provider_cluster().dsn(provider_db) << "\"\n"
+      << "  slot: " << slot_ << "\n"
+      << "  publication: authsync\n"
+      << "  status_interval: " << options_.status_interval << "\n"
+      << "target:\n"
+      << "  dsn: \"" << target_cluster().dsn(target_db) << "\"\n"
+      << "reconnect:\n"
+      << "  initial_backoff: 100ms\n"
+      << "  max_backoff: 1s\n"
+      << options_.extra_yaml << "\n"
+      << "mappings:\n"
+      << "  - source: public.users\n"
+      << "    key: id\n"
+      << "    on_delete: " << options_.on_delete << "\n"
+      << "    fields:\n"
+      << "      id: id\n"
+      << "      display_name: name\n"
+      << "      primary_email: email\n"
+      << "      signed_up_at_millis: {column: created_at, as: epoch_millis}\n"
+      << "      server_metadata: metadata\n"
+      << "      active: active\n"
+      << "      score: score\n"
+      << "      bio: bio\n"
+      << "      version: version\n";
+    f.close();
+    process_ = std::make_unique<Process>(
+        std::vector<std::string>{AUTHSYNC_EXE, "--log-level", "debug", "run", "--config",
+                                 config_path_},
+        dir_ + "/authsync.log");
+}
+
+SyncFixture::~SyncFixture() {
+    process_->kill9();
+    // A failed REQUIRE unwinds through here: show what authsync said.
+    if (std::uncaught_exceptions() > 0 || std::getenv("AUTHSYNC_TEST_VERBOSE")) {
+        std::fprintf(stderr, "---- authsync log (%s) ----\n%s\n----\n", slot_.c_str(),
+                     process_->log().c_str());
+    }
+    try {
+        // Drop the slot so that it holds no WAL for the rest of the run.
+        provider_cluster().connect().exec_params(
+            "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE "
+            "slot_name = $1 AND NOT active",
+            {slot_});
+    } catch (const std::exception&) {
+        // Best effort: the cluster is torn down at the end of the run anyway.
+    }
+    std::error_code ec;
+    std::filesystem::remove_all(dir_, ec);
+}
+
+pg::Connection SyncFixture::provider() const { return provider_cluster().connect(provider_db); }
+pg::Connection SyncFixture::target() const { return target_cluster().connect(target_db); }
+
+std::string SyncFixture::target_value(const std::string& sql) const {
+    auto r = target().exec(sql);
+    if (r.rows() == 0 || r.is_null(0, 0)) return "<null>";
+    return std::string(r.get(0, 0));
+}
+
+std::string SyncFixture::provider_value(const std::string& sql) const {
+    auto r = provider().exec(sql);
+    if (r.rows() == 0 || r.is_null(0, 0)) return "<null>";
+    return std::string(r.get(0, 0));
+}
+
+void SyncFixture::start() {
+    process_->start();
+    // Ready when the slot is streaming to it (the target schema exists by then).
+    bool streaming = wait_until([&] {
+        auto r = provider_cluster().connect().exec_params(
+            "SELECT active FROM pg_replication_slots WHERE slot_name = $1", pg::params(slot_));
+        return r.rows() == 1 && r.get(0, 0) == "t";
+    });
+    if (!streaming) {
+        throw std::runtime_error("authsync did not start streaming:\n" + process_->log());
+    }
+}
+
+int SyncFixture::stop(std::chrono::milliseconds timeout) {
+    process_->signal(SIGTERM);
+    return process_->wait(timeout);
+}
+
+bool SyncFixture::wait_caught_up(std::chrono::milliseconds timeout) {
+    auto lsn = provider_value("SELECT pg_current_wal_lsn()");
+    return wait_until(
+        [&] {
+            auto r = provider_cluster().connect().exec_params(
+                "SELECT confirmed_flush_lsn >= $2::pg_lsn FROM pg_replication_slots WHERE "
+                "slot_name = $1",
+                {slot_, lsn});
+            return r.rows() == 1 && r.get(0, 0) == "t";
+        },
+        timeout);
+}
+
+}  // namespace authsync::test

@@ -1,0 +1,53 @@
+// A provider and a target PostgreSQL (shared by the tests of one run), a fresh database pair
+// and slot per test, and `authsync run` as a child process with a config written for them.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "pg_cluster.hpp"
+#include "process.hpp"
+
+namespace authsync::test {
+
+PgCluster& provider_cluster();
+PgCluster& target_cluster();
+
+struct SyncOptions {
+    std::string on_delete = "soft";
+    std::string extra_yaml;     // appended at the top level (e.g. an apply: section)
+    std::string status_interval = "200ms";
+};
+
+class SyncFixture {
+public:
+    explicit SyncFixture(SyncOptions options = {});
+    ~SyncFixture();
+
+    pg::Connection provider() const;
+    pg::Connection target() const;
+    // First value of the first row, or "<null>".
+    std::string target_value(const std::string& sql) const;
+    std::string provider_value(const std::string& sql) const;
+
+    void start();
+    // SIGTERM; returns the exit code (or -1 after the timeout).
+    int stop(std::chrono::milliseconds timeout = std::chrono::seconds(15));
+    void kill9() { process_->kill9(); }
+    Process& process() { return *process_; }
+    // Waits until the slot's confirmed_flush_lsn reaches the provider's current WAL position.
+    bool wait_caught_up(std::chrono::milliseconds timeout = std::chrono::seconds(30));
+
+    const std::string& slot() const { return slot_; }
+    const std::string& config_path() const { return config_path_; }
+    std::string provider_db, target_db;
+
+private:
+    SyncOptions options_;
+    std::string slot_;
+    std::string dir_;
+    std::string config_path_;
+    std::unique_ptr<Process> process_;
+};
+
+}  // namespace authsync::test

@@ -1,0 +1,317 @@
+// The sync engine end to end: provider -> authsync run -> target, on real servers.
+#include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
+#include <signal.h>
+
+#include <thread>
+
+#include "sync_fixture.hpp"
+
+using namespace authsync;
+using namespace std::chrono_literals;
+using nlohmann::json;
+using test::SyncFixture;
+using test::wait_until;
+
+namespace {
+
+json raw_json(SyncFixture& f, const std::string& id) {
+    auto r = f.target().exec_params("SELECT raw_json::text FROM neon_auth.users_sync WHERE id = $1",
+                                    {id});
+    if (r.rows() == 0) return nullptr;
+    return json::parse(std::string(r.get(0, 0)));
+}
+
+bool row_exists(SyncFixture& f, const std::string& id) {
+    return f.target().exec_params("SELECT 1 FROM neon_auth.users_sync WHERE id = $1", {id}).rows() == 1;
+}
+
+}  // namespace
+
+TEST_CASE("inserts, updates and deletes arrive in users_sync with their types", "[sync][integration]") {
+    SyncFixture f;
+    f.start();
+    auto p = f.provider();
+    p.exec(R"(INSERT INTO public.users (id, name, email, metadata, active, score, bio)
+              VALUES ('u1', 'Ada', 'ada@example.com', '{"plan": "pro", "n": [1, 2]}', true,
+                      12345678901234567890.5, 'x'))");
+    REQUIRE(wait_until([&] { return row_exists(f, "u1"); }));
+    auto j = raw_json(f, "u1");
+    CHECK(j["id"] == "u1");
+    CHECK(j["display_name"] == "Ada");
+    CHECK(j["primary_email"] == "ada@example.com");
+    CHECK(j["signed_up_at_millis"] == 1704164645678LL);
+    CHECK(j["server_metadata"] == json{{"plan", "pro"}, {"n", {1, 2}}});
+    CHECK(j["active"] == true);
+    CHECK(j["version"] == 1);
+    // Numerics are embedded exactly, not through a double.
+    CHECK(f.target_value("SELECT raw_json->>'score' FROM neon_auth.users_sync WHERE id = 'u1'") ==
+          "12345678901234567890.5");
+    // The generated columns follow raw_json.
+    CHECK(f.target_value("SELECT name || ' ' || email || ' ' || created_at AT TIME ZONE 'UTC' "
+                         "FROM neon_auth.users_sync WHERE id = 'u1'") ==
+          "Ada ada@example.com 2024-01-02 03:04:05.678");
+    // updated_at is the source commit time.
+    CHECK(f.target_value("SELECT updated_at IS NOT NULL AND deleted_at IS NULL FROM "
+                         "neon_auth.users_sync WHERE id = 'u1'") == "t");
+
+    p.exec("UPDATE public.users SET name = 'Ada L', email = NULL, version = 2 WHERE id = 'u1'");
+    REQUIRE(wait_until([&] { return raw_json(f, "u1")["version"] == 2; }));
+    j = raw_json(f, "u1");
+    CHECK(j["display_name"] == "Ada L");
+    CHECK(j["primary_email"] == nullptr);
+
+    p.exec("DELETE FROM public.users WHERE id = 'u1'");
+    REQUIRE(wait_until([&] {
+        return f.target_value("SELECT deleted_at IS NOT NULL FROM neon_auth.users_sync WHERE id = 'u1'") == "t";
+    }));
+    // Soft delete keeps the row and its data.
+    CHECK(raw_json(f, "u1")["display_name"] == "Ada L");
+
+    // A re-created user comes back.
+    p.exec("INSERT INTO public.users (id, name, version) VALUES ('u1', 'Ada again', 3)");
+    REQUIRE(wait_until([&] { return raw_json(f, "u1")["version"] == 3; }));
+    CHECK(f.target_value("SELECT deleted_at IS NULL FROM neon_auth.users_sync WHERE id = 'u1'") == "t");
+    CHECK(f.stop() == 0);
+}
+
+TEST_CASE("on_delete hard removes the row", "[sync][integration]") {
+    test::SyncOptions options;
+    options.on_delete = "hard";
+    SyncFixture f(options);
+    f.start();
+    auto p = f.provider();
+    p.exec("INSERT INTO public.users (id, name) VALUES ('h1', 'Hal'), ('h2', 'Hil')");
+    REQUIRE(wait_until([&] { return row_exists(f, "h1") && row_exists(f, "h2"); }));
+    p.exec("DELETE FROM public.users WHERE id = 'h1'");
+    REQUIRE(wait_until([&] { return !row_exists(f, "h1"); }));
+    CHECK(row_exists(f, "h2"));
+    CHECK(f.stop() == 0);
+}
+
+TEST_CASE("an update that leaves a TOASTed column unchanged keeps its value", "[sync][integration]") {
+    SyncFixture f;
+    f.start();
+    auto p = f.provider();
+    p.exec("INSERT INTO public.users (id, name, bio) VALUES ('t1', 'Tom', "
+           "(SELECT string_agg(md5(i::text), '') FROM generate_series(1, 1000) i))");
+    REQUIRE(wait_until([&] { return row_exists(f, "t1"); }));
+    const auto bio = raw_json(f, "t1")["bio"].get<std::string>();
+    REQUIRE(bio.size() == 32000);
+    p.exec("UPDATE public.users SET name = 'Tom T', version = 2 WHERE id = 't1'");
+    REQUIRE(wait_until([&] { return raw_json(f, "t1")["version"] == 2; }));
+    auto j = raw_json(f, "t1");
+    CHECK(j["display_name"] == "Tom T");
+    CHECK(j["bio"] == bio);
+    CHECK(f.stop() == 0);
+}
+
+TEST_CASE("a key change moves the user", "[sync][integration]") {
+    SyncFixture f;
+    f.start();
+    auto p = f.provider();
+    p.exec("INSERT INTO public.users (id, name) VALUES ('k1', 'Kim')");
+    REQUIRE(wait_until([&] { return row_exists(f, "k1"); }));
+    p.exec("UPDATE public.users SET id = 'k2' WHERE id = 'k1'");
+    REQUIRE(wait_until([&] { return row_exists(f, "k2"); }));
+    CHECK(raw_json(f, "k2")["display_name"] == "Kim");
+    CHECK(f.target_value("SELECT deleted_at IS NOT NULL FROM neon_auth.users_sync WHERE id = 'k1'") == "t");
+    CHECK(f.stop() == 0);
+}
+
+TEST_CASE("TRUNCATE soft-deletes every user of the mapping, in order with other changes", "[sync][integration]") {
+    SyncFixture f;
+    f.start();
+    auto p = f.provider();
+    p.exec("INSERT INTO public.users (id, name) VALUES ('a', 'A'), ('b', 'B')");
+    REQUIRE(wait_until([&] { return row_exists(f, "a") && row_exists(f, "b"); }));
+    p.exec("BEGIN; INSERT INTO public.users (id, name) VALUES ('c', 'C'); TRUNCATE public.users; "
+           "INSERT INTO public.users (id, name) VALUES ('d', 'D'); COMMIT;");
+    REQUIRE(f.wait_caught_up());
+    CHECK(f.target_value("SELECT string_agg(id || ':' || (deleted_at IS NOT NULL), ',' ORDER BY id) "
+                         "FROM neon_auth.users_sync") == "a:true,b:true,c:true,d:false");
+    CHECK(f.stop() == 0);
+}
+
+TEST_CASE("columns added and dropped on the provider mid-stream keep the stream going", "[sync][integration]") {
+    SyncFixture f;
+    f.start();
+    auto p = f.provider();
+    p.exec("INSERT INTO public.users (id, name) VALUES ('c1', 'One')");
+    REQUIRE(wait_until([&] { return row_exists(f, "c1"); }));
+    p.exec("ALTER TABLE public.users ADD COLUMN phone text");
+    p.exec("INSERT INTO public.users (id, name, phone) VALUES ('c2', 'Two', '+1 555')");
+    REQUIRE(wait_until([&] { return row_exists(f, "c2"); }));
+    CHECK_FALSE(raw_json(f, "c2").contains("phone"));  // no mapping names it
+    p.exec("ALTER TABLE public.users DROP COLUMN phone");
+    p.exec("INSERT INTO public.users (id, name) VALUES ('c3', 'Three')");
+    REQUIRE(wait_until([&] { return row_exists(f, "c3"); }));
+    CHECK(raw_json(f, "c3")["display_name"] == "Three");
+    CHECK(f.stop() == 0);
+}
+
+TEST_CASE("kill -9 before the status update, then restart: nothing lost, nothing applied twice", "[sync][integration]") {
+    // A status interval far away: the provider never hears of the applied transactions before
+    // the kill, so it re-sends them and the checkpoint alone must prevent a second apply.
+    test::SyncOptions options;
+    options.status_interval = "1h";
+    SyncFixture f(options);
+    auto t = f.target();
+    f.start();
+    REQUIRE(wait_until([&] {
+        return f.target_value("SELECT to_regclass('neon_auth.users_sync') IS NOT NULL") == "t";
+    }));
+    // Every applied version of every user is recorded once by a trigger.
+    t.exec(R"(
+        CREATE TABLE public.applied (id text, version int);
+        CREATE FUNCTION public.record_applied() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN INSERT INTO public.applied VALUES (NEW.id, (NEW.raw_json->>'version')::int); RETURN NEW; END $$;
+        CREATE TRIGGER record_applied AFTER INSERT OR UPDATE ON neon_auth.users_sync
+          FOR EACH ROW EXECUTE FUNCTION public.record_applied();
+    )");
+    auto p = f.provider();
+    for (int v = 1; v <= 5; ++v) {
+        if (v == 1) p.exec("INSERT INTO public.users (id, name) VALUES ('x', 'X')");
+        else p.exec("UPDATE public.users SET version = " + std::to_string(v) + " WHERE id = 'x'");
+        REQUIRE(wait_until([&] { return raw_json(f, "x")["version"] == v; }));
+        f.kill9();
+        f.start();
+    }
+    p.exec("UPDATE public.users SET version = 6 WHERE id = 'x'");
+    REQUIRE(wait_until([&] { return raw_json(f, "x")["version"] == 6; }));
+    CHECK(f.target_value("SELECT string_agg(version::text, ',' ORDER BY version) FROM public.applied") ==
+          "1,2,3,4,5,6");
+    CHECK(f.stop() == 0);
+}
+
+TEST_CASE("an idle provider with unrelated WAL traffic still advances the slot", "[sync][integration]") {
+    SyncFixture f;
+    f.start();
+    auto p = f.provider();
+    p.exec("INSERT INTO public.users (id, name) VALUES ('i1', 'Ida')");
+    REQUIRE(wait_until([&] { return row_exists(f, "i1"); }));
+    for (int i = 0; i < 20; ++i) p.exec("INSERT INTO public.unrelated (note) VALUES ('noise')");
+    CHECK(f.wait_caught_up());
+    CHECK(f.stop() == 0);
+}
+
+TEST_CASE("a terminated walsender is followed by a reconnect", "[sync][integration]") {
+    SyncFixture f;
+    f.start();
+    auto p = f.provider();
+    p.exec("INSERT INTO public.users (id, name) VALUES ('w1', 'W')");
+    REQUIRE(wait_until([&] { return row_exists(f, "w1"); }));
+    test::provider_cluster().connect().exec_params(
+        "SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = $1",
+        {f.slot()});
+    p.exec("INSERT INTO public.users (id, name) VALUES ('w2', 'W2')");
+    REQUIRE(wait_until([&] { return row_exists(f, "w2"); }));
+    CHECK_THAT(f.process().log(), Catch::Contains("reconnecting"));
+    CHECK(f.stop() == 0);
+}
+
+TEST_CASE("a constraint violation in the target stops authsync and leaves the checkpoint", "[sync][integration]") {
+    SyncFixture f;
+    f.start();
+    auto p = f.provider();
+    p.exec("INSERT INTO public.users (id, name) VALUES ('ok', 'Fine')");
+    REQUIRE(wait_until([&] { return row_exists(f, "ok"); }));
+    auto before = f.target_value("SELECT end_lsn FROM authsync.checkpoint");
+    f.target().exec("ALTER TABLE neon_auth.users_sync ADD CONSTRAINT no_evil CHECK (name <> 'evil')");
+    p.exec("INSERT INTO public.users (id, name, email) VALUES ('bad', 'evil', 'secret-pii@example.com')");
+    CHECK(f.process().wait(20s) == 1);
+    CHECK(f.target_value("SELECT end_lsn FROM authsync.checkpoint") == before);
+    CHECK_FALSE(row_exists(f, "bad"));
+    auto log = f.process().log();
+    CHECK_THAT(log, Catch::Contains("23514"));
+    CHECK_THAT(log, !Catch::Contains("secret-pii@example.com"));
+}
+
+TEST_CASE("SIGTERM stops authsync cleanly with exit code 0", "[sync][integration]") {
+    SyncFixture f;
+    f.start();
+    auto p = f.provider();
+    p.exec("INSERT INTO public.users (id, name) SELECT 's' || i, 'S' FROM generate_series(1, 500) i");
+    REQUIRE(wait_until([&] { return f.target_value("SELECT count(*) FROM neon_auth.users_sync") == "500"; }));
+    auto start = std::chrono::steady_clock::now();
+    CHECK(f.stop(10s) == 0);
+    CHECK(std::chrono::steady_clock::now() - start < 10s);
+    // The final status update reported what was applied.
+    auto checkpoint = f.target_value("SELECT end_lsn FROM authsync.checkpoint");
+    auto r = test::provider_cluster().connect().exec_params(
+        "SELECT confirmed_flush_lsn >= $2::pg_lsn FROM pg_replication_slots WHERE slot_name = $1",
+        {f.slot(), checkpoint});
+    CHECK(r.get(0, 0) == "t");
+}
+
+TEST_CASE("a provider restart is followed by a reconnect", "[sync][integration][restart]") {
+    SyncFixture f;
+    f.start();
+    auto p = f.provider();
+    p.exec("INSERT INTO public.users (id, name) VALUES ('p1', 'P')");
+    REQUIRE(wait_until([&] { return row_exists(f, "p1"); }));
+    test::provider_cluster().restart("fast");
+    f.provider().exec("INSERT INTO public.users (id, name) VALUES ('p2', 'P2')");
+    REQUIRE(wait_until([&] { return row_exists(f, "p2"); }));
+    test::provider_cluster().restart("immediate");
+    f.provider().exec("INSERT INTO public.users (id, name) VALUES ('p3', 'P3')");
+    REQUIRE(wait_until([&] { return row_exists(f, "p3"); }));
+    CHECK(f.process().running());
+    CHECK(f.stop() == 0);
+}
+
+TEST_CASE("a target restart is followed by a reconnect", "[sync][integration][restart]") {
+    SyncFixture f;
+    f.start();
+    auto p = f.provider();
+    p.exec("INSERT INTO public.users (id, name) VALUES ('r1', 'R')");
+    REQUIRE(wait_until([&] { return row_exists(f, "r1"); }));
+    test::target_cluster().stop("fast");
+    // Changes made while the target is down wait in the slot.
+    p.exec("INSERT INTO public.users (id, name) VALUES ('r2', 'R2')");
+    std::this_thread::sleep_for(500ms);
+    test::target_cluster().start();
+    REQUIRE(wait_until([&] { return row_exists(f, "r2"); }));
+    CHECK(f.process().running());
+    CHECK(f.stop() == 0);
+}
+
+TEST_CASE("a second instance on the same slot waits, then takes over when the first dies", "[sync][integration]") {
+    SyncFixture f;
+    f.start();
+    test::Process second({AUTHSYNC_EXE, "run", "--config", f.config_path()},
+                         f.config_path() + ".second.log");
+    second.start();
+    REQUIRE(wait_until([&] { return second.log().find("waiting to take over") != std::string::npos; }));
+    auto p = f.provider();
+    p.exec("INSERT INTO public.users (id, name) VALUES ('s1', 'first')");
+    REQUIRE(wait_until([&] { return row_exists(f, "s1"); }));
+    f.kill9();
+    p.exec("INSERT INTO public.users (id, name) VALUES ('s2', 'second')");
+    REQUIRE(wait_until([&] { return row_exists(f, "s2"); }, 60s));
+    CHECK(second.running());
+    second.signal(SIGTERM);
+    CHECK(second.wait(15s) == 0);
+}
+
+TEST_CASE("a 1,000,000-row transaction is applied with bounded memory", "[sync][integration][large]") {
+    SyncFixture f;
+    f.start();
+    auto p = f.provider();
+    p.exec("INSERT INTO public.users (id, name, email, metadata) SELECT 'big' || i, 'User ' || i, "
+           "'user' || i || '@example.com', jsonb_build_object('n', i) FROM generate_series(1, 1000000) i");
+    long peak = 0;
+    REQUIRE(wait_until(
+        [&] {
+            peak = std::max(peak, f.process().peak_rss_kb());
+            return f.target_value("SELECT count(*) FROM neon_auth.users_sync") == "1000000";
+        },
+        300s));
+    peak = std::max(peak, f.process().peak_rss_kb());
+    UNSCOPED_INFO("authsync peak RSS: " << peak << " kB");
+    WARN("authsync peak RSS for a 1,000,000-row transaction: " << peak << " kB");
+    CHECK(peak > 0);
+    CHECK(peak < 64 * 1024);
+    CHECK(raw_json(f, "big999999")["primary_email"] == "user999999@example.com");
+    CHECK(f.stop() == 0);
+}
