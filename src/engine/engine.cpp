@@ -77,6 +77,15 @@ public:
         replication_.cancel();
         status_timer_.cancel();
     }
+    // The stop grace period is over (e.g. the target is blocked): drop the connections. An
+    // uncommitted target transaction rolls back with them; the checkpoint has not moved.
+    void abort() {
+        stop_requested_ = true;
+        status_timer_.cancel();
+        replication_.close();
+        target_.close();
+        source_.close();
+    }
     bool reached_streaming() const { return reached_streaming_; }
 
 private:
@@ -491,7 +500,7 @@ awaitable<void> Session::status_loop() {
 }
 
 Supervisor::Supervisor(asio::io_context& io, config::Config config)
-    : io_(io), config_(std::move(config)), backoff_timer_(io) {}
+    : io_(io), config_(std::move(config)), backoff_timer_(io), stop_deadline_(io) {}
 
 Supervisor::~Supervisor() = default;
 
@@ -501,6 +510,13 @@ void Supervisor::request_stop() {
     logger("engine")->info("stop requested");
     if (session_) session_->request_stop();
     backoff_timer_.cancel();
+    stop_deadline_.expires_after(kStopGrace);
+    stop_deadline_.async_wait([this](const boost::system::error_code& ec) {
+        if (ec || session_ == nullptr) return;
+        logger("engine")->warn("batch still in flight after {} s; rolling it back",
+                               std::chrono::duration_cast<std::chrono::seconds>(kStopGrace).count());
+        session_->abort();
+    });
 }
 
 awaitable<int> Supervisor::run() {
@@ -551,6 +567,7 @@ awaitable<int> Supervisor::run() {
         co_await backoff_timer_.async_wait(asio::redirect_error(use_awaitable, ec));
         backoff = std::min(backoff * 2, config_.reconnect.max_backoff);
     }
+    stop_deadline_.cancel();
     status_.state = State::Stopping;
     co_return 0;
 }

@@ -315,3 +315,23 @@ TEST_CASE("a 1,000,000-row transaction is applied with bounded memory", "[sync][
     CHECK(raw_json(f, "big999999")["primary_email"] == "user999999@example.com");
     CHECK(f.stop() == 0);
 }
+
+TEST_CASE("SIGTERM while the target is blocked rolls back and exits; nothing is lost", "[sync][integration]") {
+    SyncFixture f;
+    f.start();
+    auto p = f.provider();
+    p.exec("INSERT INTO public.users (id, name) VALUES ('b0', 'before')");
+    REQUIRE(wait_until([&] { return row_exists(f, "b0"); }));
+    auto blocker = f.target();
+    blocker.exec("BEGIN; LOCK TABLE neon_auth.users_sync IN ACCESS EXCLUSIVE MODE");
+    p.exec("INSERT INTO public.users (id, name) VALUES ('b1', 'blocked')");
+    std::this_thread::sleep_for(1s);
+    auto start = std::chrono::steady_clock::now();
+    CHECK(f.stop(20s) == 0);
+    CHECK(std::chrono::steady_clock::now() - start < 10s);
+    blocker.exec("ROLLBACK");
+    CHECK_FALSE(row_exists(f, "b1"));
+    f.start();
+    CHECK(wait_until([&] { return row_exists(f, "b1"); }));
+    CHECK(f.stop() == 0);
+}

@@ -48,6 +48,10 @@ private:
     bool stop_requested_ = false;
     Session* session_ = nullptr;  // the running session, for request_stop
     asio::steady_timer backoff_timer_;
+    asio::steady_timer stop_deadline_;
 };
+
+// How long a clean stop may wait for the batch in flight before rolling it back.
+inline constexpr std::chrono::milliseconds kStopGrace{5000};
 
 }  // namespace authsync::engine
