@@ -15,6 +15,7 @@
 #include "authsync/engine/engine.hpp"
 #include "authsync/engine/provisioning.hpp"
 #include "authsync/pg/async_connection.hpp"
+#include "authsync/status/http_server.hpp"
 
 namespace authsync::cli {
 
@@ -62,6 +63,22 @@ int run_command(const std::string& config_path) {
     if (!config) return 1;
     asio::io_context io;
     engine::Supervisor supervisor(io, std::move(*config));
+    std::unique_ptr<status::HttpServer> http;
+    const auto& status_config = supervisor.config().status;
+    if (!status_config.listen.empty()) {
+        status::RouteOptions options;
+        options.token = status_config.token;
+        options.max_ready_lag_seconds = status_config.max_ready_lag_seconds;
+        http = std::make_unique<status::HttpServer>(io.get_executor(), status_config.listen,
+                                                    options,
+                                                    [&supervisor] { return supervisor.snapshot(); });
+        try {
+            http->start();
+        } catch (const Error& e) {
+            spdlog::error("{}", e.what());
+            return 1;
+        }
+    }
     asio::signal_set signals(io, SIGINT, SIGTERM);
     std::function<void(const boost::system::error_code&, int)> on_signal =
         [&](const boost::system::error_code& ec, int) {
@@ -83,6 +100,7 @@ int run_command(const std::string& config_path) {
             exit_code = code;
         }
         signals.cancel();
+        if (http) http->stop();
         io.stop();
     });
     io.run();

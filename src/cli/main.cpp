@@ -33,6 +33,22 @@ int main(int argc, char** argv) {
         "teardown", "Drop the slot and publication; leave users_sync and its data in place");
     add_config(teardown);
 
+    int peek_limit = 0;
+    auto* peek = app.add_subcommand(
+        "peek", "Show the changes pending in the slot, decoded, without consuming them");
+    add_config(peek);
+    peek->add_option("--limit", peek_limit,
+                     "stop after the transaction holding the Nth change (0: all)")
+        ->check(CLI::NonNegativeNumber);
+
+    std::string status_url = "http://127.0.0.1:8080";
+    bool status_json = false;
+    auto* status = app.add_subcommand(
+        "status", "Summarize a running authsync's status endpoint (exit 0 ready, 1 lagging or "
+                  "failed, 2 unreachable)");
+    status->add_option("--url", status_url, "the status endpoint")->capture_default_str();
+    status->add_flag("--json", status_json, "print the endpoint's JSON");
+
     authsync::cli::DecodeOptions decode;
     auto* decode_cmd = app.add_subcommand(
         "decode",
@@ -57,5 +73,7 @@ int main(int argc, char** argv) {
     if (check->parsed()) return authsync::cli::check_command(config_path);
     if (init->parsed()) return authsync::cli::init_command(config_path);
     if (teardown->parsed()) return authsync::cli::teardown_command(config_path);
+    if (peek->parsed()) return authsync::cli::peek_command(config_path, peek_limit);
+    if (status->parsed()) return authsync::cli::status_command(status_url, status_json);
     return 2;
 }

@@ -35,7 +35,7 @@ constexpr std::string_view kSourceKeys[] = {"dsn",
                                             "status_interval",
                                             "heartbeat_interval"};
 constexpr std::string_view kTargetKeys[] = {"dsn"};
-constexpr std::string_view kStatusKeys[] = {"listen"};
+constexpr std::string_view kStatusKeys[] = {"listen", "token", "max_ready_lag_seconds"};
 constexpr std::string_view kApplyKeys[] = {"batch_max_rows", "batch_max_bytes", "batch_max_delay",
                                            "on_error"};
 constexpr std::string_view kReconnectKeys[] = {"initial_backoff", "max_backoff"};
@@ -581,6 +581,16 @@ TargetConfig Parser::parse_target(const Section& top) const {
 StatusConfig Parser::parse_status(const Section& top) const {
     Section s = subsection(top, "status", kStatusKeys);
     StatusConfig c;
+    if (auto token = get_string(s, "token")) {
+        if (token->empty()) {
+            fail(s.find("token")->mark(),
+                 "status.token must not be empty (leave the key out for an open endpoint)");
+        }
+        c.token = std::move(*token);
+    }
+    if (auto v = get_count(s, "max_ready_lag_seconds")) {
+        c.max_ready_lag_seconds = static_cast<double>(*v);
+    }
     auto listen = get_string(s, "listen");
     if (!listen) return c;
     c.listen = *listen;

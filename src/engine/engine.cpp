@@ -8,6 +8,7 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include <map>
 #include <random>
 #include <unordered_map>
 
@@ -18,6 +19,7 @@
 #include "authsync/pg/async_connection.hpp"
 #include "authsync/pgoutput/decoder.hpp"
 #include "authsync/pgoutput/relation_cache.hpp"
+#include "authsync/version.hpp"
 #include "authsync/wire/replication_message.hpp"
 
 namespace authsync::engine {
@@ -39,7 +41,46 @@ const char* state_name(State state) {
     return "unknown";
 }
 
+status::Snapshot make_snapshot(const EngineStatus& st, const std::string& slot,
+                               const std::string& publication, PgTimestamp now) {
+    status::Snapshot s;
+    s.now = now;
+    s.version = kVersion;
+    s.state = state_name(st.state);
+    s.slot = slot;
+    s.publication = publication;
+    s.received_lsn = st.received_lsn;
+    s.applied_lsn = st.applied_lsn;
+    s.flushed_lsn = st.flushed_lsn;
+    s.provider_wal_lsn = st.provider_wal_lsn;
+    s.lag_bytes = lsn_bytes_between(st.applied_lsn, st.provider_wal_lsn);
+    if (st.oldest_pending_commit_time) {
+        auto us = now.micros - st.oldest_pending_commit_time->micros;
+        s.lag_seconds = us > 0 ? static_cast<double>(us) / 1e6 : 0.0;
+    }
+    s.last_commit_time = st.last_commit_time;
+    s.last_applied_at = st.last_applied_at;
+    s.e2e_latency_ms = st.e2e_latency_ms;
+    s.slot_health = st.slot_health;
+    s.txns_applied = st.txns_applied;
+    s.rows_applied = st.rows_applied;
+    s.batches = st.batches;
+    s.reconnects = st.reconnects;
+    s.errors = st.errors;
+    s.last_error = st.last_error;
+    s.last_error_at = st.last_error_at;
+    s.uptime_seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - st.started_at).count();
+    s.batch_apply_seconds = &st.batch_apply_seconds;
+    s.e2e_latency_seconds = &st.e2e_latency_seconds;
+    s.lag_history = &st.lag_history;
+    return s;
+}
+
 namespace {
+
+// Prefix of the heartbeat messages authsync emits on the provider (content: the slot name).
+constexpr const char* kHeartbeatPrefix = "authsync_heartbeat";
 
 std::shared_ptr<spdlog::logger> logger(const std::string& name) {
     auto l = spdlog::get(name);
@@ -68,6 +109,7 @@ public:
           replication_(ex),
           target_(ex),
           status_timer_(ex),
+          monitor_timer_(ex),
           log_(logger("engine")) {}
 
     awaitable<void> run();
@@ -76,12 +118,14 @@ public:
         stop_requested_ = true;
         replication_.cancel();
         status_timer_.cancel();
+        monitor_timer_.cancel();
     }
     // The stop grace period is over (e.g. the target is blocked): drop the connections. An
     // uncommitted target transaction rolls back with them; the checkpoint has not moved.
     void abort() {
         stop_requested_ = true;
         status_timer_.cancel();
+        monitor_timer_.cancel();
         replication_.close();
         target_.close();
         source_.close();
@@ -98,6 +142,8 @@ private:
     awaitable<void> rollback();
     awaitable<void> send_status(bool reply_requested);
     awaitable<void> status_loop();
+    awaitable<void> monitor_loop();
+    awaitable<void> check_slot_health();
     awaitable<std::optional<pg::CopyBuffer>> next_copy_data();
     bool more_data_waiting();
     bool idle() const { return !in_transaction_ && batch_.empty() && !target_tx_open_; }
@@ -110,6 +156,7 @@ private:
     pg::AsyncConnection replication_;  // replication=database connection
     pg::AsyncConnection target_;
     asio::steady_timer status_timer_;
+    asio::steady_timer monitor_timer_;
     std::shared_ptr<spdlog::logger> log_;
 
     pgoutput::Decoder decoder_;
@@ -133,6 +180,11 @@ private:
     bool stop_requested_ = false;
     bool streaming_ = false;
     bool reached_streaming_ = false;
+    // Rows counted per mapping since the last apply (moved to the status when it commits).
+    std::map<std::string, status::MappingRows> pending_rows_;
+    // Commit time of the newest heartbeat transaction in the batch.
+    std::optional<PgTimestamp> pending_heartbeat_;
+    bool txn_has_heartbeat_ = false;
 };
 
 awaitable<void> Session::run() {
@@ -141,23 +193,29 @@ awaitable<void> Session::run() {
     if (stop_requested_) co_return;
     auto ex = co_await asio::this_coro::executor;
     streaming_ = true;
-    asio::co_spawn(ex, status_loop(), [log = log_](std::exception_ptr e) {
-        if (!e) return;
-        try {
-            std::rethrow_exception(e);
-        } catch (const std::exception& err) {
-            log->warn("status updates stopped: {}", err.what());
-        }
-    });
+    auto report = [log = log_](const char* what) {
+        return [log, what](std::exception_ptr e) {
+            if (!e) return;
+            try {
+                std::rethrow_exception(e);
+            } catch (const std::exception& err) {
+                log->warn("{} stopped: {}", what, err.what());
+            }
+        };
+    };
+    asio::co_spawn(ex, status_loop(), report("status updates"));
+    asio::co_spawn(ex, monitor_loop(), report("provider monitor"));
     try {
         co_await stream();
     } catch (...) {
         streaming_ = false;
         status_timer_.cancel();
+        monitor_timer_.cancel();
         throw;
     }
     streaming_ = false;
     status_timer_.cancel();
+    monitor_timer_.cancel();
 }
 
 awaitable<void> Session::prepare() {
@@ -223,7 +281,7 @@ awaitable<void> Session::prepare() {
                                          src.slot));
         }
     }
-    source_.close();
+    // source_ stays open: the monitor emits heartbeats and reads slot health on it.
 
     // Output functions run in the walsender: the replication connection fixes their settings.
     co_await replication_.connect(src.dsn, "authsync", true);
@@ -319,6 +377,7 @@ awaitable<void> Session::handle_xlog(const wire::XLogData& x) {
         if (in_transaction_) throw ProtocolError("Begin message inside a transaction");
         in_transaction_ = true;
         txn_commit_time_ = b->commit_time;
+        txn_has_heartbeat_ = false;
         // Transactions that committed before the checkpoint are already in the target.
         skipping_ = b->final_lsn < checkpoint_;
         if (!skipping_ && !status_.oldest_pending_commit_time) {
@@ -336,6 +395,7 @@ awaitable<void> Session::handle_xlog(const wire::XLogData& x) {
             co_return;
         }
         if (pending_txns_ == 0) batch_started_ = Clock::now();
+        if (txn_has_heartbeat_) pending_heartbeat_ = c->commit_time;
         pending_end_lsn_ = c->end_lsn;
         pending_commit_time_ = c->commit_time;
         ++pending_txns_;
@@ -356,10 +416,15 @@ awaitable<void> Session::handle_xlog(const wire::XLogData& x) {
         relations_.apply(*t);
         co_return;
     }
-    if (std::holds_alternative<pgoutput::Origin>(message) ||
-        std::holds_alternative<pgoutput::LogicalMessage>(message)) {
+    if (auto* lm = std::get_if<pgoutput::LogicalMessage>(&message)) {
+        // Our own heartbeat, inside a transaction: its apply gives the end-to-end latency.
+        if (lm->transactional && in_transaction_ && lm->prefix == kHeartbeatPrefix &&
+            lm->content == config_.source.slot) {
+            txn_has_heartbeat_ = true;
+        }
         co_return;
     }
+    if (std::holds_alternative<pgoutput::Origin>(message)) co_return;
     if (!in_transaction_) {
         throw ProtocolError(fmt::format("{} message outside a transaction",
                                         pgoutput::message_name(message)));
@@ -374,7 +439,7 @@ awaitable<void> Session::handle_change(const pgoutput::Message& message) {
         pgoutput::RelationCache::check_tuple(rel, ins->new_tuple, "Insert");
         if (const auto* m = mapping_for(ins->relation_id)) {
             batch_.upsert(m->rule(), m->map_new(ins->new_tuple, nullptr), txn_commit_time_);
-            status_.rows_applied[m->rule().source_name()];  // make the mapping visible
+            ++pending_rows_[m->rule().source_name()].upserts;
         }
     } else if (auto* upd = std::get_if<pgoutput::Update>(&message)) {
         const auto& rel = relations_.get(upd->relation_id, "Update");
@@ -388,15 +453,20 @@ awaitable<void> Session::handle_change(const pgoutput::Message& message) {
             if (has_old) {
                 auto old_key = m->key_of_old(upd->old_tuple);
                 // A key change moves the user: the old id goes by the delete policy.
-                if (old_key != image.key) batch_.remove(m->rule(), old_key, txn_commit_time_);
+                if (old_key != image.key) {
+                    batch_.remove(m->rule(), old_key, txn_commit_time_);
+                    ++pending_rows_[m->rule().source_name()].deletes;
+                }
             }
             batch_.upsert(m->rule(), std::move(image), txn_commit_time_);
+            ++pending_rows_[m->rule().source_name()].upserts;
         }
     } else if (auto* del = std::get_if<pgoutput::Delete>(&message)) {
         const auto& rel = relations_.get(del->relation_id, "Delete");
         pgoutput::RelationCache::check_tuple(rel, del->old_tuple, "Delete");
         if (const auto* m = mapping_for(del->relation_id)) {
             batch_.remove(m->rule(), m->key_of_old(del->old_tuple), txn_commit_time_);
+            ++pending_rows_[m->rule().source_name()].deletes;
         }
     } else if (auto* tr = std::get_if<pgoutput::Truncate>(&message)) {
         for (auto id : tr->relation_ids) {
@@ -446,6 +516,7 @@ awaitable<void> Session::flush_chunk() {
 }
 
 awaitable<void> Session::apply_batch() {
+    const auto started = Clock::now();
     co_await flush_chunk();
     if (pending_txns_ > 0) {
         auto st = apply::checkpoint_statement(config_.source.slot, pending_end_lsn_.to_string(),
@@ -462,13 +533,30 @@ awaitable<void> Session::apply_batch() {
         status_.last_applied_at = PgTimestamp::now();
         status_.txns_applied += pending_txns_;
         ++status_.batches;
+        status_.batch_apply_seconds.observe(
+            std::chrono::duration<double>(Clock::now() - started).count());
+        if (pending_heartbeat_) {
+            const auto us = status_.last_applied_at->micros - pending_heartbeat_->micros;
+            const double seconds = us > 0 ? static_cast<double>(us) / 1e6 : 0.0;
+            status_.e2e_latency_ms = seconds * 1000.0;
+            status_.e2e_latency_seconds.observe(seconds);
+        }
+        for (const auto& [name, rows] : pending_rows_) {
+            auto& total = status_.rows_applied[name];
+            total.upserts += rows.upserts;
+            total.deletes += rows.deletes;
+        }
     }
+    pending_rows_.clear();
+    pending_heartbeat_.reset();
     status_.oldest_pending_commit_time.reset();
     pending_txns_ = 0;
 }
 
 awaitable<void> Session::rollback() {
     batch_.clear();
+    pending_rows_.clear();
+    pending_heartbeat_.reset();
     if (target_tx_open_) {
         co_await target_.query("ROLLBACK");
         target_tx_open_ = false;
@@ -499,6 +587,69 @@ awaitable<void> Session::status_loop() {
     }
 }
 
+awaitable<void> Session::check_slot_health() {
+    auto r = co_await source_.query_params(
+        "SELECT wal_status, safe_wal_size, "
+        "pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::bigint "
+        "FROM pg_replication_slots WHERE slot_name = $1",
+        pg::params(config_.source.slot));
+    auto& h = status_.slot_health;
+    h.checked_at = PgTimestamp::now();
+    if (r.rows() == 0) {
+        h = status::SlotHealth{};
+        h.checked_at = PgTimestamp::now();
+        co_return;
+    }
+    auto previous = h.wal_status;
+    h.wal_status = r.get_optional(0, 0);
+    h.safe_wal_size_bytes.reset();
+    h.retained_wal_bytes.reset();
+    if (auto v = r.get_optional(0, 1)) h.safe_wal_size_bytes = std::stoll(*v);
+    if (auto v = r.get_optional(0, 2)) h.retained_wal_bytes = std::stoull(*v);
+    if (h.wal_status != previous && (h.wal_status == "unreserved" || h.wal_status == "lost")) {
+        log_->error("slot {} wal_status is {}: the provider {} WAL this slot needs "
+                    "(max_slot_wal_keep_size); {}",
+                    config_.source.slot, *h.wal_status,
+                    *h.wal_status == "lost" ? "has removed" : "may soon remove",
+                    *h.wal_status == "lost" ? "run `authsync resync`"
+                                            : "catch up, or raise max_slot_wal_keep_size");
+    }
+}
+
+awaitable<void> Session::monitor_loop() {
+    using namespace std::chrono_literals;
+    const auto heartbeat_every = config_.source.heartbeat_interval;
+    const auto slot_every = std::chrono::milliseconds(5000);
+    auto last_heartbeat = Clock::now() - heartbeat_every;
+    auto last_slot_check = Clock::now() - slot_every;
+    bool warned = false;
+    while (streaming_) {
+        try {
+            if (!source_.is_open()) co_await source_.connect(config_.source.dsn, "authsync");
+            if (Clock::now() - last_slot_check >= slot_every) {
+                last_slot_check = Clock::now();
+                co_await check_slot_health();
+            }
+            if (heartbeat_every.count() > 0 && Clock::now() - last_heartbeat >= heartbeat_every) {
+                last_heartbeat = Clock::now();
+                co_await source_.query_params(
+                    "SELECT pg_logical_emit_message(true, $1, $2)",
+                    pg::params(kHeartbeatPrefix, config_.source.slot));
+            }
+            warned = false;
+        } catch (const pg::PgError& e) {
+            // Heartbeats and slot health are advisory: the stream goes on without them.
+            if (!warned) log_->warn("provider monitor: {}", e.what());
+            warned = true;
+            source_.close();
+        }
+        monitor_timer_.expires_after(std::min<std::chrono::milliseconds>(
+            heartbeat_every.count() > 0 ? heartbeat_every : slot_every, 1000ms));
+        boost::system::error_code ec;
+        co_await monitor_timer_.async_wait(asio::redirect_error(use_awaitable, ec));
+    }
+}
+
 Supervisor::Supervisor(asio::io_context& io, config::Config config)
     : io_(io), config_(std::move(config)), backoff_timer_(io), stop_deadline_(io) {}
 
@@ -519,9 +670,26 @@ void Supervisor::request_stop() {
     });
 }
 
+status::Snapshot Supervisor::snapshot() const {
+    return make_snapshot(status_, config_.source.slot, config_.source.publication,
+                         PgTimestamp::now());
+}
+
+awaitable<void> Supervisor::sample_lag() {
+    asio::steady_timer timer(co_await asio::this_coro::executor);
+    while (!stop_requested_) {
+        auto s = snapshot();
+        status_.lag_history.add({s.now.unix_micros() / 1'000'000, s.lag_seconds, s.lag_bytes});
+        timer.expires_after(std::chrono::seconds(5));
+        boost::system::error_code ec;
+        co_await timer.async_wait(asio::redirect_error(use_awaitable, ec));
+    }
+}
+
 awaitable<int> Supervisor::run() {
     auto log = logger("engine");
     auto ex = co_await asio::this_coro::executor;
+    asio::co_spawn(ex, sample_lag(), asio::detached);
     std::mt19937_64 rng(std::random_device{}());
     auto backoff = config_.reconnect.initial_backoff;
     while (!stop_requested_) {

@@ -130,3 +130,26 @@ TEST_CASE("a malformed config stops with exit code 1 and names the line", "[comm
     CHECK_THAT(out.text, Catch::Contains("authsync-bad-config.yaml:2:3"));
     std::remove(path.c_str());
 }
+
+TEST_CASE("peek shows pending changes decoded, without consuming them", "[commands][integration]") {
+    SyncFixture f;
+    REQUIRE(run("init --config " + f.config_path()).rc == 0);
+    f.provider().exec("INSERT INTO public.users (id, name, email) VALUES ('pk1', 'Peek', 'peek@example.com')");
+    f.provider().exec("INSERT INTO public.users (id, name) VALUES ('pk2', 'Two')");
+    auto first = run("peek --config " + f.config_path());
+    INFO(first.text);
+    CHECK(first.rc == 0);
+    CHECK_THAT(first.text, Catch::Contains("\"type\":\"Insert\"") &&
+                               Catch::Contains("\"value\":\"peek@example.com\"") &&
+                               Catch::Contains("\"value\":\"pk2\""));
+    CHECK(run("peek --config " + f.config_path()).text == first.text);
+    auto limited = run("peek --limit 1 --config " + f.config_path());
+    CHECK(limited.rc == 0);
+    CHECK_THAT(limited.text, Catch::Contains("pk1") && !Catch::Contains("pk2"));
+    // While authsync streams, the slot is busy: peek says so.
+    f.start();
+    auto busy = run("peek --config " + f.config_path());
+    CHECK(busy.rc == 1);
+    CHECK_THAT(busy.text, Catch::Contains("stop it first"));
+    CHECK(f.stop() == 0);
+}

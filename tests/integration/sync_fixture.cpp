@@ -39,6 +39,7 @@ SyncFixture::SyncFixture(SyncOptions options) : options_(std::move(options)) {
     char tmpl[] = "/tmp/authsync-sync-XXXXXX";
     dir_ = ::mkdtemp(tmpl);
     config_path_ = dir_ + "/authsync.yaml";
+    status_port_ = free_port();
 
     provider().exec(R"(
         CREATE TABLE public.users (
@@ -61,8 +62,14 @@ SyncFixture::SyncFixture(SyncOptions options) : options_(std::move(options)) {
       << "  slot: " << slot_ << "\n"
       << "  publication: authsync\n"
       << "  status_interval: " << options_.status_interval << "\n"
+      << "  heartbeat_interval: " << options_.heartbeat_interval << "\n"
       << "target:\n"
       << "  dsn: \"" << target_cluster().dsn(target_db) << "\"\n"
+      << "status:\n"
+      << "  listen: \"127.0.0.1:" << status_port_ << "\"\n"
+      << "  max_ready_lag_seconds: " << options_.max_ready_lag_seconds << "\n"
+      << (options_.status_token.empty() ? std::string()
+                                        : "  token: \"" + options_.status_token + "\"\n")
       << "reconnect:\n"
       << "  initial_backoff: 100ms\n"
       << "  max_backoff: 1s\n"

@@ -17,6 +17,9 @@ struct SyncOptions {
     std::string on_delete = "soft";
     std::string extra_yaml;     // appended at the top level (e.g. an apply: section)
     std::string status_interval = "200ms";
+    std::string heartbeat_interval = "10s";
+    std::string status_token;            // empty: no token
+    int max_ready_lag_seconds = 60;
 };
 
 class SyncFixture {
@@ -39,12 +42,15 @@ public:
     bool wait_caught_up(std::chrono::milliseconds timeout = std::chrono::seconds(30));
 
     const std::string& slot() const { return slot_; }
+    // http://127.0.0.1:<port> of this instance's status endpoint.
+    std::string status_url() const { return "http://127.0.0.1:" + std::to_string(status_port_); }
     const std::string& config_path() const { return config_path_; }
     std::string provider_db, target_db;
 
 private:
     SyncOptions options_;
     std::string slot_;
+    int status_port_ = 0;
     std::string dir_;
     std::string config_path_;
     std::unique_ptr<Process> process_;

@@ -279,7 +279,11 @@ TEST_CASE("a target restart is followed by a reconnect", "[sync][integration][re
 TEST_CASE("a second instance on the same slot waits, then takes over when the first dies", "[sync][integration]") {
     SyncFixture f;
     f.start();
-    test::Process second({AUTHSYNC_EXE, "run", "--config", f.config_path()},
+    // Same slot and target, its own status port.
+    auto second_config = f.config_path() + ".second.yaml";
+    test::run_shell("sed 's/listen: .*/listen: \"127.0.0.1:" + std::to_string(test::free_port()) +
+                    "\"/' " + f.config_path() + " > " + second_config);
+    test::Process second({AUTHSYNC_EXE, "run", "--config", second_config},
                          f.config_path() + ".second.log");
     second.start();
     REQUIRE(wait_until([&] { return second.log().find("waiting to take over") != std::string::npos; }));

@@ -12,6 +12,12 @@ int run_command(const std::string& config_path);
 int check_command(const std::string& config_path);
 int init_command(const std::string& config_path);
 int teardown_command(const std::string& config_path);
+// Prints the changes pending in the slot, decoded as JSON, without consuming them.
+int peek_command(const std::string& config_path, int limit);
+// Reads the status endpoint of a running authsync. Exit 0 when streaming and ready, 1 when
+// lagging or failed, 2 when the endpoint cannot be read. AUTHSYNC_STATUS_TOKEN, when set, is
+// sent as the bearer token.
+int status_command(const std::string& url, bool json);
 
 // Sets up spdlog: text to stderr at the given level (trace|debug|info|warn|error).
 void setup_logging(const std::string& level);

@@ -34,6 +34,8 @@ struct TargetConfig {
 
 struct StatusConfig {
     std::string listen = "127.0.0.1:8080";  // host:port; "" disables the endpoint
+    std::optional<std::string> token;       // bearer token for all but /healthz
+    double max_ready_lag_seconds = 60;      // /readyz fails above this lag
 };
 
 enum class OnError { Stop, DeadLetter };

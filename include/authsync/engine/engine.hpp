@@ -39,9 +39,13 @@ public:
     void request_stop();
 
     const EngineStatus& status() const { return status_; }
+    // What the status endpoint shows, now.
+    status::Snapshot snapshot() const;
     const config::Config& config() const { return config_; }
 
 private:
+    asio::awaitable<void> sample_lag();
+
     asio::io_context& io_;
     config::Config config_;
     EngineStatus status_;

@@ -11,6 +11,7 @@
 
 #include "authsync/core/lsn.hpp"
 #include "authsync/core/pg_time.hpp"
+#include "authsync/status/router.hpp"
 
 namespace authsync::engine {
 
@@ -18,10 +19,7 @@ enum class State { Starting, Waiting, Snapshotting, Streaming, Reconnecting, Sto
 
 const char* state_name(State state);
 
-struct MappingCounters {
-    std::uint64_t upserts = 0;
-    std::uint64_t deletes = 0;
-};
+struct EngineStatus;
 
 struct EngineStatus {
     State state = State::Starting;
@@ -37,10 +35,24 @@ struct EngineStatus {
     std::uint64_t batches = 0;
     std::uint64_t reconnects = 0;
     std::uint64_t errors = 0;
-    std::map<std::string, MappingCounters> rows_applied;  // by source table
+    std::map<std::string, status::MappingRows> rows_applied;  // by source table
+    std::optional<double> e2e_latency_ms;  // newest heartbeat: provider commit -> applied
+    status::SlotHealth slot_health;
+    // Seconds; buckets from 1 ms to about 1 min.
+    status::Histogram batch_apply_seconds{{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+                                           0.5, 1, 2.5, 5, 10, 30, 60}};
+    status::Histogram e2e_latency_seconds{{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+                                           0.5, 1, 2.5, 5, 10, 30, 60}};
+    status::LagHistory lag_history;
     std::string last_error;
     std::optional<PgTimestamp> last_error_at;
     std::chrono::steady_clock::time_point started_at = std::chrono::steady_clock::now();
 };
+
+// The endpoint's view of the engine now: lag_bytes = provider WAL end - applied position;
+// lag_seconds = now - commit time of the oldest received transaction not yet durable (0 when
+// none is pending). The snapshot points into `status` for histograms and history.
+status::Snapshot make_snapshot(const EngineStatus& status, const std::string& slot,
+                               const std::string& publication, PgTimestamp now);
 
 }  // namespace authsync::engine

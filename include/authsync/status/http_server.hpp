@@ -1,0 +1,49 @@
+// HttpServer: the status endpoint's sockets (Boost.Beast), on the engine's event loop.
+//
+// Accepts on `status.listen` (127.0.0.1:8080 by default), reads one request per connection
+// with a 5 s timeout and an 8 KiB limit on head and body, asks `route()` (router.hpp) for the
+// answer with a snapshot taken at that moment, writes it, closes. Runs on the engine's loop,
+// so it reads engine state without locks, and its answering proves the loop is responsive.
+#pragma once
+
+#include <utility>  // before Asio (Boost 1.74)
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "authsync/status/router.hpp"
+
+namespace authsync::status {
+
+namespace asio = boost::asio;
+
+class HttpServer {
+public:
+    using SnapshotFn = std::function<Snapshot()>;
+
+    HttpServer(asio::any_io_executor executor, std::string listen, RouteOptions options,
+               SnapshotFn snapshot);
+    ~HttpServer();
+
+    // Binds and starts accepting. Throws ConfigError when the address cannot be bound.
+    void start();
+    void stop();
+    std::uint16_t port() const;
+
+private:
+    asio::awaitable<void> accept_loop();
+    asio::awaitable<void> serve(asio::ip::tcp::socket socket);
+
+    asio::any_io_executor executor_;
+    std::string listen_;
+    RouteOptions options_;
+    SnapshotFn snapshot_;
+    std::unique_ptr<asio::ip::tcp::acceptor> acceptor_;
+};
+
+}  // namespace authsync::status

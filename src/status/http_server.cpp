@@ -1,0 +1,143 @@
+#include "authsync/status/http_server.hpp"
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include "authsync/core/error.hpp"
+
+namespace authsync::status {
+
+namespace beast = boost::beast;
+namespace http = beast::http;
+using asio::use_awaitable;
+using tcp = asio::ip::tcp;
+
+namespace {
+
+constexpr std::size_t kMaxRequestBytes = 8 * 1024;
+constexpr auto kRequestTimeout = std::chrono::seconds(5);
+
+tcp::endpoint parse_listen(const std::string& listen) {
+    std::string host, port;
+    if (!listen.empty() && listen.front() == '[') {
+        auto close = listen.find(']');
+        host = listen.substr(1, close - 1);
+        port = listen.substr(close + 2);
+    } else {
+        auto colon = listen.rfind(':');
+        host = listen.substr(0, colon);
+        port = listen.substr(colon + 1);
+    }
+    if (host == "localhost") host = "127.0.0.1";
+    boost::system::error_code ec;
+    auto address = asio::ip::make_address(host, ec);
+    if (ec) {
+        throw ConfigError(fmt::format("status.listen: \"{}\" is not an IP address", host));
+    }
+    return {address, static_cast<unsigned short>(std::stoi(port))};
+}
+
+}  // namespace
+
+HttpServer::HttpServer(asio::any_io_executor executor, std::string listen, RouteOptions options,
+                       SnapshotFn snapshot)
+    : executor_(std::move(executor)),
+      listen_(std::move(listen)),
+      options_(std::move(options)),
+      snapshot_(std::move(snapshot)) {}
+
+HttpServer::~HttpServer() { stop(); }
+
+void HttpServer::start() {
+    auto endpoint = parse_listen(listen_);
+    acceptor_ = std::make_unique<tcp::acceptor>(executor_);
+    boost::system::error_code ec;
+    acceptor_->open(endpoint.protocol(), ec);
+    if (!ec) acceptor_->set_option(asio::socket_base::reuse_address(true), ec);
+    if (!ec) acceptor_->bind(endpoint, ec);
+    if (!ec) acceptor_->listen(asio::socket_base::max_listen_connections, ec);
+    if (ec) {
+        throw ConfigError(fmt::format("status endpoint: cannot listen on {}: {}", listen_,
+                                      ec.message()));
+    }
+    spdlog::info("status endpoint on http://{}:{}/", endpoint.address().to_string(), port());
+    asio::co_spawn(executor_, accept_loop(), asio::detached);
+}
+
+void HttpServer::stop() {
+    if (acceptor_) {
+        boost::system::error_code ec;
+        acceptor_->close(ec);
+    }
+}
+
+std::uint16_t HttpServer::port() const {
+    return acceptor_ ? acceptor_->local_endpoint().port() : 0;
+}
+
+asio::awaitable<void> HttpServer::accept_loop() {
+    while (acceptor_ && acceptor_->is_open()) {
+        boost::system::error_code ec;
+        auto socket = co_await acceptor_->async_accept(asio::redirect_error(use_awaitable, ec));
+        if (ec) {
+            if (ec == asio::error::operation_aborted) co_return;
+            continue;  // e.g. too many open files: try the next one
+        }
+        asio::co_spawn(executor_, serve(std::move(socket)), asio::detached);
+    }
+}
+
+asio::awaitable<void> HttpServer::serve(tcp::socket socket) {
+    beast::tcp_stream stream(std::move(socket));
+    beast::flat_buffer buffer(kMaxRequestBytes);
+    http::request_parser<http::string_body> parser;
+    parser.header_limit(kMaxRequestBytes);
+    parser.body_limit(kMaxRequestBytes);
+    stream.expires_after(kRequestTimeout);
+    boost::system::error_code ec;
+    co_await http::async_read(stream, buffer, parser, asio::redirect_error(use_awaitable, ec));
+
+    http::response<http::string_body> res;
+    if (ec) {
+        if (ec == http::error::end_of_stream || ec == beast::error::timeout) co_return;
+        // Malformed or oversized: say so and close.
+        const bool too_big = ec == http::error::header_limit || ec == http::error::body_limit ||
+                             ec == http::error::buffer_overflow;
+        res.result(too_big ? http::status::payload_too_large : http::status::bad_request);
+        res.set(http::field::content_type, "text/plain; charset=utf-8");
+        res.body() = too_big ? "request too large\n" : "bad request\n";
+    } else {
+        const auto& req = parser.get();
+        Request request;
+        request.method = std::string(req.method_string());
+        request.target = std::string(req.target());
+        if (auto it = req.find(http::field::authorization); it != req.end()) {
+            request.authorization = std::string(it->value());
+        }
+        Response r = route(request, snapshot_(), options_);
+        res.result(static_cast<unsigned>(r.status));
+        res.set(http::field::content_type, r.content_type);
+        for (const auto& [name, value] : r.headers) res.set(name, value);
+        res.body() = std::move(r.body);
+    }
+    res.set(http::field::server, "authsync");
+    res.set(http::field::cache_control, "no-store");
+    res.keep_alive(false);
+    res.prepare_payload();
+    if (!ec && parser.get().method() == http::verb::head) {
+        const auto length = res.body().size();
+        res.body().clear();
+        res.content_length(length);
+    }
+    stream.expires_after(kRequestTimeout);
+    co_await http::async_write(stream, res, asio::redirect_error(use_awaitable, ec));
+    stream.socket().shutdown(tcp::socket::shutdown_send, ec);
+}
+
+}  // namespace authsync::status
