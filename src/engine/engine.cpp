@@ -623,6 +623,7 @@ awaitable<void> Session::monitor_loop() {
     auto last_heartbeat = Clock::now() - heartbeat_every;
     auto last_slot_check = Clock::now() - slot_every;
     bool warned = false;
+    bool heartbeats = heartbeat_every.count() > 0;
     while (streaming_) {
         try {
             if (!source_.is_open()) co_await source_.connect(config_.source.dsn, "authsync");
@@ -630,18 +631,27 @@ awaitable<void> Session::monitor_loop() {
                 last_slot_check = Clock::now();
                 co_await check_slot_health();
             }
-            if (heartbeat_every.count() > 0 && Clock::now() - last_heartbeat >= heartbeat_every) {
+            if (heartbeats && Clock::now() - last_heartbeat >= heartbeat_every) {
                 last_heartbeat = Clock::now();
-                co_await source_.query_params(
-                    "SELECT pg_logical_emit_message(true, $1, $2)",
-                    pg::params(kHeartbeatPrefix, config_.source.slot));
+                try {
+                    co_await source_.query_params(
+                        "SELECT pg_logical_emit_message(true, $1, $2)",
+                        pg::params(kHeartbeatPrefix, config_.source.slot));
+                } catch (const pg::PgError& e) {
+                    if (e.sqlstate() != "42501") throw;
+                    heartbeats = false;
+                    log_->warn("heartbeats disabled: {} (GRANT EXECUTE ON FUNCTION "
+                               "pg_logical_emit_message(boolean, text, text) TO the source role "
+                               "to measure end-to-end latency)",
+                               e.what());
+                }
             }
             warned = false;
         } catch (const pg::PgError& e) {
             // Heartbeats and slot health are advisory: the stream goes on without them.
             if (!warned) log_->warn("provider monitor: {}", e.what());
             warned = true;
-            source_.close();
+            if (e.is_connection_failure()) source_.close();
         }
         monitor_timer_.expires_after(std::min<std::chrono::milliseconds>(
             heartbeat_every.count() > 0 ? heartbeat_every : slot_every, 1000ms));
