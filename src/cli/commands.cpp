@@ -59,13 +59,25 @@ void setup_logging(const std::string& level) {
 }
 
 int run_command(const std::string& config_path) {
+    return run_engine(config_path, engine::SessionOptions{}, true);
+}
+
+int resync_command(const std::string& config_path) {
+    engine::SessionOptions options;
+    options.resync = true;
+    options.stop_after_backfill = true;
+    return run_engine(config_path, options, false);
+}
+
+int run_engine(const std::string& config_path, engine::SessionOptions session_options,
+               bool serve_status) {
     auto config = load(config_path);
     if (!config) return 1;
     asio::io_context io;
-    engine::Supervisor supervisor(io, std::move(*config));
+    engine::Supervisor supervisor(io, std::move(*config), session_options);
     std::unique_ptr<status::HttpServer> http;
     const auto& status_config = supervisor.config().status;
-    if (!status_config.listen.empty()) {
+    if (serve_status && !status_config.listen.empty()) {
         status::RouteOptions options;
         options.token = status_config.token;
         options.max_ready_lag_seconds = status_config.max_ready_lag_seconds;

@@ -29,6 +29,10 @@ int main(int argc, char** argv) {
     auto* init = app.add_subcommand(
         "init", "Create what is missing (publication, slot, target schema) and exit");
     add_config(init);
+    auto* resync = app.add_subcommand(
+        "resync", "Rebuild: drop and re-create the slot, copy every user again, reconcile the "
+                  "target; then exit (after a lost slot or a mapping change)");
+    add_config(resync);
     auto* teardown = app.add_subcommand(
         "teardown", "Drop the slot and publication; leave users_sync and its data in place");
     add_config(teardown);
@@ -73,6 +77,7 @@ int main(int argc, char** argv) {
     if (check->parsed()) return authsync::cli::check_command(config_path);
     if (init->parsed()) return authsync::cli::init_command(config_path);
     if (teardown->parsed()) return authsync::cli::teardown_command(config_path);
+    if (resync->parsed()) return authsync::cli::resync_command(config_path);
     if (peek->parsed()) return authsync::cli::peek_command(config_path, peek_limit);
     if (status->parsed()) return authsync::cli::status_command(status_url, status_json);
     return 2;

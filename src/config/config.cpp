@@ -33,7 +33,9 @@ constexpr std::string_view kSourceKeys[] = {"dsn",
                                             "create_slot",
                                             "create_publication",
                                             "status_interval",
-                                            "heartbeat_interval"};
+                                            "heartbeat_interval",
+                                            "snapshot",
+                                            "on_slot_lost"};
 constexpr std::string_view kTargetKeys[] = {"dsn"};
 constexpr std::string_view kStatusKeys[] = {"listen", "token", "max_ready_lag_seconds"};
 constexpr std::string_view kApplyKeys[] = {"batch_max_rows", "batch_max_bytes", "batch_max_delay",
@@ -43,6 +45,8 @@ constexpr std::string_view kMappingKeys[] = {"source", "target", "key", "fields"
 constexpr std::string_view kFieldKeys[] = {"column", "as"};
 constexpr std::string_view kConversions[] = {"auto", "epoch_millis", "text"};
 constexpr std::string_view kOnError[] = {"stop", "dead_letter"};
+constexpr std::string_view kSnapshot[] = {"initial", "never"};
+constexpr std::string_view kOnSlotLost[] = {"stop", "resync"};
 constexpr std::string_view kOnDelete[] = {"soft", "hard"};
 
 // PostgreSQL's NAMEDATALEN - 1.
@@ -566,6 +570,12 @@ SourceConfig Parser::parse_source(const Section& top) const {
         c.status_interval = *v;
     }
     if (auto v = get_duration(s, "heartbeat_interval")) c.heartbeat_interval = *v;
+    if (auto v = get_choice(s, "snapshot", kSnapshot)) {
+        c.snapshot = *v == 0 ? Snapshot::Initial : Snapshot::Never;
+    }
+    if (auto v = get_choice(s, "on_slot_lost", kOnSlotLost)) {
+        c.on_slot_lost = *v == 0 ? OnSlotLost::Stop : OnSlotLost::Resync;
+    }
     return c;
 }
 

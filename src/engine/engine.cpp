@@ -14,6 +14,7 @@
 
 #include "authsync/apply/batch.hpp"
 #include "authsync/core/sql.hpp"
+#include "authsync/engine/backfill.hpp"
 #include "authsync/engine/provisioning.hpp"
 #include "authsync/mapping/mapper.hpp"
 #include "authsync/pg/async_connection.hpp"
@@ -64,6 +65,7 @@ status::Snapshot make_snapshot(const EngineStatus& st, const std::string& slot,
     s.slot_health = st.slot_health;
     s.txns_applied = st.txns_applied;
     s.rows_applied = st.rows_applied;
+    s.snapshot_progress = st.snapshot_progress;
     s.batches = st.batches;
     s.reconnects = st.reconnects;
     s.errors = st.errors;
@@ -102,8 +104,10 @@ public:
 // One connected run of the engine. See engine.hpp.
 class Session {
 public:
-    Session(const config::Config& config, EngineStatus& status, asio::any_io_executor ex)
+    Session(const config::Config& config, SessionOptions options, EngineStatus& status,
+            asio::any_io_executor ex)
         : config_(config),
+          options_(options),
           status_(status),
           source_(ex),
           replication_(ex),
@@ -131,6 +135,8 @@ public:
         source_.close();
     }
     bool reached_streaming() const { return reached_streaming_; }
+    // The session did what it was started for (e.g. a resync's copy) and need not run again.
+    bool finished() const { return finished_; }
 
 private:
     awaitable<void> prepare();
@@ -151,6 +157,7 @@ private:
     void bind_relation(const pgoutput::Relation& rel);
 
     const config::Config& config_;
+    SessionOptions options_;
     EngineStatus& status_;
     pg::AsyncConnection source_;       // normal connection to the provider
     pg::AsyncConnection replication_;  // replication=database connection
@@ -180,6 +187,7 @@ private:
     bool stop_requested_ = false;
     bool streaming_ = false;
     bool reached_streaming_ = false;
+    bool finished_ = false;
     // Rows counted per mapping since the last apply (moved to the status when it commits).
     std::map<std::string, status::MappingRows> pending_rows_;
     // Commit time of the newest heartbeat transaction in the batch.
@@ -190,7 +198,7 @@ private:
 awaitable<void> Session::run() {
     status_.state = State::Starting;
     co_await prepare();
-    if (stop_requested_) co_return;
+    if (stop_requested_ || finished_) co_return;
     auto ex = co_await asio::this_coro::executor;
     streaming_ = true;
     auto report = [log = log_](const char* what) {
@@ -241,8 +249,6 @@ awaitable<void> Session::prepare() {
     co_await ensure_target_schema(target_, config_);
     auto checkpoint = co_await read_checkpoint(target_, src.slot);
     checkpoint_ = checkpoint.value_or(Lsn{});
-    durable_lsn_ = acked_lsn_ = received_lsn_ = checkpoint_;
-    status_.applied_lsn = status_.flushed_lsn = checkpoint_;
 
     co_await source_.connect(src.dsn, "authsync");
     if (!co_await publication_exists(source_, src.publication)) {
@@ -255,36 +261,76 @@ awaitable<void> Session::prepare() {
         log_->info("created publication {}", src.publication);
     }
     auto slot = co_await find_slot(source_, src.slot);
-    if (!slot) {
-        if (checkpoint) {
-            throw FatalError(fmt::format(
-                "slot {} does not exist on the source, but the target has a checkpoint at {}: "
-                "changes made since then are lost to this slot; run `authsync resync` to "
-                "rebuild the slot and copy the users again",
-                src.slot, checkpoint->to_string()));
+    if (slot && slot->plugin != "pgoutput") {
+        throw FatalError(fmt::format("slot {} uses plugin {}, authsync needs pgoutput", src.slot,
+                                     slot->plugin));
+    }
+    // A slot that lost WAL, or vanished while the target has a checkpoint, cannot continue:
+    // changes since the checkpoint are gone from it. Only a fresh copy repairs that.
+    const bool lost = (checkpoint && !slot) || (slot && slot->wal_status == "lost");
+    bool resync = options_.resync;
+    if (lost && !resync) {
+        const auto what = slot ? fmt::format("slot {} is lost (the provider removed WAL it still "
+                                             "needed)",
+                                             src.slot)
+                               : fmt::format("slot {} does not exist on the source, but the "
+                                             "target has a checkpoint at {}",
+                                             src.slot, checkpoint->to_string());
+        if (src.on_slot_lost != config::OnSlotLost::Resync) {
+            throw FatalError(what + ": changes made since then are lost to this slot; run "
+                                    "`authsync resync` to rebuild the slot and copy the users "
+                                    "again");
         }
-        if (!src.create_slot) {
+        log_->error("{}; resyncing (source.on_slot_lost: resync)", what);
+        resync = true;
+    }
+    const bool backfill = resync || (!checkpoint && src.snapshot == config::Snapshot::Initial);
+    if (backfill && slot) {
+        // The copy must see exactly the snapshot the slot starts from: only a slot created now
+        // gives one. (A slot left by `init` or by an interrupted copy is simply made again.)
+        if (slot->active) {
+            throw pg::PgError(fmt::format("slot {} is active in another process", src.slot),
+                              "55006");
+        }
+        co_await source_.query_params("SELECT pg_drop_replication_slot($1)", pg::params(src.slot));
+        log_->info("dropped slot {} to recreate it with a snapshot for the initial copy",
+                   src.slot);
+        slot.reset();
+        checkpoint_ = Lsn{};
+    }
+    if (!slot) {
+        if (!src.create_slot && !resync) {
             throw FatalError(fmt::format("slot {} does not exist on the source (run `authsync "
                                          "init`, or set source.create_slot)",
                                          src.slot));
         }
-        co_await create_slot(source_, src.slot);
-        log_->info("created slot {}", src.slot);
-    } else {
-        if (slot->plugin != "pgoutput") {
-            throw FatalError(fmt::format("slot {} uses plugin {}, authsync needs pgoutput",
-                                         src.slot, slot->plugin));
+        if (backfill) {
+            co_await replication_.connect(src.dsn, "authsync", true);
+            auto created = co_await replication_.query(
+                "CREATE_REPLICATION_SLOT " + quote_identifier(src.slot) +
+                " LOGICAL pgoutput (SNAPSHOT 'export')");
+            const auto consistent_point = Lsn::parse_or_throw(created.get(0, 1));
+            const std::string snapshot_name(created.get(0, 2));
+            log_->info("created slot {} at {}; copying existing users", src.slot,
+                       consistent_point.to_string());
+            co_await run_backfill(source_, target_, config_, snapshot_name, consistent_point,
+                                  status_);
+            checkpoint_ = consistent_point;
+        } else {
+            co_await create_slot(source_, src.slot);
+            log_->info("created slot {}", src.slot);
         }
-        if (slot->wal_status == "lost") {
-            throw FatalError(fmt::format("slot {} is lost: the provider removed WAL it still "
-                                         "needed; run `authsync resync` to rebuild it",
-                                         src.slot));
-        }
+    }
+    durable_lsn_ = acked_lsn_ = received_lsn_ = checkpoint_;
+    status_.applied_lsn = status_.flushed_lsn = checkpoint_;
+    if (options_.stop_after_backfill) {
+        finished_ = true;
+        co_return;
     }
     // source_ stays open: the monitor emits heartbeats and reads slot health on it.
 
     // Output functions run in the walsender: the replication connection fixes their settings.
-    co_await replication_.connect(src.dsn, "authsync", true);
+    if (!replication_.is_open()) co_await replication_.connect(src.dsn, "authsync", true);
     auto ident = co_await replication_.query("IDENTIFY_SYSTEM");
     log_->info("connected: system {} timeline {} wal {}", ident.get(0, 0), ident.get(0, 1),
                ident.get(0, 2));
@@ -660,8 +706,12 @@ awaitable<void> Session::monitor_loop() {
     }
 }
 
-Supervisor::Supervisor(asio::io_context& io, config::Config config)
-    : io_(io), config_(std::move(config)), backoff_timer_(io), stop_deadline_(io) {}
+Supervisor::Supervisor(asio::io_context& io, config::Config config, SessionOptions options)
+    : io_(io),
+      config_(std::move(config)),
+      session_options_(options),
+      backoff_timer_(io),
+      stop_deadline_(io) {}
 
 Supervisor::~Supervisor() = default;
 
@@ -703,14 +753,16 @@ awaitable<int> Supervisor::run() {
     std::mt19937_64 rng(std::random_device{}());
     auto backoff = config_.reconnect.initial_backoff;
     while (!stop_requested_) {
-        Session session(config_, status_, ex);
+        Session session(config_, session_options_, status_, ex);
         session_ = &session;
         std::string failure;
         bool transient = false;
         try {
             co_await session.run();
             session_ = nullptr;
-            if (stop_requested_) break;
+            if (stop_requested_ || session.finished()) break;
+            // A resync asked for on the command line is done once it has copied.
+            session_options_.resync = false;
         } catch (const pg::PgError& e) {
             failure = e.what();
             transient = e.is_connection_failure() || e.is_serialization_failure() ||

@@ -151,12 +151,47 @@ asio::awaitable<Result> AsyncConnection::query_params(std::string sql, Params pa
     co_return co_await collect_results("");
 }
 
-asio::awaitable<void> AsyncConnection::start_copy_both(const std::string& command) {
+asio::awaitable<void> AsyncConnection::start_copy(const std::string& command,
+                                                  int expected_status) {
     if (!PQsendQuery(raw(), command.c_str())) throw_connection_error("could not send command");
     Result r = co_await collect_results("");
-    if (!r || PQresultStatus(r.raw()) != PGRES_COPY_BOTH) {
-        throw PgError("server did not enter COPY BOTH mode for replication");
+    if (!r || PQresultStatus(r.raw()) != expected_status) {
+        throw PgError("server did not enter COPY mode for: " + command.substr(0, 60));
     }
+}
+
+asio::awaitable<void> AsyncConnection::start_copy_both(const std::string& command) {
+    co_await start_copy(command, PGRES_COPY_BOTH);
+}
+
+asio::awaitable<void> AsyncConnection::start_copy_out(const std::string& command) {
+    co_await start_copy(command, PGRES_COPY_OUT);
+}
+
+asio::awaitable<void> AsyncConnection::start_copy_in(const std::string& command) {
+    co_await start_copy(command, PGRES_COPY_IN);
+}
+
+asio::awaitable<void> AsyncConnection::write_copy_data(std::span<const std::byte> bytes) {
+    for (;;) {
+        int rc = PQputCopyData(raw(), reinterpret_cast<const char*>(bytes.data()),
+                               static_cast<int>(bytes.size()));
+        if (rc == 1) break;
+        if (rc < 0) throw_connection_error("could not send COPY data");
+        co_await wait_writable();  // 0: libpq's buffer is full
+    }
+    // Keep libpq's buffer from growing: push out what the socket takes now.
+    if (PQflush(raw()) < 0) throw_connection_error("could not send COPY data");
+}
+
+asio::awaitable<void> AsyncConnection::end_copy() {
+    for (;;) {
+        int rc = PQputCopyEnd(raw(), nullptr);
+        if (rc == 1) break;
+        if (rc < 0) throw_connection_error("could not end COPY");
+        co_await wait_writable();
+    }
+    co_await collect_results("");
 }
 
 std::optional<CopyBuffer> AsyncConnection::try_read_copy_data() {

@@ -76,6 +76,11 @@ std::optional<std::string> Result::get_optional(int row, int column) const {
 
 int Result::column_index(const char* name) const { return PQfnumber(res_.get(), name); }
 
+std::uint64_t Result::affected_rows() const {
+    const char* n = res_ ? PQcmdTuples(res_.get()) : "";
+    return (n && *n) ? std::stoull(n) : 0;
+}
+
 void Connection::Deleter::operator()(pg_conn* c) const { PQfinish(c); }
 
 Connection Connection::connect(const std::string& dsn) {

@@ -58,6 +58,11 @@ std::string status_json(const Snapshot& s, const RouteOptions& options) {
     j["last_error"] = s.last_error.empty()
                           ? Json(nullptr)
                           : Json{{"message", s.last_error}, {"at", time_or_null(s.last_error_at)}};
+    Json progress = Json::object();
+    for (const auto& [table, p] : s.snapshot_progress) {
+        progress[table] = Json{{"rows_copied", p.copied}, {"rows_estimated", value_or_null(p.estimated)}};
+    }
+    j["snapshot"] = std::move(progress);
     j["uptime_seconds"] = s.uptime_seconds;
     j["version"] = s.version;
     j["ready"] = is_ready(s, options);

@@ -74,6 +74,10 @@ TEST_CASE("lag grows while the target is blocked and returns to zero after", "[s
     auto ready = http_get(f.status_url() + "/readyz");
     CHECK(ready.code == 503);
     CHECK_THAT(ready.body, Catch::Contains("lag"));
+    // `authsync status` exits 1 while lagging.
+    auto cli = test::run_shell_output(std::string(AUTHSYNC_EXE) + " status --url " +
+                                      f.status_url() + " 2>&1; echo rc=$?");
+    CHECK_THAT(cli, Catch::Contains("not ready") && Catch::Contains("rc=1"));
     auto metrics = http_get(f.status_url() + "/metrics");
     CHECK(metrics.code == 200);
     CHECK(metric(metrics.body, "authsync_lag_seconds") > 1.5);

@@ -6,9 +6,14 @@
 
 #include <string>
 
+#include "authsync/engine/engine.hpp"
+
 namespace authsync::cli {
 
 int run_command(const std::string& config_path);
+// Drops and re-creates the slot, copies every user again and reconciles the target (users no
+// longer on the provider are soft-deleted, or removed under on_delete: hard); then exits.
+int resync_command(const std::string& config_path);
 int check_command(const std::string& config_path);
 int init_command(const std::string& config_path);
 int teardown_command(const std::string& config_path);
@@ -18,6 +23,9 @@ int peek_command(const std::string& config_path, int limit);
 // lagging or failed, 2 when the endpoint cannot be read. AUTHSYNC_STATUS_TOKEN, when set, is
 // sent as the bearer token.
 int status_command(const std::string& url, bool json);
+
+// The engine with the status endpoint (when serve_status and configured), until it stops.
+int run_engine(const std::string& config_path, engine::SessionOptions options, bool serve_status);
 
 // Sets up spdlog: text to stderr at the given level (trace|debug|info|warn|error).
 void setup_logging(const std::string& level);

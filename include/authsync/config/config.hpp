@@ -18,6 +18,13 @@
 
 namespace authsync::config {
 
+// What to do when authsync creates the slot: copy the existing rows first (initial), or only
+// stream what changes from then on (never).
+enum class Snapshot { Initial, Never };
+// A slot that is lost (WAL removed) or gone while a checkpoint exists: stop with an error that
+// says to run `authsync resync`, or resync by itself.
+enum class OnSlotLost { Stop, Resync };
+
 struct SourceConfig {
     std::string dsn;                      // required
     std::string slot = "authsync";        // a valid replication slot name: [a-z0-9_]{1,63}
@@ -26,6 +33,8 @@ struct SourceConfig {
     bool create_publication = true;
     std::chrono::milliseconds status_interval{10'000};     // standby status update period
     std::chrono::milliseconds heartbeat_interval{10'000};  // 0 disables heartbeats
+    Snapshot snapshot = Snapshot::Initial;
+    OnSlotLost on_slot_lost = OnSlotLost::Stop;
 };
 
 struct TargetConfig {

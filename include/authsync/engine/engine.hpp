@@ -28,9 +28,16 @@ namespace asio = boost::asio;
 
 class Session;
 
+struct SessionOptions {
+    // Drop the slot, copy every user again and reconcile the target (`authsync resync`).
+    bool resync = false;
+    // Exit once the slot is ready and any copy is done, instead of streaming.
+    bool stop_after_backfill = false;
+};
+
 class Supervisor {
 public:
-    Supervisor(asio::io_context& io, config::Config config);
+    Supervisor(asio::io_context& io, config::Config config, SessionOptions options = {});
     ~Supervisor();
 
     // Runs until stopped or a permanent error; returns the exit code (0 or 1).
@@ -48,6 +55,7 @@ private:
 
     asio::io_context& io_;
     config::Config config_;
+    SessionOptions session_options_;
     EngineStatus status_;
     bool stop_requested_ = false;
     Session* session_ = nullptr;  // the running session, for request_stop

@@ -36,6 +36,7 @@ struct EngineStatus {
     std::uint64_t reconnects = 0;
     std::uint64_t errors = 0;
     std::map<std::string, status::MappingRows> rows_applied;  // by source table
+    std::map<std::string, status::CopyProgress> snapshot_progress;  // initial copy, by source table
     std::optional<double> e2e_latency_ms;  // newest heartbeat: provider commit -> applied
     status::SlotHealth slot_health;
     // Seconds; buckets from 1 ms to about 1 min.

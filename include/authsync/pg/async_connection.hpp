@@ -59,6 +59,14 @@ public:
 
     // Sends a command that enters COPY BOTH (START_REPLICATION) and waits until it has.
     asio::awaitable<void> start_copy_both(const std::string& command);
+    // COPY ... TO STDOUT: then read_copy_data() until it returns nullopt.
+    asio::awaitable<void> start_copy_out(const std::string& command);
+    // COPY ... FROM STDIN: then write_copy_data() and end_copy().
+    asio::awaitable<void> start_copy_in(const std::string& command);
+    // Sends rows, waiting while the socket is full (backpressure from the server).
+    asio::awaitable<void> write_copy_data(std::span<const std::byte> bytes);
+    // Ends COPY FROM STDIN and waits for its result; throws PgError when the server refused.
+    asio::awaitable<void> end_copy();
     // The next CopyData message, waiting as needed; nullopt when the server ended the COPY
     // (the final result is checked and a failure is thrown as PgError).
     asio::awaitable<std::optional<CopyBuffer>> read_copy_data();
@@ -78,6 +86,7 @@ private:
     asio::awaitable<void> wait_writable();
     asio::awaitable<void> flush();
     asio::awaitable<Result> collect_results(const std::string& context);
+    asio::awaitable<void> start_copy(const std::string& command, int expected_status);
     void attach_socket();
     void detach_socket();
     [[noreturn]] void throw_connection_error(const std::string& context);

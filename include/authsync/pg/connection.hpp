@@ -5,6 +5,7 @@
 // reach any message.
 #pragma once
 
+#include <cstdint>
 #include <memory>
 #include <optional>
 #include <string>
@@ -62,6 +63,8 @@ public:
     std::string_view get(int row, int column) const;
     std::optional<std::string> get_optional(int row, int column) const;
     int column_index(const char* name) const;
+    // Rows an INSERT/UPDATE/DELETE affected (PQcmdTuples), 0 when not applicable.
+    std::uint64_t affected_rows() const;
     pg_result* raw() const { return res_.get(); }
     explicit operator bool() const { return res_ != nullptr; }
 

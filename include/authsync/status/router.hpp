@@ -67,6 +67,12 @@ struct MappingRows {
     std::uint64_t deletes = 0;
 };
 
+// Initial copy progress of one mapping (while state is snapshotting, and after).
+struct CopyProgress {
+    std::uint64_t copied = 0;
+    std::optional<std::uint64_t> estimated;  // pg_class.reltuples at the start
+};
+
 struct SlotHealth {
     std::optional<std::string> wal_status;  // reserved | extended | unreserved | lost
     std::optional<std::int64_t> safe_wal_size_bytes;
@@ -93,6 +99,7 @@ struct Snapshot {
     SlotHealth slot_health;
     std::uint64_t txns_applied = 0;
     std::map<std::string, MappingRows> rows_applied;  // by source table
+    std::map<std::string, CopyProgress> snapshot_progress;  // by source table
     std::uint64_t batches = 0;
     std::uint64_t reconnects = 0;
     std::uint64_t errors = 0;

@@ -1,0 +1,165 @@
+#include "authsync/engine/backfill.hpp"
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include <chrono>
+#include <set>
+
+#include "authsync/apply/batch.hpp"
+#include "authsync/copy/text_format.hpp"
+#include "authsync/core/hex.hpp"
+#include "authsync/core/sql.hpp"
+#include "authsync/mapping/mapper.hpp"
+
+namespace authsync::engine {
+
+using asio::awaitable;
+
+namespace {
+
+// Rows are sent to the target in pieces of about this many bytes.
+constexpr std::size_t kCopyChunkBytes = 256 * 1024;
+
+// The relation as pgoutput would describe it: ordinary columns in attnum order, without dropped
+// or generated ones; so that the stream's mapper applies unchanged.
+awaitable<pgoutput::Relation> describe(pg::AsyncConnection& source,
+                                       const mapping::MappingRule& rule) {
+    auto r = co_await source.query_params(
+        "SELECT a.attname, a.atttypid, a.atttypmod, c.oid "
+        "FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid "
+        "JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE n.nspname = $1 AND c.relname = $2 AND a.attnum > 0 AND NOT a.attisdropped "
+        "AND a.attgenerated = '' ORDER BY a.attnum",
+        pg::params(rule.source_schema, rule.source_table));
+    if (r.rows() == 0) {
+        throw MappingError(fmt::format("mapping {}: table not found on the source",
+                                       rule.source_name()));
+    }
+    pgoutput::Relation rel;
+    rel.relation_id = static_cast<pgoutput::RelationId>(std::stoul(std::string(r.get(0, 3))));
+    rel.namespace_name = rule.source_schema;
+    rel.relation_name = rule.source_table;
+    for (int i = 0; i < r.rows(); ++i) {
+        pgoutput::RelationColumn col;
+        col.name = std::string(r.get(i, 0));
+        col.type_id = static_cast<pgoutput::TypeId>(std::stoul(std::string(r.get(i, 1))));
+        col.type_modifier = std::stoi(std::string(r.get(i, 2)));
+        rel.columns.push_back(std::move(col));
+    }
+    co_return rel;
+}
+
+}  // namespace
+
+awaitable<void> run_backfill(pg::AsyncConnection& source, pg::AsyncConnection& target,
+                             const config::Config& config, const std::string& snapshot_name,
+                             Lsn consistent_point, EngineStatus& status) {
+    auto log = spdlog::get("engine") ? spdlog::get("engine") : spdlog::default_logger();
+    const auto started = std::chrono::steady_clock::now();
+    status.state = State::Snapshotting;
+    status.snapshot_progress.clear();
+
+    co_await source.query("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY");
+    co_await source.query("SET TRANSACTION SNAPSHOT " + quote_literal(snapshot_name));
+    co_await target.query("BEGIN");
+    co_await target.query(
+        "CREATE TEMP TABLE authsync_stage (raw_json jsonb) ON COMMIT DROP;"
+        "CREATE TEMP TABLE authsync_seen (target text, id text) ON COMMIT DROP");
+    // The snapshot's time stands in for a commit time: rows copied were current then.
+    auto now = co_await source.query("SELECT now()");
+    const std::string snapshot_time(now.get(0, 0));
+
+    std::uint64_t total = 0;
+    std::set<std::string> targets;
+    for (const auto& rule : config.mappings) {
+        const auto name = rule.source_name();
+        const auto rel = co_await describe(source, rule);
+        const auto bound = mapping::BoundMapping::bind(rule, rel);
+        auto estimate = co_await source.query_params(
+            "SELECT reltuples::bigint FROM pg_class WHERE oid = $1::oid",
+            pg::params(std::to_string(rel.relation_id)));
+        auto& progress = status.snapshot_progress[name];
+        if (auto e = estimate.get_optional(0, 0); e && e->front() != '-') {
+            progress.estimated = std::stoull(*e);
+        }
+
+        std::string columns;
+        for (const auto& c : rel.columns) {
+            if (!columns.empty()) columns += ", ";
+            columns += quote_identifier(c.name);
+        }
+        co_await target.query("TRUNCATE authsync_stage");
+        co_await target.start_copy_in("COPY authsync_stage (raw_json) FROM STDIN");
+        co_await source.start_copy_out("COPY (SELECT " + columns + " FROM " +
+                                       quote_qualified(rule.source_schema, rule.source_table) +
+                                       ") TO STDOUT");
+        pgoutput::TupleData tuple;
+        std::string out;
+        out.reserve(kCopyChunkBytes + 4096);
+        // Reading the provider and writing the target interleave on one loop: both servers
+        // work at once while authsync maps in between.
+        for (;;) {
+            auto row = co_await source.read_copy_data();
+            if (!row) break;
+            auto bytes = row->bytes();
+            copy::parse_text_row({reinterpret_cast<const char*>(bytes.data()), bytes.size()},
+                                 rel.columns.size(), tuple);
+            copy::append_text_field(out, bound.map_new(tuple, nullptr).to_json());
+            out += '\n';
+            ++progress.copied;
+            if (out.size() >= kCopyChunkBytes) {
+                co_await target.write_copy_data(authsync::as_bytes(out));
+                out.clear();
+            }
+        }
+        if (!out.empty()) co_await target.write_copy_data(authsync::as_bytes(out));
+        co_await target.end_copy();
+
+        const auto table = quote_qualified(rule.target_schema, rule.target_table);
+        co_await target.query_params(
+            "INSERT INTO " + table + " AS t (raw_json, updated_at, deleted_at) "
+            "SELECT raw_json, $1::timestamptz, NULL FROM authsync_stage "
+            "ON CONFLICT (id) DO UPDATE SET raw_json = EXCLUDED.raw_json, "
+            "updated_at = EXCLUDED.updated_at, deleted_at = NULL",
+            pg::params(snapshot_time));
+        co_await target.query_params(
+            "INSERT INTO authsync_seen SELECT $1, raw_json->>'id' FROM authsync_stage",
+            pg::params(rule.target_name()));
+        targets.insert(rule.target_name());
+        total += progress.copied;
+        log->info("copied {} rows of {} into {}", progress.copied, name, rule.target_name());
+    }
+
+    // Users the copy did not see are gone from the provider.
+    for (const auto& rule : config.mappings) {
+        if (targets.erase(rule.target_name()) == 0) continue;
+        const auto table = quote_qualified(rule.target_schema, rule.target_table);
+        const std::string unseen =
+            "NOT EXISTS (SELECT 1 FROM authsync_seen s WHERE s.target = $1 AND s.id = t.id)";
+        pg::Result r;
+        if (rule.on_delete == mapping::OnDelete::Hard) {
+            r = co_await target.query_params("DELETE FROM " + table + " AS t WHERE " + unseen,
+                                             pg::params(rule.target_name()));
+        } else {
+            r = co_await target.query_params(
+                "UPDATE " + table + " AS t SET deleted_at = $2::timestamptz WHERE "
+                "t.deleted_at IS NULL AND " + unseen,
+                pg::params(rule.target_name(), snapshot_time));
+        }
+        log->info("reconciled {}: {} users no longer on the provider", rule.target_name(),
+                  r.affected_rows());
+    }
+    auto st = apply::checkpoint_statement(config.source.slot, consistent_point.to_string(),
+                                          PgTimestamp::now());
+    co_await target.query_params(st.sql, st.params);
+    co_await target.query("COMMIT");
+    co_await source.query("COMMIT");
+    const double seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+    log->info("initial copy done: {} rows in {:.1f} s ({:.0f} rows/s), streaming from {}", total,
+              seconds, seconds > 0 ? static_cast<double>(total) / seconds : 0.0,
+              consistent_point.to_string());
+}
+
+}  // namespace authsync::engine
