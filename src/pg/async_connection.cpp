@@ -92,6 +92,7 @@ asio::awaitable<void> AsyncConnection::connect(std::string dsn, std::string appl
         poll = PQconnectPoll(raw());
     }
     if (PQsetnonblocking(raw(), 1) != 0) throw_connection_error("could not set non-blocking mode");
+    route_notices(raw());
     attach_socket();
 }
 

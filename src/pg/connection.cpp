@@ -6,6 +6,8 @@
 
 #include <regex>
 
+#include <spdlog/spdlog.h>
+
 namespace authsync::pg {
 
 PgError::PgError(std::string message, std::string sqlstate, std::string detail, std::string hint)
@@ -26,6 +28,15 @@ bool PgError::is_serialization_failure() const {
 bool PgError::is_object_in_use() const { return sqlstate_ == "55006"; }
 
 bool PgError::is_constraint_violation() const { return sqlstate_.rfind("23", 0) == 0; }
+
+void route_notices(pg_conn* conn) {
+    PQsetNoticeProcessor(
+        conn,
+        [](void*, const char* message) {
+            spdlog::debug("server notice: {}", one_line(message));
+        },
+        nullptr);
+}
 
 std::string one_line(std::string_view message) {
     std::string out;
@@ -86,6 +97,7 @@ void Connection::Deleter::operator()(pg_conn* c) const { PQfinish(c); }
 Connection Connection::connect(const std::string& dsn) {
     Connection c(PQconnectdb(dsn.c_str()));
     if (!c.conn_) throw PgError("could not allocate a connection");
+    if (PQstatus(c.raw()) == CONNECTION_OK) route_notices(c.raw());
     if (PQstatus(c.raw()) != CONNECTION_OK) {
         std::string reason = one_line(PQerrorMessage(c.raw()));
         throw PgError(fmt::format("could not connect to {}: {}", redact_dsn(dsn), reason), "08001");

@@ -31,10 +31,12 @@ int next_id() {
 
 }  // namespace
 
-SyncFixture::SyncFixture(SyncOptions options) : options_(std::move(options)) {
+SyncFixture::SyncFixture(SyncOptions options)
+    : options_(std::move(options)),
+      cluster_(options_.provider ? options_.provider : &provider_cluster()) {
     const int n = next_id();
     slot_ = "authsync_t" + std::to_string(n);
-    provider_db = provider_cluster().create_database("auth");
+    provider_db = cluster_->create_database("auth");
     target_db = target_cluster().create_database("app");
     char tmpl[] = "/tmp/authsync-sync-XXXXXX";
     dir_ = ::mkdtemp(tmpl);
@@ -58,11 +60,12 @@ SyncFixture::SyncFixture(SyncOptions options) : options_(std::move(options)) {
 
     std::ofstream f(config_path_);
     f << "source:\n"
-      << "  dsn: \"" << provider_cluster().dsn(provider_db) << "\"\n"
+      << "  dsn: \"" << cluster_->dsn(provider_db) << "\"\n"
       << "  slot: " << slot_ << "\n"
       << "  publication: authsync\n"
       << "  status_interval: " << options_.status_interval << "\n"
       << "  heartbeat_interval: " << options_.heartbeat_interval << "\n"
+      << "  snapshot: " << options_.snapshot << "\n"
       << "target:\n"
       << "  dsn: \"" << target_cluster().dsn(target_db) << "\"\n"
       << "status:\n"
@@ -104,7 +107,7 @@ SyncFixture::~SyncFixture() {
     }
     try {
         // Drop the slot so that it holds no WAL for the rest of the run.
-        provider_cluster().connect().exec_params(
+        cluster_->connect().exec_params(
             "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE "
             "slot_name = $1 AND NOT active",
             {slot_});
@@ -115,7 +118,7 @@ SyncFixture::~SyncFixture() {
     std::filesystem::remove_all(dir_, ec);
 }
 
-pg::Connection SyncFixture::provider() const { return provider_cluster().connect(provider_db); }
+pg::Connection SyncFixture::provider() const { return cluster_->connect(provider_db); }
 pg::Connection SyncFixture::target() const { return target_cluster().connect(target_db); }
 
 std::string SyncFixture::target_value(const std::string& sql) const {
@@ -134,7 +137,7 @@ void SyncFixture::start() {
     process_->start();
     // Ready when the slot is streaming to it (the target schema exists by then).
     bool streaming = wait_until([&] {
-        auto r = provider_cluster().connect().exec_params(
+        auto r = cluster_->connect().exec_params(
             "SELECT active FROM pg_replication_slots WHERE slot_name = $1", pg::params(slot_));
         return r.rows() == 1 && r.get(0, 0) == "t";
     });
@@ -152,7 +155,7 @@ bool SyncFixture::wait_caught_up(std::chrono::milliseconds timeout) {
     auto lsn = provider_value("SELECT pg_current_wal_lsn()");
     return wait_until(
         [&] {
-            auto r = provider_cluster().connect().exec_params(
+            auto r = cluster_->connect().exec_params(
                 "SELECT confirmed_flush_lsn >= $2::pg_lsn FROM pg_replication_slots WHERE "
                 "slot_name = $1",
                 {slot_, lsn});

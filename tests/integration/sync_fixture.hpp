@@ -20,6 +20,8 @@ struct SyncOptions {
     std::string heartbeat_interval = "10s";
     std::string status_token;            // empty: no token
     int max_ready_lag_seconds = 60;
+    PgCluster* provider = nullptr;       // default: the shared provider_cluster()
+    std::string snapshot = "initial";
 };
 
 class SyncFixture {
@@ -33,7 +35,10 @@ public:
     std::string target_value(const std::string& sql) const;
     std::string provider_value(const std::string& sql) const;
 
+    // Starts authsync and waits until the slot streams to it.
     void start();
+    // Starts authsync without waiting (for runs that are expected to fail).
+    void start_unchecked() { process_->start(); }
     // SIGTERM; returns the exit code (or -1 after the timeout).
     int stop(std::chrono::milliseconds timeout = std::chrono::seconds(15));
     void kill9() { process_->kill9(); }
@@ -42,6 +47,7 @@ public:
     bool wait_caught_up(std::chrono::milliseconds timeout = std::chrono::seconds(30));
 
     const std::string& slot() const { return slot_; }
+    PgCluster& provider_cluster_of() const { return *cluster_; }
     // http://127.0.0.1:<port> of this instance's status endpoint.
     std::string status_url() const { return "http://127.0.0.1:" + std::to_string(status_port_); }
     const std::string& config_path() const { return config_path_; }
@@ -49,6 +55,7 @@ public:
 
 private:
     SyncOptions options_;
+    PgCluster* cluster_;
     std::string slot_;
     int status_port_ = 0;
     std::string dir_;

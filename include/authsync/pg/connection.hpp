@@ -45,6 +45,9 @@ private:
     std::string hint_;
 };
 
+// Sends the server's NOTICEs on this connection to the log at debug level instead of stderr.
+void route_notices(pg_conn* conn);
+
 // libpq's multi-line messages as one log line: newlines and tabs become single spaces,
 // trailing whitespace goes.
 std::string one_line(std::string_view message);
