@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <chrono>
 #include <set>
 
@@ -89,8 +90,23 @@ awaitable<void> run_backfill(pg::AsyncConnection& source, pg::AsyncConnection& t
             if (!columns.empty()) columns += ", ";
             columns += quote_identifier(c.name);
         }
-        co_await target.query("TRUNCATE authsync_stage");
-        co_await target.start_copy_in("COPY authsync_stage (raw_json) FROM STDIN");
+        const auto table = quote_qualified(rule.target_schema, rule.target_table);
+        // An empty target that only this mapping fills takes the rows directly: no staging,
+        // no upsert, nothing to reconcile. Otherwise stage, upsert, and remember what was seen.
+        const auto sharing = std::count_if(
+            config.mappings.begin(), config.mappings.end(),
+            [&](const auto& m) { return m.target_name() == rule.target_name(); });
+        auto empty = co_await target.query("SELECT NOT EXISTS (SELECT 1 FROM " + table + ")");
+        const bool direct = sharing == 1 && empty.get(0, 0) == "t";
+        std::string row_suffix;
+        if (direct) {
+            row_suffix = "\t" + snapshot_time + "\n";
+            co_await target.start_copy_in("COPY " + table + " (raw_json, updated_at) FROM STDIN");
+        } else {
+            row_suffix = "\n";
+            co_await target.query("TRUNCATE authsync_stage");
+            co_await target.start_copy_in("COPY authsync_stage (raw_json) FROM STDIN");
+        }
         co_await source.start_copy_out("COPY (SELECT " + columns + " FROM " +
                                        quote_qualified(rule.source_schema, rule.source_table) +
                                        ") TO STDOUT");
@@ -106,7 +122,7 @@ awaitable<void> run_backfill(pg::AsyncConnection& source, pg::AsyncConnection& t
             copy::parse_text_row({reinterpret_cast<const char*>(bytes.data()), bytes.size()},
                                  rel.columns.size(), tuple);
             copy::append_text_field(out, bound.map_new(tuple, nullptr).to_json());
-            out += '\n';
+            out += row_suffix;
             ++progress.copied;
             if (out.size() >= kCopyChunkBytes) {
                 co_await target.write_copy_data(authsync::as_bytes(out));
@@ -116,7 +132,10 @@ awaitable<void> run_backfill(pg::AsyncConnection& source, pg::AsyncConnection& t
         if (!out.empty()) co_await target.write_copy_data(authsync::as_bytes(out));
         co_await target.end_copy();
 
-        const auto table = quote_qualified(rule.target_schema, rule.target_table);
+        total += progress.copied;
+        log->info("copied {} rows of {} into {}{}", progress.copied, name, rule.target_name(),
+                  direct ? " (empty target: loaded directly)" : "");
+        if (direct) continue;
         co_await target.query_params(
             "INSERT INTO " + table + " AS t (raw_json, updated_at, deleted_at) "
             "SELECT raw_json, $1::timestamptz, NULL FROM authsync_stage "
@@ -127,8 +146,6 @@ awaitable<void> run_backfill(pg::AsyncConnection& source, pg::AsyncConnection& t
             "INSERT INTO authsync_seen SELECT $1, raw_json->>'id' FROM authsync_stage",
             pg::params(rule.target_name()));
         targets.insert(rule.target_name());
-        total += progress.copied;
-        log->info("copied {} rows of {} into {}", progress.copied, name, rule.target_name());
     }
 
     // Users the copy did not see are gone from the provider.

@@ -181,8 +181,9 @@ asio::awaitable<void> AsyncConnection::write_copy_data(std::span<const std::byte
         if (rc < 0) throw_connection_error("could not send COPY data");
         co_await wait_writable();  // 0: libpq's buffer is full
     }
-    // Keep libpq's buffer from growing: push out what the socket takes now.
-    if (PQflush(raw()) < 0) throw_connection_error("could not send COPY data");
+    // Wait until libpq's buffer has gone to the socket: in non-blocking mode libpq would
+    // otherwise grow it without bound while the server is slower than we are.
+    co_await flush();
 }
 
 asio::awaitable<void> AsyncConnection::end_copy() {
