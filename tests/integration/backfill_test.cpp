@@ -49,6 +49,10 @@ TEST_CASE("existing users are copied before streaming starts", "[backfill][integ
     REQUIRE(f.wait_caught_up());
     CHECK(in_sync(f));
     CHECK_THAT(f.process().log(), Catch::Contains("copied 5000 rows of public.users"));
+    // /status keeps the copy's progress.
+    auto status = nlohmann::json::parse(test::run_shell_output("curl -s -m 5 " + f.status_url() + "/status"));
+    CHECK(status["snapshot"]["public.users"]["rows_copied"] == 5000);
+    CHECK(status["snapshot"]["public.users"]["rows_estimated"].is_number());
     CHECK(f.stop() == 0);
 }
 
