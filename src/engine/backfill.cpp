@@ -51,6 +51,18 @@ awaitable<pgoutput::Relation> describe(pg::AsyncConnection& source,
     co_return rel;
 }
 
+// The planner's row estimate: pg_class.reltuples after ANALYZE, or, for a table never
+// analyzed, what the planner derives from its size.
+awaitable<std::optional<std::uint64_t>> estimate_rows(pg::AsyncConnection& source,
+                                                      const mapping::MappingRule& rule) {
+    auto r = co_await source.query("EXPLAIN (FORMAT JSON) SELECT 1 FROM " +
+                                   quote_qualified(rule.source_schema, rule.source_table));
+    const std::string plan(r.get(0, 0));
+    const auto key = plan.find("\"Plan Rows\": ");
+    if (key == std::string::npos) co_return std::nullopt;
+    co_return std::stoull(plan.substr(key + 13));
+}
+
 }  // namespace
 
 awaitable<void> run_backfill(pg::AsyncConnection& source, pg::AsyncConnection& target,
@@ -77,13 +89,8 @@ awaitable<void> run_backfill(pg::AsyncConnection& source, pg::AsyncConnection& t
         const auto name = rule.source_name();
         const auto rel = co_await describe(source, rule);
         const auto bound = mapping::BoundMapping::bind(rule, rel);
-        auto estimate = co_await source.query_params(
-            "SELECT reltuples::bigint FROM pg_class WHERE oid = $1::oid",
-            pg::params(std::to_string(rel.relation_id)));
         auto& progress = status.snapshot_progress[name];
-        if (auto e = estimate.get_optional(0, 0); e && e->front() != '-') {
-            progress.estimated = std::stoull(*e);
-        }
+        progress.estimated = co_await estimate_rows(source, rule);
 
         std::string columns;
         for (const auto& c : rel.columns) {
