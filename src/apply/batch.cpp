@@ -31,6 +31,7 @@ void Batch::upsert(const mapping::MappingRule& rule, mapping::RowImage image,
     auto& table = table_for(rule);
     auto [it, inserted] = table.rows.try_emplace(image.key);
     Pending& p = it->second;
+    p.mapping = rule.source_name();
     if (inserted) {
         ++rows_;
     } else {
@@ -52,6 +53,7 @@ void Batch::remove(const mapping::MappingRule& rule, std::string key, PgTimestam
     auto& table = table_for(rule);
     auto [it, inserted] = table.rows.try_emplace(key);
     Pending& p = it->second;
+    p.mapping = rule.source_name();
     if (inserted) {
         ++rows_;
     } else {
@@ -96,89 +98,142 @@ std::string text_array_literal(const std::vector<const std::string*>& elements) 
     return out;
 }
 
+namespace {
+
+std::string array_of(const std::vector<std::string>& v) {
+    std::vector<const std::string*> ptrs;
+    ptrs.reserve(v.size());
+    for (const auto& s : v) ptrs.push_back(&s);
+    return text_array_literal(ptrs);
+}
+
+// The changes of one kind for one target table: column vectors plus what single() needs.
+struct Columns {
+    std::vector<std::vector<std::string>> arrays;  // one vector per array parameter
+    std::vector<std::string> keys;
+    std::vector<std::string> mappings;
+
+    explicit Columns(std::size_t n) : arrays(n) {}
+    void add(const std::string& key, const std::string& mapping,
+             std::initializer_list<std::string> values) {
+        std::size_t i = 0;
+        for (const auto& v : values) arrays[i++].push_back(v);
+        keys.push_back(key);
+        mappings.push_back(mapping);
+    }
+    bool empty() const { return keys.empty(); }
+
+    Statement statement(std::string sql, Statement::Kind kind) const {
+        Statement st;
+        st.sql = std::move(sql);
+        st.kind = kind;
+        st.rows = keys.size();
+        for (const auto& a : arrays) st.params.emplace_back(array_of(a));
+        st.keys = keys;
+        st.row_values.resize(keys.size());
+        for (std::size_t r = 0; r < keys.size(); ++r) {
+            for (const auto& a : arrays) st.row_values[r].push_back(a[r]);
+        }
+        st.mappings = mappings;
+        return st;
+    }
+};
+
+}  // namespace
+
+Statement Statement::single(std::size_t i) const {
+    Statement st;
+    st.sql = sql;
+    st.kind = kind;
+    st.rows = 1;
+    for (const auto& v : row_values.at(i)) st.params.emplace_back(array_of({v}));
+    st.keys = {keys.at(i)};
+    st.row_values = {row_values.at(i)};
+    st.mappings = {mappings.at(i)};
+    return st;
+}
+
 std::vector<Statement> Batch::statements() const {
     std::vector<Statement> out;
     for (const auto& [name, table] : tables_) {
         const std::string target = quote_qualified(table.target_schema, table.target_table);
-        // Column vectors per kind of change.
-        std::vector<std::string> full_json, full_time, part_json, part_time, soft_ids,
-            soft_time, hard_ids;
+        Columns full(2), part(2), soft(2), hard(1);
         for (const auto& [key, p] : table.rows) {
             if (p.deleted) {
                 if (p.on_delete == mapping::OnDelete::Hard) {
-                    hard_ids.push_back(key);
+                    hard.add(key, p.mapping, {key});
                 } else {
-                    soft_ids.push_back(key);
-                    soft_time.push_back(timestamp_param(p.commit_time));
+                    soft.add(key, p.mapping, {key, timestamp_param(p.commit_time)});
                 }
             } else if (p.image.partial) {
-                part_json.push_back(p.image.to_json());
-                part_time.push_back(timestamp_param(p.commit_time));
+                part.add(key, p.mapping, {p.image.to_json(), timestamp_param(p.commit_time)});
             } else {
-                full_json.push_back(p.image.to_json());
-                full_time.push_back(timestamp_param(p.commit_time));
+                full.add(key, p.mapping, {p.image.to_json(), timestamp_param(p.commit_time)});
             }
         }
-        auto array = [](const std::vector<std::string>& v) {
-            std::vector<const std::string*> ptrs;
-            ptrs.reserve(v.size());
-            for (const auto& s : v) ptrs.push_back(&s);
-            return text_array_literal(ptrs);
-        };
-        if (!full_json.empty()) {
-            out.push_back(Statement{
+        if (!full.empty()) {
+            out.push_back(full.statement(
                 "INSERT INTO " + target + " AS t (raw_json, updated_at, deleted_at) "
                 "SELECT r::jsonb, u, NULL FROM unnest($1::text[], $2::timestamptz[]) AS x(r, u) "
                 "ON CONFLICT (id) DO UPDATE SET raw_json = EXCLUDED.raw_json, "
                 "updated_at = EXCLUDED.updated_at, deleted_at = NULL",
-                {array(full_json), array(full_time)}, full_json.size(),
-                Statement::Kind::UpsertFull});
+                Statement::Kind::UpsertFull));
         }
-        if (!part_json.empty()) {
+        if (!part.empty()) {
             // Unchanged TOASTed values are absent from the image: merging keeps what the
             // target already holds for them. RETURNING tells which rows had nothing to merge.
-            out.push_back(Statement{
+            out.push_back(part.statement(
                 "INSERT INTO " + target + " AS t (raw_json, updated_at, deleted_at) "
                 "SELECT r::jsonb, u, NULL FROM unnest($1::text[], $2::timestamptz[]) AS x(r, u) "
                 "ON CONFLICT (id) DO UPDATE SET raw_json = t.raw_json || EXCLUDED.raw_json, "
                 "updated_at = EXCLUDED.updated_at, deleted_at = NULL "
                 "RETURNING t.id, (xmax = 0) AS inserted",
-                {array(part_json), array(part_time)}, part_json.size(),
-                Statement::Kind::UpsertPartial});
+                Statement::Kind::UpsertPartial));
         }
-        if (!soft_ids.empty()) {
-            out.push_back(Statement{
+        if (!soft.empty()) {
+            out.push_back(soft.statement(
                 "UPDATE " + target + " AS t SET deleted_at = x.d "
                 "FROM unnest($1::text[], $2::timestamptz[]) AS x(id, d) WHERE t.id = x.id",
-                {array(soft_ids), array(soft_time)}, soft_ids.size(),
-                Statement::Kind::SoftDelete});
+                Statement::Kind::SoftDelete));
         }
-        if (!hard_ids.empty()) {
-            out.push_back(Statement{"DELETE FROM " + target + " AS t USING unnest($1::text[]) "
-                                    "AS x(id) WHERE t.id = x.id",
-                                    {array(hard_ids)}, hard_ids.size(),
-                                    Statement::Kind::HardDelete});
+        if (!hard.empty()) {
+            out.push_back(hard.statement("DELETE FROM " + target + " AS t USING unnest($1::text[]) "
+                                         "AS x(id) WHERE t.id = x.id",
+                                         Statement::Kind::HardDelete));
         }
     }
     return out;
 }
 
+namespace {
+
+Statement plain(std::string sql, Params params, Statement::Kind kind) {
+    Statement st;
+    st.sql = std::move(sql);
+    st.params = std::move(params);
+    st.kind = kind;
+    return st;
+}
+
+}  // namespace
+
 Statement truncate_statement(const mapping::MappingRule& rule, PgTimestamp commit_time) {
     const std::string target = quote_qualified(rule.target_schema, rule.target_table);
     if (rule.on_delete == mapping::OnDelete::Hard) {
-        return Statement{"DELETE FROM " + target, {}, 0, Statement::Kind::HardDelete};
+        return plain("DELETE FROM " + target, {}, Statement::Kind::HardDelete);
     }
-    return Statement{"UPDATE " + target + " SET deleted_at = $1::timestamptz WHERE deleted_at IS NULL",
-                     {commit_time.to_iso8601()}, 0, Statement::Kind::SoftDelete};
+    return plain("UPDATE " + target +
+                     " SET deleted_at = $1::timestamptz WHERE deleted_at IS NULL",
+                 {commit_time.to_iso8601()}, Statement::Kind::SoftDelete);
 }
 
 Statement checkpoint_statement(const std::string& slot, const std::string& end_lsn,
                                PgTimestamp commit_time) {
-    return Statement{
+    return plain(
         "INSERT INTO authsync.checkpoint (slot, end_lsn, commit_time, updated_at) "
         "VALUES ($1, $2::pg_lsn, $3::timestamptz, now()) ON CONFLICT (slot) DO UPDATE SET "
         "end_lsn = EXCLUDED.end_lsn, commit_time = EXCLUDED.commit_time, updated_at = now()",
-        {slot, end_lsn, commit_time.to_iso8601()}, 0, Statement::Kind::UpsertFull};
+        {slot, end_lsn, commit_time.to_iso8601()}, Statement::Kind::UpsertFull);
 }
 
 }  // namespace authsync::apply

@@ -225,3 +225,97 @@ int teardown_command(const std::string& config_path) {
 }
 
 }  // namespace authsync::cli
+
+namespace authsync::cli {
+
+int dead_letter_command(const std::string& config_path, const std::string& action) {
+    auto config = load(config_path);
+    if (!config) return 1;
+    try {
+        return run_on_loop([&]() -> awaitable<int> {
+            pg::AsyncConnection target(co_await asio::this_coro::executor);
+            co_await target.connect(config->target.dsn, "authsync dead-letter");
+            auto exists = co_await target.query("SELECT to_regclass('authsync.dead_letter')");
+            if (exists.is_null(0, 0)) {
+                std::cout << "no dead letters (authsync.dead_letter does not exist yet)\n";
+                co_return 0;
+            }
+            auto rows = co_await target.query_params(
+                "SELECT id, mapping, target, key, op, payload::text, change_time::text, error, "
+                "attempts FROM authsync.dead_letter WHERE slot = $1 ORDER BY id",
+                pg::params(config->source.slot));
+            if (action == "list") {
+                for (int i = 0; i < rows.rows(); ++i) {
+                    // The key and the error, never the payload: it holds users' data.
+                    std::cout << rows.get(i, 0) << '\t' << rows.get(i, 1) << '\t' << rows.get(i, 3)
+                              << '\t' << rows.get(i, 4) << "\tattempts=" << rows.get(i, 8) << '\t'
+                              << rows.get(i, 7) << '\n';
+                }
+                std::cout << rows.rows() << " dead letter(s)\n";
+                co_return 0;
+            }
+            // retry: each change again, in its own transaction; what applies leaves the table.
+            int applied = 0, failed = 0;
+            for (int i = 0; i < rows.rows(); ++i) {
+                const std::string id(rows.get(i, 0));
+                const std::string mapping(rows.get(i, 1));
+                const mapping::MappingRule* rule = nullptr;
+                for (const auto& m : config->mappings) {
+                    if (m.source_name() == mapping) rule = &m;
+                }
+                if (rule == nullptr) {
+                    std::cerr << "dead letter " << id << ": mapping " << mapping
+                              << " is no longer in the config; left in place\n";
+                    ++failed;
+                    continue;
+                }
+                co_await target.query("BEGIN");
+                std::optional<std::string> error;
+                try {
+                    const auto table = quote_qualified(rule->target_schema, rule->target_table);
+                    if (rows.get(i, 4) == "upsert") {
+                        co_await target.query_params(
+                            "INSERT INTO " + table +
+                                " AS t (raw_json, updated_at, deleted_at) VALUES ($1::jsonb, "
+                                "coalesce($2::timestamptz, now()), NULL) ON CONFLICT (id) DO UPDATE "
+                                "SET raw_json = EXCLUDED.raw_json, updated_at = EXCLUDED.updated_at, "
+                                "deleted_at = NULL",
+                            pg::params(rows.get_optional(i, 5), rows.get_optional(i, 6)));
+                    } else if (rule->on_delete == mapping::OnDelete::Hard) {
+                        co_await target.query_params("DELETE FROM " + table + " WHERE id = $1",
+                                                     pg::params(std::string(rows.get(i, 3))));
+                    } else {
+                        co_await target.query_params(
+                            "UPDATE " + table + " SET deleted_at = coalesce($2::timestamptz, "
+                            "now()) WHERE id = $1",
+                            pg::params(std::string(rows.get(i, 3)), rows.get_optional(i, 6)));
+                    }
+                    co_await target.query_params("DELETE FROM authsync.dead_letter WHERE id = $1",
+                                                 pg::params(id));
+                } catch (const pg::PgError& e) {
+                    error = e.what();
+                }
+                if (error) {
+                    co_await target.query("ROLLBACK");
+                    co_await target.query_params(
+                        "UPDATE authsync.dead_letter SET attempts = attempts + 1, retried_at = "
+                        "now(), error = $2 WHERE id = $1",
+                        pg::params(id, *error));
+                    std::cerr << "dead letter " << id << " (" << mapping << " key "
+                              << rows.get(i, 3) << ") still rejected: " << *error << '\n';
+                    ++failed;
+                } else {
+                    co_await target.query("COMMIT");
+                    ++applied;
+                }
+            }
+            std::cout << applied << " applied, " << failed << " still failing\n";
+            co_return failed == 0 ? 0 : 1;
+        }());
+    } catch (const Error& e) {
+        std::cerr << "authsync dead-letter: " << e.what() << '\n';
+        return 1;
+    }
+}
+
+}  // namespace authsync::cli

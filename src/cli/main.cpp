@@ -37,6 +37,14 @@ int main(int argc, char** argv) {
         "teardown", "Drop the slot and publication; leave users_sync and its data in place");
     add_config(teardown);
 
+    std::string dead_letter_action;
+    auto* dead_letter = app.add_subcommand(
+        "dead-letter", "List or retry the changes the target rejected (apply.on_error: dead_letter)");
+    add_config(dead_letter);
+    dead_letter->add_option("action", dead_letter_action, "list or retry")
+        ->required()
+        ->check(CLI::IsMember({"list", "retry"}));
+
     int peek_limit = 0;
     auto* peek = app.add_subcommand(
         "peek", "Show the changes pending in the slot, decoded, without consuming them");
@@ -78,6 +86,9 @@ int main(int argc, char** argv) {
     if (init->parsed()) return authsync::cli::init_command(config_path);
     if (teardown->parsed()) return authsync::cli::teardown_command(config_path);
     if (resync->parsed()) return authsync::cli::resync_command(config_path);
+    if (dead_letter->parsed()) {
+        return authsync::cli::dead_letter_command(config_path, dead_letter_action);
+    }
     if (peek->parsed()) return authsync::cli::peek_command(config_path, peek_limit);
     if (status->parsed()) return authsync::cli::status_command(status_url, status_json);
     return 2;

@@ -68,7 +68,8 @@ awaitable<std::optional<std::uint64_t>> estimate_rows(pg::AsyncConnection& sourc
 awaitable<void> run_backfill(pg::AsyncConnection& source, pg::AsyncConnection& target,
                              const config::Config& config, const std::string& snapshot_name,
                              Lsn consistent_point, EngineStatus& status) {
-    auto log = spdlog::get("engine") ? spdlog::get("engine") : spdlog::default_logger();
+    auto log = spdlog::get("engine");
+    if (!log) log = spdlog::default_logger();
     const auto started = std::chrono::steady_clock::now();
     status.state = State::Snapshotting;
     status.snapshot_progress.clear();

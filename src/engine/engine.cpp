@@ -69,6 +69,7 @@ status::Snapshot make_snapshot(const EngineStatus& st, const std::string& slot,
     s.batches = st.batches;
     s.reconnects = st.reconnects;
     s.errors = st.errors;
+    s.dead_letters = st.dead_letters;
     s.last_error = st.last_error;
     s.last_error_at = st.last_error_at;
     s.uptime_seconds =
@@ -144,6 +145,8 @@ private:
     awaitable<void> handle_xlog(const wire::XLogData& x);
     awaitable<void> handle_change(const pgoutput::Message& m);
     awaitable<void> flush_chunk();
+    awaitable<void> execute(const apply::Statement& st);
+    awaitable<void> apply_one_by_one(const apply::Statement& st);
     awaitable<void> apply_batch();
     awaitable<void> rollback();
     awaitable<void> send_status(bool reply_requested);
@@ -193,6 +196,8 @@ private:
     // Commit time of the newest heartbeat transaction in the batch.
     std::optional<PgTimestamp> pending_heartbeat_;
     bool txn_has_heartbeat_ = false;
+    Lsn txn_final_lsn_;  // commit LSN of the source transaction being received
+    std::uint64_t pending_dead_letters_ = 0;
 };
 
 awaitable<void> Session::run() {
@@ -270,12 +275,15 @@ awaitable<void> Session::prepare() {
     const bool lost = (checkpoint && !slot) || (slot && slot->wal_status == "lost");
     bool resync = options_.resync;
     if (lost && !resync) {
-        const auto what = slot ? fmt::format("slot {} is lost (the provider removed WAL it still "
-                                             "needed)",
-                                             src.slot)
-                               : fmt::format("slot {} does not exist on the source, but the "
-                                             "target has a checkpoint at {}",
-                                             src.slot, checkpoint->to_string());
+        std::string what;
+        if (slot) {
+            what = fmt::format("slot {} is lost (the provider removed WAL it still needed)",
+                               src.slot);
+        } else {
+            what = fmt::format("slot {} does not exist on the source, but the target has a "
+                               "checkpoint at {}",
+                               src.slot, checkpoint->to_string());
+        }
         if (src.on_slot_lost != config::OnSlotLost::Resync) {
             throw FatalError(what + ": changes made since then are lost to this slot; run "
                                     "`authsync resync` to rebuild the slot and copy the users "
@@ -423,6 +431,7 @@ awaitable<void> Session::handle_xlog(const wire::XLogData& x) {
         if (in_transaction_) throw ProtocolError("Begin message inside a transaction");
         in_transaction_ = true;
         txn_commit_time_ = b->commit_time;
+        txn_final_lsn_ = b->final_lsn;
         txn_has_heartbeat_ = false;
         // Transactions that committed before the checkpoint are already in the target.
         skipping_ = b->final_lsn < checkpoint_;
@@ -539,6 +548,32 @@ awaitable<void> Session::handle_change(const pgoutput::Message& message) {
     }
 }
 
+namespace {
+
+// Errors that one change can cause in the target: constraint violations (class 23), data
+// exceptions (class 22) and errors raised by triggers (P0001). Anything else is not the row's
+// fault, and is handled as a failure of the whole session.
+bool is_row_error(const pg::PgError& e) {
+    const auto& s = e.sqlstate();
+    return s.rfind("23", 0) == 0 || s.rfind("22", 0) == 0 || s == "P0001";
+}
+
+}  // namespace
+
+awaitable<void> Session::execute(const apply::Statement& st) {
+    auto r = co_await target_.query_params(st.sql, st.params);
+    if (st.kind == apply::Statement::Kind::UpsertPartial) {
+        for (int i = 0; i < r.rows(); ++i) {
+            if (r.get(i, 1) == "t") {
+                log_->warn("user {} was updated with unchanged TOASTed columns but was not in "
+                           "the target; those keys are missing from its raw_json until they "
+                           "change (run `authsync resync` to copy them)",
+                           r.get(i, 0));
+            }
+        }
+    }
+}
+
 awaitable<void> Session::flush_chunk() {
     if (!target_tx_open_) {
         co_await target_.query("BEGIN");
@@ -546,19 +581,75 @@ awaitable<void> Session::flush_chunk() {
     }
     if (batch_.empty()) co_return;
     for (const auto& st : batch_.statements()) {
-        auto r = co_await target_.query_params(st.sql, st.params);
-        if (st.kind == apply::Statement::Kind::UpsertPartial) {
-            for (int i = 0; i < r.rows(); ++i) {
-                if (r.get(i, 1) == "t") {
-                    log_->warn("user {} was updated with unchanged TOASTed columns but was not "
-                               "in the target; those keys are missing from its raw_json until "
-                               "they change (run `authsync resync` to copy them)",
-                               r.get(i, 0));
-                }
-            }
+        // A savepoint per statement: when the target rejects a change, find which one, and
+        // stop naming its key (apply.on_error: stop) or set it aside (dead_letter).
+        co_await target_.query("SAVEPOINT authsync_statement");
+        std::optional<pg::PgError> failed;
+        try {
+            co_await execute(st);
+        } catch (const pg::PgError& e) {
+            if (!is_row_error(e)) throw;
+            failed = e;
         }
+        if (failed) {
+            co_await target_.query("ROLLBACK TO SAVEPOINT authsync_statement");
+            co_await apply_one_by_one(st);
+        }
+        co_await target_.query("RELEASE SAVEPOINT authsync_statement");
     }
     batch_.clear();
+}
+
+awaitable<void> Session::apply_one_by_one(const apply::Statement& st) {
+    for (std::size_t i = 0; i < st.rows; ++i) {
+        auto one = st.single(i);
+        co_await target_.query("SAVEPOINT authsync_row");
+        std::optional<pg::PgError> failed;
+        try {
+            co_await execute(one);
+        } catch (const pg::PgError& e) {
+            if (!is_row_error(e)) throw;
+            failed = e;
+        }
+        if (!failed) {
+            co_await target_.query("RELEASE SAVEPOINT authsync_row");
+            continue;
+        }
+        co_await target_.query("ROLLBACK TO SAVEPOINT authsync_row");
+        co_await target_.query("RELEASE SAVEPOINT authsync_row");
+        const auto& mapping = st.mappings.at(i);
+        const auto& key = st.keys.at(i);
+        // The key identifies the user; the row's values stay out of the message (PII).
+        if (config_.apply.on_error == config::OnError::Stop) {
+            throw pg::PgError(fmt::format("the target rejected the change to {} key {}: {} "
+                                          "(set apply.on_error: dead_letter to set such changes "
+                                          "aside and go on)",
+                                          mapping, key, failed->what()),
+                              failed->sqlstate(), failed->detail(), failed->hint());
+        }
+        const bool upsert = st.kind == apply::Statement::Kind::UpsertFull ||
+                            st.kind == apply::Statement::Kind::UpsertPartial;
+        std::string target;
+        for (const auto& rule : config_.mappings) {
+            if (rule.source_name() == mapping) target = rule.target_name();
+        }
+        // Parameters built before the co_await: GCC 12 destroys temporaries of a conditional
+        // expression twice inside a coroutine.
+        std::optional<std::string> payload, change_time;
+        if (upsert) payload = one.row_values[0][0];
+        if (one.row_values[0].size() == 2) change_time = one.row_values[0][1];
+        pg::Params params = pg::params(config_.source.slot, txn_final_lsn_.to_string(), mapping,
+                                       target, key, std::string(upsert ? "upsert" : "delete"),
+                                       payload, change_time,
+                                       std::string(failed->what()), failed->sqlstate());
+        co_await target_.query_params(
+            "INSERT INTO authsync.dead_letter (slot, lsn, mapping, target, key, op, payload, "
+            "change_time, error, sqlstate) VALUES ($1, $2::pg_lsn, $3, $4, $5, $6, $7::jsonb, "
+            "$8::timestamptz, $9, $10)",
+            std::move(params));
+        ++pending_dead_letters_;
+        log_->warn("dead-lettered the change to {} key {}: {}", mapping, key, failed->what());
+    }
 }
 
 awaitable<void> Session::apply_batch() {
@@ -593,6 +684,8 @@ awaitable<void> Session::apply_batch() {
             total.deletes += rows.deletes;
         }
     }
+    status_.dead_letters += pending_dead_letters_;
+    pending_dead_letters_ = 0;
     pending_rows_.clear();
     pending_heartbeat_.reset();
     status_.oldest_pending_commit_time.reset();
@@ -601,6 +694,7 @@ awaitable<void> Session::apply_batch() {
 
 awaitable<void> Session::rollback() {
     batch_.clear();
+    pending_dead_letters_ = 0;
     pending_rows_.clear();
     pending_heartbeat_.reset();
     if (target_tx_open_) {

@@ -34,7 +34,23 @@ std::string state_ddl() {
            "  slot text PRIMARY KEY,\n"
            "  end_lsn pg_lsn NOT NULL,\n"
            "  commit_time timestamptz,\n"
-           "  updated_at timestamptz NOT NULL DEFAULT now());\n";
+           "  updated_at timestamptz NOT NULL DEFAULT now());\n"
+           // Changes the target rejected, with apply.on_error: dead_letter.
+           "CREATE TABLE IF NOT EXISTS authsync.dead_letter (\n"
+           "  id bigserial PRIMARY KEY,\n"
+           "  slot text NOT NULL,\n"
+           "  lsn pg_lsn,\n"
+           "  mapping text NOT NULL,\n"
+           "  target text NOT NULL,\n"
+           "  key text NOT NULL,\n"
+           "  op text NOT NULL CHECK (op IN ('upsert', 'delete')),\n"
+           "  payload jsonb,\n"
+           "  change_time timestamptz,\n"
+           "  error text NOT NULL,\n"
+           "  sqlstate text,\n"
+           "  attempts int NOT NULL DEFAULT 1,\n"
+           "  created_at timestamptz NOT NULL DEFAULT now(),\n"
+           "  retried_at timestamptz);\n";
 }
 
 awaitable<std::optional<SlotInfo>> find_slot(pg::AsyncConnection& source, const std::string& slot) {

@@ -176,6 +176,12 @@ std::string render_metrics(const Snapshot& s) {
         f.sample({}, integer(s.errors));
         f.write_to(out);
     }
+    {
+        Family f("authsync_dead_letters_total", "counter",
+                 "Changes the target rejected and authsync set aside in authsync.dead_letter.");
+        f.sample({}, integer(s.dead_letters));
+        f.write_to(out);
+    }
     const SlotHealth& slot = s.slot_health;
     {
         Family f("authsync_slot_retained_wal_bytes", "gauge",

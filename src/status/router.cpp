@@ -54,6 +54,7 @@ std::string status_json(const Snapshot& s, const RouteOptions& options) {
     counters["batches"] = s.batches;
     counters["reconnects"] = s.reconnects;
     counters["errors"] = s.errors;
+    counters["dead_letters"] = s.dead_letters;
     counters["rows_applied"] = std::move(rows);
     j["last_error"] = s.last_error.empty()
                           ? Json(nullptr)

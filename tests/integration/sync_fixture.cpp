@@ -60,14 +60,14 @@ SyncFixture::SyncFixture(SyncOptions options)
 
     std::ofstream f(config_path_);
     f << "source:\n"
-      << "  dsn: \"" << cluster_->dsn(provider_db) << "\"\n"
+      << "  dsn: \"" << cluster_->dsn(provider_db) << options_.dsn_suffix << "\"\n"
       << "  slot: " << slot_ << "\n"
       << "  publication: authsync\n"
       << "  status_interval: " << options_.status_interval << "\n"
       << "  heartbeat_interval: " << options_.heartbeat_interval << "\n"
       << "  snapshot: " << options_.snapshot << "\n"
       << "target:\n"
-      << "  dsn: \"" << target_cluster().dsn(target_db) << "\"\n"
+      << "  dsn: \"" << target_cluster().dsn(target_db) << options_.dsn_suffix << "\"\n"
       << "status:\n"
       << "  listen: \"127.0.0.1:" << status_port_ << "\"\n"
       << "  max_ready_lag_seconds: " << options_.max_ready_lag_seconds << "\n"
@@ -93,8 +93,8 @@ SyncFixture::SyncFixture(SyncOptions options)
       << "      version: version\n";
     f.close();
     process_ = std::make_unique<Process>(
-        std::vector<std::string>{AUTHSYNC_EXE, "--log-level", "debug", "run", "--config",
-                                 config_path_},
+        std::vector<std::string>{AUTHSYNC_EXE, "--log-level", options_.log_level, "run",
+                                 "--config", config_path_},
         dir_ + "/authsync.log");
 }
 

@@ -22,6 +22,8 @@ struct SyncOptions {
     int max_ready_lag_seconds = 60;
     PgCluster* provider = nullptr;       // default: the shared provider_cluster()
     std::string snapshot = "initial";
+    std::string dsn_suffix;              // appended to both DSNs (e.g. " password=...")
+    std::string log_level = "debug";     // authsync's --log-level
 };
 
 class SyncFixture {

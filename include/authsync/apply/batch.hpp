@@ -29,6 +29,14 @@ struct Statement {
     Params params;
     std::size_t rows = 0;  // changes it carries
     enum class Kind { UpsertFull, UpsertPartial, SoftDelete, HardDelete } kind = Kind::UpsertFull;
+    // Per change, for a statement that the target rejects: its key, its element of each array
+    // parameter (so it can be sent alone), and the mapping it came from.
+    std::vector<std::string> keys;
+    std::vector<std::vector<std::string>> row_values;
+    std::vector<std::string> mappings;  // source table of each change
+
+    // The same statement for change `i` alone.
+    Statement single(std::size_t i) const;
 };
 
 class Batch {
@@ -46,6 +54,7 @@ public:
 
 private:
     struct Pending {
+        std::string mapping;  // source table
         bool deleted = false;
         mapping::RowImage image;  // when !deleted
         PgTimestamp commit_time;

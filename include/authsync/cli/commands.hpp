@@ -17,6 +17,10 @@ int resync_command(const std::string& config_path);
 int check_command(const std::string& config_path);
 int init_command(const std::string& config_path);
 int teardown_command(const std::string& config_path);
+// `dead-letter list` shows the changes the target rejected (key and error, never the payload);
+// `dead-letter retry` applies each again and removes those that now succeed (exit 1 while any
+// still fails).
+int dead_letter_command(const std::string& config_path, const std::string& action);
 // Prints the changes pending in the slot, decoded as JSON, without consuming them.
 int peek_command(const std::string& config_path, int limit);
 // Reads the status endpoint of a running authsync. Exit 0 when streaming and ready, 1 when

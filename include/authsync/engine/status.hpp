@@ -35,6 +35,7 @@ struct EngineStatus {
     std::uint64_t batches = 0;
     std::uint64_t reconnects = 0;
     std::uint64_t errors = 0;
+    std::uint64_t dead_letters = 0;  // changes set aside (apply.on_error: dead_letter)
     std::map<std::string, status::MappingRows> rows_applied;  // by source table
     std::map<std::string, status::CopyProgress> snapshot_progress;  // initial copy, by source table
     std::optional<double> e2e_latency_ms;  // newest heartbeat: provider commit -> applied

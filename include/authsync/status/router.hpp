@@ -103,6 +103,7 @@ struct Snapshot {
     std::uint64_t batches = 0;
     std::uint64_t reconnects = 0;
     std::uint64_t errors = 0;
+    std::uint64_t dead_letters = 0;
     std::string last_error;
     std::optional<PgTimestamp> last_error_at;
     double uptime_seconds = 0;
