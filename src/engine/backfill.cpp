@@ -22,17 +22,21 @@ namespace {
 // Rows are sent to the target in pieces of about this many bytes.
 constexpr std::size_t kCopyChunkBytes = 256 * 1024;
 
-// The relation as pgoutput would describe it: ordinary columns in attnum order, without dropped
-// or generated ones; so that the stream's mapper applies unchanged.
+// The columns the mapping reads (key and fields, nothing else: the provider's other columns
+// may be secrets the role cannot and should not read), described as pgoutput would, in attnum
+// order, so that the stream's mapper applies unchanged.
 awaitable<pgoutput::Relation> describe(pg::AsyncConnection& source,
                                        const mapping::MappingRule& rule) {
+    std::vector<const std::string*> wanted;
+    for (const auto& k : rule.key_columns) wanted.push_back(&k);
+    for (const auto& f : rule.fields) wanted.push_back(&f.column);
     auto r = co_await source.query_params(
         "SELECT a.attname, a.atttypid, a.atttypmod, c.oid "
         "FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid "
         "JOIN pg_namespace n ON n.oid = c.relnamespace "
         "WHERE n.nspname = $1 AND c.relname = $2 AND a.attnum > 0 AND NOT a.attisdropped "
-        "AND a.attgenerated = '' ORDER BY a.attnum",
-        pg::params(rule.source_schema, rule.source_table));
+        "AND a.attgenerated = '' AND a.attname = ANY ($3::text[]) ORDER BY a.attnum",
+        pg::params(rule.source_schema, rule.source_table, apply::text_array_literal(wanted)));
     if (r.rows() == 0) {
         throw MappingError(fmt::format("mapping {}: table not found on the source",
                                        rule.source_name()));

@@ -12,7 +12,6 @@ std::string users_sync_ddl(const std::string& schema, const std::string& table) 
     const auto target = quote_qualified(schema, table);
     // Neon Auth's definition, to the letter: raw_json plus columns generated from it.
     return fmt::format(
-        "CREATE SCHEMA IF NOT EXISTS {schema};\n"
         "CREATE TABLE IF NOT EXISTS {target} (\n"
         "  raw_json jsonb NOT NULL,\n"
         "  id text GENERATED ALWAYS AS ((raw_json ->> 'id')) STORED NOT NULL,\n"
@@ -24,13 +23,12 @@ std::string users_sync_ddl(const std::string& schema, const std::string& table) 
         "  deleted_at timestamptz,\n"
         "  PRIMARY KEY (id));\n"
         "CREATE INDEX IF NOT EXISTS {index} ON {target} (deleted_at);\n",
-        fmt::arg("schema", quote_identifier(schema)), fmt::arg("target", target),
+        fmt::arg("target", target),
         fmt::arg("index", quote_identifier(table + "_deleted_at_idx")));
 }
 
 std::string state_ddl() {
-    return "CREATE SCHEMA IF NOT EXISTS authsync;\n"
-           "CREATE TABLE IF NOT EXISTS authsync.checkpoint (\n"
+    return "CREATE TABLE IF NOT EXISTS authsync.checkpoint (\n"
            "  slot text PRIMARY KEY,\n"
            "  end_lsn pg_lsn NOT NULL,\n"
            "  commit_time timestamptz,\n"
@@ -89,7 +87,19 @@ awaitable<void> create_slot(pg::AsyncConnection& source, const std::string& slot
 }
 
 awaitable<void> ensure_target_schema(pg::AsyncConnection& target, const config::Config& config) {
-    std::string ddl = state_ddl();
+    // CREATE SCHEMA IF NOT EXISTS still needs CREATE on the database: skip schemas that exist,
+    // so a role that only owns its schemas can run authsync.
+    std::vector<std::string> schemas{"authsync"};
+    for (const auto& m : config.mappings) schemas.push_back(m.target_schema);
+    std::string create_schemas;
+    for (const auto& schema : schemas) {
+        auto r = co_await target.query_params("SELECT to_regnamespace($1) IS NULL",
+                                              pg::params(quote_identifier(schema)));
+        if (r.get(0, 0) == "t" && create_schemas.find(quote_identifier(schema) + ";") == std::string::npos) {
+            create_schemas += "CREATE SCHEMA IF NOT EXISTS " + quote_identifier(schema) + ";\n";
+        }
+    }
+    std::string ddl = create_schemas + state_ddl();
     std::vector<std::string> seen;
     for (const auto& m : config.mappings) {
         auto name = m.target_name();
@@ -165,8 +175,7 @@ awaitable<std::vector<Problem>> check_source(pg::AsyncConnection& source,
         auto table = quote_qualified(m.source_schema, m.source_table);
         auto rel = co_await source.query_params(
             "SELECT c.oid, c.relreplident, "
-            "EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary), "
-            "has_table_privilege(c.oid, 'SELECT') "
+            "EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary) "
             "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
             "WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p')",
             pg::params(m.source_schema, m.source_table));
@@ -187,23 +196,25 @@ awaitable<std::vector<Problem>> check_source(pg::AsyncConnection& source,
                                             "IDENTITY FULL (or USING INDEX a unique index)",
                                             table)});
         }
-        if (rel.get(0, 3) != "t") {
-            problems.push_back({fmt::format("source: no SELECT privilege on {}", table),
-                                fmt::format("GRANT SELECT ON {} TO <role>", table)});
-        }
         auto cols = co_await source.query_params(
             "SELECT a.attname, "
-            "COALESCE(a.attnum = ANY (i.indkey), false) OR c.relreplident = 'f' "
+            "COALESCE(a.attnum = ANY (i.indkey), false) OR c.relreplident = 'f', "
+            "has_column_privilege(c.oid, a.attnum, 'SELECT') "
             "FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid "
             "LEFT JOIN pg_index i ON i.indrelid = c.oid AND "
             "  ((c.relreplident = 'd' AND i.indisprimary) OR (c.relreplident = 'i' AND "
             "i.indisreplident)) "
             "WHERE a.attrelid = $1::oid AND a.attnum > 0 AND NOT a.attisdropped",
             pg::params(oid));
+        std::vector<std::string> unreadable;
         auto has_column = [&](const std::string& name, bool* in_identity) {
             for (int i = 0; i < cols.rows(); ++i) {
                 if (cols.get(i, 0) == name) {
                     if (in_identity) *in_identity = cols.get(i, 1) == "t";
+                    if (cols.get(i, 2) != "t" &&
+                        std::find(unreadable.begin(), unreadable.end(), name) == unreadable.end()) {
+                        unreadable.push_back(name);
+                    }
                     return true;
                 }
             }
@@ -229,6 +240,17 @@ awaitable<std::vector<Problem>> check_source(pg::AsyncConnection& source,
                                                 f.column, f.json_key, table),
                                     "fix the mapping's fields, or add the column"});
             }
+        }
+        if (!unreadable.empty()) {
+            // Only the mapped columns need SELECT: secrets beside them may stay unreadable.
+            std::string list, quoted;
+            for (const auto& c : unreadable) {
+                list += (list.empty() ? "" : ", ") + c;
+                quoted += (quoted.empty() ? "" : ", ") + quote_identifier(c);
+            }
+            problems.push_back({fmt::format("source: no SELECT privilege on column(s) {} of {}",
+                                            list, table),
+                                fmt::format("GRANT SELECT ({}) ON {} TO <role>", quoted, table)});
         }
         if (have_publication) {
             auto pub = co_await source.query_params(
@@ -263,12 +285,26 @@ awaitable<std::vector<Problem>> check_target(pg::AsyncConnection& target,
             "WHERE n.nspname = $1 AND c.relname = $2",
             pg::params(schema, table));
         if (r.rows() == 0) {
-            if (!can_create) {
-                problems.push_back({fmt::format("target: {} does not exist and the role may not "
-                                                "create schemas",
-                                                name),
-                                    "GRANT CREATE ON DATABASE <db> TO <role>, or run `authsync "
-                                    "init` as a role that may"});
+            // Missing tables are created at start: in an existing schema that needs CREATE on
+            // the schema, else CREATE on the database.
+            auto sp = co_await target.query_params(
+                "SELECT has_schema_privilege(n.oid, 'CREATE') FROM pg_namespace n "
+                "WHERE n.nspname = $1",
+                pg::params(schema));
+            const bool schema_exists = sp.rows() == 1;
+            const bool may_create = schema_exists ? sp.get(0, 0) == "t" : can_create;
+            if (!may_create) {
+                // (No conditional expression over strings here: GCC 12 coroutines.)
+                std::string hint = "GRANT CREATE ON DATABASE <db> TO <role>, or create the schema "
+                                   "for the role (CREATE SCHEMA ... AUTHORIZATION)";
+                if (schema_exists) {
+                    hint = fmt::format("GRANT CREATE ON SCHEMA {} TO <role>, or run `authsync "
+                                       "init` as a role that may",
+                                       quote_identifier(schema));
+                }
+                problems.push_back(
+                    {fmt::format("target: {} does not exist and the role may not create it", name),
+                     hint});
             }
         } else if (r.get(0, 0) != "t") {
             problems.push_back({fmt::format("target: missing SELECT/INSERT/UPDATE/DELETE on {}", name),

@@ -44,7 +44,7 @@ void AsyncConnection::cancel() {
 
 void AsyncConnection::throw_connection_error(const std::string& context) {
     std::string reason = one_line(conn_ ? PQerrorMessage(raw()) : "no connection");
-    throw PgError(fmt::format("{}: {}", context, reason));
+    throw PgError(context.empty() ? reason : fmt::format("{}: {}", context, reason));
 }
 
 asio::awaitable<void> AsyncConnection::wait_readable() {
