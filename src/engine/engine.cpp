@@ -670,8 +670,10 @@ awaitable<void> Session::apply_batch() {
         status_.last_applied_at = PgTimestamp::now();
         status_.txns_applied += pending_txns_;
         ++status_.batches;
-        status_.batch_apply_seconds.observe(
-            std::chrono::duration<double>(Clock::now() - started).count());
+        const double apply_seconds = std::chrono::duration<double>(Clock::now() - started).count();
+        status_.batch_apply_seconds.observe(apply_seconds);
+        log_->debug("applied {} transactions up to lsn={} in {:.1f} ms", pending_txns_,
+                    pending_end_lsn_.to_string(), apply_seconds * 1000);
         if (pending_heartbeat_) {
             const auto us = status_.last_applied_at->micros - pending_heartbeat_->micros;
             const double seconds = us > 0 ? static_cast<double>(us) / 1e6 : 0.0;
