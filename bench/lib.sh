@@ -1,0 +1,87 @@
+# shellcheck shell=bash
+# Shared by the benchmarks in bench/ (sourced, not run): throwaway local PostgreSQL 15
+# clusters in a temp dir, run as the postgres OS user when root, on free loopback ports, and
+# torn down by an EXIT trap; psql helpers; timing, port and /proc helpers.
+#
+# The sourcing script sets `set -euo pipefail` and cd's to the repository root. Typical use:
+#
+#   . bench/lib.sh
+#   make_workdir                                  # $work, trap cleanup EXIT
+#   pport=$(free_port); start_cluster provider "$pport"
+#   tport=$(free_port); start_cluster target "$tport"
+#   p -d postgres -c "SELECT 1"; t -d postgres -c "SELECT 1"
+
+bindir=/usr/lib/postgresql/15/bin
+work=""
+authsync_pid=""   # an authsync process the script started: killed by cleanup
+bench_pids=()     # any other background processes the script started: killed by cleanup
+bench_clusters=() # data directories started by start_cluster: stopped by cleanup
+
+as_pg() { if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# A fresh temp dir in $work, readable by the postgres user, removed (with everything started
+# in it) on exit.
+make_workdir() {
+  work=$(mktemp -d /tmp/authsync-bench.XXXXXX)
+  chmod 755 "$work"
+  if [ "$(id -u)" -eq 0 ]; then chown postgres: "$work"; fi
+  trap cleanup EXIT
+}
+
+cleanup() {
+  [ -n "$authsync_pid" ] && kill -9 "$authsync_pid" 2>/dev/null || true
+  local pid
+  for pid in "${bench_pids[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
+  local d
+  for d in "${bench_clusters[@]}"; do
+    [ -f "$d/postmaster.pid" ] && as_pg "$bindir/pg_ctl" -D "$d" -m immediate -w stop >/dev/null 2>&1 || true
+  done
+  [ -n "$work" ] && [ -z "${AUTHSYNC_BENCH_KEEP:-}" ] && rm -rf "$work"
+  return 0
+}
+
+start_cluster() {  # name port
+  bench_clusters+=("$work/$1")
+  as_pg "$bindir/initdb" -D "$work/$1" -U postgres --auth=trust -E UTF8 --locale=C.UTF-8 >/dev/null
+  cat >>"$work/$1/postgresql.conf" <<CONF
+listen_addresses = '127.0.0.1'
+port = $2
+unix_socket_directories = '$work/$1'
+wal_level = logical
+max_replication_slots = 20
+max_wal_senders = 20
+shared_buffers = 256MB
+max_wal_size = 4GB
+checkpoint_timeout = 30min
+CONF
+  echo "host replication all 127.0.0.1/32 trust" >>"$work/$1/pg_hba.conf"
+  as_pg "$bindir/pg_ctl" -D "$work/$1" -l "$work/$1.log" -w start >/dev/null
+}
+
+# psql on the provider ($pport) and on the target ($tport): quiet, unaligned, tuples only,
+# stop on the first error. Pass -d DB and -c SQL (or -f FILE).
+p() { psql -X -q -At -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$pport" -U postgres "$@"; }
+t() { psql -X -q -At -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$tport" -U postgres "$@"; }
+
+# Wall-clock seconds (fractional), and the difference of two of them.
+now() { date +%s.%N; }
+elapsed() { awk -v a="$2" -v b="$1" 'BEGIN { print a - b }'; }  # start end
+
+# Peak resident set size (VmHWM) of a process in kB; 0 when it is gone.
+vm_hwm_kb() { awk '/VmHWM/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
+# Current resident set size (VmRSS) of a process in kB; 0 when it is gone.
+vm_rss_kb() { awk '/VmRSS/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
+# CPU time (utime + stime) of a process in clock ticks; see `getconf CLK_TCK`. Fields counted
+# after the command name, which is in parentheses and may contain spaces.
+cpu_ticks() {
+  local s
+  s=$(cat "/proc/$1/stat" 2>/dev/null) || { echo 0; return 0; }
+  s=${s##*) }
+  # shellcheck disable=SC2086
+  set -- $s
+  echo $(( ${12} + ${13} ))
+}
+clk_tck=$(getconf CLK_TCK)
+ticks_to_seconds() { awk -v t="$1" -v hz="$clk_tck" 'BEGIN { printf "%.2f", t / hz }'; }
