@@ -61,8 +61,10 @@ CONF
 }
 
 # psql on the provider ($pport) and on the target ($tport): quiet, unaligned, tuples only,
-# stop on the first error. Pass -d DB and -c SQL (or -f FILE).
+# stop on the first error. Pass -d DB and -c SQL (or -f FILE). The sourcing script sets the ports.
+# shellcheck disable=SC2154
 p() { psql -X -q -At -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$pport" -U postgres "$@"; }
+# shellcheck disable=SC2154
 t() { psql -X -q -At -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$tport" -U postgres "$@"; }
 
 # Wall-clock seconds (fractional), and the difference of two of them.
