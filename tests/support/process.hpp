@@ -11,6 +11,14 @@
 
 namespace authsync::test {
 
+// Sanitizers multiply a process's memory (shadow memory, allocator quarantine), so memory
+// bounds are checked only in the plain build; scripts/test runs the suite in both builds.
+#if defined(__SANITIZE_ADDRESS__)
+inline constexpr bool kMemoryBoundsChecked = false;
+#else
+inline constexpr bool kMemoryBoundsChecked = true;
+#endif
+
 class Process {
 public:
     // argv[0] is the program path; output (stdout and stderr) goes to log_path.
