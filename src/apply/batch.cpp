@@ -1,5 +1,6 @@
 #include "authsync/apply/batch.hpp"
 
+#include "authsync/core/error.hpp"
 #include "authsync/core/sql.hpp"
 
 namespace authsync::apply {
@@ -153,6 +154,32 @@ Statement Statement::single(std::size_t i) const {
     return st;
 }
 
+std::string Statement::inline_sql() const {
+    if (params.size() > 9) throw Error("inline_sql: more than 9 parameters");
+    std::string out;
+    out.reserve(sql.size() + params_bytes() + params_bytes() / 8 + 16);
+    bool in_identifier = false;  // "...": a quoted name may hold "$1" too
+    for (std::size_t i = 0; i < sql.size(); ++i) {
+        const char c = sql[i];
+        if (c == '"') in_identifier = !in_identifier;  // a doubled "" toggles twice
+        if (!in_identifier && c == '$' && i + 1 < sql.size() && sql[i + 1] >= '1' && sql[i + 1] <= '9') {
+            const auto n = static_cast<std::size_t>(sql[i + 1] - '1');
+            if (n >= params.size()) throw Error("inline_sql: $" + std::to_string(n + 1) + " has no parameter");
+            out += params[n] ? escaped_literal(*params[n]) : std::string("NULL");
+            ++i;
+            continue;
+        }
+        out += c;
+    }
+    return out;
+}
+
+std::size_t Statement::params_bytes() const {
+    std::size_t n = 0;
+    for (const auto& p : params) n += p ? p->size() : 0;
+    return n;
+}
+
 std::vector<Statement> Batch::statements() const {
     std::vector<Statement> out;
     for (const auto& [name, table] : tables_) {
@@ -234,6 +261,16 @@ Statement checkpoint_statement(const std::string& slot, const std::string& end_l
         "VALUES ($1, $2::pg_lsn, $3::timestamptz, now()) ON CONFLICT (slot) DO UPDATE SET "
         "end_lsn = EXCLUDED.end_lsn, commit_time = EXCLUDED.commit_time, updated_at = now()",
         {slot, end_lsn, commit_time.to_iso8601()}, Statement::Kind::UpsertFull);
+}
+
+std::string checkpoint_sql(const std::string& slot, Lsn end_lsn, PgTimestamp commit_time) {
+    // Slot names are [a-z0-9_], LSNs hex and '/', timestamps ISO 8601: no quote or backslash
+    // to escape, whatever standard_conforming_strings says.
+    return "INSERT INTO authsync.checkpoint (slot, end_lsn, commit_time, updated_at) VALUES (" +
+           quote_literal(slot) + ", " + quote_literal(end_lsn.to_string()) + "::pg_lsn, " +
+           quote_literal(commit_time.to_iso8601()) +
+           "::timestamptz, now()) ON CONFLICT (slot) DO UPDATE SET end_lsn = EXCLUDED.end_lsn, "
+           "commit_time = EXCLUDED.commit_time, updated_at = now()";
 }
 
 }  // namespace authsync::apply

@@ -39,7 +39,7 @@ constexpr std::string_view kSourceKeys[] = {"dsn",
 constexpr std::string_view kTargetKeys[] = {"dsn"};
 constexpr std::string_view kStatusKeys[] = {"listen", "token", "max_ready_lag_seconds"};
 constexpr std::string_view kApplyKeys[] = {"batch_max_rows", "batch_max_bytes", "batch_max_delay",
-                                           "on_error"};
+                                           "on_error", "synchronous_commit"};
 constexpr std::string_view kReconnectKeys[] = {"initial_backoff", "max_backoff"};
 constexpr std::string_view kMappingKeys[] = {"source", "target", "key", "fields", "on_delete"};
 constexpr std::string_view kFieldKeys[] = {"column", "as"};
@@ -644,6 +644,7 @@ ApplyConfig Parser::parse_apply(const Section& top) const {
     if (auto v = get_choice(s, "on_error", kOnError)) {
         c.on_error = *v == 0 ? OnError::Stop : OnError::DeadLetter;
     }
+    if (auto v = get_bool(s, "synchronous_commit")) c.synchronous_commit = *v;
     return c;
 }
 

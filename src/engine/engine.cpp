@@ -8,6 +8,7 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include <deque>
 #include <map>
 #include <random>
 #include <unordered_map>
@@ -115,6 +116,7 @@ public:
           target_(ex),
           status_timer_(ex),
           monitor_timer_(ex),
+          durability_timer_(ex),
           log_(logger("engine")) {}
 
     awaitable<void> run();
@@ -124,6 +126,7 @@ public:
         replication_.cancel();
         status_timer_.cancel();
         monitor_timer_.cancel();
+        durability_timer_.cancel();
     }
     // The stop grace period is over (e.g. the target is blocked): drop the connections. An
     // uncommitted target transaction rolls back with them; the checkpoint has not moved.
@@ -131,6 +134,7 @@ public:
         stop_requested_ = true;
         status_timer_.cancel();
         monitor_timer_.cancel();
+        durability_timer_.cancel();
         replication_.close();
         target_.close();
         source_.close();
@@ -145,10 +149,21 @@ private:
     awaitable<void> handle_xlog(const wire::XLogData& x);
     awaitable<void> handle_change(const pgoutput::Message& m);
     awaitable<void> flush_chunk();
+    awaitable<void> settle();
+    awaitable<void> discard_in_flight();
     awaitable<void> execute(const apply::Statement& st);
+    void check_partial_result(const apply::Statement& st, const pg::Result& r);
     awaitable<void> apply_one_by_one(const apply::Statement& st);
     awaitable<void> apply_batch();
     awaitable<void> rollback();
+    awaitable<void> commit();
+    void defer(std::string_view sql);
+    awaitable<pg::Result> target_query(std::string sql);
+    awaitable<void> target_sync();
+    void advance_durable(Lsn target_flush);
+    awaitable<void> check_durable();
+    void arm_durability_wakeup();
+    awaitable<void> wait_durable_at_stop();
     awaitable<void> send_status(bool reply_requested);
     awaitable<void> status_loop();
     awaitable<void> monitor_loop();
@@ -167,17 +182,31 @@ private:
     pg::AsyncConnection target_;
     asio::steady_timer status_timer_;
     asio::steady_timer monitor_timer_;
+    asio::steady_timer durability_timer_;  // wakes the stream to see whether WAL got flushed
+    bool durability_armed_ = false;
+    bool durability_wakeup_ = false;
     std::shared_ptr<spdlog::logger> log_;
 
     pgoutput::Decoder decoder_;
     pgoutput::RelationCache relations_;
     std::unordered_map<pgoutput::RelationId, mapping::BoundMapping> bound_;
     apply::Batch batch_;
+    // The last statement sent to the target, executing there while the stream goes on; it
+    // keeps its per-change values for a one-by-one retry. settle() before any other query.
+    std::optional<apply::Statement> in_flight_;
     std::optional<pg::CopyBuffer> lookahead_;
 
     Lsn checkpoint_;        // end_lsn durable in the target at start
-    Lsn durable_lsn_;       // end_lsn of the last applied source transaction
+    Lsn committed_lsn_;     // end_lsn of the last source transaction committed in the target
+    Lsn durable_lsn_;       // ... and also flushed to the target's WAL
     Lsn acked_lsn_;         // what we report as flushed (durable, or idle-acknowledged)
+    // Committed but maybe not yet flushed: (target WAL position after the COMMIT, source
+    // end_lsn), oldest first. An entry becomes durable when the target's flush LSN reaches it.
+    struct Unflushed {
+        Lsn target_lsn;
+        Lsn source_end_lsn;
+    };
+    std::deque<Unflushed> unflushed_;
     Lsn received_lsn_;      // end_lsn of the last Commit received
     Lsn pending_end_lsn_;   // end_lsn of the last Commit in the batch
     PgTimestamp pending_commit_time_;
@@ -187,6 +216,9 @@ private:
     bool skipping_ = false;        // transaction at or below the checkpoint
     PgTimestamp txn_commit_time_;
     bool target_tx_open_ = false;
+    // Target statements whose result nobody waits for (BEGIN, RELEASE SAVEPOINT), held back
+    // to go in front of the next simple query: a batch then costs three round trips.
+    std::string deferred_;
     bool stop_requested_ = false;
     bool streaming_ = false;
     bool reached_streaming_ = false;
@@ -329,8 +361,12 @@ awaitable<void> Session::prepare() {
             log_->info("created slot {}", src.slot);
         }
     }
-    durable_lsn_ = acked_lsn_ = received_lsn_ = checkpoint_;
+    committed_lsn_ = durable_lsn_ = acked_lsn_ = received_lsn_ = checkpoint_;
     status_.applied_lsn = status_.flushed_lsn = checkpoint_;
+    // Set whatever the target's default: flush reporting follows the target's WAL flush LSN.
+    std::string sync_commit = "SET synchronous_commit = off";
+    if (config_.apply.synchronous_commit) sync_commit = "SET synchronous_commit = on";
+    co_await target_.query(sync_commit);
     if (options_.stop_after_backfill) {
         finished_ = true;
         co_return;
@@ -373,6 +409,7 @@ awaitable<void> Session::stream() {
         // Whole transactions are waiting in the batch and nothing more has arrived: apply
         // them now, so that at low load every transaction is applied as soon as it arrives.
         if (pending_txns_ > 0 && !in_transaction_ && !more_data_waiting()) co_await apply_batch();
+        if (!unflushed_.empty() && !lookahead_) arm_durability_wakeup();
         std::optional<pg::CopyBuffer> data;
         try {
             data = co_await next_copy_data();
@@ -380,6 +417,11 @@ awaitable<void> Session::stream() {
             if (e.code() != asio::error::operation_aborted) throw;
         }
         if (stop_requested_) break;
+        if (!data && durability_wakeup_) {
+            durability_wakeup_ = false;
+            co_await check_durable();
+            continue;
+        }
         if (!data) {
             throw pg::PgError("the provider ended the replication stream");
         }
@@ -389,11 +431,12 @@ awaitable<void> Session::stream() {
         } else {
             const auto& k = std::get<wire::PrimaryKeepalive>(frame);
             status_.provider_wal_lsn = std::max(status_.provider_wal_lsn, k.wal_end);
-            if (idle() && !lookahead_) {
-                // Everything received is applied: what the provider sent up to its WAL end
-                // holds nothing more for us, so acknowledge it and let the slot advance.
+            if (idle() && !lookahead_ && unflushed_.empty()) {
+                // Everything received is applied and flushed: what the provider sent up to its
+                // WAL end holds nothing more for us, so acknowledge it and let the slot advance.
                 acked_lsn_ = std::max(acked_lsn_, k.wal_end);
-                status_.applied_lsn = acked_lsn_;
+                committed_lsn_ = std::max(committed_lsn_, acked_lsn_);
+                status_.applied_lsn = committed_lsn_;
             }
             if (k.reply_requested) co_await send_status(false);
         }
@@ -405,6 +448,7 @@ awaitable<void> Session::stream() {
     } else if (!batch_.empty() || target_tx_open_) {
         co_await apply_batch();
     }
+    co_await wait_durable_at_stop();
     co_await send_status(false);
     log_->info("stopped at lsn={}", acked_lsn_.to_string());
 }
@@ -529,6 +573,8 @@ awaitable<void> Session::handle_change(const pgoutput::Message& message) {
             if (const auto* m = mapping_for(id)) {
                 // Order matters here: what came before the TRUNCATE goes in first.
                 co_await flush_chunk();
+                co_await settle();
+                co_await target_sync();
                 auto st = apply::truncate_statement(m->rule(), txn_commit_time_);
                 co_await target_.query_params(st.sql, st.params);
                 log_->info("truncate of {} applied to {}", m->rule().source_name(),
@@ -550,6 +596,9 @@ awaitable<void> Session::handle_change(const pgoutput::Message& message) {
 
 namespace {
 
+// Statements with up to this many bytes of values go inline (see flush_chunk).
+constexpr std::size_t kInlineBytes = 8 * 1024;
+
 // Errors that one change can cause in the target: constraint violations (class 23), data
 // exceptions (class 22) and errors raised by triggers (P0001). Anything else is not the row's
 // fault, and is handled as a failure of the whole session.
@@ -561,7 +610,12 @@ bool is_row_error(const pg::PgError& e) {
 }  // namespace
 
 awaitable<void> Session::execute(const apply::Statement& st) {
+    co_await target_sync();
     auto r = co_await target_.query_params(st.sql, st.params);
+    check_partial_result(st, r);
+}
+
+void Session::check_partial_result(const apply::Statement& st, const pg::Result& r) {
     if (st.kind == apply::Statement::Kind::UpsertPartial) {
         for (int i = 0; i < r.rows(); ++i) {
             if (r.get(i, 1) == "t") {
@@ -576,34 +630,90 @@ awaitable<void> Session::execute(const apply::Statement& st) {
 
 awaitable<void> Session::flush_chunk() {
     if (!target_tx_open_) {
-        co_await target_.query("BEGIN");
+        defer("BEGIN");
         target_tx_open_ = true;
     }
     if (batch_.empty()) co_return;
-    for (const auto& st : batch_.statements()) {
+    auto statements = batch_.statements();
+    batch_.clear();
+    for (auto& st : statements) {
+        co_await settle();
         // A savepoint per statement: when the target rejects a change, find which one, and
         // stop naming its key (apply.on_error: stop) or set it aside (dead_letter).
-        co_await target_.query("SAVEPOINT authsync_statement");
-        std::optional<pg::PgError> failed;
-        try {
-            co_await execute(st);
-        } catch (const pg::PgError& e) {
-            if (!is_row_error(e)) throw;
-            failed = e;
+        if (st.params_bytes() <= kInlineBytes) {
+            // Small (low load): one simple query with what was deferred, the savepoint and
+            // the statement, its values as literals. Large: bound parameters, cheaper for the
+            // server to read than a long literal.
+            std::string sql = std::move(deferred_);
+            deferred_.clear();
+            sql += "SAVEPOINT authsync_statement; ";
+            sql += st.inline_sql();
+            co_await target_.send_query(std::move(sql));
+        } else {
+            co_await target_query("SAVEPOINT authsync_statement");
+            co_await target_.send_query_params(st.sql, std::move(st.params));
         }
-        if (failed) {
-            co_await target_.query("ROLLBACK TO SAVEPOINT authsync_statement");
-            co_await apply_one_by_one(st);
-        }
-        co_await target_.query("RELEASE SAVEPOINT authsync_statement");
+        // The array parameters are on the wire; row_values keeps what a retry needs.
+        st.params = {};
+        in_flight_ = std::move(st);
     }
-    batch_.clear();
+}
+
+awaitable<void> Session::settle() {
+    if (!in_flight_) co_return;
+    auto st = std::move(*in_flight_);
+    in_flight_.reset();
+    std::optional<pg::PgError> failed;
+    try {
+        auto r = co_await target_.result();
+        check_partial_result(st, r);
+    } catch (const pg::PgError& e) {
+        if (!is_row_error(e)) throw;
+        failed = e;
+    }
+    if (failed) {
+        co_await target_query("ROLLBACK TO SAVEPOINT authsync_statement");
+        co_await apply_one_by_one(st);
+    }
+    defer("RELEASE SAVEPOINT authsync_statement");
+}
+
+void Session::defer(std::string_view sql) {
+    deferred_ += sql;
+    deferred_ += "; ";
+}
+
+awaitable<pg::Result> Session::target_query(std::string sql) {
+    std::string q = std::move(deferred_);
+    deferred_.clear();
+    q += sql;
+    co_return co_await target_.query(std::move(q));
+}
+
+// Before a query with parameters (which cannot share a message): the deferred statements go
+// on their own.
+awaitable<void> Session::target_sync() {
+    if (deferred_.empty()) co_return;
+    std::string q = std::move(deferred_);
+    deferred_.clear();
+    co_await target_.query(std::move(q));
+}
+
+// Before a rollback: the in-flight statement's result is read and dropped, whatever it is.
+awaitable<void> Session::discard_in_flight() {
+    if (!in_flight_) co_return;
+    in_flight_.reset();
+    try {
+        co_await target_.result();
+    } catch (const pg::PgError&) {
+        // The transaction rolls back next either way.
+    }
 }
 
 awaitable<void> Session::apply_one_by_one(const apply::Statement& st) {
     for (std::size_t i = 0; i < st.rows; ++i) {
         auto one = st.single(i);
-        co_await target_.query("SAVEPOINT authsync_row");
+        co_await target_query("SAVEPOINT authsync_row");
         std::optional<pg::PgError> failed;
         try {
             co_await execute(one);
@@ -642,6 +752,7 @@ awaitable<void> Session::apply_one_by_one(const apply::Statement& st) {
                                        target, key, std::string(upsert ? "upsert" : "delete"),
                                        payload, change_time,
                                        std::string(failed->what()), failed->sqlstate());
+        co_await target_sync();
         co_await target_.query_params(
             "INSERT INTO authsync.dead_letter (slot, lsn, mapping, target, key, op, payload, "
             "change_time, error, sqlstate) VALUES ($1, $2::pg_lsn, $3, $4, $5, $6, $7::jsonb, "
@@ -655,17 +766,9 @@ awaitable<void> Session::apply_one_by_one(const apply::Statement& st) {
 awaitable<void> Session::apply_batch() {
     const auto started = Clock::now();
     co_await flush_chunk();
+    co_await settle();
+    co_await commit();
     if (pending_txns_ > 0) {
-        auto st = apply::checkpoint_statement(config_.source.slot, pending_end_lsn_.to_string(),
-                                              pending_commit_time_);
-        co_await target_.query_params(st.sql, st.params);
-    }
-    co_await target_.query("COMMIT");
-    target_tx_open_ = false;
-    if (pending_txns_ > 0) {
-        durable_lsn_ = pending_end_lsn_;
-        acked_lsn_ = std::max(acked_lsn_, durable_lsn_);
-        status_.applied_lsn = acked_lsn_;
         status_.last_commit_time = pending_commit_time_;
         status_.last_applied_at = PgTimestamp::now();
         status_.txns_applied += pending_txns_;
@@ -694,13 +797,88 @@ awaitable<void> Session::apply_batch() {
     pending_txns_ = 0;
 }
 
+// Commits the target transaction and records where its WAL ends. With synchronous_commit
+// off (or a target that runs so), the commit is visible before it is durable: the batch's
+// source end_lsn is reported as flushed only once the target's WAL flush passes that point.
+awaitable<void> Session::commit() {
+    // The checkpoint, the COMMIT and the WAL positions in one round trip.
+    std::string sql;
+    if (pending_txns_ > 0) {
+        sql = apply::checkpoint_sql(config_.source.slot, pending_end_lsn_, pending_commit_time_) +
+              "; ";
+    }
+    sql += "COMMIT; SELECT pg_current_wal_insert_lsn()::text, pg_current_wal_flush_lsn()::text";
+    auto r = co_await target_query(std::move(sql));
+    target_tx_open_ = false;
+    if (r.rows() != 1) throw pg::PgError("the target did not report its WAL position");
+    const auto inserted = Lsn::parse_or_throw(r.get(0, 0));
+    const auto flushed = Lsn::parse_or_throw(r.get(0, 1));
+    if (pending_txns_ > 0) {
+        committed_lsn_ = pending_end_lsn_;
+        status_.applied_lsn = std::max(status_.applied_lsn, committed_lsn_);
+        unflushed_.push_back(Unflushed{inserted, pending_end_lsn_});
+    }
+    advance_durable(flushed);
+}
+
+void Session::advance_durable(Lsn target_flush) {
+    while (!unflushed_.empty() && unflushed_.front().target_lsn <= target_flush) {
+        durable_lsn_ = unflushed_.front().source_end_lsn;
+        unflushed_.pop_front();
+    }
+    acked_lsn_ = std::max(acked_lsn_, durable_lsn_);
+}
+
+// Between batches: has the target flushed what it committed? (Inside a transaction the next
+// commit will tell.)
+awaitable<void> Session::check_durable() {
+    if (unflushed_.empty() || target_tx_open_ || in_flight_) co_return;
+    const auto before = acked_lsn_;
+    auto r = co_await target_.query("SELECT pg_current_wal_flush_lsn()::text");
+    advance_durable(Lsn::parse_or_throw(r.get(0, 0)));
+    if (acked_lsn_ > before) co_await send_status(false);
+}
+
+// While commits wait for the target's WAL flush (its walwriter does it within
+// wal_writer_delay), wake the stream every 100 ms to look, so that the slot advances without
+// waiting for the next change or keepalive.
+void Session::arm_durability_wakeup() {
+    // Once: re-arming on every message would postpone the wakeup for as long as messages
+    // (e.g. keepalives) keep coming.
+    if (durability_armed_) return;
+    durability_armed_ = true;
+    durability_timer_.expires_after(std::chrono::milliseconds(100));
+    durability_timer_.async_wait([this](const boost::system::error_code& ec) {
+        if (ec) return;  // the session is going away: `this` may be too
+        durability_armed_ = false;
+        durability_wakeup_ = true;
+        replication_.cancel();
+    });
+}
+
+// A clean stop reports what the target has flushed; a little wait lets its walwriter finish.
+awaitable<void> Session::wait_durable_at_stop() {
+    durability_timer_.cancel();
+    for (int i = 0; i < 20 && !unflushed_.empty() && !target_tx_open_; ++i) {
+        auto r = co_await target_.query("SELECT pg_current_wal_flush_lsn()::text");
+        advance_durable(Lsn::parse_or_throw(r.get(0, 0)));
+        if (unflushed_.empty()) break;
+        asio::steady_timer t(co_await asio::this_coro::executor, std::chrono::milliseconds(50));
+        co_await t.async_wait(use_awaitable);
+    }
+}
+
 awaitable<void> Session::rollback() {
     batch_.clear();
     pending_dead_letters_ = 0;
     pending_rows_.clear();
     pending_heartbeat_.reset();
     if (target_tx_open_) {
-        co_await target_.query("ROLLBACK");
+        co_await discard_in_flight();
+        // A BEGIN still deferred never reached the server: nothing to roll back there.
+        const bool begun = deferred_.rfind("BEGIN", 0) != 0;
+        deferred_.clear();
+        if (begun) co_await target_.query("ROLLBACK");
         target_tx_open_ = false;
     }
     pending_txns_ = 0;

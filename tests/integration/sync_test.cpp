@@ -276,6 +276,71 @@ TEST_CASE("a target restart is followed by a reconnect", "[sync][integration][re
     CHECK(f.stop() == 0);
 }
 
+TEST_CASE("values with quotes, backslashes and non-ASCII text arrive byte for byte, in small and large batches",
+          "[sync][integration]") {
+    SyncFixture f;
+    f.start();
+    auto p = f.provider();
+    // Alone, a change goes inline (literals in a simple query); in bulk, as bound arrays.
+    const std::string tricky = R"(O'Brien "q" back\slash \\ E'x' $1 {a,b} NULL 日本語 ü)";
+    p.exec_params("INSERT INTO public.users (id, name) VALUES ('q1', $1)", {tricky});
+    REQUIRE(wait_until([&] { return row_exists(f, "q1"); }));
+    CHECK(raw_json(f, "q1")["display_name"] == tricky);
+    p.exec_params("INSERT INTO public.users (id, name) SELECT 'qb' || i, $1 || i "
+                  "FROM generate_series(1, 3000) i",
+                  {tricky});
+    REQUIRE(wait_until([&] { return row_exists(f, "qb3000"); }));
+    CHECK(raw_json(f, "qb1")["display_name"] == tricky + "1");
+    CHECK(raw_json(f, "qb3000")["display_name"] == tricky + "3000");
+    CHECK(f.stop() == 0);
+}
+
+TEST_CASE("a target crash before its WAL flush loses nothing: flush is reported only when durable",
+          "[sync][integration][restart]") {
+    // The target's walwriter holds asynchronous commits for up to 10 s.
+    auto& target = test::target_cluster();
+    {
+        auto c = target.connect();
+        c.exec("ALTER SYSTEM SET wal_writer_delay = '10s'");
+        c.exec("SELECT pg_reload_conf()");
+    }
+    struct Reset {
+        ~Reset() {
+            try {
+                auto c = test::target_cluster().connect();
+                c.exec("ALTER SYSTEM RESET wal_writer_delay");
+                c.exec("SELECT pg_reload_conf()");
+            } catch (...) {
+            }
+        }
+    } reset;
+    std::this_thread::sleep_for(300ms);  // the walwriter takes the new delay after its nap
+
+    SyncFixture f;
+    f.start();
+    REQUIRE(f.wait_caught_up());
+    auto p = f.provider();
+    p.exec("INSERT INTO public.users (id, name) VALUES ('c1', 'C')");
+    const auto after_insert = f.provider_value("SELECT pg_current_wal_lsn()");
+    REQUIRE(wait_until([&] { return row_exists(f, "c1"); }));
+    std::this_thread::sleep_for(500ms);  // several durability checks and status updates
+    // Committed in the target (visible), not yet flushed there...
+    REQUIRE(f.target_value("SELECT pg_current_wal_flush_lsn() < pg_current_wal_insert_lsn()") == "t");
+    // ...so the provider has not been told it may forget the change.
+    CHECK(f.provider_value("SELECT confirmed_flush_lsn < '" + after_insert +
+                           "'::pg_lsn FROM pg_replication_slots WHERE slot_name = '" + f.slot() + "'") == "t");
+
+    target.stop("immediate");  // the unflushed commit is gone with the crash
+    target.start();
+    // authsync reconnects, reads the older checkpoint and gets the change again from the slot.
+    REQUIRE(wait_until([&] { return row_exists(f, "c1"); }, 60s));
+    CHECK(f.target_value("SELECT count(*) FROM neon_auth.users_sync WHERE id = 'c1'") == "1");
+    // Once durable, the slot moves past it.
+    CHECK(f.wait_caught_up());
+    CHECK(f.process().running());
+    CHECK(f.stop() == 0);
+}
+
 TEST_CASE("a second instance on the same slot waits, then takes over when the first dies", "[sync][integration]") {
     SyncFixture f;
     f.start();

@@ -16,6 +16,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "authsync/core/lsn.hpp"
 #include "authsync/core/pg_time.hpp"
 #include "authsync/mapping/mapper.hpp"
 #include "authsync/mapping/rule.hpp"
@@ -37,6 +38,11 @@ struct Statement {
 
     // The same statement for change `i` alone.
     Statement single(std::size_t i) const;
+    // The SQL with each $n replaced by its parameter as an escaped literal, so that it can go
+    // in one simple query with other statements. For statements of up to 9 parameters.
+    std::string inline_sql() const;
+    // Bytes of all parameters.
+    std::size_t params_bytes() const;
 };
 
 class Batch {
@@ -80,5 +86,8 @@ Statement truncate_statement(const mapping::MappingRule& rule, PgTimestamp commi
 // The checkpoint upsert, run in the same transaction as the batch.
 Statement checkpoint_statement(const std::string& slot, const std::string& end_lsn,
                                PgTimestamp commit_time);
+// The same upsert as one SQL string with its values as literals, so that it can share a
+// simple query (one round trip) with the COMMIT. `slot` must be a valid slot name.
+std::string checkpoint_sql(const std::string& slot, Lsn end_lsn, PgTimestamp commit_time);
 
 }  // namespace authsync::apply

@@ -54,6 +54,10 @@ struct ApplyConfig {
     std::size_t batch_max_bytes = 16u << 20;    // bytes of decoded changes per batch
     std::chrono::milliseconds batch_max_delay{200};  // longest a batch waits for more data
     OnError on_error = OnError::Stop;
+    // Whether a target COMMIT waits for its WAL flush. Off by default, as for PostgreSQL's
+    // own subscriptions: the provider is told `flush` only once the target's WAL is flushed
+    // past the batch, so a target crash loses nothing that the slot does not still hold.
+    bool synchronous_commit = false;
 };
 
 struct ReconnectConfig {

@@ -1,5 +1,5 @@
-// Quoting for SQL text that authsync builds itself. Values always travel as parameters; only
-// identifiers (and, in utility commands that take no parameters, names) are quoted here.
+// Quoting for SQL text that authsync builds itself. Values travel as parameters, except in a
+// small apply statement that shares a simple query with its SAVEPOINT (escaped_literal).
 #pragma once
 
 #include <string>
@@ -11,6 +11,9 @@ namespace authsync {
 std::string quote_identifier(std::string_view name);
 // 'text' with embedded quotes doubled (standard_conforming_strings, on since 9.1).
 std::string quote_literal(std::string_view text);
+// E'text' with quotes and backslashes doubled: the same value whatever
+// standard_conforming_strings says. For any text without NUL (which PostgreSQL text excludes).
+std::string escaped_literal(std::string_view text);
 // "schema"."table"
 std::string quote_qualified(std::string_view schema, std::string_view name);
 

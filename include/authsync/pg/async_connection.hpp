@@ -56,6 +56,12 @@ public:
     // Runs a simple query (may hold several statements); returns the last result.
     asio::awaitable<Result> query(std::string sql);
     asio::awaitable<Result> query_params(std::string sql, Params params);
+    // query_params in two halves, so that the caller can work while the server executes:
+    // send_query_params returns once the query is on the wire, and result() must come
+    // before anything else is sent on this connection.
+    asio::awaitable<void> send_query_params(std::string sql, Params params);
+    asio::awaitable<void> send_query(std::string sql);  // simple query; result() gives the last
+    asio::awaitable<Result> result();
 
     // Sends a command that enters COPY BOTH (START_REPLICATION) and waits until it has.
     asio::awaitable<void> start_copy_both(const std::string& command);
