@@ -42,7 +42,7 @@ cleanup() {
   return 0
 }
 
-start_cluster() {  # name port
+start_cluster() {  # name port [extra postgresql.conf line...]
   bench_clusters+=("$work/$1")
   as_pg "$bindir/initdb" -D "$work/$1" -U postgres --auth=trust -E UTF8 --locale=C.UTF-8 >/dev/null
   cat >>"$work/$1/postgresql.conf" <<CONF
@@ -56,6 +56,8 @@ shared_buffers = 256MB
 max_wal_size = 4GB
 checkpoint_timeout = 30min
 CONF
+  local line
+  for line in "${@:3}"; do echo "$line" >>"$work/$1/postgresql.conf"; done
   echo "host replication all 127.0.0.1/32 trust" >>"$work/$1/pg_hba.conf"
   as_pg "$bindir/pg_ctl" -D "$work/$1" -l "$work/$1.log" -w start >/dev/null
 }
