@@ -268,6 +268,14 @@ awaitable<void> Session::prepare() {
     // Target first: it holds the checkpoint, and the advisory lock that makes this instance
     // the only writer for the slot.
     co_await target_.connect(config_.target.dsn, "authsync");
+    // raw_json is rewritten whole on every change: lz4 compresses a large one several times
+    // faster than the default pglz (readers need nothing). Servers built without lz4 refuse.
+    try {
+        co_await target_.query("SET default_toast_compression = lz4");
+    } catch (const pg::PgError& e) {
+        if (e.is_connection_failure()) throw;
+        log_->debug("target keeps its default_toast_compression: {}", e.what());
+    }
     const auto lock_key = "authsync:slot:" + src.slot;
     bool waiting_logged = false;
     for (;;) {

@@ -103,6 +103,9 @@ TEST_CASE("an update that leaves a TOASTed column unchanged keeps its value", "[
     auto j = raw_json(f, "t1");
     CHECK(j["display_name"] == "Tom T");
     CHECK(j["bio"] == bio);
+    // A large raw_json is compressed with lz4 (authsync's session default), not pglz.
+    CHECK(f.target_value("SELECT pg_column_compression(raw_json) FROM neon_auth.users_sync "
+                         "WHERE id = 't1'") == "lz4");
     CHECK(f.stop() == 0);
 }
 

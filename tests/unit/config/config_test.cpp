@@ -90,6 +90,7 @@ apply:
   batch_max_bytes: 4MB
   batch_max_delay: 1s
   on_error: dead_letter
+  synchronous_commit: true
 reconnect:
   initial_backoff: 250ms
   max_backoff: 2m
@@ -120,6 +121,7 @@ mappings:
     CHECK(c.apply.batch_max_bytes == 4u << 20);
     CHECK(c.apply.batch_max_delay == 1s);
     CHECK(c.apply.on_error == config::OnError::DeadLetter);
+    CHECK(c.apply.synchronous_commit);
     CHECK(c.reconnect.initial_backoff == 250ms);
     CHECK(c.reconnect.max_backoff == 2min);
     REQUIRE(c.mappings.size() == 1);
@@ -154,6 +156,7 @@ TEST_CASE("a minimal config gets every default", "[config]") {
     CHECK(c.apply.batch_max_bytes == 16u << 20);
     CHECK(c.apply.batch_max_delay == 200ms);
     CHECK(c.apply.on_error == config::OnError::Stop);
+    CHECK_FALSE(c.apply.synchronous_commit);
     CHECK(c.reconnect.initial_backoff == 500ms);
     CHECK(c.reconnect.max_backoff == 30s);
     const auto& m = c.mappings.at(0);
@@ -484,6 +487,11 @@ TEST_CASE("batch_max_rows must be a positive integer", "[config]") {
 TEST_CASE("an unknown on_error policy lists the valid ones", "[config]") {
     check_error("source: {dsn: x}\napply:\n  on_error: skip\n" + kTail, "3:13",
                 "apply.on_error \"skip\" is not one of stop, dead_letter");
+}
+
+TEST_CASE("apply.synchronous_commit takes YAML 1.2 booleans only", "[config]") {
+    check_error("source: {dsn: x}\napply:\n  synchronous_commit: off\n" + kTail, "3:23",
+                "apply.synchronous_commit must be true or false, not \"off\"");
 }
 
 TEST_CASE("dead-letter with a hyphen suggests dead_letter", "[config]") {
