@@ -5,11 +5,13 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <csignal>
 #include <iostream>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include "authsync/cli/service_notify.hpp"
 #include "authsync/config/config.hpp"
 #include "authsync/core/sql.hpp"
 #include "authsync/engine/engine.hpp"
@@ -50,10 +52,16 @@ std::optional<config::Config> load(const std::string& path) {
 
 }  // namespace
 
-void setup_logging(const std::string& level) {
+void setup_logging(const std::string& level, LogFormat format) {
     auto sink = std::make_shared<spdlog::sinks::stderr_color_sink_mt>();
     auto logger = std::make_shared<spdlog::logger>("authsync", sink);
-    logger->set_pattern("%Y-%m-%dT%H:%M:%S.%e%z %^%l%$ [%n] %v");
+    if (format == LogFormat::Json) {
+        // Loggers made later (engine, status, ...) copy the default logger's sinks, and with
+        // them this formatter.
+        sink->set_formatter(make_json_formatter());
+    } else {
+        logger->set_pattern("%Y-%m-%dT%H:%M:%S.%e%z %^%l%$ [%n] %v");
+    }
     spdlog::set_default_logger(logger);
     spdlog::set_level(spdlog::level::from_str(level));
 }
@@ -91,10 +99,41 @@ int run_engine(const std::string& config_path, engine::SessionOptions session_op
             return 1;
         }
     }
+    // Under systemd (Type=notify): READY=1 once the engine is past starting, STATUS= on every
+    // state change, WATCHDOG=1 from this loop at half the watchdog interval (a stuck loop
+    // stops them), STOPPING=1 on SIGTERM.
+    ServiceNotifier notifier;
+    asio::steady_timer notify_timer(io);
+    bool ready_sent = false;
+    std::string last_state;
+    std::function<void()> notify_tick = [&] {
+        const auto state = supervisor.snapshot().state;
+        if (state != last_state) {
+            std::string message = "STATUS=" + state;
+            if (!ready_sent && state != "starting") {
+                message = "READY=1\n" + message;
+                ready_sent = true;
+            }
+            notifier.notify(message);
+            last_state = state;
+        }
+        if (notifier.watchdog()) notifier.notify("WATCHDOG=1");
+        auto period = std::chrono::milliseconds(1000);
+        if (auto w = notifier.watchdog()) {
+            period = std::min(period, std::chrono::duration_cast<std::chrono::milliseconds>(*w / 2));
+        }
+        notify_timer.expires_after(period);
+        notify_timer.async_wait([&](const boost::system::error_code& ec) {
+            if (!ec) notify_tick();
+        });
+    };
+    if (serve_status && notifier.enabled()) notify_tick();
+
     asio::signal_set signals(io, SIGINT, SIGTERM);
     std::function<void(const boost::system::error_code&, int)> on_signal =
         [&](const boost::system::error_code& ec, int) {
             if (ec) return;
+            notifier.notify("STOPPING=1");
             supervisor.request_stop();
             signals.async_wait(on_signal);  // a second signal is harmless
         };
@@ -112,6 +151,7 @@ int run_engine(const std::string& config_path, engine::SessionOptions session_op
             exit_code = code;
         }
         signals.cancel();
+        notify_timer.cancel();
         if (http) http->stop();
         io.stop();
     });

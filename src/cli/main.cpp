@@ -14,6 +14,12 @@ int main(int argc, char** argv) {
     app.add_option("--log-level", log_level, "trace, debug, info, warn or error")
         ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}))
         ->capture_default_str();
+    std::string log_format = "text";
+    app.add_option("--log-format", log_format,
+                   "text, or json: one object per line with time, level, logger, message and "
+                   "the message's key=value fields")
+        ->check(CLI::IsMember({"text", "json"}))
+        ->capture_default_str();
 
     std::string config_path = "conf/authsync.yaml";
     auto add_config = [&](CLI::App* cmd) {
@@ -76,7 +82,9 @@ int main(int argc, char** argv) {
                          "lines are whole CopyData frames of the streaming protocol ('w'/'k')");
 
     CLI11_PARSE(app, argc, argv);
-    authsync::cli::setup_logging(log_level);
+    authsync::cli::setup_logging(log_level, log_format == "json"
+                                                ? authsync::cli::LogFormat::Json
+                                                : authsync::cli::LogFormat::Text);
 
     if (decode_cmd->parsed()) {
         return authsync::cli::run_decode(std::cin, std::cout, std::cerr, decode);

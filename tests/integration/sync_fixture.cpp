@@ -93,7 +93,8 @@ SyncFixture::SyncFixture(SyncOptions options)
       << "      version: version\n";
     f.close();
     process_ = std::make_unique<Process>(
-        std::vector<std::string>{AUTHSYNC_EXE, "--log-level", options_.log_level, "run",
+        std::vector<std::string>{AUTHSYNC_EXE, "--log-level", options_.log_level, "--log-format",
+                                 options_.log_format, "run",
                                  "--config", config_path_},
         dir_ + "/authsync.log");
 }

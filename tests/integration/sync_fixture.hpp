@@ -24,6 +24,7 @@ struct SyncOptions {
     std::string snapshot = "initial";
     std::string dsn_suffix;              // appended to both DSNs (e.g. " password=...")
     std::string log_level = "debug";     // authsync's --log-level
+    std::string log_format = "text";     // authsync's --log-format
 };
 
 class SyncFixture {

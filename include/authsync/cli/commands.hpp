@@ -6,6 +6,7 @@
 
 #include <string>
 
+#include "authsync/cli/log_format.hpp"
 #include "authsync/engine/engine.hpp"
 
 namespace authsync::cli {
@@ -31,7 +32,8 @@ int status_command(const std::string& url, bool json);
 // The engine with the status endpoint (when serve_status and configured), until it stops.
 int run_engine(const std::string& config_path, engine::SessionOptions options, bool serve_status);
 
-// Sets up spdlog: text to stderr at the given level (trace|debug|info|warn|error).
-void setup_logging(const std::string& level);
+// Sets up spdlog: lines to stderr at the given level (trace|debug|info|warn|error), as text or
+// one JSON object per line.
+void setup_logging(const std::string& level, LogFormat format = LogFormat::Text);
 
 }  // namespace authsync::cli
