@@ -8,6 +8,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <csignal>
 #include <iostream>
+#include <optional>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
@@ -241,9 +242,24 @@ int teardown_command(const std::string& config_path) {
             } else {
                 std::cout << "source: slot " << config->source.slot << " does not exist\n";
             }
-            co_await source.query("DROP PUBLICATION IF EXISTS " +
-                                  quote_identifier(config->source.publication));
-            std::cout << "source: dropped publication " << config->source.publication << '\n';
+            // In the least-privilege setup (docs/SECURITY.md) the publication belongs to the
+            // tables' owner: say so, and still remove the checkpoint below.
+            std::optional<std::string> refused;
+            try {
+                co_await source.query("DROP PUBLICATION IF EXISTS " +
+                                      quote_identifier(config->source.publication));
+            } catch (const pg::PgError& e) {
+                if (e.sqlstate() != "42501") throw;
+                refused = e.what();
+            }
+            if (refused) {
+                std::cout << "source: publication " << config->source.publication
+                          << " left in place: " << *refused << " (its owner can run DROP "
+                          << "PUBLICATION " << quote_identifier(config->source.publication)
+                          << "; it holds no WAL)\n";
+            } else {
+                std::cout << "source: dropped publication " << config->source.publication << '\n';
+            }
             pg::AsyncConnection target(ex);
             co_await target.connect(config->target.dsn,
                                     "authsync teardown");
@@ -295,7 +311,9 @@ int dead_letter_command(const std::string& config_path, const std::string& actio
                 co_return 0;
             }
             // retry: each change again, in its own transaction; what applies leaves the table.
-            int applied = 0, failed = 0;
+            // A change older than what the target now holds for that user (a later change was
+            // applied since) is superseded: it is removed without being written back.
+            int applied = 0, failed = 0, superseded = 0;
             for (int i = 0; i < rows.rows(); ++i) {
                 const std::string id(rows.get(i, 0));
                 const std::string mapping(rows.get(i, 1));
@@ -311,24 +329,35 @@ int dead_letter_command(const std::string& config_path, const std::string& actio
                 }
                 co_await target.query("BEGIN");
                 std::optional<std::string> error;
+                bool newer = false;
                 try {
                     const auto table = quote_qualified(rule->target_schema, rule->target_table);
                     if (rows.get(i, 4) == "upsert") {
-                        co_await target.query_params(
+                        auto r = co_await target.query_params(
                             "INSERT INTO " + table +
                                 " AS t (raw_json, updated_at, deleted_at) VALUES ($1::jsonb, "
                                 "coalesce($2::timestamptz, now()), NULL) ON CONFLICT (id) DO UPDATE "
                                 "SET raw_json = EXCLUDED.raw_json, updated_at = EXCLUDED.updated_at, "
-                                "deleted_at = NULL",
+                                "deleted_at = NULL WHERE t.updated_at IS NULL OR "
+                                "t.updated_at <= EXCLUDED.updated_at RETURNING 1",
                             pg::params(rows.get_optional(i, 5), rows.get_optional(i, 6)));
-                    } else if (rule->on_delete == mapping::OnDelete::Hard) {
-                        co_await target.query_params("DELETE FROM " + table + " WHERE id = $1",
-                                                     pg::params(std::string(rows.get(i, 3))));
+                        newer = r.rows() == 0;
                     } else {
-                        co_await target.query_params(
-                            "UPDATE " + table + " SET deleted_at = coalesce($2::timestamptz, "
-                            "now()) WHERE id = $1",
-                            pg::params(std::string(rows.get(i, 3)), rows.get_optional(i, 6)));
+                        // Nothing to delete, or the user changed after the delete: either way
+                        // the target needs nothing from this change.
+                        // (if/else, not ?: : GCC 12 destroys a conditional's temporaries
+                        // twice inside a coroutine.)
+                        std::string sql = "UPDATE " + table +
+                                          " SET deleted_at = coalesce($2::timestamptz, now()) "
+                                          "WHERE id = $1";
+                        if (rule->on_delete == mapping::OnDelete::Hard) {
+                            sql = "DELETE FROM " + table + " WHERE id = $1";
+                        }
+                        sql += " AND (updated_at IS NULL OR $2::timestamptz IS NULL OR "
+                               "updated_at <= $2::timestamptz) RETURNING 1";
+                        auto r = co_await target.query_params(
+                            sql, pg::params(std::string(rows.get(i, 3)), rows.get_optional(i, 6)));
+                        newer = r.rows() == 0;
                     }
                     co_await target.query_params("DELETE FROM authsync.dead_letter WHERE id = $1",
                                                  pg::params(id));
@@ -346,10 +375,19 @@ int dead_letter_command(const std::string& config_path, const std::string& actio
                     ++failed;
                 } else {
                     co_await target.query("COMMIT");
-                    ++applied;
+                    if (newer) {
+                        ++superseded;
+                    } else {
+                        ++applied;
+                    }
                 }
             }
-            std::cout << applied << " applied, " << failed << " still failing\n";
+            std::cout << applied << " applied, " << failed << " still failing";
+            if (superseded > 0) {
+                std::cout << "; " << superseded
+                          << " superseded by a newer change in the target (removed, not written)";
+            }
+            std::cout << '\n';
             co_return failed == 0 ? 0 : 1;
         }());
     } catch (const Error& e) {

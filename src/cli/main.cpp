@@ -81,7 +81,13 @@ int main(int argc, char** argv) {
     decode_cmd->add_flag("--copydata", decode.copydata,
                          "lines are whole CopyData frames of the streaming protocol ('w'/'k')");
 
-    CLI11_PARSE(app, argc, argv);
+    try {
+        app.parse(argc, argv);
+    } catch (const CLI::ParseError& e) {
+        // --help and --version end here with 0; wrong usage is exit code 2 (README), not
+        // CLI11's own numbers.
+        return app.exit(e) == 0 ? 0 : 2;
+    }
     authsync::cli::setup_logging(log_level, log_format == "json"
                                                 ? authsync::cli::LogFormat::Json
                                                 : authsync::cli::LogFormat::Text);

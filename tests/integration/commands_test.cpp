@@ -116,7 +116,11 @@ TEST_CASE("every command has --help, and --version answers", "[commands]") {
     auto v = run("--version");
     CHECK(v.rc == 0);
     CHECK_THAT(v.text, Catch::StartsWith("authsync "));
-    CHECK(run("no-such-command").rc != 0);
+    // Wrong usage is exit code 2, as the README says.
+    CHECK(run("no-such-command").rc == 2);
+    CHECK(run("run --no-such-option").rc == 2);
+    CHECK(run("run --log-level loud").rc == 2);
+    CHECK(run("").rc == 2);
 }
 
 TEST_CASE("a malformed config stops with exit code 1 and names the line", "[commands]") {

@@ -79,3 +79,29 @@ TEST_CASE("with on_error dead_letter a rejected change is set aside and the rest
     CHECK(f.target_value("SELECT count(*) FROM neon_auth.users_sync WHERE id = 'after'") == "1");
     CHECK(f.stop() == 0);
 }
+
+TEST_CASE("dead-letter retry never writes back a change older than what the target holds",
+          "[poison][integration]") {
+    test::SyncOptions options;
+    options.extra_yaml = "apply:\n  on_error: dead_letter\n";
+    SyncFixture f(options);
+    f.start();
+    auto p = f.provider();
+    f.target().exec("ALTER TABLE neon_auth.users_sync ADD CONSTRAINT no_evil CHECK (name <> 'evil')");
+    p.exec("INSERT INTO public.users (id, name) VALUES ('u', 'first')");
+    p.exec("UPDATE public.users SET name = 'evil' WHERE id = 'u'");  // rejected, set aside
+    // (Waited for: in one batch the two updates would collapse into the last.)
+    REQUIRE(wait_until(
+        [&] { return f.target_value("SELECT count(*) FROM authsync.dead_letter") == "1"; }));
+    p.exec("UPDATE public.users SET name = 'latest' WHERE id = 'u'");  // applied after it
+    REQUIRE(f.wait_caught_up());
+    CHECK(f.target_value("SELECT name FROM neon_auth.users_sync WHERE id = 'u'") == "latest");
+    CHECK(f.target_value("SELECT count(*) FROM authsync.dead_letter") == "1");
+    f.target().exec("ALTER TABLE neon_auth.users_sync DROP CONSTRAINT no_evil");
+    auto out = run_cli("dead-letter retry --config " + f.config_path());
+    CHECK_THAT(out, Catch::Contains("0 applied, 0 still failing; 1 superseded") &&
+                        Catch::Contains("rc=0"));
+    CHECK(f.target_value("SELECT name FROM neon_auth.users_sync WHERE id = 'u'") == "latest");
+    CHECK(f.target_value("SELECT count(*) FROM authsync.dead_letter") == "0");
+    CHECK(f.stop() == 0);
+}

@@ -679,4 +679,16 @@ TEST_CASE("least-privilege roles as in docs/SECURITY.md sync users without readi
     CHECK_THAT(run.log(), !Catch::Contains("heartbeats disabled"));
     run.signal(SIGTERM);
     CHECK(run.wait(15s) == 0);
+
+    // teardown with the same roles: the slot and the checkpoint go; the publication, which
+    // the table's owner made, stays (and teardown says so) without failing the rest.
+    auto teardown = run_cli("teardown --config " + path);
+    INFO(teardown.text);
+    CHECK(teardown.rc == 0);
+    CHECK_THAT(teardown.text, Catch::Contains("publication authsync left in place"));
+    CHECK(value(f.provider(), "SELECT count(*) FROM pg_replication_slots WHERE slot_name = $1",
+                pg::params(f.slot())) == "0");
+    CHECK(value(f.target(), "SELECT count(*) FROM authsync.checkpoint WHERE slot = $1",
+                pg::params(f.slot())) == "0");
+    CHECK(f.provider_value("SELECT count(*) FROM pg_publication WHERE pubname = 'authsync'") == "1");
 }
