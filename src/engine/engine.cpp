@@ -207,6 +207,7 @@ private:
         Lsn source_end_lsn;
     };
     std::deque<Unflushed> unflushed_;
+    std::uint64_t wal_block_size_ = 8192;  // the target's, read at start
     Lsn received_lsn_;      // end_lsn of the last Commit received
     Lsn pending_end_lsn_;   // end_lsn of the last Commit in the batch
     PgTimestamp pending_commit_time_;
@@ -371,6 +372,11 @@ awaitable<void> Session::prepare() {
     }
     committed_lsn_ = durable_lsn_ = acked_lsn_ = received_lsn_ = checkpoint_;
     status_.applied_lsn = status_.flushed_lsn = checkpoint_;
+    {
+        auto r = co_await target_.query("SELECT current_setting('wal_block_size')::bigint");
+        wal_block_size_ = std::stoull(std::string(r.get(0, 0)));
+        if (wal_block_size_ == 0) throw pg::PgError("the target reports wal_block_size 0");
+    }
     // Set whatever the target's default: flush reporting follows the target's WAL flush LSN.
     std::string sync_commit = "SET synchronous_commit = off";
     if (config_.apply.synchronous_commit) sync_commit = "SET synchronous_commit = on";
@@ -824,7 +830,7 @@ awaitable<void> Session::commit() {
     if (pending_txns_ > 0) {
         committed_lsn_ = pending_end_lsn_;
         status_.applied_lsn = std::max(status_.applied_lsn, committed_lsn_);
-        unflushed_.push_back(Unflushed{inserted, pending_end_lsn_});
+        unflushed_.push_back(Unflushed{durable_point(inserted, wal_block_size_), pending_end_lsn_});
     }
     advance_durable(flushed);
 }

@@ -15,13 +15,24 @@ std::string run_cli(const std::string& args) {
     return test::run_shell_output(std::string(AUTHSYNC_EXE) + " " + args + " 2>&1; echo rc=$?");
 }
 
+test::SyncOptions dead_letter_options() {
+    test::SyncOptions options;
+    options.extra_yaml = "apply:\n  on_error: dead_letter\n";
+    return options;
+}
+
+// The target rejects any user named 'evil' (SQLSTATE 23514).
+void forbid_evil(SyncFixture& f) {
+    f.target().exec("ALTER TABLE neon_auth.users_sync ADD CONSTRAINT no_evil CHECK (name <> 'evil')");
+}
+
 }  // namespace
 
 TEST_CASE("a rejected change stops authsync with its key and SQLSTATE, never its values", "[poison][integration]") {
     SyncFixture f;
     f.start();
     auto p = f.provider();
-    f.target().exec("ALTER TABLE neon_auth.users_sync ADD CONSTRAINT no_evil CHECK (name <> 'evil')");
+    forbid_evil(f);
     // A batch of good changes around the poison one: the whole transaction must stay out.
     p.exec("BEGIN; INSERT INTO public.users (id, name) VALUES ('good1', 'a'); "
            "INSERT INTO public.users (id, name, email) VALUES ('poison-key', 'evil', 'pii@example.com'); "
@@ -34,12 +45,10 @@ TEST_CASE("a rejected change stops authsync with its key and SQLSTATE, never its
 }
 
 TEST_CASE("with on_error dead_letter a rejected change is set aside and the rest applies", "[poison][integration]") {
-    test::SyncOptions options;
-    options.extra_yaml = "apply:\n  on_error: dead_letter\n";
-    SyncFixture f(options);
+    SyncFixture f(dead_letter_options());
     f.start();
     auto p = f.provider();
-    f.target().exec("ALTER TABLE neon_auth.users_sync ADD CONSTRAINT no_evil CHECK (name <> 'evil')");
+    forbid_evil(f);
     p.exec("BEGIN; INSERT INTO public.users (id, name) VALUES ('good1', 'a'); "
            "INSERT INTO public.users (id, name) VALUES ('poison', 'evil'); "
            "INSERT INTO public.users (id, name) VALUES ('good2', 'b'); COMMIT");
@@ -82,12 +91,10 @@ TEST_CASE("with on_error dead_letter a rejected change is set aside and the rest
 
 TEST_CASE("dead-letter retry never writes back a change older than what the target holds",
           "[poison][integration]") {
-    test::SyncOptions options;
-    options.extra_yaml = "apply:\n  on_error: dead_letter\n";
-    SyncFixture f(options);
+    SyncFixture f(dead_letter_options());
     f.start();
     auto p = f.provider();
-    f.target().exec("ALTER TABLE neon_auth.users_sync ADD CONSTRAINT no_evil CHECK (name <> 'evil')");
+    forbid_evil(f);
     p.exec("INSERT INTO public.users (id, name) VALUES ('u', 'first')");
     p.exec("UPDATE public.users SET name = 'evil' WHERE id = 'u'");  // rejected, set aside
     // (Waited for: in one batch the two updates would collapse into the last.)

@@ -34,4 +34,15 @@ constexpr std::uint64_t lsn_bytes_between(Lsn from, Lsn to) {
     return to.value > from.value ? to.value - from.value : 0;
 }
 
+// What a WAL insert position says about the records before it. pg_current_wal_insert_lsn()
+// right after a record that ended exactly on a page boundary points past the next page's
+// header (24 bytes, 40 at a segment start), where no record can end; that record, and all
+// before it, are durable once the flush position reaches the boundary. So an insert position
+// within a page header is taken back to the page's start; any other is returned as it is.
+constexpr Lsn durable_point(Lsn insert_position, std::uint64_t wal_block_size) {
+    constexpr std::uint64_t kLongPageHeader = 40;  // SizeOfXLogLongPHD
+    const auto in_page = insert_position.value % wal_block_size;
+    return in_page <= kLongPageHeader ? Lsn(insert_position.value - in_page) : insert_position;
+}
+
 }  // namespace authsync

@@ -4,6 +4,7 @@
 #include "authsync/core/lsn.hpp"
 
 using authsync::Lsn;
+using authsync::durable_point;
 
 TEST_CASE("an LSN parses and formats as X/X in upper-case hex", "[lsn]") {
     auto lsn = Lsn::parse("0/16B3748");
@@ -32,4 +33,17 @@ TEST_CASE("LSNs order and subtract as WAL positions", "[lsn]") {
     CHECK(authsync::lsn_bytes_between(b, a) == 0);
     CHECK_FALSE(Lsn{}.is_valid());
     CHECK(Lsn{1}.is_valid());
+}
+
+TEST_CASE("an insert position inside a page header is durable from the page's start", "[core]") {
+    constexpr std::uint64_t page = 8192;
+    // After a record that ended on a boundary: past the short (24) or long (40) header.
+    CHECK(durable_point(Lsn(5 * page + 24), page) == Lsn(5 * page));
+    CHECK(durable_point(Lsn(0x1000000 + 40), page) == Lsn(0x1000000));
+    // Anywhere else, the position itself.
+    CHECK(durable_point(Lsn(5 * page + 48), page) == Lsn(5 * page + 48));
+    CHECK(durable_point(Lsn(5 * page + 8000), page) == Lsn(5 * page + 8000));
+    CHECK(durable_point(Lsn(0x16B3748), page) == Lsn(0x16B3748));
+    // Other block sizes.
+    CHECK(durable_point(Lsn(3 * 32768 + 24), 32768) == Lsn(3 * 32768));
 }
