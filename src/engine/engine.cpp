@@ -158,6 +158,8 @@ private:
     awaitable<void> rollback();
     awaitable<void> commit();
     void defer(std::string_view sql);
+    std::string take_deferred();
+    awaitable<Lsn> target_flush_lsn();
     awaitable<pg::Result> target_query(std::string sql);
     awaitable<void> target_sync();
     void advance_durable(Lsn target_flush);
@@ -218,7 +220,7 @@ private:
     PgTimestamp txn_commit_time_;
     bool target_tx_open_ = false;
     // Target statements whose result nobody waits for (BEGIN, RELEASE SAVEPOINT), held back
-    // to go in front of the next simple query: a batch then costs three round trips.
+    // to go in front of the next simple query: a batch then costs two round trips.
     std::string deferred_;
     bool stop_requested_ = false;
     bool streaming_ = false;
@@ -658,8 +660,7 @@ awaitable<void> Session::flush_chunk() {
             // Small (low load): one simple query with what was deferred, the savepoint and
             // the statement, its values as literals. Large: bound parameters, cheaper for the
             // server to read than a long literal.
-            std::string sql = std::move(deferred_);
-            deferred_.clear();
+            std::string sql = take_deferred();
             sql += "SAVEPOINT authsync_statement; ";
             sql += st.inline_sql();
             co_await target_.send_query(std::move(sql));
@@ -697,9 +698,14 @@ void Session::defer(std::string_view sql) {
     deferred_ += "; ";
 }
 
-awaitable<pg::Result> Session::target_query(std::string sql) {
+std::string Session::take_deferred() {
     std::string q = std::move(deferred_);
     deferred_.clear();
+    return q;
+}
+
+awaitable<pg::Result> Session::target_query(std::string sql) {
+    std::string q = take_deferred();
     q += sql;
     co_return co_await target_.query(std::move(q));
 }
@@ -708,9 +714,7 @@ awaitable<pg::Result> Session::target_query(std::string sql) {
 // on their own.
 awaitable<void> Session::target_sync() {
     if (deferred_.empty()) co_return;
-    std::string q = std::move(deferred_);
-    deferred_.clear();
-    co_await target_.query(std::move(q));
+    co_await target_.query(take_deferred());
 }
 
 // Before a rollback: the in-flight statement's result is read and dropped, whatever it is.
@@ -843,13 +847,17 @@ void Session::advance_durable(Lsn target_flush) {
     acked_lsn_ = std::max(acked_lsn_, durable_lsn_);
 }
 
+awaitable<Lsn> Session::target_flush_lsn() {
+    auto r = co_await target_.query("SELECT pg_current_wal_flush_lsn()::text");
+    co_return Lsn::parse_or_throw(r.get(0, 0));
+}
+
 // Between batches: has the target flushed what it committed? (Inside a transaction the next
 // commit will tell.)
 awaitable<void> Session::check_durable() {
     if (unflushed_.empty() || target_tx_open_ || in_flight_) co_return;
     const auto before = acked_lsn_;
-    auto r = co_await target_.query("SELECT pg_current_wal_flush_lsn()::text");
-    advance_durable(Lsn::parse_or_throw(r.get(0, 0)));
+    advance_durable(co_await target_flush_lsn());
     if (acked_lsn_ > before) co_await send_status(false);
 }
 
@@ -874,8 +882,7 @@ void Session::arm_durability_wakeup() {
 awaitable<void> Session::wait_durable_at_stop() {
     durability_timer_.cancel();
     for (int i = 0; i < 20 && !unflushed_.empty() && !target_tx_open_; ++i) {
-        auto r = co_await target_.query("SELECT pg_current_wal_flush_lsn()::text");
-        advance_durable(Lsn::parse_or_throw(r.get(0, 0)));
+        advance_durable(co_await target_flush_lsn());
         if (unflushed_.empty()) break;
         asio::steady_timer t(co_await asio::this_coro::executor, std::chrono::milliseconds(50));
         co_await t.async_wait(use_awaitable);
