@@ -147,7 +147,10 @@ Statement Statement::single(std::size_t i) const {
     st.sql = sql;
     st.kind = kind;
     st.rows = 1;
-    for (const auto& v : row_values.at(i)) st.params.emplace_back(array_of({v}));
+    for (const auto& v : row_values.at(i)) {
+        std::vector<const std::string*> element{v ? &*v : nullptr};
+        st.params.emplace_back(text_array_literal(element));
+    }
     st.keys = {keys.at(i)};
     st.row_values = {row_values.at(i)};
     st.mappings = {mappings.at(i)};
@@ -155,7 +158,6 @@ Statement Statement::single(std::size_t i) const {
 }
 
 std::string Statement::inline_sql() const {
-    if (params.size() > 9) throw Error("inline_sql: more than 9 parameters");
     std::string out;
     out.reserve(sql.size() + params_bytes() + params_bytes() / 8 + 16);
     bool in_identifier = false;  // "...": a quoted name may hold "$1" too
@@ -163,10 +165,14 @@ std::string Statement::inline_sql() const {
         const char c = sql[i];
         if (c == '"') in_identifier = !in_identifier;  // a doubled "" toggles twice
         if (!in_identifier && c == '$' && i + 1 < sql.size() && sql[i + 1] >= '1' && sql[i + 1] <= '9') {
-            const auto n = static_cast<std::size_t>(sql[i + 1] - '1');
-            if (n >= params.size()) throw Error("inline_sql: $" + std::to_string(n + 1) + " has no parameter");
-            out += params[n] ? escaped_literal(*params[n]) : std::string("NULL");
-            ++i;
+            std::size_t n = 0, j = i + 1;
+            while (j < sql.size() && sql[j] >= '0' && sql[j] <= '9' && n < 100000) {
+                n = n * 10 + static_cast<std::size_t>(sql[j] - '0');
+                ++j;
+            }
+            if (n > params.size()) throw Error("inline_sql: $" + std::to_string(n) + " has no parameter");
+            out += params[n - 1] ? escaped_literal(*params[n - 1]) : std::string("NULL");
+            i = j - 1;
             continue;
         }
         out += c;

@@ -164,7 +164,7 @@ int check_command(const std::string& config_path) {
     auto config = load(config_path);
     if (!config) return 1;
     std::cout << "config " << config_path << ": ok (" << config->mappings.size()
-              << " mapping(s))\n";
+              << " mapping(s), " << config->composites.size() << " preset(s))\n";
     std::vector<engine::Problem> problems;
     auto check_side = [&](const std::string& side, const std::string& dsn, bool source) {
         try {
@@ -205,6 +205,7 @@ int init_command(const std::string& config_path) {
             std::cout << "target: schema ready\n";
             pg::AsyncConnection source(ex);
             co_await source.connect(config->source.dsn, "authsync init");
+            co_await engine::resolve_lookups(source, *config);
             if (co_await engine::publication_exists(source, config->source.publication)) {
                 std::cout << "source: publication " << config->source.publication << " exists\n";
             } else {
@@ -320,6 +321,19 @@ int dead_letter_command(const std::string& config_path, const std::string& actio
                 const mapping::MappingRule* rule = nullptr;
                 for (const auto& m : config->mappings) {
                     if (m.source_name() == mapping) rule = &m;
+                }
+                bool composite = false;
+                for (const auto& c : config->composites) {
+                    for (const auto& src : c.sources) composite |= src.source_name() == mapping;
+                    composite |= mapping.rfind(c.preset + ":", 0) == 0;
+                }
+                if (rule == nullptr && composite) {
+                    // A mirror change or a recomputation has no raw_json of its own to write.
+                    std::cerr << "dead letter " << id << ": " << mapping
+                              << " belongs to a preset, whose changes cannot be retried one by "
+                                 "one; fix the cause, then run `authsync resync`; left in place\n";
+                    ++failed;
+                    continue;
                 }
                 if (rule == nullptr) {
                     std::cerr << "dead letter " << id << ": mapping " << mapping

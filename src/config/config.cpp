@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <limits>
 #include <map>
 #include <memory>
@@ -25,8 +26,8 @@ namespace {
 
 using Keys = std::span<const std::string_view>;
 
-constexpr std::string_view kTopKeys[] = {"source", "target",    "status",
-                                         "apply",  "reconnect", "mappings"};
+constexpr std::string_view kTopKeys[] = {"source",    "target",   "status",     "apply",
+                                         "reconnect", "mappings", "presets_dir"};
 constexpr std::string_view kSourceKeys[] = {"dsn",
                                             "slot",
                                             "publication",
@@ -43,6 +44,18 @@ constexpr std::string_view kApplyKeys[] = {"batch_max_rows", "batch_max_bytes", 
 constexpr std::string_view kReconnectKeys[] = {"initial_backoff", "max_backoff"};
 constexpr std::string_view kMappingKeys[] = {"source", "target", "key", "fields", "on_delete"};
 constexpr std::string_view kFieldKeys[] = {"column", "as"};
+constexpr std::string_view kPresetMappingKeys[] = {"preset", "preset_options"};
+// A preset file (conf/presets/NAME.yaml).
+constexpr std::string_view kPresetKeys[] = {"preset", "description", "options", "lookups",
+                                            "sources", "targets"};
+constexpr std::string_view kPresetOptionKeys[] = {"required", "default", "description"};
+constexpr std::string_view kPresetSourceKeys[] = {"source", "mirror", "key", "columns",
+                                                  "row_filter", "indexes", "affects"};
+constexpr std::string_view kPresetColumnKeys[] = {"type", "optional"};
+constexpr std::string_view kPresetAffectsKeys[] = {"key", "join"};
+constexpr std::string_view kPresetTargetKeys[] = {"name", "table", "kind", "key", "group",
+                                                  "columns", "ddl", "all_keys", "compute"};
+constexpr std::string_view kTargetKinds[] = {"users", "rows"};
 constexpr std::string_view kConversions[] = {"auto", "epoch_millis", "text"};
 constexpr std::string_view kOnError[] = {"stop", "dead_letter"};
 constexpr std::string_view kSnapshot[] = {"initial", "never"};
@@ -96,7 +109,7 @@ std::string join(Keys words) {
 
 // A value between double quotes, with quotes, backslashes and control bytes escaped so that
 // the message stays on one line.
-std::string quoted(std::string_view text) {
+std::string in_quotes(std::string_view text) {
     std::string out = "\"";
     for (char c : text) {
         auto u = static_cast<unsigned char>(c);
@@ -145,6 +158,20 @@ std::optional<std::uint64_t> parse_unsigned(std::string_view s) {
     return v;
 }
 
+// Reads a whole file into `text`; returns 0, or the errno of the failure.
+int read_file(const std::string& path, std::string& text) {
+    std::unique_ptr<std::FILE, int (*)(std::FILE*)> file(std::fopen(path.c_str(), "rb"),
+                                                         &std::fclose);
+    if (!file) return errno;
+    char buf[8192];
+    while (true) {
+        std::size_t n = std::fread(buf, 1, sizeof buf, file.get());
+        text.append(buf, n);
+        if (n < sizeof buf) break;
+    }
+    return std::ferror(file.get()) ? (errno ? errno : EIO) : 0;
+}
+
 // One key/value pair of a YAML mapping, in document order.
 struct Entry {
     std::string key;
@@ -173,11 +200,25 @@ struct Section {
     std::string in() const { return path.empty() ? "at the top level" : "in " + path; }
 };
 
+// A preset file as written: its options, and its rule with {{option}} placeholders left in.
+struct PresetOption {
+    std::string name;
+    bool required = false;
+    std::optional<std::string> default_value;
+};
+struct PresetFile {
+    std::vector<PresetOption> options;
+    mapping::CompositeRule rule;
+};
+
 class Parser {
 public:
-    Parser(const std::string& name, const EnvLookup& env) : name_(name), env_(env) {}
+    // `expand_env`: false for preset files, whose SQL may hold "$" of its own.
+    Parser(const std::string& name, const EnvLookup& env, bool expand_env = true)
+        : name_(name), env_(env), expand_env_(expand_env) {}
 
     Config parse(std::string_view yaml);
+    PresetFile parse_preset(std::string_view yaml);
 
 private:
     [[noreturn]] void fail(const YAML::Mark& mark, const std::string& message) const {
@@ -219,15 +260,25 @@ private:
     StatusConfig parse_status(const Section& top) const;
     ApplyConfig parse_apply(const Section& top) const;
     ReconnectConfig parse_reconnect(const Section& top) const;
-    std::vector<mapping::MappingRule> parse_mappings(const Section& top) const;
+    void parse_mappings(const Section& top, Config& c) const;
     // `source_mark`: where the mapping's source value is, for duplicate-mapping errors.
     mapping::MappingRule parse_mapping(const YAML::Node& node, const std::string& path,
                                        YAML::Mark& source_mark) const;
     void parse_key(const Entry& e, const std::string& path, mapping::MappingRule& rule) const;
     void parse_fields(const Entry& e, const std::string& path, mapping::MappingRule& rule) const;
+    // `- preset: NAME` with its preset_options: the preset file read and filled in.
+    mapping::CompositeRule parse_preset_mapping(const YAML::Node& node, const std::string& path,
+                                                const std::vector<std::string>& search) const;
+    // A scalar or a list of scalars.
+    std::vector<std::string> string_list(const Entry& e, const std::string& path) const;
+    std::vector<YAML::Node> parse_documents(std::string_view yaml) const;
+    mapping::MirrorSource parse_preset_source(const YAML::Node& node, const std::string& path) const;
+    mapping::ComposedTarget parse_preset_target(const YAML::Node& node,
+                                                const std::string& path) const;
 
     const std::string& name_;
     const EnvLookup& env_;
+    bool expand_env_ = true;
 };
 
 Section Parser::section(const YAML::Node& node, const YAML::Mark& mark, std::string path,
@@ -246,15 +297,15 @@ Section Parser::section(const YAML::Node& node, const YAML::Mark& mark, std::str
         }
         std::string name = key.Scalar();
         if (const Entry* first = s.find(name)) {
-            fail(key.Mark(), fmt::format("duplicate key {} {} (first at line {})", quoted(name),
+            fail(key.Mark(), fmt::format("duplicate key {} {} (first at line {})", in_quotes(name),
                                          s.in(), first->key_mark.line + 1));
         }
         if (!allowed.empty() && std::find(allowed.begin(), allowed.end(), name) == allowed.end()) {
             if (s.path.empty()) {
-                fail(key.Mark(), fmt::format("unknown top-level key {}{}", quoted(name),
+                fail(key.Mark(), fmt::format("unknown top-level key {}{}", in_quotes(name),
                                              suggestion(name, allowed)));
             }
-            fail(key.Mark(), fmt::format("unknown key {} in {}{}", quoted(name), s.path,
+            fail(key.Mark(), fmt::format("unknown key {} in {}{}", in_quotes(name), s.path,
                                          suggestion(name, allowed)));
         }
         s.entries.push_back(Entry{std::move(name), key.Mark(), pair.second});
@@ -270,6 +321,7 @@ Section Parser::subsection(const Section& parent, std::string_view key, Keys all
 
 std::string Parser::expand(const std::string& raw, const YAML::Mark& mark,
                            const std::string& path) const {
+    if (!expand_env_) return raw;
     std::string out;
     out.reserve(raw.size());
     for (std::size_t i = 0; i < raw.size(); ++i) {
@@ -341,7 +393,7 @@ std::optional<bool> Parser::get_bool(const Section& s, std::string_view key) con
     if (*text == "false" || *text == "False" || *text == "FALSE") return false;
     fail(s.find(key)->mark(),
          fmt::format("{} must be true or false, not {} (YAML 1.2 booleans only)", s.key_path(key),
-                     quoted(*text)));
+                     in_quotes(*text)));
 }
 
 std::optional<std::chrono::milliseconds> Parser::get_duration(const Section& s,
@@ -359,7 +411,7 @@ std::optional<std::chrono::milliseconds> Parser::get_duration(const Section& s,
         return fmt::format(
             "{} {} is not a valid duration: {} (expected an integer with a unit "
             "ms, s, m or h, e.g. 500ms, 10s, 2m)",
-            path, quoted(t), why);
+            path, in_quotes(t), why);
     };
     if (digits.empty()) fail(e.mark(), bad("it does not start with a digit"));
     auto value = parse_unsigned(digits);
@@ -377,7 +429,7 @@ std::optional<std::chrono::milliseconds> Parser::get_duration(const Section& s,
         if (value && *value == 0) return std::chrono::milliseconds{0};
         fail(e.mark(), bad("it has no unit"));
     } else {
-        fail(e.mark(), bad(fmt::format("unknown unit {}", quoted(unit))));
+        fail(e.mark(), bad(fmt::format("unknown unit {}", in_quotes(unit))));
     }
     constexpr auto kMax = static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max());
     if (!value || *value > kMax / static_cast<std::uint64_t>(factor)) {
@@ -400,7 +452,7 @@ std::optional<std::size_t> Parser::get_size(const Section& s, std::string_view k
         return fmt::format(
             "{} {} is not a valid size: {} (expected an integer with an optional "
             "unit B, kB, KB, MB or GB, e.g. 16MB)",
-            path, quoted(t), why);
+            path, in_quotes(t), why);
     };
     if (digits.empty()) fail(e.mark(), bad("it does not start with a digit"));
     auto value = parse_unsigned(digits);
@@ -414,7 +466,7 @@ std::optional<std::size_t> Parser::get_size(const Section& s, std::string_view k
     } else if (unit == "GB") {
         factor = 1ull << 30;
     } else {
-        fail(e.mark(), bad(fmt::format("unknown unit {}", quoted(unit))));
+        fail(e.mark(), bad(fmt::format("unknown unit {}", in_quotes(unit))));
     }
     if (!value || *value > std::numeric_limits<std::size_t>::max() / factor) {
         fail(e.mark(), bad("it is too large"));
@@ -430,7 +482,7 @@ std::optional<std::size_t> Parser::get_count(const Section& s, std::string_view 
     std::string path = s.key_path(key);
     auto value = is_digits(*text) ? parse_unsigned(*text) : std::nullopt;
     if (!value || *value == 0 || *value > std::numeric_limits<std::size_t>::max()) {
-        fail(e.mark(), fmt::format("{} must be a positive integer, not {}", path, quoted(*text)));
+        fail(e.mark(), fmt::format("{} must be a positive integer, not {}", path, in_quotes(*text)));
     }
     return static_cast<std::size_t>(*value);
 }
@@ -442,7 +494,7 @@ std::optional<std::size_t> Parser::get_choice(const Section& s, std::string_view
     auto it = std::find(choices.begin(), choices.end(), *text);
     if (it == choices.end()) {
         fail(s.find(key)->mark(),
-             fmt::format("{} {} is not one of {}{}", s.key_path(key), quoted(*text), join(choices),
+             fmt::format("{} {} is not one of {}{}", s.key_path(key), in_quotes(*text), join(choices),
                          suggestion(*text, choices)));
     }
     return static_cast<std::size_t>(it - choices.begin());
@@ -452,10 +504,10 @@ void Parser::check_identifier(std::string_view id, const YAML::Mark& mark,
                               const std::string& path) const {
     if (id.empty()) fail(mark, fmt::format("{}: empty identifier", path));
     if (id.find('\0') != std::string_view::npos) {
-        fail(mark, fmt::format("{}: identifier {} contains a NUL byte", path, quoted(id)));
+        fail(mark, fmt::format("{}: identifier {} contains a NUL byte", path, in_quotes(id)));
     }
     if (id.size() > kMaxIdentifierBytes) {
-        fail(mark, fmt::format("{}: identifier {} is {} bytes long (at most {})", path, quoted(id),
+        fail(mark, fmt::format("{}: identifier {} is {} bytes long (at most {})", path, in_quotes(id),
                                id.size(), kMaxIdentifierBytes));
     }
 }
@@ -488,7 +540,7 @@ std::pair<std::string, std::string> Parser::qualified_name(std::string_view text
             }
             if (!closed) {
                 fail(mark,
-                     fmt::format("{}: unterminated quoted identifier in {}", path, quoted(text)));
+                     fmt::format("{}: unterminated quoted identifier in {}", path, in_quotes(text)));
             }
             check_identifier(part, mark, path);
         } else {
@@ -505,33 +557,33 @@ std::pair<std::string, std::string> Parser::qualified_name(std::string_view text
                     }
                     fail(mark, fmt::format("{}: unquoted identifier {} has upper-case letters "
                                            "(write '\"{}\"' for that exact name, or {})",
-                                           path, quoted(part), part, quoted(lower)));
+                                           path, in_quotes(part), part, in_quotes(lower)));
                 }
                 bool ok = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' ||
                           c == '$' || static_cast<unsigned char>(c) >= 0x80;
                 if (!ok) {
                     fail(mark, fmt::format("{}: unquoted identifier {} may contain only "
                                            "[a-z0-9_$] (double-quote it otherwise)",
-                                           path, quoted(part)));
+                                           path, in_quotes(part)));
                 }
             }
             if ((part[0] >= '0' && part[0] <= '9') || part[0] == '$') {
                 fail(mark, fmt::format("{}: unquoted identifier {} must not start with a digit "
                                        "or \"$\"",
-                                       path, quoted(part)));
+                                       path, in_quotes(part)));
             }
         }
         parts.push_back(std::move(part));
         if (pos == text.size()) break;
         if (text[pos] != '.') {
             fail(mark, fmt::format("{}: expected \".\" after a quoted identifier in {}", path,
-                                   quoted(text)));
+                                   in_quotes(text)));
         }
         ++pos;
     }
     if (parts.size() > 2) {
         fail(mark, fmt::format("{}: {} has {} parts (expected \"schema.table\" or \"table\")", path,
-                               quoted(text), parts.size()));
+                               in_quotes(text), parts.size()));
     }
     if (parts.size() == 1) return {"public", std::move(parts[0])};
     return {std::move(parts[0]), std::move(parts[1])};
@@ -552,7 +604,7 @@ SourceConfig Parser::parse_source(const Section& top) const {
             fail(s.find("slot")->mark(),
                  fmt::format("source.slot {} is not a valid replication slot name (1-63 "
                              "characters from [a-z0-9_])",
-                             quoted(*slot)));
+                             in_quotes(*slot)));
         }
         c.slot = std::move(*slot);
     }
@@ -610,7 +662,7 @@ StatusConfig Parser::parse_status(const Section& top) const {
         return fmt::format(
             "status.listen {} {} (expected host:port, [ipv6]:port, or \"\" to "
             "disable)",
-            quoted(c.listen), why);
+            in_quotes(c.listen), why);
     };
     std::string_view l = c.listen;
     std::string_view host, port;
@@ -690,7 +742,7 @@ void Parser::parse_key(const Entry& e, const std::string& path, mapping::Mapping
         check_identifier(column, mark, path);
         if (std::find(rule.key_columns.begin(), rule.key_columns.end(), column) !=
             rule.key_columns.end()) {
-            fail(mark, fmt::format("{}: column {} is listed twice", path, quoted(column)));
+            fail(mark, fmt::format("{}: column {} is listed twice", path, in_quotes(column)));
         }
         rule.key_columns.push_back(column);
     }
@@ -739,8 +791,8 @@ void Parser::parse_fields(const Entry& e, const std::string& path,
                 fail(column_mark,
                      fmt::format("{} maps column {}, but the key is column {} (a field "
                                  "named \"id\" must map the key column)",
-                                 field_path, quoted(rule_field.column),
-                                 quoted(rule.key_columns.front())));
+                                 field_path, in_quotes(rule_field.column),
+                                 in_quotes(rule.key_columns.front())));
             }
         }
         rule.fields.push_back(std::move(rule_field));
@@ -778,7 +830,7 @@ mapping::MappingRule Parser::parse_mapping(const YAML::Node& node, const std::st
     return rule;
 }
 
-std::vector<mapping::MappingRule> Parser::parse_mappings(const Section& top) const {
+void Parser::parse_mappings(const Section& top, Config& c) const {
     const Entry* e = top.find("mappings");
     if (!e) fail(top.mark, "missing required key \"mappings\" at the top level");
     if (!e->value.IsNull() && !e->value.IsSequence()) {
@@ -786,25 +838,316 @@ std::vector<mapping::MappingRule> Parser::parse_mappings(const Section& top) con
     }
     if (e->value.IsNull() || e->value.size() == 0) fail(e->mark(), "mappings must not be empty");
 
-    std::vector<mapping::MappingRule> rules;
+    const auto search = preset_search_path(name_, c.presets_dir);
     std::map<std::pair<std::string, std::string>, int> seen;  // source table -> line
+    auto claim = [&](const std::string& schema, const std::string& table, const YAML::Mark& mark,
+                     const std::string& path) {
+        auto [it, inserted] = seen.try_emplace({schema, table}, mark.line + 1);
+        if (!inserted) {
+            fail(mark, fmt::format("{}: duplicate mapping for source table {}.{} (first at line "
+                                   "{})",
+                                   path, schema, table, it->second));
+        }
+    };
+    std::size_t index = 0;
     for (const auto& item : e->value) {
-        std::string path = fmt::format("mappings[{}]", rules.size());
+        std::string path = fmt::format("mappings[{}]", index++);
+        if (item.IsMap() && item["preset"]) {
+            auto rule = parse_preset_mapping(item, path, search);
+            for (const auto& source : rule.sources) {
+                claim(source.source_schema, source.source_table, item.Mark(), path);
+            }
+            for (const auto& other : c.composites) {
+                for (const auto& t : other.targets) {
+                    for (const auto& mine : rule.targets) {
+                        if (t.target_name() == mine.target_name()) {
+                            fail(item.Mark(), fmt::format("{}: target {} is also written by "
+                                                          "preset {}",
+                                                          path, t.target_name(), other.preset));
+                        }
+                    }
+                }
+            }
+            c.composites.push_back(std::move(rule));
+            continue;
+        }
         YAML::Mark source_mark;
         auto rule = parse_mapping(item, path, source_mark);
-        auto [it, inserted] =
-            seen.try_emplace({rule.source_schema, rule.source_table}, source_mark.line + 1);
-        if (!inserted) {
-            fail(source_mark, fmt::format("{}: duplicate mapping for source table {} (first at "
-                                          "line {})",
-                                          path, rule.source_name(), it->second));
-        }
-        rules.push_back(std::move(rule));
+        claim(rule.source_schema, rule.source_table, source_mark, path);
+        c.mappings.push_back(std::move(rule));
     }
-    return rules;
+    for (const auto& rule : c.mappings) {
+        for (const auto& composite : c.composites) {
+            for (const auto& t : composite.targets) {
+                if (t.target_name() == rule.target_name()) {
+                    fail(e->mark(), fmt::format("target {} is written both by preset {} and by "
+                                                "the mapping of {}",
+                                                t.target_name(), composite.preset,
+                                                rule.source_name()));
+                }
+            }
+        }
+    }
 }
 
-Config Parser::parse(std::string_view yaml) {
+std::vector<std::string> Parser::string_list(const Entry& e, const std::string& path) const {
+    std::vector<std::string> out;
+    if (e.value.IsScalar()) {
+        out.push_back(scalar(e, path));
+    } else if (e.value.IsSequence()) {
+        std::size_t i = 0;
+        for (const auto& item : e.value) {
+            std::string item_path = fmt::format("{}[{}]", path, i++);
+            Entry item_entry{item_path, item.IsNull() ? e.mark() : item.Mark(), item};
+            out.push_back(scalar(item_entry, item_path));
+        }
+        if (out.empty()) fail(e.mark(), fmt::format("{} must not be an empty list", path));
+    } else {
+        fail(e.mark(), fmt::format("{} must be a string or a list of strings, not {}", path,
+                                   describe(e.value)));
+    }
+    return out;
+}
+
+mapping::MirrorSource Parser::parse_preset_source(const YAML::Node& node,
+                                                  const std::string& path) const {
+    Section s = section(node, node.Mark(), path, kPresetSourceKeys);
+    mapping::MirrorSource src;
+    const auto source = require_string(s, "source");
+    std::tie(src.source_schema, src.source_table) =
+        qualified_name(source, s.find("source")->mark(), s.key_path("source"));
+    src.mirror_table = require_string(s, "mirror");
+    check_identifier(src.mirror_table, s.find("mirror")->mark(), s.key_path("mirror"));
+    const Entry* key = s.find("key");
+    if (!key) fail(s.mark, fmt::format("missing required key \"key\" in {}", path));
+    src.key_columns = string_list(*key, s.key_path("key"));
+
+    const Entry* columns = s.find("columns");
+    if (!columns) fail(s.mark, fmt::format("missing required key \"columns\" in {}", path));
+    Section cols = section(columns->value, columns->key_mark, s.key_path("columns"), {});
+    for (const auto& c : cols.entries) {
+        mapping::MirrorColumn column;
+        column.name = c.key;
+        check_identifier(column.name, c.key_mark, cols.key_path(c.key));
+        if (c.value.IsMap()) {
+            Section cs = section(c.value, c.key_mark, cols.key_path(c.key), kPresetColumnKeys);
+            column.type = require_string(cs, "type");
+            column.optional = get_bool(cs, "optional").value_or(false);
+        } else {
+            column.type = scalar(c, cols.key_path(c.key));
+        }
+        src.columns.push_back(std::move(column));
+    }
+    for (const auto& k : src.key_columns) {
+        const auto* c = src.column(k);
+        if (!c) fail(key->mark(), fmt::format("{}: key column {} is not among the columns", path, in_quotes(k)));
+        if (c->optional) fail(key->mark(), fmt::format("{}: key column {} is optional", path, in_quotes(k)));
+    }
+    src.row_filter = get_string(s, "row_filter").value_or("");
+    if (const Entry* idx = s.find("indexes")) {
+        if (!idx->value.IsSequence()) {
+            fail(idx->mark(), fmt::format("{} must be a list of column lists", s.key_path("indexes")));
+        }
+        std::size_t i = 0;
+        for (const auto& item : idx->value) {
+            std::string item_path = fmt::format("{}[{}]", s.key_path("indexes"), i++);
+            Entry item_entry{item_path, item.IsNull() ? idx->mark() : item.Mark(), item};
+            auto list = string_list(item_entry, item_path);
+            for (const auto& c : list) {
+                if (!src.column(c)) {
+                    fail(item_entry.mark(), fmt::format("{}: {} is not a mirrored column",
+                                                        item_path, in_quotes(c)));
+                }
+            }
+            src.indexes.push_back(std::move(list));
+        }
+    }
+    Section affects = subsection(s, "affects", {});
+    for (const auto& a : affects.entries) {
+        mapping::Affects affected;
+        affected.target = a.key;
+        if (a.value.IsMap()) {
+            Section as = section(a.value, a.key_mark, affects.key_path(a.key), kPresetAffectsKeys);
+            affected.key = require_string(as, "key");
+            affected.join = get_string(as, "join").value_or("");
+        } else {
+            affected.key = scalar(a, affects.key_path(a.key));
+        }
+        src.affects.push_back(std::move(affected));
+    }
+    if (src.affects.empty()) fail(s.mark, fmt::format("{}: affects must name at least one target", path));
+    return src;
+}
+
+mapping::ComposedTarget Parser::parse_preset_target(const YAML::Node& node,
+                                                    const std::string& path) const {
+    Section s = section(node, node.Mark(), path, kPresetTargetKeys);
+    mapping::ComposedTarget t;
+    t.name = require_string(s, "name");
+    std::tie(t.target_schema, t.target_table) =
+        qualified_name(require_string(s, "table"), s.find("table")->mark(), s.key_path("table"));
+    if (auto kind = get_choice(s, "kind", kTargetKinds)) {
+        t.kind = *kind == 0 ? mapping::TargetKind::Users : mapping::TargetKind::Rows;
+    } else {
+        fail(s.mark, fmt::format("missing required key \"kind\" in {}", path));
+    }
+    t.compute = require_string(s, "compute");
+    t.all_keys = require_string(s, "all_keys");
+    if (t.kind == mapping::TargetKind::Users) {
+        for (auto k : {"key", "group", "columns", "ddl"}) {
+            if (s.find(k)) fail(s.find(k)->key_mark, fmt::format("{}: {} is for kind rows only", path, k));
+        }
+        return t;
+    }
+    for (auto k : {"key", "group", "columns", "ddl"}) {
+        if (!s.find(k)) fail(s.mark, fmt::format("missing required key \"{}\" in {} (kind rows)", k, path));
+    }
+    t.key_columns = string_list(*s.find("key"), s.key_path("key"));
+    t.group_column = require_string(s, "group");
+    t.columns = string_list(*s.find("columns"), s.key_path("columns"));
+    t.ddl = require_string(s, "ddl");
+    for (const auto& k : t.key_columns) {
+        if (std::find(t.columns.begin(), t.columns.end(), k) == t.columns.end()) {
+            fail(s.find("key")->mark(), fmt::format("{}: key column {} is not among the columns", path, in_quotes(k)));
+        }
+    }
+    if (std::find(t.columns.begin(), t.columns.end(), t.group_column) == t.columns.end()) {
+        fail(s.find("group")->mark(), fmt::format("{}: group column {} is not among the columns", path, in_quotes(t.group_column)));
+    }
+    return t;
+}
+
+PresetFile Parser::parse_preset(std::string_view yaml) {
+    auto docs = parse_documents(yaml);
+    const YAML::Node& root = docs[0];
+    Section top = section(root, root.Mark(), "", kPresetKeys);
+    PresetFile file;
+    file.rule.preset = require_string(top, "preset");
+    file.rule.preset_file = name_;
+    Section options = subsection(top, "options", {});
+    for (const auto& o : options.entries) {
+        PresetOption option;
+        option.name = o.key;
+        Section os = section(o.value, o.key_mark, options.key_path(o.key), kPresetOptionKeys);
+        option.required = get_bool(os, "required").value_or(false);
+        option.default_value = get_string(os, "default");
+        file.options.push_back(std::move(option));
+    }
+    Section lookups = subsection(top, "lookups", {});
+    for (const auto& l : lookups.entries) {
+        file.rule.lookups.emplace_back(l.key, scalar(l, lookups.key_path(l.key)));
+    }
+    for (const auto* list : {"sources", "targets"}) {
+        const Entry* e = top.find(list);
+        if (!e) fail(top.mark, fmt::format("missing required key \"{}\" at the top level", list));
+        if (!e->value.IsSequence() || e->value.size() == 0) {
+            fail(e->mark(), fmt::format("{} must be a non-empty list", list));
+        }
+        std::size_t i = 0;
+        for (const auto& item : e->value) {
+            std::string path = fmt::format("{}[{}]", list, i++);
+            if (std::string_view(list) == "sources") {
+                file.rule.sources.push_back(parse_preset_source(item, path));
+            } else {
+                file.rule.targets.push_back(parse_preset_target(item, path));
+            }
+        }
+    }
+    // Affects name targets by their short name; the SQL names them by table.
+    for (auto& src : file.rule.sources) {
+        for (auto& a : src.affects) {
+            const auto* t = file.rule.target(a.target);
+            if (!t) {
+                fail(top.find("sources")->mark(),
+                     fmt::format("source {} affects {}, which is not a target", src.source_name(),
+                                 in_quotes(a.target)));
+            }
+            a.target = t->target_name();
+        }
+    }
+    return file;
+}
+
+mapping::CompositeRule Parser::parse_preset_mapping(const YAML::Node& node, const std::string& path,
+                                                    const std::vector<std::string>& search) const {
+    Section s = section(node, node.Mark(), path, kPresetMappingKeys);
+    const auto name = require_string(s, "preset");
+    const auto name_mark = s.find("preset")->mark();
+    const bool valid = !name.empty() && std::all_of(name.begin(), name.end(), [](char c) {
+        return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_';
+    });
+    if (!valid) fail(name_mark, fmt::format("{}.preset: {} is not a preset name ([a-z0-9_-]+)", path, in_quotes(name)));
+    std::string file_path;
+    for (const auto& dir : search) {
+        std::error_code ec;
+        if (std::filesystem::is_regular_file(dir + "/" + name + ".yaml", ec)) {
+            file_path = dir + "/" + name + ".yaml";
+            break;
+        }
+    }
+    if (file_path.empty()) {
+        std::string where;
+        for (const auto& dir : search) where += (where.empty() ? "" : ", ") + dir;
+        fail(name_mark, fmt::format("{}.preset: no preset {} (looked for {}.yaml in {})", path,
+                                    in_quotes(name), name, where));
+    }
+    std::string text;
+    if (int err = read_file(file_path, text)) {
+        fail(name_mark, fmt::format("{}.preset: cannot read {}: {}", path, file_path,
+                                    std::strerror(err)));
+    }
+    PresetFile file = Parser(file_path, env_, false).parse_preset(text);
+
+    // The options: each given one must be declared; required ones must be given.
+    std::map<std::string, std::string> values;
+    Section options = subsection(s, "preset_options", {});
+    std::vector<std::string_view> declared;
+    for (const auto& o : file.options) declared.push_back(o.name);
+    for (const auto& o : options.entries) {
+        if (std::find(declared.begin(), declared.end(), o.key) == declared.end()) {
+            fail(o.key_mark, fmt::format("unknown option {} for preset {}{}", in_quotes(o.key), name,
+                                         suggestion(o.key, declared)));
+        }
+        values[o.key] = scalar(o, options.key_path(o.key));
+    }
+    for (const auto& o : file.options) {
+        if (values.count(o.name)) continue;
+        if (o.default_value) {
+            values[o.name] = *o.default_value;
+        } else if (o.required) {
+            fail(s.mark, fmt::format("{}: preset {} needs preset_options.{}", path, name, o.name));
+        }
+    }
+    auto& rule = file.rule;
+    for (auto& [lookup, sql] : rule.lookups) sql = mapping::substitute(sql, values);
+    for (auto& src : rule.sources) {
+        src.row_filter = mapping::substitute(src.row_filter, values);
+        for (auto& a : src.affects) {
+            a.key = mapping::substitute(a.key, values);
+            a.join = mapping::substitute(a.join, values);
+        }
+    }
+    for (auto& t : rule.targets) {
+        t.compute = mapping::substitute(t.compute, values);
+        t.all_keys = mapping::substitute(t.all_keys, values);
+        t.ddl = mapping::substitute(t.ddl, values);
+    }
+    // What is left must be a lookup, filled in at start.
+    for (const auto& src : rule.sources) {
+        if (auto left = mapping::first_placeholder(src.row_filter)) {
+            const bool is_lookup = std::any_of(rule.lookups.begin(), rule.lookups.end(),
+                                               [&](const auto& l) { return l.first == *left; });
+            if (!is_lookup) {
+                fail(name_mark, fmt::format("{}: preset {} uses {{{{{}}}}}, which is neither an "
+                                            "option nor a lookup",
+                                            path, name, *left));
+            }
+        }
+    }
+    return rule;
+}
+
+std::vector<YAML::Node> Parser::parse_documents(std::string_view yaml) const {
     std::vector<YAML::Node> docs;
     try {
         docs = YAML::LoadAll(std::string(yaml));
@@ -820,6 +1163,11 @@ Config Parser::parse(std::string_view yaml) {
     if (docs.size() > 1) {
         fail(docs[1].Mark(), fmt::format("expected one YAML document, found {}", docs.size()));
     }
+    return docs;
+}
+
+Config Parser::parse(std::string_view yaml) {
+    auto docs = parse_documents(yaml);
     const YAML::Node& root = docs[0];
     Section top = section(root, root.Mark(), "", kTopKeys);
 
@@ -830,11 +1178,23 @@ Config Parser::parse(std::string_view yaml) {
     c.status = parse_status(top);
     c.apply = parse_apply(top);
     c.reconnect = parse_reconnect(top);
-    c.mappings = parse_mappings(top);
+    c.presets_dir = get_string(top, "presets_dir").value_or("");
+    parse_mappings(top, c);
     return c;
 }
 
 }  // namespace
+
+std::vector<std::string> preset_search_path(const std::string& config_path,
+                                            const std::string& presets_dir) {
+    if (!presets_dir.empty()) return {presets_dir};
+    std::vector<std::string> dirs;
+    const auto parent = std::filesystem::path(config_path).parent_path();
+    dirs.push_back((parent.empty() ? std::filesystem::path(".") : parent).string() + "/presets");
+    dirs.emplace_back(AUTHSYNC_INSTALLED_PRESETS_DIR);
+    dirs.emplace_back(AUTHSYNC_SOURCE_PRESETS_DIR);
+    return dirs;
+}
 
 EnvLookup process_env() {
     return [](const std::string& name) -> std::optional<std::string> {
@@ -849,20 +1209,10 @@ Config parse_config(std::string_view yaml, const std::string& name, const EnvLoo
 }
 
 Config load_config(const std::string& path, const EnvLookup& env) {
-    auto cannot_read = [&](int err) {
-        return ConfigError(fmt::format("{}: cannot read config: {}", path, std::strerror(err)));
-    };
-    std::unique_ptr<std::FILE, int (*)(std::FILE*)> file(std::fopen(path.c_str(), "rb"),
-                                                         &std::fclose);
-    if (!file) throw cannot_read(errno);
     std::string text;
-    char buf[8192];
-    while (true) {
-        std::size_t n = std::fread(buf, 1, sizeof buf, file.get());
-        text.append(buf, n);
-        if (n < sizeof buf) break;
+    if (int err = read_file(path, text)) {
+        throw ConfigError(fmt::format("{}: cannot read config: {}", path, std::strerror(err)));
     }
-    if (std::ferror(file.get())) throw cannot_read(errno);
     return parse_config(text, path, env);
 }
 

@@ -8,6 +8,8 @@
 #include <set>
 
 #include "authsync/apply/batch.hpp"
+#include "authsync/apply/composite.hpp"
+#include "authsync/engine/provisioning.hpp"
 #include "authsync/copy/text_format.hpp"
 #include "authsync/core/hex.hpp"
 #include "authsync/core/sql.hpp"
@@ -179,6 +181,54 @@ awaitable<void> run_backfill(pg::AsyncConnection& source, pg::AsyncConnection& t
         log->info("reconciled {}: {} users no longer on the provider", rule.target_name(),
                   r.affected_rows());
     }
+    // Composite mappings: each mirror is copied as it is (the provider's text format is the
+    // mirror's), then every target row is recomputed from the mirrors.
+    if (!config.composites.empty()) {
+        auto micros = co_await source.query("SELECT (extract(epoch FROM now()) * 1000000)::int8");
+        const std::string snapshot_micros(micros.get(0, 0));
+        for (const auto& composite : config.composites) {
+            for (const auto& s : composite.sources) {
+                const auto name = s.source_name();
+                auto& progress = status.snapshot_progress[name];
+                const auto columns = co_await existing_columns(source, s);
+                std::string list;
+                for (const auto& c : columns) list += (list.empty() ? "" : ", ") + quote_identifier(c);
+                const auto mirror = quote_qualified("authsync", s.mirror_table);
+                co_await target.query("TRUNCATE " + mirror);
+                co_await target.start_copy_in("COPY " + mirror + " (" + list + ") FROM STDIN");
+                std::string select = "SELECT " + list + " FROM " +
+                                     quote_qualified(s.source_schema, s.source_table);
+                if (!s.row_filter.empty()) select += " WHERE " + s.row_filter;
+                co_await source.start_copy_out("COPY (" + select + ") TO STDOUT");
+                std::string out;
+                out.reserve(kCopyChunkBytes + 4096);
+                for (;;) {
+                    auto row = co_await source.read_copy_data();
+                    if (!row) break;
+                    auto bytes = row->bytes();
+                    out.append(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+                    ++progress.copied;
+                    if (out.size() >= kCopyChunkBytes) {
+                        co_await target.write_copy_data(authsync::as_bytes(out));
+                        out.clear();
+                    }
+                }
+                if (!out.empty()) co_await target.write_copy_data(authsync::as_bytes(out));
+                co_await target.end_copy();
+                co_await target.query("ANALYZE " + mirror);
+                total += progress.copied;
+                log->info("copied {} rows of {} into its mirror {}", progress.copied, name,
+                          s.mirror_name());
+            }
+            for (const auto& t : composite.targets) {
+                co_await target.query_params(apply::recompute_all_sql(t),
+                                                      pg::params(snapshot_micros));
+                log->info("computed {} from the mirrors of preset {}", t.target_name(),
+                          composite.preset);
+            }
+        }
+    }
+
     auto st = apply::checkpoint_statement(config.source.slot, consistent_point.to_string(),
                                           PgTimestamp::now());
     co_await target.query_params(st.sql, st.params);

@@ -17,6 +17,8 @@
 #include "authsync/core/sql.hpp"
 #include "authsync/engine/backfill.hpp"
 #include "authsync/engine/provisioning.hpp"
+#include "authsync/apply/composite.hpp"
+#include "authsync/mapping/composite.hpp"
 #include "authsync/mapping/mapper.hpp"
 #include "authsync/pg/async_connection.hpp"
 #include "authsync/pgoutput/decoder.hpp"
@@ -152,7 +154,8 @@ private:
     awaitable<void> settle();
     awaitable<void> discard_in_flight();
     awaitable<void> execute(const apply::Statement& st);
-    void check_partial_result(const apply::Statement& st, const pg::Result& r);
+    void handle_result(const apply::Statement& st, const pg::Result& r);
+    void recompute_statements(std::vector<apply::Statement>& out);
     awaitable<void> apply_one_by_one(const apply::Statement& st);
     awaitable<void> apply_batch();
     awaitable<void> rollback();
@@ -172,11 +175,19 @@ private:
     awaitable<void> check_slot_health();
     awaitable<std::optional<pg::CopyBuffer>> next_copy_data();
     bool more_data_waiting();
-    bool idle() const { return !in_transaction_ && batch_.empty() && !target_tx_open_; }
+    bool idle() const {
+        return !in_transaction_ && batch_.empty() && mirror_batch_.empty() && !target_tx_open_;
+    }
+    bool batch_full() const {
+        return batch_.rows() + mirror_batch_.rows() >= config_.apply.batch_max_rows ||
+               batch_.bytes() + mirror_batch_.bytes() >= config_.apply.batch_max_bytes;
+    }
+    const mapping::BoundMirror* mirror_for(pgoutput::RelationId id) const;
     const mapping::BoundMapping* mapping_for(pgoutput::RelationId id) const;
     void bind_relation(const pgoutput::Relation& rel);
 
-    const config::Config& config_;
+    // A copy: composite mappings' lookups are resolved into it at start.
+    config::Config config_;
     SessionOptions options_;
     EngineStatus& status_;
     pg::AsyncConnection source_;       // normal connection to the provider
@@ -193,6 +204,11 @@ private:
     pgoutput::RelationCache relations_;
     std::unordered_map<pgoutput::RelationId, mapping::BoundMapping> bound_;
     apply::Batch batch_;
+    // Composite mappings: mirrored tables' changes, and the target rows they affect (by target
+    // table), recomputed before the target transaction commits.
+    std::unordered_map<pgoutput::RelationId, mapping::BoundMirror> mirrors_;
+    apply::MirrorBatch mirror_batch_;
+    std::map<std::string, apply::AffectedKeys> affected_;
     // The last statement sent to the target, executing there while the stream goes on; it
     // keeps its per-change values for a one-by-one retry. settle() before any other query.
     std::optional<apply::Statement> in_flight_;
@@ -299,6 +315,12 @@ awaitable<void> Session::prepare() {
     checkpoint_ = checkpoint.value_or(Lsn{});
 
     co_await source_.connect(src.dsn, "authsync");
+    try {
+        co_await resolve_lookups(source_, config_);
+    } catch (const LookupError& e) {
+        // A configuration problem: reconnecting would find the same.
+        throw FatalError(e.what());
+    }
     if (!co_await publication_exists(source_, src.publication)) {
         if (!src.create_publication) {
             throw FatalError(fmt::format("publication \"{}\" does not exist on the source (run "
@@ -474,12 +496,27 @@ const mapping::BoundMapping* Session::mapping_for(pgoutput::RelationId id) const
     return it == bound_.end() ? nullptr : &it->second;
 }
 
+const mapping::BoundMirror* Session::mirror_for(pgoutput::RelationId id) const {
+    auto it = mirrors_.find(id);
+    return it == mirrors_.end() ? nullptr : &it->second;
+}
+
 void Session::bind_relation(const pgoutput::Relation& rel) {
     bound_.erase(rel.relation_id);
+    mirrors_.erase(rel.relation_id);
     for (const auto& rule : config_.mappings) {
         if (rule.source_schema == rel.namespace_name && rule.source_table == rel.relation_name) {
             bound_.emplace(rel.relation_id, mapping::BoundMapping::bind(rule, rel));
             return;
+        }
+    }
+    for (const auto& composite : config_.composites) {
+        for (const auto& source : composite.sources) {
+            if (source.source_schema == rel.namespace_name &&
+                source.source_table == rel.relation_name) {
+                mirrors_.emplace(rel.relation_id, mapping::BoundMirror::bind(source, rel));
+                return;
+            }
         }
     }
 }
@@ -517,7 +554,7 @@ awaitable<void> Session::handle_xlog(const wire::XLogData& x) {
         // A full or old batch goes now; otherwise the stream loop applies it as soon as no
         // more data is waiting.
         const auto& a = config_.apply;
-        const bool full = batch_.rows() >= a.batch_max_rows || batch_.bytes() >= a.batch_max_bytes;
+        const bool full = batch_full();
         const bool old = Clock::now() - batch_started_ >= a.batch_max_delay;
         if (full || old || stop_requested_) co_await apply_batch();
         co_return;
@@ -555,6 +592,10 @@ awaitable<void> Session::handle_change(const pgoutput::Message& message) {
         if (const auto* m = mapping_for(ins->relation_id)) {
             batch_.upsert(m->rule(), m->map_new(ins->new_tuple, nullptr), txn_commit_time_);
             ++pending_rows_[m->rule().source_name()].upserts;
+        } else if (const auto* mirror = mirror_for(ins->relation_id)) {
+            mirror_batch_.upsert(*mirror, mirror->map_new(ins->new_tuple, nullptr),
+                                 txn_commit_time_);
+            ++pending_rows_[mirror->source().source_name()].upserts;
         }
     } else if (auto* upd = std::get_if<pgoutput::Update>(&message)) {
         const auto& rel = relations_.get(upd->relation_id, "Update");
@@ -575,6 +616,18 @@ awaitable<void> Session::handle_change(const pgoutput::Message& message) {
             }
             batch_.upsert(m->rule(), std::move(image), txn_commit_time_);
             ++pending_rows_[m->rule().source_name()].upserts;
+        } else if (const auto* mirror = mirror_for(upd->relation_id)) {
+            const bool has_old = upd->old_kind != pgoutput::OldTupleKind::None;
+            auto row = mirror->map_new(upd->new_tuple, has_old ? &upd->old_tuple : nullptr);
+            if (has_old) {
+                auto old_key = mirror->key_of_old(upd->old_tuple);
+                if (old_key != mirror->key_of(row)) {
+                    mirror_batch_.remove(*mirror, std::move(old_key), txn_commit_time_);
+                    ++pending_rows_[mirror->source().source_name()].deletes;
+                }
+            }
+            mirror_batch_.upsert(*mirror, std::move(row), txn_commit_time_);
+            ++pending_rows_[mirror->source().source_name()].upserts;
         }
     } else if (auto* del = std::get_if<pgoutput::Delete>(&message)) {
         const auto& rel = relations_.get(del->relation_id, "Delete");
@@ -582,6 +635,9 @@ awaitable<void> Session::handle_change(const pgoutput::Message& message) {
         if (const auto* m = mapping_for(del->relation_id)) {
             batch_.remove(m->rule(), m->key_of_old(del->old_tuple), txn_commit_time_);
             ++pending_rows_[m->rule().source_name()].deletes;
+        } else if (const auto* mirror = mirror_for(del->relation_id)) {
+            mirror_batch_.remove(*mirror, mirror->key_of_old(del->old_tuple), txn_commit_time_);
+            ++pending_rows_[mirror->source().source_name()].deletes;
         }
     } else if (auto* tr = std::get_if<pgoutput::Truncate>(&message)) {
         for (auto id : tr->relation_ids) {
@@ -595,6 +651,14 @@ awaitable<void> Session::handle_change(const pgoutput::Message& message) {
                 co_await target_.query_params(st.sql, st.params);
                 log_->info("truncate of {} applied to {}", m->rule().source_name(),
                            m->rule().target_name());
+            } else if (const auto* mirror = mirror_for(id)) {
+                // The mirror empties now; what it affected is recomputed with the batch.
+                co_await flush_chunk();
+                co_await settle();
+                co_await execute(apply::mirror_truncate_statement(mirror->source(),
+                                                                  txn_commit_time_));
+                log_->info("truncate of {} applied to its mirror {}",
+                           mirror->source().source_name(), mirror->source().mirror_name());
             }
         }
     } else {
@@ -604,10 +668,7 @@ awaitable<void> Session::handle_change(const pgoutput::Message& message) {
     }
     // Bounded memory for transactions of any size: a full batch goes into the open target
     // transaction now; it commits with the source transaction's Commit.
-    if (batch_.rows() >= config_.apply.batch_max_rows ||
-        batch_.bytes() >= config_.apply.batch_max_bytes) {
-        co_await flush_chunk();
-    }
+    if (batch_full()) co_await flush_chunk();
 }
 
 namespace {
@@ -628,10 +689,30 @@ bool is_row_error(const pg::PgError& e) {
 awaitable<void> Session::execute(const apply::Statement& st) {
     co_await target_sync();
     auto r = co_await target_.query_params(st.sql, st.params);
-    check_partial_result(st, r);
+    handle_result(st, r);
 }
 
-void Session::check_partial_result(const apply::Statement& st, const pg::Result& r) {
+void Session::handle_result(const apply::Statement& st, const pg::Result& r) {
+    if (st.kind == apply::Statement::Kind::MirrorUpsert ||
+        st.kind == apply::Statement::Kind::MirrorDelete) {
+        // (target, key, Unix microseconds of the change) per affected row.
+        for (int i = 0; i < r.rows(); ++i) {
+            const auto target = r.get(i, 0);
+            if (target == apply::kMissingMirrorRow) {
+                log_->warn("a row of {} with key {} was updated with unchanged TOASTed columns "
+                           "but is not in its mirror; it is left out until it changes again "
+                           "(run `authsync resync` to copy it)",
+                           st.mappings.empty() ? std::string() : st.mappings.front(),
+                           r.get(i, 1));
+                continue;
+            }
+            const std::int64_t at = std::stoll(std::string(r.get(i, 2)));
+            auto& keys = affected_[std::string(target)];
+            auto [it, inserted] = keys.try_emplace(std::string(r.get(i, 1)), at);
+            if (!inserted) it->second = std::max(it->second, at);
+        }
+        return;
+    }
     if (st.kind == apply::Statement::Kind::UpsertPartial) {
         for (int i = 0; i < r.rows(); ++i) {
             if (r.get(i, 1) == "t") {
@@ -649,10 +730,23 @@ awaitable<void> Session::flush_chunk() {
         defer("BEGIN");
         target_tx_open_ = true;
     }
-    if (batch_.empty()) co_return;
+    if (batch_.empty() && mirror_batch_.empty() && affected_.empty()) co_return;
     auto statements = batch_.statements();
     batch_.clear();
-    for (auto& st : statements) {
+    {
+        auto mirror_statements = mirror_batch_.statements();
+        mirror_batch_.clear();
+        for (auto& st : mirror_statements) statements.push_back(std::move(st));
+    }
+    // Composite targets are recomputed once their mirrors' statements have said what they
+    // affect: a second pass, in the same transaction.
+    for (int pass = 0; pass < 2; ++pass) {
+      if (pass == 1) {
+        co_await settle();
+        statements.clear();
+        recompute_statements(statements);
+      }
+      for (auto& st : statements) {
         co_await settle();
         // A savepoint per statement: when the target rejects a change, find which one, and
         // stop naming its key (apply.on_error: stop) or set it aside (dead_letter).
@@ -671,7 +765,21 @@ awaitable<void> Session::flush_chunk() {
         // The array parameters are on the wire; row_values keeps what a retry needs.
         st.params = {};
         in_flight_ = std::move(st);
+      }
     }
+}
+
+void Session::recompute_statements(std::vector<apply::Statement>& out) {
+    for (const auto& composite : config_.composites) {
+        for (const auto& target : composite.targets) {
+            auto it = affected_.find(target.target_name());
+            if (it == affected_.end() || it->second.empty()) continue;
+            out.push_back(apply::recompute_statement(target, composite.preset + ":" + target.name,
+                                                     it->second));
+            pending_rows_[target.target_name()].upserts += it->second.size();
+        }
+    }
+    affected_.clear();
 }
 
 awaitable<void> Session::settle() {
@@ -681,7 +789,7 @@ awaitable<void> Session::settle() {
     std::optional<pg::PgError> failed;
     try {
         auto r = co_await target_.result();
-        check_partial_result(st, r);
+        handle_result(st, r);
     } catch (const pg::PgError& e) {
         if (!is_row_error(e)) throw;
         failed = e;
@@ -755,17 +863,29 @@ awaitable<void> Session::apply_one_by_one(const apply::Statement& st) {
                                           mapping, key, failed->what()),
                               failed->sqlstate(), failed->detail(), failed->hint());
         }
-        const bool upsert = st.kind == apply::Statement::Kind::UpsertFull ||
-                            st.kind == apply::Statement::Kind::UpsertPartial;
+        const bool upsert = st.kind != apply::Statement::Kind::SoftDelete &&
+                            st.kind != apply::Statement::Kind::HardDelete &&
+                            st.kind != apply::Statement::Kind::MirrorDelete;
+        // Composite statements carry mirror values or keys, not a raw_json: no payload.
+        const bool has_payload = st.kind == apply::Statement::Kind::UpsertFull ||
+                                 st.kind == apply::Statement::Kind::UpsertPartial;
         std::string target;
         for (const auto& rule : config_.mappings) {
             if (rule.source_name() == mapping) target = rule.target_name();
         }
+        for (const auto& composite : config_.composites) {
+            for (const auto& source : composite.sources) {
+                if (source.source_name() == mapping) target = source.mirror_name();
+            }
+            for (const auto& t : composite.targets) {
+                if (composite.preset + ":" + t.name == mapping) target = t.target_name();
+            }
+        }
         // Parameters built before the co_await: GCC 12 destroys temporaries of a conditional
         // expression twice inside a coroutine.
         std::optional<std::string> payload, change_time;
-        if (upsert) payload = one.row_values[0][0];
-        if (one.row_values[0].size() == 2) change_time = one.row_values[0][1];
+        if (has_payload) payload = one.row_values[0][0];
+        if (has_payload && one.row_values[0].size() == 2) change_time = one.row_values[0][1];
         pg::Params params = pg::params(config_.source.slot, txn_final_lsn_.to_string(), mapping,
                                        target, key, std::string(upsert ? "upsert" : "delete"),
                                        payload, change_time,
@@ -891,6 +1011,8 @@ awaitable<void> Session::wait_durable_at_stop() {
 
 awaitable<void> Session::rollback() {
     batch_.clear();
+    mirror_batch_.clear();
+    affected_.clear();
     pending_dead_letters_ = 0;
     pending_rows_.clear();
     pending_heartbeat_.reset();

@@ -2,7 +2,10 @@
 
 #include <fmt/format.h>
 
+#include "authsync/apply/composite.hpp"
 #include "authsync/core/sql.hpp"
+
+#include <map>
 
 namespace authsync::engine {
 
@@ -71,11 +74,67 @@ awaitable<bool> publication_exists(pg::AsyncConnection& source, const std::strin
     co_return r.rows() > 0;
 }
 
+awaitable<void> resolve_lookups(pg::AsyncConnection& source, config::Config& config) {
+    for (auto& composite : config.composites) {
+        std::map<std::string, std::string> values;
+        for (const auto& [name, sql] : composite.lookups) {
+            pg::Result r;
+            try {
+                r = co_await source.query(sql);
+            } catch (const pg::PgError& e) {
+                if (e.is_connection_failure()) throw;
+                throw LookupError(fmt::format("preset {}: lookup {} failed on the source: {} (is "
+                                              "this the provider's database?)",
+                                              composite.preset, name, e.what()));
+            }
+            if (r.rows() != 1 || r.columns() != 1 || r.is_null(0, 0)) {
+                throw LookupError(fmt::format(
+                    "preset {}: lookup {} found {} rows on the source, expected one; check the "
+                    "preset_options (e.g. the project id and branch)",
+                    composite.preset, name, r.rows()));
+            }
+            values[name] = std::string(r.get(0, 0));
+        }
+        composite.resolve(values);
+    }
+}
+
+awaitable<std::vector<std::string>> existing_columns(pg::AsyncConnection& source,
+                                                     const mapping::MirrorSource& s) {
+    auto r = co_await source.query_params(
+        "SELECT a.attname FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid "
+        "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relname = $2 "
+        "AND a.attnum > 0 AND NOT a.attisdropped",
+        pg::params(s.source_schema, s.source_table));
+    std::vector<std::string> out;
+    for (const auto& c : s.columns) {
+        for (int i = 0; i < r.rows(); ++i) {
+            if (r.get(i, 0) == c.name) out.push_back(c.name);
+        }
+    }
+    co_return out;
+}
+
 awaitable<void> create_publication(pg::AsyncConnection& source, const config::Config& config) {
     std::string tables;
     for (const auto& m : config.mappings) {
         if (!tables.empty()) tables += ", ";
         tables += quote_qualified(m.source_schema, m.source_table);
+    }
+    // Composite sources publish just the mirrored columns (secrets beside them stay on the
+    // provider) and, with a row filter, just the rows in scope.
+    for (const auto& composite : config.composites) {
+        for (const auto& s : composite.sources) {
+            if (!tables.empty()) tables += ", ";
+            tables += quote_qualified(s.source_schema, s.source_table);
+            auto columns = co_await existing_columns(source, s);
+            if (!columns.empty()) {
+                std::string list;
+                for (const auto& c : columns) list += (list.empty() ? "" : ", ") + quote_identifier(c);
+                tables += " (" + list + ")";
+            }
+            if (!s.row_filter.empty()) tables += " WHERE (" + s.row_filter + ")";
+        }
     }
     co_await source.query("CREATE PUBLICATION " + quote_identifier(config.source.publication) +
                           " FOR TABLE " + tables);
@@ -91,6 +150,9 @@ awaitable<void> ensure_target_schema(pg::AsyncConnection& target, const config::
     // so a role that only owns its schemas can run authsync.
     std::vector<std::string> schemas{"authsync"};
     for (const auto& m : config.mappings) schemas.push_back(m.target_schema);
+    for (const auto& c : config.composites) {
+        for (const auto& t : c.targets) schemas.push_back(t.target_schema);
+    }
     std::string create_schemas;
     for (const auto& schema : schemas) {
         auto r = co_await target.query_params("SELECT to_regnamespace($1) IS NULL",
@@ -107,6 +169,16 @@ awaitable<void> ensure_target_schema(pg::AsyncConnection& target, const config::
         seen.push_back(name);
         ddl += users_sync_ddl(m.target_schema, m.target_table);
     }
+    for (const auto& c : config.composites) {
+        for (const auto& s : c.sources) ddl += apply::mirror_ddl(s);
+        for (const auto& t : c.targets) {
+            if (t.kind == mapping::TargetKind::Users) {
+                ddl += users_sync_ddl(t.target_schema, t.target_table);
+            } else {
+                ddl += t.ddl + ";\n";
+            }
+        }
+    }
     // One transaction, and an advisory lock so that two instances starting together do not
     // race on CREATE ... IF NOT EXISTS.
     co_await target.query("BEGIN; SELECT pg_advisory_xact_lock(hashtext('authsync:ddl'));\n" +
@@ -119,6 +191,103 @@ awaitable<std::optional<Lsn>> read_checkpoint(pg::AsyncConnection& target, const
     if (r.rows() == 0) co_return std::nullopt;
     co_return Lsn::parse_or_throw(r.get(0, 0));
 }
+
+namespace {
+
+awaitable<void> check_composite_sources(pg::AsyncConnection& source, const config::Config& config,
+                                        bool have_publication, std::vector<Problem>& problems) {
+    if (config.composites.empty()) co_return;
+    config::Config resolved = config;
+    try {
+        co_await resolve_lookups(source, resolved);
+    } catch (const LookupError& e) {
+        problems.push_back({std::string("source: ") + e.what(),
+                            "fix preset_options, or check that the dsn names the provider's "
+                            "database"});
+    }
+    for (const auto& composite : resolved.composites) {
+        for (const auto& s : composite.sources) {
+            const auto table = quote_qualified(s.source_schema, s.source_table);
+            auto rel = co_await source.query_params(
+                "SELECT c.oid, c.relreplident FROM pg_class c JOIN pg_namespace n ON n.oid = "
+                "c.relnamespace WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', "
+                "'p')",
+                pg::params(s.source_schema, s.source_table));
+            if (rel.rows() == 0) {
+                problems.push_back({fmt::format("source: table {} of preset {} does not exist",
+                                                table, composite.preset),
+                                    "check that the dsn names the provider's database, and the "
+                                    "provider's version (docs/presets.md)"});
+                continue;
+            }
+            const std::string oid(rel.get(0, 0));
+            auto cols = co_await source.query_params(
+                "SELECT a.attname, COALESCE(a.attnum = ANY (i.indkey), false) OR "
+                "c.relreplident = 'f', has_column_privilege(c.oid, a.attnum, 'SELECT') "
+                "FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid "
+                "LEFT JOIN pg_index i ON i.indrelid = c.oid AND ((c.relreplident = 'd' AND "
+                "i.indisprimary) OR (c.relreplident = 'i' AND i.indisreplident)) "
+                "WHERE a.attrelid = $1::oid AND a.attnum > 0 AND NOT a.attisdropped",
+                pg::params(oid));
+            std::string unreadable;
+            for (const auto& c : s.columns) {
+                int row = -1;
+                for (int i = 0; i < cols.rows(); ++i) {
+                    if (cols.get(i, 0) == c.name) row = i;
+                }
+                if (row < 0) {
+                    if (!c.optional) {
+                        problems.push_back(
+                            {fmt::format("source: column \"{}\" of {} (preset {}) does not exist",
+                                         c.name, table, composite.preset),
+                             "the provider's schema is older or newer than the preset expects "
+                             "(docs/presets.md lists the columns it reads)"});
+                    }
+                    continue;
+                }
+                const bool is_key = std::find(s.key_columns.begin(), s.key_columns.end(),
+                                              c.name) != s.key_columns.end();
+                if (is_key && cols.get(row, 1) != "t") {
+                    problems.push_back(
+                        {fmt::format("source: key column \"{}\" of {} is not part of its replica "
+                                     "identity",
+                                     c.name, table),
+                         "restore the table's primary key, or set REPLICA IDENTITY FULL"});
+                }
+                if (cols.get(row, 2) != "t") {
+                    unreadable += (unreadable.empty() ? "" : ", ") + quote_identifier(c.name);
+                }
+            }
+            if (!unreadable.empty()) {
+                problems.push_back({fmt::format("source: no SELECT privilege on column(s) {} of {}",
+                                                unreadable, table),
+                                    fmt::format("GRANT SELECT ({}) ON {} TO <role>", unreadable,
+                                                table)});
+            }
+            if (!have_publication) continue;
+            auto pub = co_await source.query_params(
+                "SELECT rowfilter IS NOT NULL FROM pg_publication_tables WHERE pubname = $1 AND "
+                "schemaname = $2 AND tablename = $3",
+                pg::params(config.source.publication, s.source_schema, s.source_table));
+            if (pub.rows() == 0) {
+                problems.push_back({fmt::format("source: publication \"{}\" does not include {}",
+                                                config.source.publication, table),
+                                    "drop the publication and let authsync create it (it adds the "
+                                    "column lists and row filters of the preset)"});
+            } else if (!s.row_filter.empty() && pub.get(0, 0) != "t") {
+                problems.push_back(
+                    {fmt::format("source: publication \"{}\" publishes every row of {}, not just "
+                                 "those of the preset's scope",
+                                 config.source.publication, table),
+                     fmt::format("ALTER PUBLICATION {} SET TABLE ... {} WHERE ({})",
+                                 quote_identifier(config.source.publication), table,
+                                 s.row_filter)});
+            }
+        }
+    }
+}
+
+}  // namespace
 
 awaitable<std::vector<Problem>> check_source(pg::AsyncConnection& source,
                                              const config::Config& config) {
@@ -266,6 +435,7 @@ awaitable<std::vector<Problem>> check_source(pg::AsyncConnection& source,
             }
         }
     }
+    co_await check_composite_sources(source, config, have_publication, problems);
     co_return problems;
 }
 
@@ -277,6 +447,9 @@ awaitable<std::vector<Problem>> check_target(pg::AsyncConnection& target,
     std::vector<std::pair<std::string, std::string>> tables;
     tables.emplace_back("authsync", "checkpoint");
     for (const auto& m : config.mappings) tables.emplace_back(m.target_schema, m.target_table);
+    for (const auto& c : config.composites) {
+        for (const auto& t : c.targets) tables.emplace_back(t.target_schema, t.target_table);
+    }
     for (const auto& [schema, table] : tables) {
         auto name = quote_qualified(schema, table);
         auto r = co_await target.query_params(

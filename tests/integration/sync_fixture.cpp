@@ -43,20 +43,24 @@ SyncFixture::SyncFixture(SyncOptions options)
     config_path_ = dir_ + "/authsync.yaml";
     status_port_ = free_port();
 
-    provider().exec(R"(
-        CREATE TABLE public.users (
-            id text PRIMARY KEY,
-            name text,
-            email text,
-            created_at timestamptz DEFAULT '2024-01-02 03:04:05.678+00',
-            metadata jsonb,
-            active boolean,
-            score numeric,
-            bio text,
-            version int NOT NULL DEFAULT 1);
-        ALTER TABLE public.users ALTER COLUMN bio SET STORAGE EXTERNAL;
-        CREATE TABLE public.unrelated (id serial PRIMARY KEY, note text);
-    )");
+    if (!options_.provider_ddl.empty()) {
+        provider().exec(options_.provider_ddl);
+    } else {
+        provider().exec(R"(
+            CREATE TABLE public.users (
+                id text PRIMARY KEY,
+                name text,
+                email text,
+                created_at timestamptz DEFAULT '2024-01-02 03:04:05.678+00',
+                metadata jsonb,
+                active boolean,
+                score numeric,
+                bio text,
+                version int NOT NULL DEFAULT 1);
+            ALTER TABLE public.users ALTER COLUMN bio SET STORAGE EXTERNAL;
+            CREATE TABLE public.unrelated (id serial PRIMARY KEY, note text);
+        )");
+    }
 
     std::ofstream f(config_path_);
     f << "source:\n"
@@ -77,20 +81,24 @@ SyncFixture::SyncFixture(SyncOptions options)
       << "  initial_backoff: 100ms\n"
       << "  max_backoff: 1s\n"
       << options_.extra_yaml << "\n"
-      << "mappings:\n"
-      << "  - source: public.users\n"
-      << "    key: id\n"
-      << "    on_delete: " << options_.on_delete << "\n"
-      << "    fields:\n"
-      << "      id: id\n"
-      << "      display_name: name\n"
-      << "      primary_email: email\n"
-      << "      signed_up_at_millis: {column: created_at, as: epoch_millis}\n"
-      << "      server_metadata: metadata\n"
-      << "      active: active\n"
-      << "      score: score\n"
-      << "      bio: bio\n"
-      << "      version: version\n";
+      << "mappings:\n";
+    if (!options_.mappings_yaml.empty()) {
+        f << options_.mappings_yaml;
+    } else {
+        f << "  - source: public.users\n"
+          << "    key: id\n"
+          << "    on_delete: " << options_.on_delete << "\n"
+          << "    fields:\n"
+          << "      id: id\n"
+          << "      display_name: name\n"
+          << "      primary_email: email\n"
+          << "      signed_up_at_millis: {column: created_at, as: epoch_millis}\n"
+          << "      server_metadata: metadata\n"
+          << "      active: active\n"
+          << "      score: score\n"
+          << "      bio: bio\n"
+          << "      version: version\n";
+    }
     f.close();
     process_ = std::make_unique<Process>(
         std::vector<std::string>{AUTHSYNC_EXE, "--log-level", options_.log_level, "--log-format",
@@ -136,11 +144,14 @@ std::string SyncFixture::provider_value(const std::string& sql) const {
 
 void SyncFixture::start() {
     process_->start();
-    // Ready when the slot is streaming to it (the target schema exists by then).
+    // Ready when the slot is streaming to it (the target schema exists by then). Not just
+    // active: the slot is active during an initial copy too, before START_REPLICATION.
     bool streaming = wait_until([&] {
         auto r = cluster_->connect().exec_params(
-            "SELECT active FROM pg_replication_slots WHERE slot_name = $1", pg::params(slot_));
-        return r.rows() == 1 && r.get(0, 0) == "t";
+            "SELECT r.state FROM pg_replication_slots s JOIN pg_stat_replication r ON r.pid = "
+            "s.active_pid WHERE s.slot_name = $1",
+            pg::params(slot_));
+        return r.rows() == 1 && (r.get(0, 0) == "streaming" || r.get(0, 0) == "catchup");
     });
     if (!streaming) {
         throw std::runtime_error("authsync did not start streaming:\n" + process_->log());

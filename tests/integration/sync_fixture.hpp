@@ -25,6 +25,9 @@ struct SyncOptions {
     std::string dsn_suffix;              // appended to both DSNs (e.g. " password=...")
     std::string log_level = "debug";     // authsync's --log-level
     std::string log_format = "text";     // authsync's --log-format
+    // Replace the default provider tables (public.users, public.unrelated) and mappings.
+    std::string provider_ddl;
+    std::string mappings_yaml;  // the items under "mappings:", indented by two spaces
 };
 
 class SyncFixture {

@@ -29,17 +29,20 @@ struct Statement {
     std::string sql;
     Params params;
     std::size_t rows = 0;  // changes it carries
-    enum class Kind { UpsertFull, UpsertPartial, SoftDelete, HardDelete } kind = Kind::UpsertFull;
+    // Mirror: a composite mapping's mirror change, whose result rows name affected targets;
+    // Recompute: a composite target rebuilt from its mirrors.
+    enum class Kind { UpsertFull, UpsertPartial, SoftDelete, HardDelete, MirrorUpsert, MirrorDelete, Recompute };
+    Kind kind = Kind::UpsertFull;
     // Per change, for a statement that the target rejects: its key, its element of each array
     // parameter (so it can be sent alone), and the mapping it came from.
     std::vector<std::string> keys;
-    std::vector<std::vector<std::string>> row_values;
+    std::vector<std::vector<std::optional<std::string>>> row_values;  // nullopt: NULL
     std::vector<std::string> mappings;  // source table of each change
 
     // The same statement for change `i` alone.
     Statement single(std::size_t i) const;
     // The SQL with each $n replaced by its parameter as an escaped literal, so that it can go
-    // in one simple query with other statements. For statements of up to 9 parameters.
+    // in one simple query with other statements.
     std::string inline_sql() const;
     // Bytes of all parameters.
     std::size_t params_bytes() const;

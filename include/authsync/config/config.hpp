@@ -14,6 +14,7 @@
 #include <string_view>
 #include <vector>
 
+#include "authsync/mapping/composite.hpp"
 #include "authsync/mapping/rule.hpp"
 
 namespace authsync::config {
@@ -72,8 +73,18 @@ struct Config {
     StatusConfig status;
     ApplyConfig apply;
     ReconnectConfig reconnect;
-    std::vector<mapping::MappingRule> mappings;  // at least one
+    // At least one mapping in all: single-table rules, and composite ones from presets
+    // (`- preset: NAME`), read from the first of preset_search_path() that has NAME.yaml.
+    std::vector<mapping::MappingRule> mappings;
+    std::vector<mapping::CompositeRule> composites;
+    std::string presets_dir;  // "" unless configured
 };
+
+// Where `preset: NAME` is looked for, in order: presets_dir alone when it is set; otherwise
+// presets/ beside the config file, the installed presets (sysconfdir/authsync/presets), and
+// the source tree's conf/presets (for running from a build directory).
+std::vector<std::string> preset_search_path(const std::string& config_path,
+                                            const std::string& presets_dir);
 
 using EnvLookup = std::function<std::optional<std::string>(const std::string&)>;
 

@@ -11,12 +11,19 @@
 #include <vector>
 
 #include "authsync/config/config.hpp"
+#include "authsync/core/error.hpp"
 #include "authsync/core/lsn.hpp"
 #include "authsync/pg/async_connection.hpp"
 
 namespace authsync::engine {
 
 namespace asio = boost::asio;
+
+// A composite mapping's lookup did not find exactly one value.
+class LookupError : public Error {
+public:
+    using Error::Error;
+};
 
 // DDL for a users_sync-shaped table.
 std::string users_sync_ddl(const std::string& schema, const std::string& table);
@@ -36,6 +43,16 @@ asio::awaitable<std::optional<SlotInfo>> find_slot(pg::AsyncConnection& source,
 asio::awaitable<bool> publication_exists(pg::AsyncConnection& source, const std::string& name);
 asio::awaitable<void> create_publication(pg::AsyncConnection& source, const config::Config& config);
 asio::awaitable<void> create_slot(pg::AsyncConnection& source, const std::string& slot);
+
+// Runs the lookups of composite mappings on the provider and fills their values into the row
+// filters. Throws LookupError when a lookup finds no
+// row or several: e.g. no Stack tenancy for the configured project.
+asio::awaitable<void> resolve_lookups(pg::AsyncConnection& source, config::Config& config);
+
+// The columns of a mirrored table that exist on the provider, in the preset's order (optional
+// ones may be missing).
+asio::awaitable<std::vector<std::string>> existing_columns(pg::AsyncConnection& source,
+                                                           const mapping::MirrorSource& s);
 
 // Creates the target tables and state schema when missing.
 asio::awaitable<void> ensure_target_schema(pg::AsyncConnection& target,
