@@ -160,11 +160,14 @@ Statement Statement::single(std::size_t i) const {
 std::string Statement::inline_sql() const {
     std::string out;
     out.reserve(sql.size() + params_bytes() + params_bytes() / 8 + 16);
-    bool in_identifier = false;  // "...": a quoted name may hold "$1" too
+    // "..." and '...' may hold "$1" too (a doubled "" or '' toggles twice). The templates are
+    // authsync's and the presets': no E'' strings, whose \' this would misread.
+    bool in_identifier = false, in_literal = false;
     for (std::size_t i = 0; i < sql.size(); ++i) {
         const char c = sql[i];
-        if (c == '"') in_identifier = !in_identifier;  // a doubled "" toggles twice
-        if (!in_identifier && c == '$' && i + 1 < sql.size() && sql[i + 1] >= '1' && sql[i + 1] <= '9') {
+        if (c == '"' && !in_literal) in_identifier = !in_identifier;
+        if (c == '\'' && !in_identifier) in_literal = !in_literal;
+        if (!in_identifier && !in_literal && c == '$' && i + 1 < sql.size() && sql[i + 1] >= '1' && sql[i + 1] <= '9') {
             std::size_t n = 0, j = i + 1;
             while (j < sql.size() && sql[j] >= '0' && sql[j] <= '9' && n < 100000) {
                 n = n * 10 + static_cast<std::size_t>(sql[j] - '0');

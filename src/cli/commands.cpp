@@ -272,6 +272,15 @@ int teardown_command(const std::string& config_path) {
             }
             std::cout << "target: removed the checkpoint of slot " << config->source.slot
                       << "; users_sync and its data are left in place\n";
+            // Mirrors are authsync's own copies of provider rows: without the slot they would
+            // only go stale.
+            for (const auto& composite : config->composites) {
+                for (const auto& s : composite.sources) {
+                    co_await target.query("DROP TABLE IF EXISTS " +
+                                          quote_qualified("authsync", s.mirror_table));
+                }
+                std::cout << "target: dropped the mirrors of preset " << composite.preset << '\n';
+            }
             co_return 0;
         }());
     } catch (const Error& e) {

@@ -269,7 +269,9 @@ private:
     // `- preset: NAME` with its preset_options: the preset file read and filled in.
     mapping::CompositeRule parse_preset_mapping(const YAML::Node& node, const std::string& path,
                                                 const std::vector<std::string>& search) const;
-    // A scalar or a list of scalars.
+    // A scalar or a list of scalars (with where each is).
+    std::vector<std::pair<std::string, YAML::Mark>> string_items(const Entry& e,
+                                                                 const std::string& path) const;
     std::vector<std::string> string_list(const Entry& e, const std::string& path) const;
     std::vector<YAML::Node> parse_documents(std::string_view yaml) const;
     mapping::MirrorSource parse_preset_source(const YAML::Node& node, const std::string& path) const;
@@ -723,28 +725,17 @@ ReconnectConfig Parser::parse_reconnect(const Section& top) const {
 }
 
 void Parser::parse_key(const Entry& e, const std::string& path, mapping::MappingRule& rule) const {
-    std::vector<std::pair<std::string, YAML::Mark>> columns;
-    if (e.value.IsScalar()) {
-        columns.emplace_back(scalar(e, path), e.mark());
-    } else if (e.value.IsSequence()) {
-        std::size_t i = 0;
-        for (const auto& item : e.value) {
-            std::string item_path = fmt::format("{}[{}]", path, i++);
-            Entry item_entry{item_path, item.IsNull() ? e.mark() : item.Mark(), item};
-            columns.emplace_back(scalar(item_entry, item_path), item_entry.mark());
-        }
-        if (columns.empty()) fail(e.mark(), fmt::format("{} must not be an empty list", path));
-    } else {
+    if (!e.value.IsScalar() && !e.value.IsSequence()) {
         fail(e.mark(), fmt::format("{} must be a column name or a list of column names, not {}",
                                    path, describe(e.value)));
     }
-    for (const auto& [column, mark] : columns) {
+    for (auto& [column, mark] : string_items(e, path)) {
         check_identifier(column, mark, path);
         if (std::find(rule.key_columns.begin(), rule.key_columns.end(), column) !=
             rule.key_columns.end()) {
             fail(mark, fmt::format("{}: column {} is listed twice", path, in_quotes(column)));
         }
-        rule.key_columns.push_back(column);
+        rule.key_columns.push_back(std::move(column));
     }
 }
 
@@ -890,22 +881,29 @@ void Parser::parse_mappings(const Section& top, Config& c) const {
     }
 }
 
-std::vector<std::string> Parser::string_list(const Entry& e, const std::string& path) const {
-    std::vector<std::string> out;
+std::vector<std::pair<std::string, YAML::Mark>> Parser::string_items(const Entry& e,
+                                                                     const std::string& path) const {
+    std::vector<std::pair<std::string, YAML::Mark>> out;
     if (e.value.IsScalar()) {
-        out.push_back(scalar(e, path));
+        out.emplace_back(scalar(e, path), e.mark());
     } else if (e.value.IsSequence()) {
         std::size_t i = 0;
         for (const auto& item : e.value) {
             std::string item_path = fmt::format("{}[{}]", path, i++);
             Entry item_entry{item_path, item.IsNull() ? e.mark() : item.Mark(), item};
-            out.push_back(scalar(item_entry, item_path));
+            out.emplace_back(scalar(item_entry, item_path), item_entry.mark());
         }
         if (out.empty()) fail(e.mark(), fmt::format("{} must not be an empty list", path));
     } else {
         fail(e.mark(), fmt::format("{} must be a string or a list of strings, not {}", path,
                                    describe(e.value)));
     }
+    return out;
+}
+
+std::vector<std::string> Parser::string_list(const Entry& e, const std::string& path) const {
+    std::vector<std::string> out;
+    for (auto& item : string_items(e, path)) out.push_back(std::move(item.first));
     return out;
 }
 
@@ -1180,6 +1178,13 @@ Config Parser::parse(std::string_view yaml) {
     c.reconnect = parse_reconnect(top);
     c.presets_dir = get_string(top, "presets_dir").value_or("");
     parse_mappings(top, c);
+    if (!c.composites.empty() && c.source.snapshot == Snapshot::Never) {
+        // A composite row needs every contributing row: mirrors must start from a copy.
+        fail(top.find("source")->mark(),
+             fmt::format("source.snapshot: never cannot be used with preset {} (its mirrors must "
+                         "start from a copy of the provider's tables)",
+                         c.composites.front().preset));
+    }
     return c;
 }
 

@@ -257,4 +257,27 @@ TEST_CASE("stack-auth: check names a missing column, and a project without a ten
     CHECK(out.find("lookup tenancy_id found 0 rows") != std::string::npos);
 }
 
+TEST_CASE("stack-auth: resync copies the mirrors again and reconciles what changed meanwhile",
+          "[integration][stack-auth]") {
+    SyncFixture f(stack_options());
+    call(f, std::string("CALL stack_seed('") + kTenancy + "', 80, 0.61)");
+    f.start();
+    require_in_sync(f);
+    REQUIRE(f.stop() == 0);
+
+    // While authsync is away: deletions (users, grants, teams) and everything else.
+    call(f, std::string("CALL stack_workload('") + kTenancy + "', '" + kOtherProject +
+                "', 0.62, 600)");
+    auto resync = run_shell_output(std::string(AUTHSYNC_EXE) + " resync --config " +
+                                   f.config_path() + " 2>&1; echo rc=$?");
+    INFO(resync);
+    CHECK(resync.find("rc=0") != std::string::npos);
+    f.start();
+    require_in_sync(f);
+    // Users the provider deleted meanwhile are soft-deleted, not left alive.
+    auto deleted = f.target_value("SELECT count(*) FROM neon_auth.users_sync WHERE deleted_at IS NOT NULL");
+    INFO("soft-deleted: " << deleted);
+    CHECK(f.stop() == 0);
+}
+
 }  // namespace authsync::test

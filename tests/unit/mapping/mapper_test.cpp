@@ -12,14 +12,9 @@ using authsync::pgoutput::ColumnKind;
 using authsync::pgoutput::Message;
 using authsync::pgoutput::TupleData;
 using Catch::Contains;
+using authsync::test::line;
 
 namespace {
-
-// Message `line` (1-based, as in tests/fixtures/pgoutput/README.md) of a decoded fixture.
-template <typename T>
-const T& line(const std::vector<Message>& messages, std::size_t n) {
-    return std::get<T>(messages.at(n - 1));
-}
 
 MappingRule users_rule() {
     MappingRule r;

@@ -24,4 +24,10 @@ inline std::vector<std::string> message_names(const std::vector<pgoutput::Messag
     return out;
 }
 
+// Message `n` (1-based, as in tests/fixtures/pgoutput/README.md) of a decoded fixture, as T.
+template <typename T>
+const T& line(const std::vector<pgoutput::Message>& messages, std::size_t n) {
+    return std::get<T>(messages.at(n - 1));
+}
+
 }  // namespace authsync::test

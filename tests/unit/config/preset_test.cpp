@@ -1,0 +1,194 @@
+// `- preset: NAME` mappings: the shipped presets parse, and mistakes in a config or a preset
+// file are named with their file and line.
+#include <catch2/catch.hpp>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <string>
+
+#include "authsync/config/config.hpp"
+#include "authsync/core/error.hpp"
+
+using namespace authsync;
+using Catch::Matchers::Contains;
+using Catch::Matchers::StartsWith;
+
+namespace {
+
+const config::EnvLookup kNoEnv = [](const std::string&) -> std::optional<std::string> {
+    return std::nullopt;
+};
+
+std::string head(const std::string& presets_dir = AUTHSYNC_CONF_DIR "/presets") {
+    return "source: {dsn: \"host=a\"}\ntarget: {dsn: \"host=b\"}\npresets_dir: \"" + presets_dir +
+           "\"\nmappings:\n";
+}
+
+config::Config parse(const std::string& yaml) {
+    return config::parse_config(yaml, "t.yaml", kNoEnv);
+}
+
+std::string error_of(const std::string& yaml) {
+    try {
+        parse(yaml);
+    } catch (const ConfigError& e) {
+        return e.what();
+    }
+    FAIL("no ConfigError for:\n" << yaml);
+    return {};
+}
+
+// A temporary presets directory holding one preset file.
+struct PresetDir {
+    std::filesystem::path dir;
+    explicit PresetDir(const std::string& name, const std::string& text) {
+        char tmpl[] = "/tmp/authsync-presets-XXXXXX";
+        dir = ::mkdtemp(tmpl);
+        std::ofstream(dir / (name + ".yaml")) << text;
+    }
+    ~PresetDir() {
+        std::error_code ec;
+        std::filesystem::remove_all(dir, ec);
+    }
+};
+
+const std::string kMinimalPreset = R"(preset: mini
+options:
+  tenant: {required: true}
+lookups:
+  tenant_id: SELECT id::text FROM tenants WHERE name = {{tenant}}
+sources:
+  - source: people
+    mirror: mini_people
+    key: id
+    columns: {id: text, name: text, note: {type: text, optional: true}}
+    row_filter: 'tenant_id = {{tenant_id}}::uuid AND price > 0'
+    affects:
+      users: changed.id
+targets:
+  - name: users
+    table: neon_auth.users_sync
+    kind: users
+    all_keys: SELECT id FROM authsync.mini_people
+    compute: SELECT a.key AS id, jsonb_build_object('id', a.key, 'cost', '$$5') AS raw_json FROM affected AS a
+)";
+
+}  // namespace
+
+TEST_CASE("the stack-auth preset parses with a project id", "[config][preset]") {
+    auto c = parse(head() + "  - preset: stack-auth\n    preset_options: {project_id: \"p'1\"}\n");
+    CHECK(c.mappings.empty());
+    REQUIRE(c.composites.size() == 1);
+    const auto& rule = c.composites[0];
+    CHECK(rule.preset == "stack-auth");
+    CHECK(rule.sources.size() == 10);
+    CHECK(rule.targets.size() == 4);
+    REQUIRE(rule.lookups.size() == 1);
+    // Option values go in as quoted literals; the branch takes its default.
+    CHECK_THAT(rule.lookups[0].second, Contains("\"projectId\" = 'p''1'"));
+    CHECK_THAT(rule.lookups[0].second, Contains("\"branchId\" = 'main'"));
+    // The tenancy is known only once looked up on the provider.
+    CHECK_FALSE(rule.resolved());
+    for (const auto& s : rule.sources) {
+        CHECK_THAT(s.row_filter, Contains("{{tenancy_id}}"));
+        // Secrets are never mirrored, so never published.
+        CHECK(s.column("passwordHash") == nullptr);
+        CHECK(s.column("totpSecret") == nullptr);
+        for (const auto& a : s.affects) CHECK_THAT(a.target, StartsWith("neon_auth."));
+    }
+    CHECK(rule.target("users")->kind == mapping::TargetKind::Users);
+    CHECK(rule.target("permissions")->group_column == "user_id");
+}
+
+TEST_CASE("preset options are checked against the preset", "[config][preset]") {
+    auto e = error_of(head() + "  - preset: stack-auth\n");
+    CHECK_THAT(e, Contains("preset stack-auth needs preset_options.project_id"));
+    e = error_of(head() + "  - preset: stack-auth\n    preset_options: {projct_id: x}\n");
+    CHECK_THAT(e, StartsWith("t.yaml:6:22: unknown option \"projct_id\" for preset stack-auth"));
+    CHECK_THAT(e, Contains("did you mean \"project_id\""));
+    e = error_of(head() + "  - preset: stack-auth\n    preset_options: {project_id: x}\n    fields: {}\n");
+    CHECK_THAT(e, Contains("unknown key \"fields\" in mappings[0]"));
+}
+
+TEST_CASE("an unknown preset names where it was looked for", "[config][preset]") {
+    auto e = error_of(head("/nonexistent") + "  - preset: keyclock\n");
+    CHECK_THAT(e, Contains("no preset \"keyclock\" (looked for keyclock.yaml in /nonexistent)"));
+    e = error_of(head() + "  - preset: ../etc/passwd\n");
+    CHECK_THAT(e, Contains("is not a preset name"));
+}
+
+TEST_CASE("by default presets are looked for beside the config, then installed, then in the tree",
+          "[config][preset]") {
+    auto path = config::preset_search_path("/etc/authsync/authsync.yaml", "");
+    REQUIRE(path.size() == 3);
+    CHECK(path[0] == "/etc/authsync/presets");
+    CHECK(path[2] == AUTHSYNC_CONF_DIR "/presets");
+    CHECK(config::preset_search_path("authsync.yaml", "")[0] == "./presets");
+    CHECK(config::preset_search_path("x.yaml", "/p") == std::vector<std::string>{"/p"});
+}
+
+TEST_CASE("a preset's tables cannot also be mapped alone, nor its targets written twice",
+          "[config][preset]") {
+    PresetDir d("mini", kMinimalPreset);
+    const auto preset = "  - preset: mini\n    preset_options: {tenant: a}\n";
+    auto e = error_of(head(d.dir) + preset +
+                      "  - source: people\n    key: id\n    fields: {name: name}\n");
+    CHECK_THAT(e, Contains("duplicate mapping for source table public.people"));
+    e = error_of(head(d.dir) + preset +
+                 "  - source: others\n    key: id\n    fields: {name: name}\n");
+    CHECK_THAT(e, Contains("target neon_auth.users_sync is written both by preset mini and by "
+                           "the mapping of public.others"));
+}
+
+TEST_CASE("a preset file's SQL is taken as written: no ${VAR} expansion", "[config][preset]") {
+    PresetDir d("mini", kMinimalPreset);
+    auto c = parse(head(d.dir) + "  - preset: mini\n    preset_options: {tenant: a}\n");
+    REQUIRE(c.composites.size() == 1);
+    const auto& rule = c.composites[0];
+    CHECK_THAT(rule.targets[0].compute, Contains("'$$5'"));
+    CHECK(rule.sources[0].row_filter == "tenant_id = {{tenant_id}}::uuid AND price > 0");
+    CHECK(rule.sources[0].columns[2].optional);
+    CHECK(rule.lookups[0].second == "SELECT id::text FROM tenants WHERE name = 'a'");
+    CHECK(rule.preset_file == (d.dir / "mini.yaml").string());
+}
+
+TEST_CASE("mistakes in a preset file are reported in that file", "[config][preset]") {
+    auto broken = [](const std::string& from, const std::string& to) {
+        std::string text = kMinimalPreset;
+        auto pos = text.find(from);
+        REQUIRE(pos != std::string::npos);
+        return text.replace(pos, from.size(), to);
+    };
+    const auto mapping = std::string("  - preset: mini\n    preset_options: {tenant: a}\n");
+    {
+        PresetDir d("mini", broken("users: changed.id", "people: changed.id"));
+        auto e = error_of(head(d.dir) + mapping);
+        CHECK_THAT(e, StartsWith((d.dir / "mini.yaml").string() + ":"));
+        CHECK_THAT(e, Contains("affects \"people\", which is not a target"));
+    }
+    {
+        PresetDir d("mini", broken("key: id", "key: uid"));
+        CHECK_THAT(error_of(head(d.dir) + mapping), Contains("key column \"uid\" is not among the columns"));
+    }
+    {
+        PresetDir d("mini", broken("kind: users", "kind: people"));
+        CHECK_THAT(error_of(head(d.dir) + mapping), Contains("kind"));
+    }
+    {
+        PresetDir d("mini", broken("{{tenant_id}}", "{{tenancy}}"));
+        CHECK_THAT(error_of(head(d.dir) + mapping),
+                   Contains("uses {{tenancy}}, which is neither an option nor a lookup"));
+    }
+    {
+        PresetDir d("mini", broken("    mirror: mini_people\n", ""));
+        CHECK_THAT(error_of(head(d.dir) + mapping), Contains("missing required key \"mirror\""));
+    }
+}
+
+TEST_CASE("presets need the initial copy", "[config][preset]") {
+    auto e = error_of("source: {dsn: \"host=a\", snapshot: never}\ntarget: {dsn: \"host=b\"}\n"
+                      "presets_dir: \"" AUTHSYNC_CONF_DIR "/presets\"\nmappings:\n"
+                      "  - preset: stack-auth\n    preset_options: {project_id: p}\n");
+    CHECK_THAT(e, Contains("source.snapshot: never cannot be used with preset stack-auth"));
+}
