@@ -123,6 +123,17 @@ std::string affected_select(const MirrorSource& s) {
 
 std::string mirror_table(const MirrorSource& s) { return quote_qualified("authsync", s.mirror_table); }
 
+// The mirror rows a change replaces, as they were (with the change's time), and the tail that
+// puts them with the new rows and selects what both affect.
+std::string old_rows_cte(const MirrorSource& s) {
+    return fmt::format("old AS (SELECT {}, x.authsync_at FROM {} AS m JOIN x ON {})",
+                       column_list(s, "m."), mirror_table(s), key_match(s, "m", "x"));
+}
+
+std::string changed_and_affected(const MirrorSource& s) {
+    return "changed AS (SELECT * FROM old UNION ALL SELECT * FROM new) " + affected_select(s);
+}
+
 std::string upsert_sql(const MirrorSource& s) {
     std::vector<std::string> names;
     std::string casts, sets;
@@ -137,16 +148,14 @@ std::string upsert_sql(const MirrorSource& s) {
     for (const auto& k : s.key_columns) keys += (keys.empty() ? "" : ", ") + quote_identifier(k);
     const auto m = mirror_table(s);
     return fmt::format(
-        "WITH {x}, "
-        "old AS (SELECT {mcols}, x.authsync_at FROM {m} AS m JOIN x ON {match}), "
+        "WITH {x}, {old}, "
         "new AS (INSERT INTO {m} AS m ({cols}, authsync_changed_at) SELECT {casts}x.authsync_at "
         "FROM x ON CONFLICT ({keys}) DO UPDATE SET {sets}authsync_changed_at = "
-        "EXCLUDED.authsync_changed_at RETURNING {mcols}, m.authsync_changed_at), "
-        "changed AS (SELECT * FROM old UNION ALL SELECT * FROM new) {affected}",
-        fmt::arg("x", unnest_cte(names)), fmt::arg("mcols", column_list(s, "m.")),
-        fmt::arg("m", m), fmt::arg("match", key_match(s, "m", "x")),
+        "EXCLUDED.authsync_changed_at RETURNING {mcols}, m.authsync_changed_at), {tail}",
+        fmt::arg("x", unnest_cte(names)), fmt::arg("old", old_rows_cte(s)),
+        fmt::arg("mcols", column_list(s, "m.")), fmt::arg("m", m),
         fmt::arg("cols", column_list(s, "")), fmt::arg("casts", casts), fmt::arg("keys", keys),
-        fmt::arg("sets", sets), fmt::arg("affected", affected_select(s)));
+        fmt::arg("sets", sets), fmt::arg("tail", changed_and_affected(s)));
 }
 
 // An update of the present columns only: unchanged TOAST keeps the mirror's value, and a row
@@ -166,16 +175,15 @@ std::string update_sql(const MirrorSource& s, const std::vector<bool>& present) 
     for (const auto& k : s.key_columns) key_text += (key_text.empty() ? "x." : ", x.") + quote_identifier(k);
     const auto m = mirror_table(s);
     return fmt::format(
-        "WITH {x}, "
-        "old AS (SELECT {mcols}, x.authsync_at FROM {m} AS m JOIN x ON {match}), "
+        "WITH {x}, {old}, "
         "new AS (UPDATE {m} AS m SET {sets}authsync_changed_at = x.authsync_at FROM x WHERE "
-        "{match} RETURNING {mcols}, m.authsync_changed_at), "
-        "changed AS (SELECT * FROM old UNION ALL SELECT * FROM new) {affected} "
+        "{match} RETURNING {mcols}, m.authsync_changed_at), {tail} "
         "UNION ALL SELECT '', concat_ws(':', {key_text}), NULL FROM x WHERE NOT EXISTS "
         "(SELECT 1 FROM {m} AS m WHERE {match})",
-        fmt::arg("x", unnest_cte(names)), fmt::arg("mcols", column_list(s, "m.")),
-        fmt::arg("m", m), fmt::arg("match", key_match(s, "m", "x")), fmt::arg("sets", sets),
-        fmt::arg("affected", affected_select(s)), fmt::arg("key_text", key_text));
+        fmt::arg("x", unnest_cte(names)), fmt::arg("old", old_rows_cte(s)),
+        fmt::arg("mcols", column_list(s, "m.")), fmt::arg("m", m),
+        fmt::arg("match", key_match(s, "m", "x")), fmt::arg("sets", sets),
+        fmt::arg("tail", changed_and_affected(s)), fmt::arg("key_text", key_text));
 }
 
 std::string delete_sql(const MirrorSource& s) {

@@ -59,6 +59,32 @@ awaitable<pgoutput::Relation> describe(pg::AsyncConnection& source,
 
 // The planner's row estimate: pg_class.reltuples after ANALYZE, or, for a table never
 // analyzed, what the planner derives from its size.
+// Moves the rows of a started COPY ... TO STDOUT on `source` into a started COPY ... FROM STDIN
+// on `target`, each through `convert(row, out)`, and ends the copy in; returns the rows moved.
+// Reading the provider and writing the target interleave on one loop: both servers work at
+// once while authsync converts in between.
+template <typename Convert>
+awaitable<std::uint64_t> pump_copy(pg::AsyncConnection& source, pg::AsyncConnection& target,
+                                   Convert convert) {
+    std::uint64_t rows = 0;
+    std::string out;
+    out.reserve(kCopyChunkBytes + 4096);
+    for (;;) {
+        auto row = co_await source.read_copy_data();
+        if (!row) break;
+        auto bytes = row->bytes();
+        convert(std::string_view(reinterpret_cast<const char*>(bytes.data()), bytes.size()), out);
+        ++rows;
+        if (out.size() >= kCopyChunkBytes) {
+            co_await target.write_copy_data(authsync::as_bytes(out));
+            out.clear();
+        }
+    }
+    if (!out.empty()) co_await target.write_copy_data(authsync::as_bytes(out));
+    co_await target.end_copy();
+    co_return rows;
+}
+
 awaitable<std::optional<std::uint64_t>> estimate_rows(pg::AsyncConnection& source,
                                                       const mapping::MappingRule& rule) {
     auto r = co_await source.query("EXPLAIN (FORMAT JSON) SELECT 1 FROM " +
@@ -125,26 +151,11 @@ awaitable<void> run_backfill(pg::AsyncConnection& source, pg::AsyncConnection& t
                                        quote_qualified(rule.source_schema, rule.source_table) +
                                        ") TO STDOUT");
         pgoutput::TupleData tuple;
-        std::string out;
-        out.reserve(kCopyChunkBytes + 4096);
-        // Reading the provider and writing the target interleave on one loop: both servers
-        // work at once while authsync maps in between.
-        for (;;) {
-            auto row = co_await source.read_copy_data();
-            if (!row) break;
-            auto bytes = row->bytes();
-            copy::parse_text_row({reinterpret_cast<const char*>(bytes.data()), bytes.size()},
-                                 rel.columns.size(), tuple);
+        progress.copied += co_await pump_copy(source, target, [&](std::string_view row, std::string& out) {
+            copy::parse_text_row(row, rel.columns.size(), tuple);
             copy::append_text_field(out, bound.map_new(tuple, nullptr).to_json());
             out += row_suffix;
-            ++progress.copied;
-            if (out.size() >= kCopyChunkBytes) {
-                co_await target.write_copy_data(authsync::as_bytes(out));
-                out.clear();
-            }
-        }
-        if (!out.empty()) co_await target.write_copy_data(authsync::as_bytes(out));
-        co_await target.end_copy();
+        });
 
         total += progress.copied;
         log->info("copied {} rows of {} into {}{}", progress.copied, name, rule.target_name(),
@@ -200,21 +211,8 @@ awaitable<void> run_backfill(pg::AsyncConnection& source, pg::AsyncConnection& t
                                      quote_qualified(s.source_schema, s.source_table);
                 if (!s.row_filter.empty()) select += " WHERE " + s.row_filter;
                 co_await source.start_copy_out("COPY (" + select + ") TO STDOUT");
-                std::string out;
-                out.reserve(kCopyChunkBytes + 4096);
-                for (;;) {
-                    auto row = co_await source.read_copy_data();
-                    if (!row) break;
-                    auto bytes = row->bytes();
-                    out.append(reinterpret_cast<const char*>(bytes.data()), bytes.size());
-                    ++progress.copied;
-                    if (out.size() >= kCopyChunkBytes) {
-                        co_await target.write_copy_data(authsync::as_bytes(out));
-                        out.clear();
-                    }
-                }
-                if (!out.empty()) co_await target.write_copy_data(authsync::as_bytes(out));
-                co_await target.end_copy();
+                progress.copied += co_await pump_copy(
+                    source, target, [](std::string_view row, std::string& out) { out += row; });
                 co_await target.query("ANALYZE " + mirror);
                 total += progress.copied;
                 log->info("copied {} rows of {} into its mirror {}", progress.copied, name,
