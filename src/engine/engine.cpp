@@ -103,6 +103,12 @@ public:
     using Error::Error;
 };
 
+std::vector<const std::string*> pointers_to(const std::vector<std::string>& v) {
+    std::vector<const std::string*> out;
+    for (const auto& s : v) out.push_back(&s);
+    return out;
+}
+
 }  // namespace
 
 // One connected run of the engine. See engine.hpp.
@@ -329,6 +335,25 @@ awaitable<void> Session::prepare() {
         }
         co_await create_publication(source_, config_);
         log_->info("created publication {}", src.publication);
+    }
+    {
+        // A mapped table left out of an existing publication would never stream: say so now.
+        std::vector<std::string> tables;
+        for (const auto& m : config_.mappings) tables.push_back(m.source_name());
+        for (const auto& c : config_.composites) {
+            for (const auto& s : c.sources) tables.push_back(s.source_name());
+        }
+        auto r = co_await source_.query_params(
+            "SELECT t FROM unnest($1::text[]) AS t WHERE t NOT IN (SELECT schemaname || '.' || "
+            "tablename FROM pg_publication_tables WHERE pubname = $2)",
+            pg::params(apply::text_array_literal(pointers_to(tables)), src.publication));
+        if (r.rows() > 0) {
+            throw FatalError(fmt::format(
+                "publication \"{}\" does not include {} (mapped in the config): its changes would "
+                "never arrive; add it with ALTER PUBLICATION, or drop the publication so that "
+                "authsync creates it for the config's tables",
+                src.publication, r.get(0, 0)));
+        }
     }
     auto slot = co_await find_slot(source_, src.slot);
     if (slot && slot->plugin != "pgoutput") {

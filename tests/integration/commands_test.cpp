@@ -157,3 +157,14 @@ TEST_CASE("peek shows pending changes decoded, without consuming them", "[comman
     CHECK_THAT(busy.text, Catch::Contains("stop it first"));
     CHECK(f.stop() == 0);
 }
+
+TEST_CASE("a mapped table missing from an existing publication stops authsync with advice",
+          "[integration][commands]") {
+    SyncFixture f;
+    f.provider().exec("CREATE PUBLICATION authsync FOR TABLE public.unrelated");
+    f.start_unchecked();
+    CHECK(f.process().wait(std::chrono::seconds(30)) == 1);
+    CHECK_THAT(f.process().log(),
+               Catch::Contains("publication \"authsync\" does not include public.users") &&
+                   Catch::Contains("ALTER PUBLICATION"));
+}

@@ -152,7 +152,7 @@ void SyncFixture::start() {
             "s.active_pid WHERE s.slot_name = $1",
             pg::params(slot_));
         return r.rows() == 1 && (r.get(0, 0) == "streaming" || r.get(0, 0) == "catchup");
-    });
+    }, std::chrono::seconds(120));  // an initial copy comes first (slow under sanitizers)
     if (!streaming) {
         throw std::runtime_error("authsync did not start streaming:\n" + process_->log());
     }
