@@ -89,3 +89,54 @@ cpu_ticks() {
 }
 clk_tck=$(getconf CLK_TCK)
 ticks_to_seconds() { awk -v t="$1" -v hz="$clk_tck" 'BEGIN { printf "%.2f", t / hz }'; }
+
+# Polling the target until something is visible. The sourcing script sets poll_interval
+# (seconds), drain_timeout (seconds), sleep_fd (a read end that never gets data, e.g. an
+# opened FIFO) and defines fail().
+# One persistent psql session on the target for polling, fed and read through two FIFOs.
+poll_open() {  # db
+  rm -f "$work/poll.in" "$work/poll.out"
+  mkfifo "$work/poll.in" "$work/poll.out"
+  psql -X -q -At -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$tport" -U postgres -d "$1" <"$work/poll.in" >"$work/poll.out" 2>&1 &
+  poll_pid=$!
+  bench_pids=("$poll_pid")
+  exec {poll_in}>"$work/poll.in" {poll_out}<"$work/poll.out"
+}
+poll_query() {  # sql (one row) -> $poll_line
+  printf '%s\n' "$1" >&"$poll_in" || fail "the polling session is gone"
+  IFS= read -r -t 60 poll_line <&"$poll_out" || fail "the polling session did not answer"
+}
+poll_close() {
+  printf '\\q\n' >&"$poll_in" || true
+  exec {poll_in}>&- {poll_out}<&-
+  wait "$poll_pid" 2>/dev/null || true
+  bench_pids=()
+}
+
+# Polls the target every 20 ms with SQL returning "epoch|first visible (0/1)|last visible
+# (0/1)" until the last is visible. Sets first_at, last_at; while authsync_pid is set, also
+# tracks its VmHWM in peak_kb and fails if it exits. The loop forks nothing (builtins only),
+# so that the poller costs the two cores as little as possible.
+wait_visible() {  # db sql start
+  local db=$1 sql=$2 deadline=$(( ${3%.*} + drain_timeout )) ts f l k v
+  first_at="" last_at="" peak_kb=0
+  poll_open "$db"
+  while :; do
+    poll_query "$sql"
+    IFS='|' read -r ts f l <<<"$poll_line"
+    [[ "$ts" =~ ^[0-9]+(\.[0-9]+)?$ ]] || fail "polling: $poll_line"
+    if [ -z "$first_at" ] && [ "$f" = 1 ]; then first_at=$ts; fi
+    if [ "$l" = 1 ]; then last_at=$ts; [ -n "$first_at" ] || first_at=$ts; break; fi
+    if [ -n "$authsync_pid" ]; then
+      if [ -r "/proc/$authsync_pid/status" ]; then
+        while read -r k v _; do
+          if [ "$k" = VmHWM: ]; then [ "$v" -gt "$peak_kb" ] && peak_kb=$v; break; fi
+        done <"/proc/$authsync_pid/status" || true
+      fi
+      kill -0 "$authsync_pid" 2>/dev/null || { tail -5 "$work/authsync.log" >&2; fail "authsync exited"; }
+    fi
+    if [ "${ts%.*}" -gt "$deadline" ]; then tail -5 "$work/target.log" >&2; fail "nothing finished within ${drain_timeout}s ($db)"; fi
+    read -r -t "$poll_interval" -u "$sleep_fd" _ || true  # sleeps: nothing ever arrives on this FIFO
+  done
+  poll_close
+}

@@ -209,8 +209,9 @@ int init_command(const std::string& config_path) {
             if (co_await engine::publication_exists(source, config->source.publication)) {
                 std::cout << "source: publication " << config->source.publication << " exists\n";
             } else {
-                co_await engine::create_publication(source, *config);
+                auto notes = co_await engine::create_publication(source, *config);
                 std::cout << "source: created publication " << config->source.publication << '\n';
+                for (const auto& note : notes) std::cout << "source: note: " << note << '\n';
             }
             if (co_await engine::find_slot(source, config->source.slot)) {
                 std::cout << "source: slot " << config->source.slot << " exists\n";

@@ -49,8 +49,9 @@ constexpr std::string_view kPresetMappingKeys[] = {"preset", "preset_options"};
 constexpr std::string_view kPresetKeys[] = {"preset", "description", "options", "lookups",
                                             "sources", "targets"};
 constexpr std::string_view kPresetOptionKeys[] = {"required", "default", "description"};
-constexpr std::string_view kPresetSourceKeys[] = {"source", "mirror", "key", "columns",
-                                                  "row_filter", "indexes", "affects"};
+constexpr std::string_view kPresetSourceKeys[] = {"source",  "mirror",  "key",
+                                                  "columns", "row_filter", "row_filter_columns",
+                                                  "indexes", "affects"};
 constexpr std::string_view kPresetColumnKeys[] = {"type", "optional"};
 constexpr std::string_view kPresetAffectsKeys[] = {"key", "join"};
 constexpr std::string_view kPresetTargetKeys[] = {"name", "table", "kind", "key", "group",
@@ -942,6 +943,19 @@ mapping::MirrorSource Parser::parse_preset_source(const YAML::Node& node,
         if (c->optional) fail(key->mark(), fmt::format("{}: key column {} is optional", path, in_quotes(k)));
     }
     src.row_filter = get_string(s, "row_filter").value_or("");
+    if (const Entry* rc = s.find("row_filter_columns")) {
+        src.row_filter_columns = string_list(*rc, s.key_path("row_filter_columns"));
+        for (const auto& c : src.row_filter_columns) {
+            if (!src.column(c)) {
+                fail(rc->mark(), fmt::format("{}: row filter column {} is not a mirrored column",
+                                             path, in_quotes(c)));
+            }
+        }
+    }
+    if (!src.row_filter.empty() && src.row_filter_columns.empty()) {
+        fail(s.find("row_filter")->mark(),
+             fmt::format("{}: a row_filter needs row_filter_columns (the columns it reads)", path));
+    }
     if (const Entry* idx = s.find("indexes")) {
         if (!idx->value.IsSequence()) {
             fail(idx->mark(), fmt::format("{} must be a list of column lists", s.key_path("indexes")));
@@ -1117,22 +1131,27 @@ mapping::CompositeRule Parser::parse_preset_mapping(const YAML::Node& node, cons
         }
     }
     auto& rule = file.rule;
-    for (auto& [lookup, sql] : rule.lookups) sql = mapping::substitute(sql, values);
-    for (auto& src : rule.sources) {
-        src.row_filter = mapping::substitute(src.row_filter, values);
-        for (auto& a : src.affects) {
-            a.key = mapping::substitute(a.key, values);
-            a.join = mapping::substitute(a.join, values);
+    for (auto& [lookup, sql] : rule.lookups) {
+        sql = mapping::substitute(sql, values);
+        if (auto left = mapping::first_placeholder(sql)) {
+            fail(name_mark, fmt::format("{}: preset {} uses {{{{{}}}}} in lookup {}, which is not "
+                                        "an option",
+                                        path, name, *left, lookup));
         }
     }
+    // Target DDL runs before lookups are made: options only there.
     for (auto& t : rule.targets) {
-        t.compute = mapping::substitute(t.compute, values);
-        t.all_keys = mapping::substitute(t.all_keys, values);
         t.ddl = mapping::substitute(t.ddl, values);
+        if (auto left = mapping::first_placeholder(t.ddl)) {
+            fail(name_mark, fmt::format("{}: preset {} uses {{{{{}}}}} in the ddl of {}, which may "
+                                        "use options only",
+                                        path, name, *left, t.name));
+        }
     }
     // What is left must be a lookup, filled in at start.
-    for (const auto& src : rule.sources) {
-        if (auto left = mapping::first_placeholder(src.row_filter)) {
+    mapping::for_each_sql(rule, [&](std::string& sql) {
+        sql = mapping::substitute(sql, values);
+        if (auto left = mapping::first_placeholder(sql)) {
             const bool is_lookup = std::any_of(rule.lookups.begin(), rule.lookups.end(),
                                                [&](const auto& l) { return l.first == *left; });
             if (!is_lookup) {
@@ -1141,7 +1160,7 @@ mapping::CompositeRule Parser::parse_preset_mapping(const YAML::Node& node, cons
                                             path, name, *left));
             }
         }
-    }
+    });
     return rule;
 }
 

@@ -333,8 +333,9 @@ awaitable<void> Session::prepare() {
                                          "`authsync init`, or set source.create_publication)",
                                          src.publication));
         }
-        co_await create_publication(source_, config_);
+        auto notes = co_await create_publication(source_, config_);
         log_->info("created publication {}", src.publication);
+        for (const auto& note : notes) log_->warn("{}", note);
     }
     {
         // A mapped table left out of an existing publication would never stream: say so now.

@@ -115,14 +115,47 @@ awaitable<std::vector<std::string>> existing_columns(pg::AsyncConnection& source
     co_return out;
 }
 
-awaitable<void> create_publication(pg::AsyncConnection& source, const config::Config& config) {
+namespace {
+
+// Whether the replica identity of a provider table covers `columns` (FULL covers all).
+awaitable<bool> identity_covers(pg::AsyncConnection& source, const mapping::MirrorSource& s,
+                                const std::vector<std::string>& columns) {
+    auto r = co_await source.query_params(
+        "SELECT c.relreplident = 'f', array_remove(array_agg(a.attname::text), NULL) "
+        "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "LEFT JOIN pg_index i ON i.indrelid = c.oid AND ((c.relreplident = 'd' AND i.indisprimary) "
+        "OR (c.relreplident = 'i' AND i.indisreplident)) "
+        "LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = ANY (i.indkey) "
+        "WHERE n.nspname = $1 AND c.relname = $2 GROUP BY c.relreplident",
+        pg::params(s.source_schema, s.source_table));
+    if (r.rows() == 0) co_return false;
+    if (r.get(0, 0) == "t") co_return true;
+    const std::string identity(r.get(0, 1));  // {a,b}, names quoted where needed
+    for (const auto& c : columns) {
+        const auto plain = "," + c + ",";
+        const auto quoted = ",\"" + c + "\",";
+        const auto list = "," + identity.substr(1, identity.size() - 2) + ",";
+        if (list.find(plain) == std::string::npos && list.find(quoted) == std::string::npos) {
+            co_return false;
+        }
+    }
+    co_return true;
+}
+
+}  // namespace
+
+awaitable<std::vector<std::string>> create_publication(pg::AsyncConnection& source,
+                                                       const config::Config& config) {
+    std::vector<std::string> notes;
     std::string tables;
     for (const auto& m : config.mappings) {
         if (!tables.empty()) tables += ", ";
         tables += quote_qualified(m.source_schema, m.source_table);
     }
     // Composite sources publish just the mirrored columns (secrets beside them stay on the
-    // provider) and, with a row filter, just the rows in scope.
+    // provider) and, with a row filter, just the rows in scope. PostgreSQL refuses UPDATE and
+    // DELETE on a table whose row filter reads columns outside its replica identity: such a
+    // table is published unfiltered, and the preset's SQL scopes its rows.
     for (const auto& composite : config.composites) {
         for (const auto& s : composite.sources) {
             if (!tables.empty()) tables += ", ";
@@ -133,11 +166,24 @@ awaitable<void> create_publication(pg::AsyncConnection& source, const config::Co
                 for (const auto& c : columns) list += (list.empty() ? "" : ", ") + quote_identifier(c);
                 tables += " (" + list + ")";
             }
-            if (!s.row_filter.empty()) tables += " WHERE (" + s.row_filter + ")";
+            if (s.row_filter.empty()) continue;
+            if (co_await identity_covers(source, s, s.row_filter_columns)) {
+                tables += " WHERE (" + s.row_filter + ")";
+            } else {
+                notes.push_back(fmt::format(
+                    "{} is published without its row filter: its replica identity does not "
+                    "include the filter's columns, and a filter on them would make the provider "
+                    "refuse UPDATE and DELETE on it; authsync scopes its rows instead (ALTER "
+                    "TABLE {} REPLICA IDENTITY FULL, then recreating the publication, keeps them "
+                    "on the provider)",
+                    quote_qualified(s.source_schema, s.source_table),
+                    quote_qualified(s.source_schema, s.source_table)));
+            }
         }
     }
     co_await source.query("CREATE PUBLICATION " + quote_identifier(config.source.publication) +
                           " FOR TABLE " + tables);
+    co_return notes;
 }
 
 awaitable<void> create_slot(pg::AsyncConnection& source, const std::string& slot) {
@@ -269,12 +315,17 @@ awaitable<void> check_composite_sources(pg::AsyncConnection& source, const confi
                 "SELECT rowfilter IS NOT NULL FROM pg_publication_tables WHERE pubname = $1 AND "
                 "schemaname = $2 AND tablename = $3",
                 pg::params(config.source.publication, s.source_schema, s.source_table));
+            // (No co_await inside a condition: GCC 12 coroutines.)
+            bool filterable = false;
+            if (!s.row_filter.empty()) {
+                filterable = co_await identity_covers(source, s, s.row_filter_columns);
+            }
             if (pub.rows() == 0) {
                 problems.push_back({fmt::format("source: publication \"{}\" does not include {}",
                                                 config.source.publication, table),
                                     "drop the publication and let authsync create it (it adds the "
                                     "column lists and row filters of the preset)"});
-            } else if (!s.row_filter.empty() && pub.get(0, 0) != "t") {
+            } else if (filterable && pub.get(0, 0) != "t") {
                 problems.push_back(
                     {fmt::format("source: publication \"{}\" publishes every row of {}, not just "
                                  "those of the preset's scope",

@@ -73,21 +73,19 @@ std::optional<std::string> first_placeholder(std::string_view text) {
 }
 
 void CompositeRule::resolve(const std::map<std::string, std::string>& values) {
-    for (auto& s : sources) {
-        s.row_filter = substitute(s.row_filter, values);
-        if (auto left = first_placeholder(s.row_filter)) {
-            throw ConfigError(fmt::format("preset {}: the row filter of {} uses {{{{{}}}}}, which "
-                                          "has no value",
-                                          preset, s.source_name(), *left));
+    for_each_sql(*this, [&](std::string& sql) {
+        sql = substitute(sql, values);
+        if (auto left = first_placeholder(sql)) {
+            throw ConfigError(fmt::format("preset {} uses {{{{{}}}}}, which has no value", preset,
+                                          *left));
         }
-    }
+    });
 }
 
 bool CompositeRule::resolved() const {
-    for (const auto& s : sources) {
-        if (first_placeholder(s.row_filter)) return false;
-    }
-    return true;
+    bool all = true;
+    for_each_sql(*this, [&](const std::string& sql) { all = all && !first_placeholder(sql); });
+    return all;
 }
 
 bool MirrorRow::partial() const {

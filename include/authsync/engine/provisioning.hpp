@@ -41,7 +41,11 @@ struct SlotInfo {
 asio::awaitable<std::optional<SlotInfo>> find_slot(pg::AsyncConnection& source,
                                                    const std::string& slot);
 asio::awaitable<bool> publication_exists(pg::AsyncConnection& source, const std::string& name);
-asio::awaitable<void> create_publication(pg::AsyncConnection& source, const config::Config& config);
+// Creates the publication for the config's tables; composite sources get their column lists
+// and, where the provider's replica identity allows it, their row filters. Returns a note for
+// each table published without its row filter (the caller logs them).
+asio::awaitable<std::vector<std::string>> create_publication(pg::AsyncConnection& source,
+                                                             const config::Config& config);
 asio::awaitable<void> create_slot(pg::AsyncConnection& source, const std::string& slot);
 
 // Runs the lookups of composite mappings on the provider and fills their values into the row

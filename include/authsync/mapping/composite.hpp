@@ -43,6 +43,10 @@ struct MirrorSource {
     // Publication row filter (SQL over the provider table; {{name}} placeholders resolved by
     // resolve()); empty: every row.
     std::string row_filter;
+    // The columns the row filter reads. PostgreSQL refuses UPDATE and DELETE on a table whose
+    // publication row filter reads columns outside its replica identity: where they are not
+    // all in it, the table is published unfiltered and `compute` must scope the rows itself.
+    std::vector<std::string> row_filter_columns;
     std::vector<std::vector<std::string>> indexes;  // extra mirror indexes (column lists)
     std::vector<Affects> affects;
 
@@ -77,17 +81,35 @@ struct CompositeRule {
     std::string preset;       // e.g. "stack-auth"
     std::string preset_file;  // where it was read, for messages
     // Values looked up on the provider at start (one text value each), then usable as
-    // {{name}} in row filters: e.g. a tenancy id from a project id.
+    // {{name}} in the rule's SQL: e.g. a tenancy id from a project id.
     std::vector<std::pair<std::string, std::string>> lookups;  // name -> SELECT
     std::vector<MirrorSource> sources;
     std::vector<ComposedTarget> targets;
 
     const ComposedTarget* target(std::string_view name) const;
-    // Replaces {{name}} in every row filter with the quoted literal of `values[name]`. Throws
-    // ConfigError naming the placeholder when a value is missing.
+    // Replaces {{name}} in all of the rule's SQL with the quoted literal of `values[name]`.
+    // Throws ConfigError naming the placeholder when a value is missing.
     void resolve(const std::map<std::string, std::string>& values);
     bool resolved() const;
 };
+
+// Calls f(sql) for every SQL text of `rule` (filters, affects, compute, all_keys, ddl); `Rule`
+// is CompositeRule or const CompositeRule.
+template <typename Rule, typename F>
+void for_each_sql(Rule& rule, F&& f) {
+    for (auto& s : rule.sources) {
+        f(s.row_filter);
+        for (auto& a : s.affects) {
+            f(a.key);
+            f(a.join);
+        }
+    }
+    for (auto& t : rule.targets) {
+        f(t.compute);
+        f(t.all_keys);
+        f(t.ddl);
+    }
+}
 
 // Replaces each {{name}} in `text` whose name is in `values` with the SQL literal of its value;
 // other placeholders stay. Names are [a-z_][a-z0-9_]*.

@@ -62,8 +62,9 @@ sources:
   - source: people
     mirror: mini_people
     key: id
-    columns: {id: text, name: text, note: {type: text, optional: true}}
+    columns: {id: text, tenant_id: text, name: text, note: {type: text, optional: true}}
     row_filter: 'tenant_id = {{tenant_id}}::uuid AND price > 0'
+    row_filter_columns: [tenant_id]
     affects:
       users: changed.id
 targets:
@@ -148,7 +149,8 @@ TEST_CASE("a preset file's SQL is taken as written: no ${VAR} expansion", "[conf
     const auto& rule = c.composites[0];
     CHECK_THAT(rule.targets[0].compute, Contains("'$$5'"));
     CHECK(rule.sources[0].row_filter == "tenant_id = {{tenant_id}}::uuid AND price > 0");
-    CHECK(rule.sources[0].columns[2].optional);
+    CHECK(rule.sources[0].columns[3].optional);
+    CHECK(rule.sources[0].row_filter_columns == std::vector<std::string>{"tenant_id"});
     CHECK(rule.lookups[0].second == "SELECT id::text FROM tenants WHERE name = 'a'");
     CHECK(rule.preset_file == (d.dir / "mini.yaml").string());
 }
@@ -179,6 +181,15 @@ TEST_CASE("mistakes in a preset file are reported in that file", "[config][prese
         PresetDir d("mini", broken("{{tenant_id}}", "{{tenancy}}"));
         CHECK_THAT(error_of(head(d.dir) + mapping),
                    Contains("uses {{tenancy}}, which is neither an option nor a lookup"));
+    }
+    {
+        PresetDir d("mini", broken("    row_filter_columns: [tenant_id]\n", ""));
+        CHECK_THAT(error_of(head(d.dir) + mapping), Contains("a row_filter needs row_filter_columns"));
+    }
+    {
+        PresetDir d("mini", broken("row_filter_columns: [tenant_id]", "row_filter_columns: [tenant]"));
+        CHECK_THAT(error_of(head(d.dir) + mapping),
+                   Contains("row filter column \"tenant\" is not a mirrored column"));
     }
     {
         PresetDir d("mini", broken("    mirror: mini_people\n", ""));
