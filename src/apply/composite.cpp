@@ -349,7 +349,7 @@ std::string recompute_sql(const mapping::ComposedTarget& t, const std::string& a
     }
     return fmt::format(
         "WITH affected AS ({affected}), computed AS ({compute}), "
-        "removed AS (DELETE FROM {table} AS t USING affected AS a WHERE t.{group} = a.key AND "
+        "removed AS (DELETE FROM {table} AS t USING affected AS a WHERE t.{group}::text = a.key AND "
         "NOT EXISTS (SELECT 1 FROM computed AS c WHERE {key_match}) RETURNING 1) "
         "INSERT INTO {table} AS t ({cols}) SELECT {cols} FROM computed ON CONFLICT ({keys}) "
         "{conflict}",
@@ -374,8 +374,8 @@ std::string recompute_all_sql(const mapping::ComposedTarget& target) {
     std::string held = fmt::format("SELECT {}::text FROM {}", quote_identifier(target.group_column),
                                    table);
     if (target.kind == mapping::TargetKind::Users) held += " WHERE deleted_at IS NULL";
-    return recompute_sql(target, fmt::format("SELECT k.key, $1::int8 AS at_us FROM ({} UNION {}) "
-                                             "AS k(key)",
+    return recompute_sql(target, fmt::format("SELECT k.key, $1::int8 AS at_us FROM (({}) UNION "
+                                             "({})) AS k(key)",
                                              target.all_keys, held));
 }
 

@@ -1109,6 +1109,10 @@ mapping::CompositeRule Parser::parse_preset_mapping(const YAML::Node& node, cons
                                     std::strerror(err)));
     }
     PresetFile file = Parser(file_path, env_, false).parse_preset(text);
+    if (file.rule.preset != name) {
+        fail(name_mark, fmt::format("{}.preset: {} says it is preset {}, not {}", path, file_path,
+                                    in_quotes(file.rule.preset), in_quotes(name)));
+    }
 
     // The options: each given one must be declared; required ones must be given.
     std::map<std::string, std::string> values;
@@ -1121,6 +1125,10 @@ mapping::CompositeRule Parser::parse_preset_mapping(const YAML::Node& node, cons
                                          suggestion(o.key, declared)));
         }
         values[o.key] = scalar(o, options.key_path(o.key));
+        if (values[o.key].find("{{") != std::string::npos) {
+            fail(o.mark(), fmt::format("{}: \"{{{{\" is not allowed in an option's value",
+                                       options.key_path(o.key)));
+        }
     }
     for (const auto& o : file.options) {
         if (values.count(o.name)) continue;

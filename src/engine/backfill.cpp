@@ -108,6 +108,12 @@ awaitable<void> run_backfill(pg::AsyncConnection& source, pg::AsyncConnection& t
 
     co_await source.query("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY");
     co_await source.query("SET TRANSACTION SNAPSHOT " + quote_literal(snapshot_name));
+    // The text form the copy is read in (and mirrors are loaded from) must not depend on the
+    // provider's settings: e.g. DateStyle SQL, DMY would swap days and months.
+    // (As the replication connection has them: see pg/async_connection.cpp.)
+    co_await source.query("SET LOCAL DateStyle = ISO, MDY; SET LOCAL IntervalStyle = iso_8601; "
+                          "SET LOCAL TimeZone = 'UTC'; SET LOCAL extra_float_digits = 3; "
+                          "SET LOCAL bytea_output = hex");
     co_await target.query("BEGIN");
     co_await target.query(
         "CREATE TEMP TABLE authsync_stage (raw_json jsonb) ON COMMIT DROP;"
@@ -201,11 +207,29 @@ awaitable<void> run_backfill(pg::AsyncConnection& source, pg::AsyncConnection& t
             for (const auto& s : composite.sources) {
                 const auto name = s.source_name();
                 auto& progress = status.snapshot_progress[name];
-                const auto columns = co_await existing_columns(source, s);
+                // The columns the stream will carry: those of the publication's column list
+                // (an optional column added on the provider later is not in it, and must not
+                // be copied only to be overwritten with NULL by the first update).
+                auto published = co_await source.query_params(
+                    "SELECT unnest(attnames) FROM pg_publication_tables WHERE pubname = $1 AND "
+                    "schemaname = $2 AND tablename = $3",
+                    pg::params(config.source.publication, s.source_schema, s.source_table));
                 std::string list;
-                for (const auto& c : columns) list += (list.empty() ? "" : ", ") + quote_identifier(c);
+                for (const auto& c : s.columns) {
+                    for (int i = 0; i < published.rows(); ++i) {
+                        if (published.get(i, 0) != c.name) continue;
+                        list += (list.empty() ? "" : ", ") + quote_identifier(c.name);
+                    }
+                }
+                if (list.empty()) {
+                    throw Error(fmt::format("publication \"{}\" publishes none of the columns of "
+                                            "{} that preset {} mirrors",
+                                            config.source.publication, name, composite.preset));
+                }
                 const auto mirror = quote_qualified("authsync", s.mirror_table);
-                co_await target.query("TRUNCATE " + mirror);
+                // Made anew: it may be missing, or shaped by another version of the preset.
+                co_await target.query("DROP TABLE IF EXISTS " + mirror + ";\n" +
+                                      apply::mirror_ddl(s));
                 co_await target.start_copy_in("COPY " + mirror + " (" + list + ") FROM STDIN");
                 std::string select = "SELECT " + list + " FROM " +
                                      quote_qualified(s.source_schema, s.source_table);

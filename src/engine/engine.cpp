@@ -316,9 +316,18 @@ awaitable<void> Session::prepare() {
         co_await t.async_wait(use_awaitable);
         if (stop_requested_) co_return;
     }
+    // Mirrors that are missing or shaped differently from their preset (a preset added to a
+    // running deployment, a dropped mirror, a newer preset) hold nothing to recompute from:
+    // only a new copy fills them. CREATE ... IF NOT EXISTS below would make them empty.
+    const auto unusable_mirrors = co_await inspect_mirrors(target_, config_);
     co_await ensure_target_schema(target_, config_);
     auto checkpoint = co_await read_checkpoint(target_, src.slot);
     checkpoint_ = checkpoint.value_or(Lsn{});
+    if (checkpoint && !options_.resync && !unusable_mirrors.empty()) {
+        throw FatalError(fmt::format("{}: the mirrors must be copied from the provider again; run "
+                                     "`authsync resync`",
+                                     unusable_mirrors.front()));
+    }
 
     co_await source_.connect(src.dsn, "authsync");
     try {
@@ -336,6 +345,13 @@ awaitable<void> Session::prepare() {
         auto notes = co_await create_publication(source_, config_);
         log_->info("created publication {}", src.publication);
         for (const auto& note : notes) log_->warn("{}", note);
+    }
+    if (!config_.composites.empty()) {
+        // E.g. a publication made for another project would stream the wrong users.
+        auto problems = co_await check_publication_scope(source_, config_);
+        if (!problems.empty()) {
+            throw FatalError(fmt::format("{} ({})", problems.front().what, problems.front().hint));
+        }
     }
     {
         // A mapped table left out of an existing publication would never stream: say so now.
@@ -509,7 +525,7 @@ awaitable<void> Session::stream() {
     status_.state = State::Stopping;
     if (in_transaction_) {
         co_await rollback();
-    } else if (!batch_.empty() || target_tx_open_) {
+    } else if (!idle() || pending_txns_ > 0) {
         co_await apply_batch();
     }
     co_await wait_durable_at_stop();
@@ -681,8 +697,9 @@ awaitable<void> Session::handle_change(const pgoutput::Message& message) {
                 // The mirror empties now; what it affected is recomputed with the batch.
                 co_await flush_chunk();
                 co_await settle();
-                co_await execute(apply::mirror_truncate_statement(mirror->source(),
-                                                                  txn_commit_time_));
+                auto truncate = apply::mirror_truncate_statement(mirror->source(),
+                                                                 txn_commit_time_);
+                co_await execute(truncate);
                 log_->info("truncate of {} applied to its mirror {}",
                            mirror->source().source_name(), mirror->source().mirror_name());
             }

@@ -5,6 +5,7 @@
 #include "authsync/apply/composite.hpp"
 #include "authsync/core/sql.hpp"
 
+#include <algorithm>
 #include <map>
 
 namespace authsync::engine {
@@ -117,29 +118,34 @@ awaitable<std::vector<std::string>> existing_columns(pg::AsyncConnection& source
 
 namespace {
 
-// Whether the replica identity of a provider table covers `columns` (FULL covers all).
-awaitable<bool> identity_covers(pg::AsyncConnection& source, const mapping::MirrorSource& s,
-                                const std::vector<std::string>& columns) {
+// A provider table's replica identity: FULL, or its columns (primary key or USING INDEX).
+struct Identity {
+    bool full = false;
+    std::vector<std::string> columns;
+
+    bool covers(const std::vector<std::string>& wanted) const {
+        if (full) return true;
+        return std::all_of(wanted.begin(), wanted.end(), [&](const std::string& c) {
+            return std::find(columns.begin(), columns.end(), c) != columns.end();
+        });
+    }
+};
+
+awaitable<Identity> replica_identity(pg::AsyncConnection& source, const mapping::MirrorSource& s) {
     auto r = co_await source.query_params(
-        "SELECT c.relreplident = 'f', array_remove(array_agg(a.attname::text), NULL) "
-        "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "SELECT c.relreplident = 'f', a.attname FROM pg_class c "
+        "JOIN pg_namespace n ON n.oid = c.relnamespace "
         "LEFT JOIN pg_index i ON i.indrelid = c.oid AND ((c.relreplident = 'd' AND i.indisprimary) "
         "OR (c.relreplident = 'i' AND i.indisreplident)) "
         "LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = ANY (i.indkey) "
-        "WHERE n.nspname = $1 AND c.relname = $2 GROUP BY c.relreplident",
+        "WHERE n.nspname = $1 AND c.relname = $2",
         pg::params(s.source_schema, s.source_table));
-    if (r.rows() == 0) co_return false;
-    if (r.get(0, 0) == "t") co_return true;
-    const std::string identity(r.get(0, 1));  // {a,b}, names quoted where needed
-    for (const auto& c : columns) {
-        const auto plain = "," + c + ",";
-        const auto quoted = ",\"" + c + "\",";
-        const auto list = "," + identity.substr(1, identity.size() - 2) + ",";
-        if (list.find(plain) == std::string::npos && list.find(quoted) == std::string::npos) {
-            co_return false;
-        }
+    Identity id;
+    for (int i = 0; i < r.rows(); ++i) {
+        id.full = r.get(i, 0) == "t";
+        if (!r.is_null(i, 1)) id.columns.emplace_back(r.get(i, 1));
     }
-    co_return true;
+    co_return id;
 }
 
 }  // namespace
@@ -152,32 +158,56 @@ awaitable<std::vector<std::string>> create_publication(pg::AsyncConnection& sour
         if (!tables.empty()) tables += ", ";
         tables += quote_qualified(m.source_schema, m.source_table);
     }
+    if (!config.composites.empty()) {
+        auto v = co_await source.query("SELECT current_setting('server_version_num')::int >= 150000, "
+                                       "current_setting('server_version')");
+        if (v.get(0, 0) != "t") {
+            throw Error(fmt::format("presets need PostgreSQL 15 or later on the provider "
+                                    "(publication column lists and row filters); it runs {}",
+                                    v.get(0, 1)));
+        }
+    }
     // Composite sources publish just the mirrored columns (secrets beside them stay on the
     // provider) and, with a row filter, just the rows in scope. PostgreSQL refuses UPDATE and
-    // DELETE on a table whose row filter reads columns outside its replica identity: such a
-    // table is published unfiltered, and the preset's SQL scopes its rows.
+    // DELETE on a table whose column list lacks a replica identity column, or whose row filter
+    // reads a column outside it: the identity's columns join the list, and a filter the
+    // identity does not cover is left out (the preset's SQL scopes those rows).
     for (const auto& composite : config.composites) {
         for (const auto& s : composite.sources) {
-            if (!tables.empty()) tables += ", ";
-            tables += quote_qualified(s.source_schema, s.source_table);
-            auto columns = co_await existing_columns(source, s);
-            if (!columns.empty()) {
-                std::string list;
-                for (const auto& c : columns) list += (list.empty() ? "" : ", ") + quote_identifier(c);
-                tables += " (" + list + ")";
+            const auto table = quote_qualified(s.source_schema, s.source_table);
+            const auto identity = co_await replica_identity(source, s);
+            if (identity.full) {
+                throw Error(fmt::format(
+                    "{} has REPLICA IDENTITY FULL: PostgreSQL then needs a publication's column "
+                    "list to name every column, which would publish the columns the preset "
+                    "leaves out (secrets among them); give it its primary key as identity "
+                    "(REPLICA IDENTITY DEFAULT) or REPLICA IDENTITY USING INDEX",
+                    table));
             }
+            auto columns = co_await existing_columns(source, s);
+            if (columns.empty()) {
+                throw Error(fmt::format("{} has none of the columns preset {} reads", table,
+                                        composite.preset));
+            }
+            for (const auto& c : identity.columns) {
+                if (std::find(columns.begin(), columns.end(), c) == columns.end()) columns.push_back(c);
+            }
+            std::string list;
+            for (const auto& c : columns) list += (list.empty() ? "" : ", ") + quote_identifier(c);
+            if (!tables.empty()) tables += ", ";
+            tables += table + " (" + list + ")";
             if (s.row_filter.empty()) continue;
-            if (co_await identity_covers(source, s, s.row_filter_columns)) {
+            if (identity.covers(s.row_filter_columns)) {
                 tables += " WHERE (" + s.row_filter + ")";
             } else {
                 notes.push_back(fmt::format(
                     "{} is published without its row filter: its replica identity does not "
                     "include the filter's columns, and a filter on them would make the provider "
-                    "refuse UPDATE and DELETE on it; authsync scopes its rows instead (ALTER "
-                    "TABLE {} REPLICA IDENTITY FULL, then recreating the publication, keeps them "
+                    "refuse UPDATE and DELETE on it; authsync scopes its rows instead (a unique "
+                    "index over the filter's and key columns, made the table's identity with "
+                    "REPLICA IDENTITY USING INDEX, then recreating the publication, keeps them "
                     "on the provider)",
-                    quote_qualified(s.source_schema, s.source_table),
-                    quote_qualified(s.source_schema, s.source_table)));
+                    table));
             }
         }
     }
@@ -231,11 +261,87 @@ awaitable<void> ensure_target_schema(pg::AsyncConnection& target, const config::
                           ddl + "COMMIT;");
 }
 
+awaitable<std::vector<std::string>> inspect_mirrors(pg::AsyncConnection& target,
+                                                   const config::Config& config) {
+    std::vector<std::string> out;
+    for (const auto& composite : config.composites) {
+        for (const auto& s : composite.sources) {
+            auto r = co_await target.query_params(
+                "SELECT a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a "
+                "JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = "
+                "c.relnamespace WHERE n.nspname = 'authsync' AND c.relname = $1 AND a.attnum > 0 "
+                "AND NOT a.attisdropped ORDER BY a.attnum",
+                pg::params(s.mirror_table));
+            if (r.rows() == 0) {
+                out.push_back(fmt::format("mirror {} of preset {} does not exist",
+                                          s.mirror_name(), composite.preset));
+                continue;
+            }
+            std::vector<std::string> have, want;
+            for (int i = 0; i < r.rows(); ++i) have.emplace_back(r.get(i, 0));
+            for (const auto& c : s.columns) want.push_back(c.name);
+            want.emplace_back("authsync_changed_at");
+            if (have != want) {
+                out.push_back(fmt::format("mirror {} does not have the columns preset {} mirrors "
+                                          "(it was made by another version of the preset)",
+                                          s.mirror_name(), composite.preset));
+            }
+        }
+    }
+    co_return out;
+}
+
 awaitable<std::optional<Lsn>> read_checkpoint(pg::AsyncConnection& target, const std::string& slot) {
     auto r = co_await target.query_params(
         "SELECT end_lsn::text FROM authsync.checkpoint WHERE slot = $1", pg::params(slot));
     if (r.rows() == 0) co_return std::nullopt;
     co_return Lsn::parse_or_throw(r.get(0, 0));
+}
+
+awaitable<std::vector<Problem>> check_publication_scope(pg::AsyncConnection& source,
+                                                        const config::Config& config) {
+    std::vector<Problem> problems;
+    const auto& pubname = config.source.publication;
+    for (const auto& composite : config.composites) {
+        for (const auto& s : composite.sources) {
+            const auto table = quote_qualified(s.source_schema, s.source_table);
+            auto pub = co_await source.query_params(
+                "SELECT rowfilter FROM pg_publication_tables WHERE pubname = $1 AND schemaname = "
+                "$2 AND tablename = $3",
+                pg::params(pubname, s.source_schema, s.source_table));
+            if (pub.rows() == 0) {
+                problems.push_back({fmt::format("source: publication \"{}\" does not include {}",
+                                                pubname, table),
+                                    "drop the publication and let authsync create it (with the "
+                                    "preset's column lists and row filters)"});
+                continue;
+            }
+            if (s.row_filter.empty()) continue;
+            const auto identity = co_await replica_identity(source, s);
+            if (!identity.covers(s.row_filter_columns)) continue;  // published unfiltered
+            // The filter must select this scope: each looked-up value it names (e.g. the
+            // tenancy) must be in the published filter, or it was made for another one.
+            const std::string published = pub.is_null(0, 0) ? "" : std::string(pub.get(0, 0));
+            std::string missing;
+            if (published.empty()) missing = "no row filter";
+            for (const auto& [name, value] : composite.values) {
+                if (s.row_filter.find(quote_literal(value)) == std::string::npos) continue;
+                if (missing.empty() && published.find(value) == std::string::npos) {
+                    missing = fmt::format("a row filter without {} {}", name, value);
+                }
+            }
+            if (!missing.empty()) {
+                problems.push_back(
+                    {fmt::format("source: publication \"{}\" has {} on {}: it publishes rows "
+                                 "outside the preset's scope, or not the scope's own",
+                                 pubname, missing, table),
+                     fmt::format("drop publication {} and let authsync create it, then run "
+                                 "`authsync resync`",
+                                 quote_identifier(pubname))});
+            }
+        }
+    }
+    co_return problems;
 }
 
 namespace {
@@ -310,32 +416,19 @@ awaitable<void> check_composite_sources(pg::AsyncConnection& source, const confi
                                     fmt::format("GRANT SELECT ({}) ON {} TO <role>", unreadable,
                                                 table)});
             }
-            if (!have_publication) continue;
-            auto pub = co_await source.query_params(
-                "SELECT rowfilter IS NOT NULL FROM pg_publication_tables WHERE pubname = $1 AND "
-                "schemaname = $2 AND tablename = $3",
-                pg::params(config.source.publication, s.source_schema, s.source_table));
-            // (No co_await inside a condition: GCC 12 coroutines.)
-            bool filterable = false;
-            if (!s.row_filter.empty()) {
-                filterable = co_await identity_covers(source, s, s.row_filter_columns);
-            }
-            if (pub.rows() == 0) {
-                problems.push_back({fmt::format("source: publication \"{}\" does not include {}",
-                                                config.source.publication, table),
-                                    "drop the publication and let authsync create it (it adds the "
-                                    "column lists and row filters of the preset)"});
-            } else if (filterable && pub.get(0, 0) != "t") {
+            const auto identity = co_await replica_identity(source, s);
+            if (identity.full) {
                 problems.push_back(
-                    {fmt::format("source: publication \"{}\" publishes every row of {}, not just "
-                                 "those of the preset's scope",
-                                 config.source.publication, table),
-                     fmt::format("ALTER PUBLICATION {} SET TABLE ... {} WHERE ({})",
-                                 quote_identifier(config.source.publication), table,
-                                 s.row_filter)});
+                    {fmt::format("source: {} has REPLICA IDENTITY FULL, so a publication column "
+                                 "list would have to publish all its columns",
+                                 table),
+                     fmt::format("ALTER TABLE {} REPLICA IDENTITY DEFAULT (or USING INDEX)", table)});
             }
         }
     }
+    if (!have_publication) co_return;
+    auto scope = co_await check_publication_scope(source, resolved);
+    problems.insert(problems.end(), scope.begin(), scope.end());
 }
 
 }  // namespace

@@ -73,6 +73,14 @@ std::optional<std::string> first_placeholder(std::string_view text) {
 }
 
 void CompositeRule::resolve(const std::map<std::string, std::string>& values) {
+    for (const auto& [name, value] : values) {
+        // A value is data: "{{" in it would be taken for a placeholder by a later pass.
+        if (value.find("{{") != std::string::npos) {
+            throw ConfigError(fmt::format("preset {}: the value of {} contains \"{{{{\"", preset,
+                                          name));
+        }
+    }
+    this->values.insert(values.begin(), values.end());
     for_each_sql(*this, [&](std::string& sql) {
         sql = substitute(sql, values);
         if (auto left = first_placeholder(sql)) {

@@ -289,4 +289,43 @@ TEST_CASE("stack-auth: resync copies the mirrors again and reconciles what chang
     CHECK(f.stop() == 0);
 }
 
+TEST_CASE("stack-auth: a lost mirror or another project's publication stops authsync with advice",
+          "[integration][stack-auth]") {
+    SyncFixture f(stack_options());
+    call(f, std::string("CALL stack_seed('") + kTenancy + "', 20, 0.71)");
+    f.start();
+    require_in_sync(f);
+    REQUIRE(f.stop() == 0);
+
+    // An empty mirror would soft-delete the users it holds at their next change.
+    f.target().exec("DROP TABLE authsync.stack_contact_channel");
+    f.start_unchecked();
+    CHECK(f.process().wait(std::chrono::seconds(30)) == 1);
+    CHECK_THAT(f.process().log(),
+               Catch::Contains("mirror authsync.stack_contact_channel of preset stack-auth does "
+                               "not exist: the mirrors must be copied from the provider again; "
+                               "run `authsync resync`"));
+    auto resync = run_shell_output(std::string(AUTHSYNC_EXE) + " resync --config " +
+                                   f.config_path() + " 2>&1; echo rc=$?");
+    INFO(resync);
+    CHECK(resync.find("rc=0") != std::string::npos);
+    f.start();
+    call(f, std::string("CALL stack_workload('") + kTenancy + "', '" + kOtherProject +
+                "', 0.72, 200)");
+    require_in_sync(f);
+    REQUIRE(f.stop() == 0);
+
+    // A publication made for another project would stream the wrong users.
+    f.provider().exec("DROP PUBLICATION authsync");
+    f.provider().exec(std::string("CREATE PUBLICATION authsync FOR TABLE \"ProjectUser\" WHERE "
+                                  "(\"tenancyId\" = '") + kOtherProject + "'), \"ContactChannel\", "
+                      "\"PasswordAuthMethod\", \"OtpAuthMethod\", \"PasskeyAuthMethod\", "
+                      "\"ProjectUserOAuthAccount\", \"Team\", \"TeamMember\", "
+                      "\"ProjectUserDirectPermission\", \"TeamMemberDirectPermission\"");
+    f.start_unchecked();
+    CHECK(f.process().wait(std::chrono::seconds(30)) == 1);
+    CHECK_THAT(f.process().log(), Catch::Contains("has a row filter without tenancy_id " +
+                                                  std::string(kTenancy) + " on \"public\".\"ProjectUser\""));
+}
+
 }  // namespace authsync::test

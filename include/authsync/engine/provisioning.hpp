@@ -61,6 +61,10 @@ asio::awaitable<std::vector<std::string>> existing_columns(pg::AsyncConnection& 
 // Creates the target tables and state schema when missing.
 asio::awaitable<void> ensure_target_schema(pg::AsyncConnection& target,
                                            const config::Config& config);
+// Mirrors of the config's presets that are missing on the target or have other columns than
+// their preset names, described; empty when all are as the presets say.
+asio::awaitable<std::vector<std::string>> inspect_mirrors(pg::AsyncConnection& target,
+                                                          const config::Config& config);
 // The checkpoint stored for a slot, if any.
 asio::awaitable<std::optional<Lsn>> read_checkpoint(pg::AsyncConnection& target,
                                                     const std::string& slot);
@@ -70,6 +74,12 @@ struct Problem {
     std::string what;
     std::string hint;
 };
+
+// An existing publication against the composite mappings of a resolved config: a table it
+// lacks, or a row filter that is missing or selects another scope (e.g. made for another
+// project). Empty when all is well.
+asio::awaitable<std::vector<Problem>> check_publication_scope(pg::AsyncConnection& source,
+                                                              const config::Config& config);
 
 asio::awaitable<std::vector<Problem>> check_source(pg::AsyncConnection& source,
                                                    const config::Config& config);

@@ -85,6 +85,7 @@ struct CompositeRule {
     std::vector<std::pair<std::string, std::string>> lookups;  // name -> SELECT
     std::vector<MirrorSource> sources;
     std::vector<ComposedTarget> targets;
+    std::map<std::string, std::string> values;  // the lookups' values, once resolved
 
     const ComposedTarget* target(std::string_view name) const;
     // Replaces {{name}} in all of the rule's SQL with the quoted literal of `values[name]`.

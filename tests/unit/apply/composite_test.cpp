@@ -145,7 +145,7 @@ TEST_CASE("recompute statements for users and for plain rows", "[composite]") {
     members.compute = "SELECT 't' AS team_id, a.key AS user_id FROM affected AS a";
     st = recompute_statement(members, "p:members", keys);
     CHECK(st.sql.find("DELETE FROM \"neon_auth\".\"members_sync\" AS t USING affected AS a WHERE "
-                      "t.\"user_id\" = a.key") != std::string::npos);
+                      "t.\"user_id\"::text = a.key") != std::string::npos);
     CHECK(st.sql.find("ON CONFLICT (\"team_id\", \"user_id\") DO NOTHING") != std::string::npos);
 
     members.columns.push_back("role");

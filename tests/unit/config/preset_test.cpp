@@ -203,3 +203,13 @@ TEST_CASE("presets need the initial copy", "[config][preset]") {
                       "  - preset: stack-auth\n    preset_options: {project_id: p}\n");
     CHECK_THAT(e, Contains("source.snapshot: never cannot be used with preset stack-auth"));
 }
+
+TEST_CASE("a preset file names itself; option values stay data", "[config][preset]") {
+    PresetDir d("other", kMinimalPreset);  // says "preset: mini"
+    CHECK_THAT(error_of(head(d.dir) + "  - preset: other\n    preset_options: {tenant: a}\n"),
+               Contains("says it is preset \"mini\", not \"other\""));
+    PresetDir m("mini", kMinimalPreset);
+    CHECK_THAT(error_of(head(m.dir) + "  - preset: mini\n    preset_options: {tenant: \"{{tenant_id}}\"}\n"),
+               Contains("\"{{\" is not allowed in an option's value"));
+}
+
