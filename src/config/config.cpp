@@ -48,7 +48,10 @@ constexpr std::string_view kPresetMappingKeys[] = {"preset", "preset_options"};
 // A preset file (conf/presets/NAME.yaml).
 constexpr std::string_view kPresetKeys[] = {"preset", "description", "options", "lookups",
                                             "sources", "targets"};
-constexpr std::string_view kPresetOptionKeys[] = {"required", "default", "description"};
+constexpr std::string_view kPresetOptionKeys[] = {"required", "default", "description", "kind"};
+// literal: {{name}} in the preset's SQL becomes a quoted SQL literal; identifier: <<name>>
+// anywhere in the preset file becomes the value itself (a table or column name).
+constexpr std::string_view kOptionKinds[] = {"literal", "identifier"};
 constexpr std::string_view kPresetSourceKeys[] = {"source",  "mirror",  "key",
                                                   "columns", "row_filter", "row_filter_columns",
                                                   "indexes", "affects"};
@@ -205,6 +208,7 @@ struct Section {
 struct PresetOption {
     std::string name;
     bool required = false;
+    bool identifier = false;  // kind: identifier (<<name>>)
     std::optional<std::string> default_value;
 };
 struct PresetFile {
@@ -1043,6 +1047,7 @@ PresetFile Parser::parse_preset(std::string_view yaml) {
         Section os = section(o.value, o.key_mark, options.key_path(o.key), kPresetOptionKeys);
         option.required = get_bool(os, "required").value_or(false);
         option.default_value = get_string(os, "default");
+        option.identifier = get_choice(os, "kind", kOptionKinds).value_or(0) == 1;
         file.options.push_back(std::move(option));
     }
     Section lookups = subsection(top, "lookups", {});
@@ -1109,6 +1114,40 @@ mapping::CompositeRule Parser::parse_preset_mapping(const YAML::Node& node, cons
                                     std::strerror(err)));
     }
     PresetFile file = Parser(file_path, env_, false).parse_preset(text);
+    // Identifier options rename tables and columns: <<name>> is replaced in the file's text,
+    // which is then read again. Their values are plain names, so they cannot change the
+    // YAML's or the SQL's structure.
+    bool renamed = false;
+    for (const auto& o : file.options) {
+        if (!o.identifier) continue;
+        std::string value = o.default_value.value_or("");
+        Section given = subsection(s, "preset_options", {});
+        if (const Entry* e = given.find(o.name)) value = scalar(*e, given.key_path(o.name));
+        const bool plain = !value.empty() && value.size() <= kMaxIdentifierBytes &&
+                           std::all_of(value.begin(), value.end(), [](char c) {
+                               return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+                                      (c >= '0' && c <= '9') || c == '_' || c == '$';
+                           });
+        if (!plain) {
+            fail(s.mark, fmt::format("{}: preset_options.{} must be a table or column name of "
+                                     "[A-Za-z0-9_$] (1-63 characters)",
+                                     path, o.name));
+        }
+        const std::string placeholder = "<<" + o.name + ">>";
+        for (auto pos = text.find(placeholder); pos != std::string::npos;
+             pos = text.find(placeholder, pos + value.size())) {
+            text.replace(pos, placeholder.size(), value);
+            renamed = true;
+        }
+    }
+    if (renamed) file = Parser(file_path, env_, false).parse_preset(text);
+    if (auto open = text.find("<<"); open != std::string::npos) {
+        const auto close = text.find(">>", open);
+        if (close != std::string::npos && close - open < 70) {
+            fail(name_mark, fmt::format("{}: preset {} uses {}, which is not an identifier option",
+                                        path, name, text.substr(open, close + 2 - open)));
+        }
+    }
     if (file.rule.preset != name) {
         fail(name_mark, fmt::format("{}.preset: {} says it is preset {}, not {}", path, file_path,
                                     in_quotes(file.rule.preset), in_quotes(name)));

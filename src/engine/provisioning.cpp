@@ -373,6 +373,22 @@ awaitable<void> check_composite_sources(pg::AsyncConnection& source, const confi
                 continue;
             }
             const std::string oid(rel.get(0, 0));
+            // Row-level security on, and a role it applies to: the initial copy would see no
+            // rows (Supabase enables it on auth.users with no policy). The stream is not
+            // filtered by it, so only the copy is affected.
+            auto rls = co_await source.query_params(
+                "SELECT c.relrowsecurity AND NOT (r.rolsuper OR r.rolbypassrls OR "
+                "pg_has_role(c.relowner, 'USAGE')) FROM pg_class c, pg_roles r "
+                "WHERE c.oid = $1::oid AND r.rolname = current_user",
+                pg::params(oid));
+            if (rls.rows() == 1 && rls.get(0, 0) == "t") {
+                problems.push_back(
+                    {fmt::format("source: {} has row-level security, which hides its rows from "
+                                 "this role: the initial copy would find no users",
+                                 table),
+                     "ALTER ROLE <role> BYPASSRLS (as a superuser), or connect as the table's "
+                     "owner"});
+            }
             auto cols = co_await source.query_params(
                 "SELECT a.attname, COALESCE(a.attnum = ANY (i.indkey), false) OR "
                 "c.relreplident = 'f', has_column_privilege(c.oid, a.attnum, 'SELECT') "

@@ -4,14 +4,11 @@
 // with kills in between, and after an initial copy of existing users.
 #include <catch2/catch.hpp>
 
-#include <algorithm>
 #include <atomic>
-#include <fstream>
 #include <map>
-#include <sstream>
 #include <thread>
 
-#include "fixtures.hpp"
+#include "preset_support.hpp"
 #include "sync_fixture.hpp"
 
 namespace authsync::test {
@@ -23,13 +20,7 @@ constexpr const char* kTenancy = "11111111-1111-4111-8111-111111111111";
 constexpr const char* kOtherProject = "22222222-2222-4222-8222-222222222222";
 constexpr const char* kOtherBranch = "33333333-3333-4333-8333-333333333333";
 
-std::string read_fixture(const std::string& name) {
-    std::ifstream in(fixture_path("stack-auth/" + name));
-    REQUIRE(in);
-    std::stringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
-}
+std::string read_fixture(const std::string& name) { return read_preset_fixture("stack-auth", name); }
 
 std::string provider_ddl() {
     return read_fixture("schema.sql") + "\n" + read_fixture("workload.sql") + "\n" +
@@ -47,36 +38,6 @@ SyncOptions stack_options() {
         "      project_id: proj-a\n";
     o.log_level = "info";
     return o;
-}
-
-// name -> query, from the "-- name: X" sections of reference.sql.
-std::map<std::string, std::string> reference_queries() {
-    std::map<std::string, std::string> out;
-    std::istringstream in(read_fixture("reference.sql"));
-    std::string line, current;
-    while (std::getline(in, line)) {
-        if (line.rfind("-- name: ", 0) == 0) {
-            current = line.substr(9);
-            continue;
-        }
-        if (!current.empty()) out[current] += line + "\n";
-    }
-    return out;
-}
-
-using Rows = std::vector<std::vector<std::string>>;
-
-Rows sorted_rows(const pg::Result& r) {
-    Rows rows;
-    for (int i = 0; i < r.rows(); ++i) {
-        std::vector<std::string> row;
-        for (int c = 0; c < r.columns(); ++c) {
-            row.push_back(r.is_null(i, c) ? "<null>" : std::string(r.get(i, c)));
-        }
-        rows.push_back(std::move(row));
-    }
-    std::sort(rows.begin(), rows.end());
-    return rows;
 }
 
 constexpr const char* kTime = "'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'";
@@ -103,29 +64,15 @@ std::map<std::string, std::string> target_queries() {
 // Compares every table; on a difference, names the first differing row (ids only).
 void require_in_sync(SyncFixture& f) {
     REQUIRE(f.wait_caught_up(std::chrono::seconds(120)));
-    const auto refs = reference_queries();
+    const auto refs = reference_queries("stack-auth");
     REQUIRE(refs.size() == 4);
     auto provider = f.provider();
     auto target = f.target();
     for (const auto& [name, sql] : target_queries()) {
-        INFO("table " << name);
         REQUIRE(refs.count(name) == 1);
-        auto expected = sorted_rows(provider.exec_params(refs.at(name), {std::string(kTenancy)}));
-        auto actual = sorted_rows(target.exec(sql));
-        if (expected != actual) {
-            std::size_t i = 0;
-            while (i < expected.size() && i < actual.size() && expected[i] == actual[i]) ++i;
-            std::string e = i < expected.size() ? expected[i][0] : "<end>";
-            std::string a = i < actual.size() ? actual[i][0] : "<end>";
-            std::string ev, av;
-            if (i < expected.size()) for (const auto& v : expected[i]) ev += v + " | ";
-            if (i < actual.size()) for (const auto& v : actual[i]) av += v + " | ";
-            FAIL("first difference at row " << i << " of " << expected.size() << " expected / "
-                 << actual.size() << " actual: expected " << e << " got " << a << "\nexpected: "
-                 << ev << "\nactual:   " << av);
-        }
-        INFO(expected.size() << " rows");
-        CHECK(expected == actual);
+        require_same_rows("table " + name,
+                          sorted_rows(provider.exec_params(refs.at(name), {std::string(kTenancy)})),
+                          sorted_rows(target.exec(sql)));
     }
     // Users deleted on the provider are soft-deleted, never gone or alive.
     auto live = provider.exec_params(

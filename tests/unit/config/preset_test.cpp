@@ -213,3 +213,41 @@ TEST_CASE("a preset file names itself; option values stay data", "[config][prese
                Contains("\"{{\" is not allowed in an option's value"));
 }
 
+
+TEST_CASE("the supabase preset parses: auth.users, secrets left out", "[config][preset]") {
+    auto c = parse(head() + "  - preset: supabase\n");
+    REQUIRE(c.composites.size() == 1);
+    const auto& rule = c.composites[0];
+    REQUIRE(rule.sources.size() == 1);
+    const auto& users = rule.sources[0];
+    CHECK(users.source_name() == "auth.users");
+    CHECK(users.column("encrypted_password") == nullptr);
+    CHECK(users.column("confirmation_token") == nullptr);
+    REQUIRE(users.column("is_anonymous") != nullptr);
+    CHECK(users.column("is_anonymous")->optional);  // older Supabase lacks it
+    CHECK(rule.resolved());
+    CHECK(rule.target("users")->target_name() == "neon_auth.users_sync");
+}
+
+TEST_CASE("identifier options rename tables and columns", "[config][preset]") {
+    auto c = parse(head() + "  - preset: better-auth\n");
+    REQUIRE(c.composites.size() == 1);
+    auto rule = c.composites[0];
+    CHECK(rule.sources[0].source_name() == "public.user");
+    CHECK(rule.sources[0].column("emailVerified") != nullptr);
+    CHECK_THAT(rule.targets[0].compute, Contains("u.\"createdAt\""));
+
+    c = parse(head() + "  - preset: better-auth\n    preset_options: {user_table: users, "
+                       "created_at: created_at, email_verified: email_verified}\n");
+    rule = c.composites[0];
+    CHECK(rule.sources[0].source_name() == "public.users");
+    CHECK(rule.sources[0].column("email_verified") != nullptr);
+    CHECK(rule.sources[0].column("emailVerified") == nullptr);
+    CHECK_THAT(rule.targets[0].compute, Contains("u.\"created_at\""));
+    CHECK_THAT(rule.targets[0].compute, !Contains("<<"));
+
+    // Names only: nothing that could change the file's or the SQL's structure.
+    CHECK_THAT(error_of(head() + "  - preset: better-auth\n    preset_options: {user_table: "
+                                 "'users\" x'}\n"),
+               Contains("preset_options.user_table must be a table or column name"));
+}
