@@ -150,12 +150,13 @@ std::string upsert_sql(const MirrorSource& s) {
     return fmt::format(
         "WITH {x}, {old}, "
         "new AS (INSERT INTO {m} AS m ({cols}, authsync_changed_at) SELECT {casts}x.authsync_at "
-        "FROM x ON CONFLICT ({keys}) DO UPDATE SET {sets}authsync_changed_at = "
+        "FROM x{filter} ON CONFLICT ({keys}) DO UPDATE SET {sets}authsync_changed_at = "
         "EXCLUDED.authsync_changed_at RETURNING {mcols}, m.authsync_changed_at), {tail}",
         fmt::arg("x", unnest_cte(names)), fmt::arg("old", old_rows_cte(s)),
         fmt::arg("mcols", column_list(s, "m.")), fmt::arg("m", m),
         fmt::arg("cols", column_list(s, "")), fmt::arg("casts", casts), fmt::arg("keys", keys),
-        fmt::arg("sets", sets), fmt::arg("tail", changed_and_affected(s)));
+        fmt::arg("sets", sets), fmt::arg("tail", changed_and_affected(s)),
+        fmt::arg("filter", s.mirror_filter.empty() ? std::string() : " WHERE (" + s.mirror_filter + ")"));
 }
 
 // An update of the present columns only: unchanged TOAST keeps the mirror's value, and a row
@@ -179,11 +180,12 @@ std::string update_sql(const MirrorSource& s, const std::vector<bool>& present) 
         "new AS (UPDATE {m} AS m SET {sets}authsync_changed_at = x.authsync_at FROM x WHERE "
         "{match} RETURNING {mcols}, m.authsync_changed_at), {tail} "
         "UNION ALL SELECT '', concat_ws(':', {key_text}), NULL FROM x WHERE NOT EXISTS "
-        "(SELECT 1 FROM {m} AS m WHERE {match})",
+        "(SELECT 1 FROM {m} AS m WHERE {match}){filter}",
         fmt::arg("x", unnest_cte(names)), fmt::arg("old", old_rows_cte(s)),
         fmt::arg("mcols", column_list(s, "m.")), fmt::arg("m", m),
         fmt::arg("match", key_match(s, "m", "x")), fmt::arg("sets", sets),
-        fmt::arg("tail", changed_and_affected(s)), fmt::arg("key_text", key_text));
+        fmt::arg("tail", changed_and_affected(s)), fmt::arg("key_text", key_text),
+        fmt::arg("filter", s.mirror_filter.empty() ? std::string() : " AND (" + s.mirror_filter + ")"));
 }
 
 std::string delete_sql(const MirrorSource& s) {

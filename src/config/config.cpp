@@ -52,9 +52,10 @@ constexpr std::string_view kPresetOptionKeys[] = {"required", "default", "descri
 // literal: {{name}} in the preset's SQL becomes a quoted SQL literal; identifier: <<name>>
 // anywhere in the preset file becomes the value itself (a table or column name).
 constexpr std::string_view kOptionKinds[] = {"literal", "identifier"};
-constexpr std::string_view kPresetSourceKeys[] = {"source",  "mirror",  "key",
-                                                  "columns", "row_filter", "row_filter_columns",
-                                                  "indexes", "affects"};
+constexpr std::string_view kPresetSourceKeys[] = {"source",        "mirror",  "key",
+                                                  "columns",       "row_filter",
+                                                  "row_filter_columns", "mirror_filter",
+                                                  "indexes",       "affects"};
 constexpr std::string_view kPresetColumnKeys[] = {"type", "optional"};
 constexpr std::string_view kPresetAffectsKeys[] = {"key", "join"};
 constexpr std::string_view kPresetTargetKeys[] = {"name", "table", "kind", "key", "group",
@@ -956,6 +957,7 @@ mapping::MirrorSource Parser::parse_preset_source(const YAML::Node& node,
             }
         }
     }
+    src.mirror_filter = get_string(s, "mirror_filter").value_or("");
     if (!src.row_filter.empty() && src.row_filter_columns.empty()) {
         fail(s.find("row_filter")->mark(),
              fmt::format("{}: a row_filter needs row_filter_columns (the columns it reads)", path));

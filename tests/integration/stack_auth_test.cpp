@@ -120,6 +120,11 @@ TEST_CASE("stack-auth: initial copy, then a randomized workload, equal the provi
                                                   "published without its row filter"));
     CHECK(f.target_value("SELECT count(*) FROM neon_auth.team_members_sync WHERE role IS NOT "
                          "NULL") == "0");  // Stack has permissions, not member roles
+    // Published unfiltered, other projects' grants are dropped as they arrive.
+    CHECK(f.target_value("SELECT count(*) FROM authsync.stack_user_permission WHERE "
+                         "\"tenancyId\" <> '" + std::string(kTenancy) + "'") == "0");
+    CHECK(std::stoi(f.provider_value("SELECT count(*) FROM \"ProjectUserDirectPermission\" "
+                                     "WHERE \"tenancyId\" <> '" + std::string(kTenancy) + "'")) > 0);
     CHECK(f.target_value("SELECT count(*) FROM authsync.stack_project_user WHERE \"tenancyId\" <> '" +
                          std::string(kTenancy) + "'") == "0");
     CHECK(f.stop() == 0);

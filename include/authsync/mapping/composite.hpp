@@ -47,6 +47,10 @@ struct MirrorSource {
     // publication row filter reads columns outside its replica identity: where they are not
     // all in it, the table is published unfiltered and `compute` must scope the rows itself.
     std::vector<std::string> row_filter_columns;
+    // Which streamed rows the mirror keeps: SQL over `x`, the incoming rows with every column
+    // as text (e.g. `x."tenancyId" = {{tenancy_id}}`); empty: all. For tables that must be
+    // published unfiltered, so that other scopes' rows are not stored in the target.
+    std::string mirror_filter;
     std::vector<std::vector<std::string>> indexes;  // extra mirror indexes (column lists)
     std::vector<Affects> affects;
 
@@ -100,6 +104,7 @@ template <typename Rule, typename F>
 void for_each_sql(Rule& rule, F&& f) {
     for (auto& s : rule.sources) {
         f(s.row_filter);
+        f(s.mirror_filter);
         for (auto& a : s.affects) {
             f(a.key);
             f(a.join);
