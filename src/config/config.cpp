@@ -1124,7 +1124,11 @@ mapping::CompositeRule Parser::parse_preset_mapping(const YAML::Node& node, cons
         if (!o.identifier) continue;
         std::string value = o.default_value.value_or("");
         Section given = subsection(s, "preset_options", {});
-        if (const Entry* e = given.find(o.name)) value = scalar(*e, given.key_path(o.name));
+        if (const Entry* e = given.find(o.name)) {
+            value = scalar(*e, given.key_path(o.name));
+        } else if (!o.default_value) {
+            fail(s.mark, fmt::format("{}: preset {} needs preset_options.{}", path, name, o.name));
+        }
         const bool plain = !value.empty() && value.size() <= kMaxIdentifierBytes &&
                            std::all_of(value.begin(), value.end(), [](char c) {
                                return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||

@@ -251,3 +251,29 @@ TEST_CASE("identifier options rename tables and columns", "[config][preset]") {
                                  "'users\" x'}\n"),
                Contains("preset_options.user_table must be a table or column name"));
 }
+
+TEST_CASE("the keycloak preset needs a realm and scopes by it", "[config][preset]") {
+    CHECK_THAT(error_of(head() + "  - preset: keycloak\n"),
+               Contains("preset keycloak needs preset_options.realm"));
+    auto c = parse(head() + "  - preset: keycloak\n    preset_options: {realm: acme}\n");
+    REQUIRE(c.composites.size() == 1);
+    auto rule = c.composites[0];
+    CHECK(rule.lookups.at(0).second == "SELECT id FROM realm WHERE name = 'acme'");
+    CHECK_FALSE(rule.resolved());
+    rule.resolve({{"realm_id", "r-1"}});
+    CHECK(rule.sources[0].mirror_filter == "x.realm_id = 'r-1'");
+    CHECK_THAT(rule.targets[0].compute, Contains("'acme'::text"));
+}
+
+TEST_CASE("the generic preset needs a table; its columns are renamed by options",
+          "[config][preset]") {
+    CHECK_THAT(error_of(head() + "  - preset: generic\n"),
+               Contains("preset generic needs preset_options.table"));
+    auto c = parse(head() + "  - preset: generic\n    preset_options: {table: members, "
+                            "id_column: member_id}\n");
+    const auto& s = c.composites.at(0).sources.at(0);
+    CHECK(s.source_name() == "public.members");
+    CHECK(s.mirror_table == "generic_members");
+    CHECK(s.key_columns == std::vector<std::string>{"member_id"});
+    CHECK(s.column("email")->optional);
+}
