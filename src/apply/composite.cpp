@@ -318,7 +318,8 @@ std::string recompute_sql(const mapping::ComposedTarget& t, const std::string& a
         return fmt::format(
             "WITH affected AS ({affected}), computed AS ({compute}), "
             "upserted AS (INSERT INTO {table} AS t (raw_json, updated_at, deleted_at) "
-            "SELECT c.raw_json, {at}, NULL FROM computed AS c JOIN affected AS a ON a.key = c.id "
+            "SELECT DISTINCT ON (c.id) c.raw_json, {at}, NULL FROM computed AS c JOIN affected AS a "
+            "ON a.key = c.id "
             "ON CONFLICT (id) DO UPDATE SET raw_json = EXCLUDED.raw_json, updated_at = "
             "EXCLUDED.updated_at, deleted_at = NULL WHERE t.raw_json IS DISTINCT FROM "
             "EXCLUDED.raw_json OR t.deleted_at IS NOT NULL RETURNING 1) "
@@ -353,8 +354,8 @@ std::string recompute_sql(const mapping::ComposedTarget& t, const std::string& a
         "WITH affected AS ({affected}), computed AS ({compute}), "
         "removed AS (DELETE FROM {table} AS t USING affected AS a WHERE t.{group}::text = a.key AND "
         "NOT EXISTS (SELECT 1 FROM computed AS c WHERE {key_match}) RETURNING 1) "
-        "INSERT INTO {table} AS t ({cols}) SELECT {cols} FROM computed ON CONFLICT ({keys}) "
-        "{conflict}",
+        "INSERT INTO {table} AS t ({cols}) SELECT DISTINCT ON ({keys}) {cols} FROM computed "
+        "ON CONFLICT ({keys}) {conflict}",
         fmt::arg("affected", affected), fmt::arg("compute", t.compute), fmt::arg("table", table),
         fmt::arg("group", quote_identifier(t.group_column)), fmt::arg("key_match", key_match),
         fmt::arg("cols", cols), fmt::arg("keys", keys), fmt::arg("conflict", conflict));
