@@ -4,9 +4,7 @@
 // a snake_case adapter's schema through the preset's rename options.
 #include <catch2/catch.hpp>
 
-#include <atomic>
 #include <map>
-#include <thread>
 
 #include "preset_support.hpp"
 #include "sync_fixture.hpp"
@@ -104,26 +102,8 @@ TEST_CASE("better-auth: kills during the workload lose nothing", "[integration][
     call(f, "CALL better_auth_seed(100, 10, 0.31)");
     f.start();
     REQUIRE(f.wait_caught_up(std::chrono::seconds(60)));
-    std::atomic<bool> done{false};
-    std::string workload_error;
-    std::thread workload([&] {
-        try {
-            call(f, "CALL better_auth_workload(0.41, 3000)");
-        } catch (const std::exception& e) {
-            workload_error = e.what();
-        }
-        done = true;
-    });
-    int kills = 0;
-    while (!done && kills < 4) {
-        std::this_thread::sleep_for(std::chrono::milliseconds(500));
-        f.kill9();
-        ++kills;
-        std::this_thread::sleep_for(std::chrono::milliseconds(200));
-        f.start_unchecked();
-    }
-    workload.join();
-    REQUIRE(workload_error.empty());
+    const int kills = run_with_kills(f, "CALL better_auth_workload(0.41, 3000)", 4,
+                                     std::chrono::milliseconds(500));
     CHECK(kills >= 1);
     require_in_sync(f, "");
     CHECK(f.stop() == 0);

@@ -3,9 +3,7 @@
 // with another realm's traffic, with kills in between and after an initial copy.
 #include <catch2/catch.hpp>
 
-#include <atomic>
 #include <map>
-#include <thread>
 
 #include "preset_support.hpp"
 #include "sync_fixture.hpp"
@@ -69,26 +67,8 @@ TEST_CASE("keycloak: kills during the workload lose nothing", "[integration][key
     call(f, "CALL keycloak_seed('other', 30, 0.32)");
     f.start();
     REQUIRE(f.wait_caught_up(std::chrono::seconds(60)));
-    std::atomic<bool> done{false};
-    std::string workload_error;
-    std::thread workload([&] {
-        try {
-            call(f, "CALL keycloak_workload('acme', 'other', 0.41, 3000)");
-        } catch (const std::exception& e) {
-            workload_error = e.what();
-        }
-        done = true;
-    });
-    int kills = 0;
-    while (!done && kills < 4) {
-        std::this_thread::sleep_for(std::chrono::milliseconds(500));
-        f.kill9();
-        ++kills;
-        std::this_thread::sleep_for(std::chrono::milliseconds(200));
-        f.start_unchecked();
-    }
-    workload.join();
-    REQUIRE(workload_error.empty());
+    const int kills = run_with_kills(f, "CALL keycloak_workload('acme', 'other', 0.41, 3000)", 4,
+                                     std::chrono::milliseconds(500));
     CHECK(kills >= 1);
     require_in_sync(f);
     CHECK(f.stop() == 0);

@@ -3,8 +3,10 @@
 #include <catch2/catch.hpp>
 
 #include <algorithm>
+#include <atomic>
 #include <fstream>
 #include <sstream>
+#include <thread>
 
 #include "fixtures.hpp"
 
@@ -62,6 +64,31 @@ void require_same_rows(const std::string& what, const Rows& expected, const Rows
     }
     FAIL(what << ": first difference at row " << i << " of " << expected.size() << " expected / "
               << actual.size() << " actual\nexpected: " << ev << "\nactual:   " << av);
+}
+
+int run_with_kills(SyncFixture& f, const std::string& workload_sql, int max_kills,
+                   std::chrono::milliseconds interval) {
+    std::atomic<bool> done{false};
+    std::string workload_error;
+    std::thread workload([&] {
+        try {
+            f.provider().exec(workload_sql);
+        } catch (const std::exception& e) {
+            workload_error = e.what();
+        }
+        done = true;
+    });
+    int kills = 0;
+    while (!done && kills < max_kills) {
+        std::this_thread::sleep_for(interval);
+        f.kill9();
+        ++kills;
+        std::this_thread::sleep_for(std::chrono::milliseconds(200));
+        f.start_unchecked();
+    }
+    workload.join();
+    REQUIRE(workload_error.empty());
+    return kills;
 }
 
 }  // namespace authsync::test

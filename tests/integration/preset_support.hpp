@@ -8,8 +8,14 @@
 #include <vector>
 
 #include "authsync/pg/connection.hpp"
+#include "sync_fixture.hpp"
 
 namespace authsync::test {
+
+// Runs `workload_sql` on the provider while SIGKILLing and restarting authsync every
+// `interval`, up to `max_kills` times; fails the test if the workload fails. Returns the kills.
+int run_with_kills(SyncFixture& f, const std::string& workload_sql, int max_kills = 4,
+                   std::chrono::milliseconds interval = std::chrono::milliseconds(500));
 
 // tests/fixtures/<dir>/<name>, whole.
 std::string read_preset_fixture(const std::string& dir, const std::string& name);

@@ -4,9 +4,7 @@
 // with kills in between, and after an initial copy of existing users.
 #include <catch2/catch.hpp>
 
-#include <atomic>
 #include <map>
-#include <thread>
 
 #include "preset_support.hpp"
 #include "sync_fixture.hpp"
@@ -137,27 +135,9 @@ TEST_CASE("stack-auth: kills during the workload lose nothing and apply nothing 
     f.start();
     REQUIRE(f.wait_caught_up(std::chrono::seconds(60)));
 
-    std::atomic<bool> done{false};
-    std::string workload_error;
-    std::thread workload([&] {
-        try {
-            call(f, std::string("CALL stack_workload('") + kTenancy + "', '" + kOtherProject +
-                        "', 0.41, 3000)");
-        } catch (const std::exception& e) {
-            workload_error = e.what();
-        }
-        done = true;
-    });
-    int kills = 0;
-    while (!done && kills < 4) {
-        std::this_thread::sleep_for(std::chrono::milliseconds(700));
-        f.kill9();
-        ++kills;
-        std::this_thread::sleep_for(std::chrono::milliseconds(200));
-        f.start_unchecked();
-    }
-    workload.join();
-    REQUIRE(workload_error.empty());
+    const int kills = run_with_kills(
+        f, std::string("CALL stack_workload('") + kTenancy + "', '" + kOtherProject + "', 0.41, 3000)",
+        4, std::chrono::milliseconds(700));
     INFO(kills << " kills");
     CHECK(kills >= 1);
     require_in_sync(f);

@@ -4,10 +4,8 @@
 // an initial copy, and on an older Supabase without is_anonymous.
 #include <catch2/catch.hpp>
 
-#include <atomic>
 #include <fstream>
 #include <sstream>
-#include <thread>
 
 #include "preset_support.hpp"
 #include "sync_fixture.hpp"
@@ -70,26 +68,8 @@ TEST_CASE("supabase: kills during the workload lose nothing", "[integration][sup
     call(f, "CALL supabase_seed(100, 0.31)");
     f.start();
     REQUIRE(f.wait_caught_up(std::chrono::seconds(60)));
-    std::atomic<bool> done{false};
-    std::string workload_error;
-    std::thread workload([&] {
-        try {
-            call(f, "CALL supabase_workload(0.41, 3000)");
-        } catch (const std::exception& e) {
-            workload_error = e.what();
-        }
-        done = true;
-    });
-    int kills = 0;
-    while (!done && kills < 4) {
-        std::this_thread::sleep_for(std::chrono::milliseconds(500));
-        f.kill9();
-        ++kills;
-        std::this_thread::sleep_for(std::chrono::milliseconds(200));
-        f.start_unchecked();
-    }
-    workload.join();
-    REQUIRE(workload_error.empty());
+    const int kills = run_with_kills(f, "CALL supabase_workload(0.41, 3000)", 4,
+                                     std::chrono::milliseconds(500));
     CHECK(kills >= 1);
     require_in_sync(f);
     CHECK(f.stop() == 0);
