@@ -319,7 +319,7 @@ std::string recompute_sql(const mapping::ComposedTarget& t, const std::string& a
             "WITH affected AS ({affected}), computed AS ({compute}), "
             "upserted AS (INSERT INTO {table} AS t (raw_json, updated_at, deleted_at) "
             "SELECT DISTINCT ON (c.id) c.raw_json, {at}, NULL FROM computed AS c JOIN affected AS a "
-            "ON a.key = c.id "
+            "ON a.key = c.id ORDER BY c.id, c.raw_json::text "
             "ON CONFLICT (id) DO UPDATE SET raw_json = EXCLUDED.raw_json, updated_at = "
             "EXCLUDED.updated_at, deleted_at = NULL WHERE t.raw_json IS DISTINCT FROM "
             "EXCLUDED.raw_json OR t.deleted_at IS NOT NULL RETURNING 1) "

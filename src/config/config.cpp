@@ -4,6 +4,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <charconv>
 #include <cstdint>
@@ -958,6 +959,12 @@ mapping::MirrorSource Parser::parse_preset_source(const YAML::Node& node,
         }
     }
     src.mirror_filter = get_string(s, "mirror_filter").value_or("");
+    if (!src.mirror_filter.empty() && src.row_filter.empty()) {
+        // The initial copy reads with the row filter: without one it would copy rows the
+        // stream then drops.
+        fail(s.find("mirror_filter")->mark(),
+             fmt::format("{}: a mirror_filter needs the row_filter it stands in for", path));
+    }
     if (!src.row_filter.empty() && src.row_filter_columns.empty()) {
         fail(s.find("row_filter")->mark(),
              fmt::format("{}: a row_filter needs row_filter_columns (the columns it reads)", path));
@@ -1147,11 +1154,13 @@ mapping::CompositeRule Parser::parse_preset_mapping(const YAML::Node& node, cons
         }
     }
     if (renamed) file = Parser(file_path, env_, false).parse_preset(text);
-    if (auto open = text.find("<<"); open != std::string::npos) {
-        const auto close = text.find(">>", open);
-        if (close != std::string::npos && close - open < 70) {
+    // Any <<name>> left names no identifier option (a typo would otherwise reach the SQL).
+    for (std::size_t open = text.find("<<"); open != std::string::npos; open = text.find("<<", open + 2)) {
+        std::size_t end = open + 2;
+        while (end < text.size() && (std::isalnum(static_cast<unsigned char>(text[end])) || text[end] == '_')) ++end;
+        if (end > open + 2 && text.compare(end, 2, ">>") == 0) {
             fail(name_mark, fmt::format("{}: preset {} uses {}, which is not an identifier option",
-                                        path, name, text.substr(open, close + 2 - open)));
+                                        path, name, text.substr(open, end + 2 - open)));
         }
     }
     if (file.rule.preset != name) {
@@ -1184,6 +1193,16 @@ mapping::CompositeRule Parser::parse_preset_mapping(const YAML::Node& node, cons
         }
     }
     auto& rule = file.rule;
+    rule.options = values;
+    for (const auto& o : file.options) {
+        if (!o.identifier) continue;
+        const Section given = subsection(s, "preset_options", {});
+        if (const Entry* e = given.find(o.name)) {
+            rule.options[o.name] = scalar(*e, given.key_path(o.name));
+        } else if (o.default_value) {
+            rule.options[o.name] = *o.default_value;
+        }
+    }
     for (auto& [lookup, sql] : rule.lookups) {
         sql = mapping::substitute(sql, values);
         if (auto left = mapping::first_placeholder(sql)) {

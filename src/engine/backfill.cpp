@@ -242,6 +242,10 @@ awaitable<void> run_backfill(pg::AsyncConnection& source, pg::AsyncConnection& t
                 log->info("copied {} rows of {} into its mirror {}", progress.copied, name,
                           s.mirror_name());
             }
+            co_await target.query_params(
+                "INSERT INTO authsync.preset_scope (slot, preset, scope) VALUES ($1, $2, $3) "
+                "ON CONFLICT (slot, preset) DO UPDATE SET scope = EXCLUDED.scope, copied_at = now()",
+                pg::params(config.source.slot, composite.preset, composite.scope()));
             for (const auto& t : composite.targets) {
                 co_await target.query_params(apply::recompute_all_sql(t),
                                                       pg::params(snapshot_micros));

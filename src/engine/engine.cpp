@@ -336,6 +336,24 @@ awaitable<void> Session::prepare() {
         // A configuration problem: reconnecting would find the same.
         throw FatalError(e.what());
     }
+    // Mirrors copied for another scope (another project, realm or table) would keep that
+    // scope's rows and miss this one's: only a new copy (below, or `resync`) may go on.
+    std::optional<std::string> scope_changed;
+    if (checkpoint) {
+        for (const auto& composite : config_.composites) {
+            auto r = co_await target_.query_params(
+                "SELECT scope FROM authsync.preset_scope WHERE slot = $1 AND preset = $2",
+                pg::params(src.slot, composite.preset));
+            const std::string now = composite.scope();
+            if (r.rows() == 0 || r.get(0, 0) != now) {
+                std::string was = "no copy";
+                if (r.rows() > 0) was = std::string(r.get(0, 0));
+                scope_changed = fmt::format("preset {}'s mirrors were copied for [{}], the "
+                                            "config now says [{}]: run `authsync resync`",
+                                            composite.preset, was, now);
+            }
+        }
+    }
     if (!co_await publication_exists(source_, src.publication)) {
         if (!src.create_publication) {
             throw FatalError(fmt::format("publication \"{}\" does not exist on the source (run "
@@ -400,6 +418,7 @@ awaitable<void> Session::prepare() {
         resync = true;
     }
     const bool backfill = resync || (!checkpoint && src.snapshot == config::Snapshot::Initial);
+    if (scope_changed && !backfill) throw FatalError(*scope_changed);
     if (backfill && slot) {
         // The copy must see exactly the snapshot the slot starts from: only a slot created now
         // gives one. (A slot left by `init` or by an interrupted copy is simply made again.)

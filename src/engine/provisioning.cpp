@@ -52,7 +52,14 @@ std::string state_ddl() {
            "  sqlstate text,\n"
            "  attempts int NOT NULL DEFAULT 1,\n"
            "  created_at timestamptz NOT NULL DEFAULT now(),\n"
-           "  retried_at timestamptz);\n";
+           "  retried_at timestamptz);\n"
+           // What each preset's mirrors were copied for (CompositeRule::scope).
+           "CREATE TABLE IF NOT EXISTS authsync.preset_scope (\n"
+           "  slot text NOT NULL,\n"
+           "  preset text NOT NULL,\n"
+           "  scope text NOT NULL,\n"
+           "  copied_at timestamptz NOT NULL DEFAULT now(),\n"
+           "  PRIMARY KEY (slot, preset));\n";
 }
 
 awaitable<std::optional<SlotInfo>> find_slot(pg::AsyncConnection& source, const std::string& slot) {
@@ -391,7 +398,8 @@ awaitable<void> check_composite_sources(pg::AsyncConnection& source, const confi
             }
             auto cols = co_await source.query_params(
                 "SELECT a.attname, COALESCE(a.attnum = ANY (i.indkey), false) OR "
-                "c.relreplident = 'f', has_column_privilege(c.oid, a.attnum, 'SELECT') "
+                "c.relreplident = 'f', has_column_privilege(c.oid, a.attnum, 'SELECT'), "
+                "format_type(a.atttypid, NULL) "
                 "FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid "
                 "LEFT JOIN pg_index i ON i.indrelid = c.oid AND ((c.relreplident = 'd' AND "
                 "i.indisprimary) OR (c.relreplident = 'i' AND i.indisreplident)) "
@@ -420,7 +428,22 @@ awaitable<void> check_composite_sources(pg::AsyncConnection& source, const confi
                         {fmt::format("source: key column \"{}\" of {} is not part of its replica "
                                      "identity",
                                      c.name, table),
-                         "restore the table's primary key, or set REPLICA IDENTITY FULL"});
+                         "restore the table's primary key, or make a unique index over the key "
+                         "its identity (REPLICA IDENTITY USING INDEX; not FULL, which a column "
+                         "list cannot take)"});
+                }
+                // A time is cast from the column's text: only a date or time type gives one
+                // (an epoch number or free text would fail at the first row).
+                const auto is_time = [](std::string_view t) {
+                    return t.rfind("timestamp", 0) == 0 || t == "date";
+                };
+                if (is_time(c.type) && !is_time(cols.get(row, 3))) {
+                    problems.push_back(
+                        {fmt::format("source: column \"{}\" of {} is {}, but preset {} reads it as "
+                                     "a time (timestamp, timestamptz or date)",
+                                     c.name, table, cols.get(row, 3), composite.preset),
+                         "name a date or time column in the preset_options, or map the table "
+                         "with a table mapping (docs/mapping.md)"});
                 }
                 if (cols.get(row, 2) != "t") {
                     unreadable += (unreadable.empty() ? "" : ", ") + quote_identifier(c.name);

@@ -96,6 +96,13 @@ bool CompositeRule::resolved() const {
     return all;
 }
 
+std::string CompositeRule::scope() const {
+    std::string out = "preset=" + preset;
+    for (const auto& [k, v] : options) out += "; " + k + "=" + v;
+    for (const auto& [k, v] : values) out += "; " + k + "=" + v;
+    return out;
+}
+
 bool MirrorRow::partial() const {
     for (bool p : present) {
         if (!p) return true;

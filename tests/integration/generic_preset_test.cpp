@@ -73,4 +73,18 @@ TEST_CASE("generic: a renamed users table without a name column stays equal to t
     CHECK(f.stop() == 0);
 }
 
+TEST_CASE("generic: check names a sign-up column that is not a time", "[integration][generic]") {
+    SyncOptions o;
+    o.provider_ddl = "CREATE TABLE public.accounts (id bigint PRIMARY KEY, email text, "
+                     "created_at bigint)";
+    o.mappings_yaml = "  - preset: generic\n    preset_options: {table: accounts}\n";
+    SyncFixture f(o);
+    auto out = run_shell_output(std::string(AUTHSYNC_EXE) + " check --config " + f.config_path() +
+                                " 2>&1; echo \"rc=$?\"");
+    INFO(out);
+    CHECK(out.find("column \"created_at\" of \"public\".\"accounts\" is bigint, but preset "
+                   "generic reads it as a time") != std::string::npos);
+    CHECK(out.find("rc=1") != std::string::npos);
+}
+
 }  // namespace authsync::test

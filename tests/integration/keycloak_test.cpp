@@ -3,7 +3,9 @@
 // with another realm's traffic, with kills in between and after an initial copy.
 #include <catch2/catch.hpp>
 
+#include <fstream>
 #include <map>
+#include <sstream>
 
 #include "preset_support.hpp"
 #include "sync_fixture.hpp"
@@ -86,6 +88,42 @@ TEST_CASE("keycloak: an unknown realm is named by check and stops run",
     f.start_unchecked();
     CHECK(f.process().wait(std::chrono::seconds(30)) == 1);
     CHECK_THAT(f.process().log(), Catch::Contains("lookup realm_id found 0 rows"));
+}
+
+TEST_CASE("keycloak: another realm in the config asks for resync, which switches the users",
+          "[integration][keycloak]") {
+    SyncFixture f(keycloak_options());
+    call(f, "CALL keycloak_seed('acme', 40, 0.61)");
+    call(f, "CALL keycloak_seed('other', 30, 0.62)");
+    f.start();
+    require_in_sync(f);
+    REQUIRE(f.stop() == 0);
+
+    std::string config;
+    {
+        std::ifstream in(f.config_path());
+        std::stringstream ss;
+        ss << in.rdbuf();
+        config = ss.str();
+    }
+    config.replace(config.find("realm: acme"), 11, "realm: other");
+    std::ofstream(f.config_path()) << config;
+    f.start_unchecked();
+    CHECK(f.process().wait(std::chrono::seconds(30)) == 1);
+    CHECK_THAT(f.process().log(), Catch::Contains("realm=acme") && Catch::Contains("realm=other") &&
+                                      Catch::Contains("run `authsync resync`"));
+
+    auto resync = run_shell_output(std::string(AUTHSYNC_EXE) + " resync --config " +
+                                   f.config_path() + " 2>&1; echo rc=$?");
+    INFO(resync);
+    CHECK(resync.find("rc=0") != std::string::npos);
+    // acme's users are soft-deleted, other's are live.
+    require_same_rows(
+        "users_sync",
+        sorted_rows(f.provider().exec_params(reference_queries(kDir).at("users"),
+                                             {std::string("other")})),
+        sorted_rows(f.target().exec(
+            "SELECT id, raw_json::text FROM neon_auth.users_sync WHERE deleted_at IS NULL")));
 }
 
 }  // namespace authsync::test

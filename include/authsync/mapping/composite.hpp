@@ -89,13 +89,17 @@ struct CompositeRule {
     std::vector<std::pair<std::string, std::string>> lookups;  // name -> SELECT
     std::vector<MirrorSource> sources;
     std::vector<ComposedTarget> targets;
-    std::map<std::string, std::string> values;  // the lookups' values, once resolved
+    std::map<std::string, std::string> values;   // the lookups' values, once resolved
+    std::map<std::string, std::string> options;  // the preset_options in force (defaults too)
 
     const ComposedTarget* target(std::string_view name) const;
     // Replaces {{name}} in all of the rule's SQL with the quoted literal of `values[name]`.
     // Throws ConfigError naming the placeholder when a value is missing.
     void resolve(const std::map<std::string, std::string>& values);
     bool resolved() const;
+    // What the mirrors were copied for: the preset, its options and its lookups' values. A
+    // mirror copied under another scope (another project, realm, table) must be copied again.
+    std::string scope() const;
 };
 
 // Calls f(sql) for every SQL text of `rule` (filters, affects, compute, all_keys, ddl); `Rule`

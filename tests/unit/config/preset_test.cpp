@@ -258,7 +258,7 @@ TEST_CASE("the keycloak preset needs a realm and scopes by it", "[config][preset
     auto c = parse(head() + "  - preset: keycloak\n    preset_options: {realm: acme}\n");
     REQUIRE(c.composites.size() == 1);
     auto rule = c.composites[0];
-    CHECK(rule.lookups.at(0).second == "SELECT id FROM realm WHERE name = 'acme'");
+    CHECK(rule.lookups.at(0).second == "SELECT id FROM \"public\".realm WHERE name = 'acme'");
     CHECK_FALSE(rule.resolved());
     rule.resolve({{"realm_id", "r-1"}});
     CHECK(rule.sources[0].mirror_filter == "x.realm_id = 'r-1'");
