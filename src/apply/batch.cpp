@@ -99,14 +99,14 @@ std::string text_array_literal(const std::vector<const std::string*>& elements) 
     return out;
 }
 
-namespace {
-
-std::string array_of(const std::vector<std::string>& v) {
+std::string text_array_literal(const std::vector<std::string>& elements) {
     std::vector<const std::string*> ptrs;
-    ptrs.reserve(v.size());
-    for (const auto& s : v) ptrs.push_back(&s);
+    ptrs.reserve(elements.size());
+    for (const auto& e : elements) ptrs.push_back(&e);
     return text_array_literal(ptrs);
 }
+
+namespace {
 
 // The changes of one kind for one target table: column vectors plus what single() needs.
 struct Columns {
@@ -129,7 +129,7 @@ struct Columns {
         st.sql = std::move(sql);
         st.kind = kind;
         st.rows = keys.size();
-        for (const auto& a : arrays) st.params.emplace_back(array_of(a));
+        for (const auto& a : arrays) st.params.emplace_back(text_array_literal(a));
         st.keys = keys;
         st.row_values.resize(keys.size());
         for (std::size_t r = 0; r < keys.size(); ++r) {

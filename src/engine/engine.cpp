@@ -103,12 +103,6 @@ public:
     using Error::Error;
 };
 
-std::vector<const std::string*> pointers_to(const std::vector<std::string>& v) {
-    std::vector<const std::string*> out;
-    for (const auto& s : v) out.push_back(&s);
-    return out;
-}
-
 }  // namespace
 
 // One connected run of the engine. See engine.hpp.
@@ -381,7 +375,7 @@ awaitable<void> Session::prepare() {
         auto r = co_await source_.query_params(
             "SELECT t FROM unnest($1::text[]) AS t WHERE t NOT IN (SELECT schemaname || '.' || "
             "tablename FROM pg_publication_tables WHERE pubname = $2)",
-            pg::params(apply::text_array_literal(pointers_to(tables)), src.publication));
+            pg::params(apply::text_array_literal(tables), src.publication));
         if (r.rows() > 0) {
             throw FatalError(fmt::format(
                 "publication \"{}\" does not include {} (mapped in the config): its changes would "

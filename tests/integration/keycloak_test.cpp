@@ -3,9 +3,7 @@
 // with another realm's traffic, with kills in between and after an initial copy.
 #include <catch2/catch.hpp>
 
-#include <fstream>
 #include <map>
-#include <sstream>
 
 #include "preset_support.hpp"
 #include "sync_fixture.hpp"
@@ -99,15 +97,7 @@ TEST_CASE("keycloak: another realm in the config asks for resync, which switches
     require_in_sync(f);
     REQUIRE(f.stop() == 0);
 
-    std::string config;
-    {
-        std::ifstream in(f.config_path());
-        std::stringstream ss;
-        ss << in.rdbuf();
-        config = ss.str();
-    }
-    config.replace(config.find("realm: acme"), 11, "realm: other");
-    std::ofstream(f.config_path()) << config;
+    replace_in_config(f, "realm: acme", "realm: other");
     f.start_unchecked();
     CHECK(f.process().wait(std::chrono::seconds(30)) == 1);
     CHECK_THAT(f.process().log(), Catch::Contains("realm=acme") && Catch::Contains("realm=other") &&

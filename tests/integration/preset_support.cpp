@@ -66,6 +66,20 @@ void require_same_rows(const std::string& what, const Rows& expected, const Rows
               << actual.size() << " actual\nexpected: " << ev << "\nactual:   " << av);
 }
 
+void replace_in_config(SyncFixture& f, const std::string& from, const std::string& to) {
+    std::string config;
+    {
+        std::ifstream in(f.config_path());
+        std::stringstream ss;
+        ss << in.rdbuf();
+        config = ss.str();
+    }
+    const auto at = config.find(from);
+    REQUIRE(at != std::string::npos);
+    config.replace(at, from.size(), to);
+    std::ofstream(f.config_path()) << config;
+}
+
 int run_with_kills(SyncFixture& f, const std::string& workload_sql, int max_kills,
                    std::chrono::milliseconds interval) {
     std::atomic<bool> done{false};

@@ -4,8 +4,6 @@
 // an initial copy, and on an older Supabase without is_anonymous.
 #include <catch2/catch.hpp>
 
-#include <fstream>
-#include <sstream>
 
 #include "preset_support.hpp"
 #include "sync_fixture.hpp"
@@ -110,17 +108,9 @@ TEST_CASE("supabase: check warns that row-level security would hide users from t
                       "duplicate_object THEN NULL; END $$");
     f.provider().exec("GRANT USAGE ON SCHEMA auth TO supa_repl; GRANT SELECT ON auth.users TO "
                       "supa_repl");
-    std::string config;
-    {
-        std::ifstream in(f.config_path());
-        std::stringstream ss;
-        ss << in.rdbuf();
-        config = ss.str();
-    }
-    const auto dsn_at = config.find("dbname=");
-    REQUIRE(dsn_at != std::string::npos);
-    config.insert(config.find('"', dsn_at), " user=supa_repl");
-    std::ofstream(f.config_path()) << config;
+    // The source DSN's user (the first DSN in the file).
+    replace_in_config(f, "dbname=" + f.provider_db + " user=postgres",
+                      "dbname=" + f.provider_db + " user=supa_repl");
     auto out = run_shell_output(std::string(AUTHSYNC_EXE) + " check --config " + f.config_path() +
                                 " 2>&1; echo \"rc=$?\"");
     INFO(out);

@@ -83,6 +83,7 @@ private:
 
 // A PostgreSQL array literal of text elements: {"a","b\"c",NULL}.
 std::string text_array_literal(const std::vector<const std::string*>& elements);
+std::string text_array_literal(const std::vector<std::string>& elements);
 
 // Statements that soft-delete (or remove) every row of a target table, for TRUNCATE.
 Statement truncate_statement(const mapping::MappingRule& rule, PgTimestamp commit_time);

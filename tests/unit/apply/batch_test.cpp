@@ -98,7 +98,8 @@ TEST_CASE("array literals quote every element and escape quotes and backslashes"
     std::string a = "plain", q = "say \"hi\"", bs = "back\\slash", comma = "a,b}{";
     CHECK(text_array_literal({&a, nullptr, &q, &bs, &comma}) ==
           R"({"plain",NULL,"say \"hi\"","back\\slash","a,b}{"})");
-    CHECK(text_array_literal({}) == "{}");
+    CHECK(text_array_literal(std::vector<std::string>{}) == "{}");
+    CHECK(text_array_literal(std::vector<std::string>{a, q}) == R"({"plain","say \"hi\""})");
 }
 
 TEST_CASE("identifiers in statements are always quoted", "[apply]") {
