@@ -263,23 +263,35 @@ Statement truncate_statement(const mapping::MappingRule& rule, PgTimestamp commi
                  {commit_time.to_iso8601()}, Statement::Kind::SoftDelete);
 }
 
-Statement checkpoint_statement(const std::string& slot, const std::string& end_lsn,
-                               PgTimestamp commit_time) {
-    return plain(
-        "INSERT INTO authsync.checkpoint (slot, end_lsn, commit_time, updated_at) "
-        "VALUES ($1, $2::pg_lsn, $3::timestamptz, now()) ON CONFLICT (slot) DO UPDATE SET "
-        "end_lsn = EXCLUDED.end_lsn, commit_time = EXCLUDED.commit_time, updated_at = now()",
-        {slot, end_lsn, commit_time.to_iso8601()}, Statement::Kind::UpsertFull);
+namespace {
+
+// One upsert of the checkpoint row for both forms. Every write marks the row as covering what
+// authsync acknowledges (engine::Checkpoint). Without a commit time (an idle acknowledgement)
+// the stored one stays.
+std::string checkpoint_upsert(const std::string& slot, const std::string& end_lsn,
+                              const std::string& commit_time) {
+    return "INSERT INTO authsync.checkpoint (slot, end_lsn, commit_time, updated_at, "
+           "covers_acknowledged) VALUES (" + slot + ", " + end_lsn + "::pg_lsn, " + commit_time +
+           "::timestamptz, now(), true) ON CONFLICT (slot) DO UPDATE SET end_lsn = "
+           "EXCLUDED.end_lsn, commit_time = coalesce(EXCLUDED.commit_time, "
+           "authsync.checkpoint.commit_time), updated_at = now(), covers_acknowledged = true";
 }
 
-std::string checkpoint_sql(const std::string& slot, Lsn end_lsn, PgTimestamp commit_time) {
+}  // namespace
+
+Statement checkpoint_statement(const std::string& slot, const std::string& end_lsn,
+                               PgTimestamp commit_time) {
+    return plain(checkpoint_upsert("$1", "$2", "$3"), {slot, end_lsn, commit_time.to_iso8601()},
+                 Statement::Kind::UpsertFull);
+}
+
+std::string checkpoint_sql(const std::string& slot, Lsn end_lsn,
+                           std::optional<PgTimestamp> commit_time) {
     // Slot names are [a-z0-9_], LSNs hex and '/', timestamps ISO 8601: no quote or backslash
     // to escape, whatever standard_conforming_strings says.
-    return "INSERT INTO authsync.checkpoint (slot, end_lsn, commit_time, updated_at) VALUES (" +
-           quote_literal(slot) + ", " + quote_literal(end_lsn.to_string()) + "::pg_lsn, " +
-           quote_literal(commit_time.to_iso8601()) +
-           "::timestamptz, now()) ON CONFLICT (slot) DO UPDATE SET end_lsn = EXCLUDED.end_lsn, "
-           "commit_time = EXCLUDED.commit_time, updated_at = now()";
+    std::string time = "NULL";
+    if (commit_time) time = quote_literal(commit_time->to_iso8601());
+    return checkpoint_upsert(quote_literal(slot), quote_literal(end_lsn.to_string()), time);
 }
 
 }  // namespace authsync::apply

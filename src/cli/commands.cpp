@@ -185,6 +185,18 @@ int check_command(const std::string& config_path) {
     };
     check_side("source", config->source.dsn, true);
     check_side("target", config->target.dsn, false);
+    try {
+        auto found = run_on_loop([&]() -> awaitable<std::vector<engine::Problem>> {
+            auto ex = co_await asio::this_coro::executor;
+            pg::AsyncConnection source(ex), target(ex);
+            co_await source.connect(config->source.dsn, "authsync check");
+            co_await target.connect(config->target.dsn, "authsync check");
+            co_return co_await engine::check_slot_position(source, target, *config);
+        }());
+        problems.insert(problems.end(), found.begin(), found.end());
+    } catch (const Error&) {
+        // A side that cannot be reached is already reported above.
+    }
     for (const auto& p : problems) {
         std::cout << "problem: " << p.what << "\n  hint: " << p.hint << '\n';
     }
@@ -308,7 +320,8 @@ int dead_letter_command(const std::string& config_path, const std::string& actio
                 co_return 0;
             }
             auto rows = co_await target.query_params(
-                "SELECT id, mapping, target, key, op, payload::text, change_time::text, error, "
+                "SELECT id, mapping, target, key, op, coalesce(payload::text, payload_text), "
+                "change_time::text, error, "
                 "attempts FROM authsync.dead_letter WHERE slot = $1 ORDER BY id",
                 pg::params(config->source.slot));
             if (action == "list") {

@@ -15,6 +15,7 @@
 
 #include "authsync/apply/batch.hpp"
 #include "authsync/core/sql.hpp"
+#include "authsync/core/utf8.hpp"
 #include "authsync/engine/backfill.hpp"
 #include "authsync/engine/provisioning.hpp"
 #include "authsync/apply/composite.hpp"
@@ -157,9 +158,12 @@ private:
     void handle_result(const apply::Statement& st, const pg::Result& r);
     void recompute_statements(std::vector<apply::Statement>& out);
     awaitable<void> apply_one_by_one(const apply::Statement& st);
+    awaitable<void> record_dead_letter(pg::Params params);
     awaitable<void> apply_batch();
     awaitable<void> rollback();
     awaitable<void> commit();
+    awaitable<void> commit_checkpoint(std::optional<Lsn> end_lsn,
+                                      std::optional<PgTimestamp> commit_time);
     void defer(std::string_view sql);
     std::string take_deferred();
     awaitable<Lsn> target_flush_lsn();
@@ -212,6 +216,8 @@ private:
     // The last statement sent to the target, executing there while the stream goes on; it
     // keeps its per-change values for a one-by-one retry. settle() before any other query.
     std::optional<apply::Statement> in_flight_;
+    std::string in_flight_savepoint_;  // the savepoint taken just before in_flight_
+    std::uint64_t savepoint_seq_ = 0;
     std::optional<pg::CopyBuffer> lookahead_;
 
     Lsn checkpoint_;        // end_lsn durable in the target at start
@@ -227,6 +233,7 @@ private:
     std::deque<Unflushed> unflushed_;
     std::uint64_t wal_block_size_ = 8192;  // the target's, read at start
     Lsn received_lsn_;      // end_lsn of the last Commit received
+    Clock::time_point last_idle_record_;  // the last idle keepalive written as the checkpoint
     Lsn pending_end_lsn_;   // end_lsn of the last Commit in the batch
     PgTimestamp pending_commit_time_;
     std::size_t pending_txns_ = 0;
@@ -316,7 +323,7 @@ awaitable<void> Session::prepare() {
     const auto unusable_mirrors = co_await inspect_mirrors(target_, config_);
     co_await ensure_target_schema(target_, config_);
     auto checkpoint = co_await read_checkpoint(target_, src.slot);
-    checkpoint_ = checkpoint.value_or(Lsn{});
+    if (checkpoint) checkpoint_ = checkpoint->end_lsn;
     if (checkpoint && !options_.resync && !unusable_mirrors.empty()) {
         throw FatalError(fmt::format("{}: the mirrors must be copied from the provider again; run "
                                      "`authsync resync`",
@@ -401,7 +408,7 @@ awaitable<void> Session::prepare() {
         } else {
             what = fmt::format("slot {} does not exist on the source, but the target has a "
                                "checkpoint at {}",
-                               src.slot, checkpoint->to_string());
+                               src.slot, checkpoint->end_lsn.to_string());
         }
         if (src.on_slot_lost != config::OnSlotLost::Resync) {
             throw FatalError(what + ": changes made since then are lost to this slot; run "
@@ -411,6 +418,19 @@ awaitable<void> Session::prepare() {
         log_->error("{}; resyncing (source.on_slot_lost: resync)", what);
         resync = true;
     }
+    if (checkpoint && slot && !resync) {
+        // E.g. a target restored from a backup, or branched from an earlier point in time:
+        // streaming from its checkpoint would silently skip what the slot no longer holds.
+        if (auto ahead = slot_ahead_of_checkpoint(src.slot, *slot, *checkpoint)) {
+            if (src.on_slot_lost != config::OnSlotLost::Resync) throw FatalError(*ahead);
+            log_->error("{}; resyncing (source.on_slot_lost: resync)", *ahead);
+            resync = true;
+        }
+    }
+    // What the provider already holds as confirmed may be reported again; nothing more until
+    // the target says the checkpoint is durable (below).
+    Lsn already_confirmed;
+    if (slot && slot->confirmed_flush) already_confirmed = std::min(*slot->confirmed_flush, checkpoint_);
     const bool backfill = resync || (!checkpoint && src.snapshot == config::Snapshot::Initial);
     if (scope_changed && !backfill) throw FatalError(*scope_changed);
     if (backfill && slot) {
@@ -449,12 +469,27 @@ awaitable<void> Session::prepare() {
             log_->info("created slot {}", src.slot);
         }
     }
-    committed_lsn_ = durable_lsn_ = acked_lsn_ = received_lsn_ = checkpoint_;
-    status_.applied_lsn = status_.flushed_lsn = checkpoint_;
+    if (!slot) already_confirmed = Lsn{};  // dropped and made again above
     {
         auto r = co_await target_.query("SELECT current_setting('wal_block_size')::bigint");
         wal_block_size_ = std::stoull(std::string(r.get(0, 0)));
         if (wal_block_size_ == 0) throw pg::PgError("the target reports wal_block_size 0");
+    }
+    // The checkpoint may have been committed asynchronously by a session that died before
+    // the target flushed it: it counts as durable only once the target's WAL flush passes
+    // the target's current insert position, like any commit of this session.
+    committed_lsn_ = received_lsn_ = checkpoint_;
+    durable_lsn_ = acked_lsn_ = already_confirmed;
+    status_.applied_lsn = checkpoint_;
+    status_.flushed_lsn = acked_lsn_;
+    {
+        auto r = co_await target_.query(
+            "SELECT pg_current_wal_insert_lsn()::text, pg_current_wal_flush_lsn()::text");
+        if (checkpoint_ > acked_lsn_) {
+            unflushed_.push_back(Unflushed{
+                durable_point(Lsn::parse_or_throw(r.get(0, 0)), wal_block_size_), checkpoint_});
+        }
+        advance_durable(Lsn::parse_or_throw(r.get(0, 1)));
     }
     // Set whatever the target's default: flush reporting follows the target's WAL flush LSN.
     std::string sync_commit = "SET synchronous_commit = off";
@@ -524,12 +559,16 @@ awaitable<void> Session::stream() {
         } else {
             const auto& k = std::get<wire::PrimaryKeepalive>(frame);
             status_.provider_wal_lsn = std::max(status_.provider_wal_lsn, k.wal_end);
-            if (idle() && !lookahead_ && unflushed_.empty()) {
+            if (idle() && !lookahead_ && unflushed_.empty() && k.wal_end > committed_lsn_ &&
+                Clock::now() - last_idle_record_ >= config_.source.status_interval) {
                 // Everything received is applied and flushed: what the provider sent up to its
-                // WAL end holds nothing more for us, so acknowledge it and let the slot advance.
-                acked_lsn_ = std::max(acked_lsn_, k.wal_end);
-                committed_lsn_ = std::max(committed_lsn_, acked_lsn_);
-                status_.applied_lsn = committed_lsn_;
+                // WAL end holds nothing more for us. It becomes the checkpoint first, and is
+                // acknowledged (the slot advances) once that is durable: the slot is then
+                // never ahead of the target's checkpoint (slot_ahead_of_checkpoint).
+                last_idle_record_ = Clock::now();
+                defer("BEGIN");
+                target_tx_open_ = true;
+                co_await commit_checkpoint(k.wal_end, std::nullopt);
             }
             if (k.reply_requested) co_await send_status(false);
         }
@@ -732,6 +771,18 @@ namespace {
 // Statements with up to this many bytes of values go inline (see flush_chunk).
 constexpr std::size_t kInlineBytes = 8 * 1024;
 
+// Whether a statement may go as literals in a simple query with its SAVEPOINT. Only small ones,
+// and only well-formed UTF-8: the server checks a query's encoding before running any of it,
+// so ill-formed bytes would reject the SAVEPOINT with the statement. As bound parameters they
+// are rejected at Bind, after the savepoint: a row error like any other.
+bool inline_safe(const apply::Statement& st) {
+    if (st.params_bytes() > kInlineBytes) return false;
+    for (const auto& p : st.params) {
+        if (p && !is_valid_utf8(*p)) return false;
+    }
+    return true;
+}
+
 // Errors that one change can cause in the target: constraint violations (class 23), data
 // exceptions (class 22) and errors raised by triggers (P0001). Anything else is not the row's
 // fault, and is handled as a failure of the whole session.
@@ -804,18 +855,21 @@ awaitable<void> Session::flush_chunk() {
       }
       for (auto& st : statements) {
         co_await settle();
-        // A savepoint per statement: when the target rejects a change, find which one, and
-        // stop naming its key (apply.on_error: stop) or set it aside (dead_letter).
-        if (st.params_bytes() <= kInlineBytes) {
+        // A savepoint of its own per statement: when the target rejects a change, find which
+        // one, and stop naming its key (apply.on_error: stop) or set it aside (dead_letter).
+        // Its own name, so that a rollback can only ever reach back to this statement's start
+        // (see settle()).
+        in_flight_savepoint_ = fmt::format("authsync_statement_{}", ++savepoint_seq_);
+        if (inline_safe(st)) {
             // Small (low load): one simple query with what was deferred, the savepoint and
             // the statement, its values as literals. Large: bound parameters, cheaper for the
             // server to read than a long literal.
             std::string sql = take_deferred();
-            sql += "SAVEPOINT authsync_statement; ";
+            sql += "SAVEPOINT " + in_flight_savepoint_ + "; ";
             sql += st.inline_sql();
             co_await target_.send_query(std::move(sql));
         } else {
-            co_await target_query("SAVEPOINT authsync_statement");
+            co_await target_query("SAVEPOINT " + in_flight_savepoint_);
             co_await target_.send_query_params(st.sql, std::move(st.params));
         }
         // The array parameters are on the wire; row_values keeps what a retry needs.
@@ -850,11 +904,25 @@ awaitable<void> Session::settle() {
         if (!is_row_error(e)) throw;
         failed = e;
     }
+    const std::string savepoint = std::move(in_flight_savepoint_);
     if (failed) {
-        co_await target_query("ROLLBACK TO SAVEPOINT authsync_statement");
+        // The savepoint went out in the same simple query as the statement. Had the server
+        // rejected that query before running any of it, the savepoint would not exist, and no
+        // other name may stand in for it: an earlier savepoint would undo statements that
+        // succeeded. Then the whole target transaction rolls back (its checkpoint with it).
+        try {
+            co_await target_query("ROLLBACK TO SAVEPOINT " + savepoint);
+        } catch (const pg::PgError& e) {
+            if (e.sqlstate() != "3B001") throw;
+            throw pg::PgError(fmt::format("the target rejected a statement before its savepoint "
+                                          "was set ({}); the target transaction is rolled back "
+                                          "whole",
+                                          failed->what()),
+                              failed->sqlstate());
+        }
         co_await apply_one_by_one(st);
     }
-    defer("RELEASE SAVEPOINT authsync_statement");
+    defer("RELEASE SAVEPOINT " + savepoint);
 }
 
 void Session::defer(std::string_view sql) {
@@ -943,18 +1011,43 @@ awaitable<void> Session::apply_one_by_one(const apply::Statement& st) {
         if (has_payload) payload = one.row_values[0][0];
         if (has_payload && one.row_values[0].size() == 2) change_time = one.row_values[0][1];
         pg::Params params = pg::params(config_.source.slot, txn_final_lsn_.to_string(), mapping,
-                                       target, key, std::string(upsert ? "upsert" : "delete"),
-                                       payload, change_time,
-                                       std::string(failed->what()), failed->sqlstate());
-        co_await target_sync();
-        co_await target_.query_params(
-            "INSERT INTO authsync.dead_letter (slot, lsn, mapping, target, key, op, payload, "
-            "change_time, error, sqlstate) VALUES ($1, $2::pg_lsn, $3, $4, $5, $6, $7::jsonb, "
-            "$8::timestamptz, $9, $10)",
-            std::move(params));
+                                       target, escape_ill_formed_utf8(key),
+                                       std::string(upsert ? "upsert" : "delete"), payload,
+                                       change_time, std::string(failed->what()),
+                                       failed->sqlstate());
+        co_await record_dead_letter(std::move(params));
         ++pending_dead_letters_;
         log_->warn("dead-lettered the change to {} key {}: {}", mapping, key, failed->what());
     }
+}
+
+// Params: slot, lsn, mapping, target, key, op, payload, change_time, error, sqlstate. A dead
+// letter must always be storable, whatever the change held: jsonb refuses what json accepts
+// (\u0000) and no text column takes ill-formed UTF-8. So the payload goes to `payload` under
+// a savepoint, and to `payload_text` (ill-formed bytes shown as \xHH) when jsonb refuses it.
+awaitable<void> Session::record_dead_letter(pg::Params params) {
+    static constexpr const char* kInsert =
+        "INSERT INTO authsync.dead_letter (slot, lsn, mapping, target, key, op, {}, "
+        "change_time, error, sqlstate) VALUES ($1, $2::pg_lsn, $3, $4, $5, $6, {}, "
+        "$8::timestamptz, $9, $10)";
+    auto& payload = params.at(6);
+    bool as_json = !payload || is_valid_utf8(*payload);
+    if (as_json) {
+        co_await target_query("SAVEPOINT authsync_dead_letter");
+        std::optional<pg::PgError> refused;
+        try {
+            co_await target_.query_params(fmt::format(kInsert, "payload", "$7::jsonb"), params);
+        } catch (const pg::PgError& e) {
+            if (!is_row_error(e)) throw;
+            refused = e;
+        }
+        if (refused) co_await target_.query("ROLLBACK TO SAVEPOINT authsync_dead_letter");
+        co_await target_.query("RELEASE SAVEPOINT authsync_dead_letter");
+        if (!refused) co_return;
+    }
+    if (payload) payload = escape_ill_formed_utf8(*payload);
+    co_await target_sync();
+    co_await target_.query_params(fmt::format(kInsert, "payload_text", "$7"), std::move(params));
 }
 
 awaitable<void> Session::apply_batch() {
@@ -995,22 +1088,26 @@ awaitable<void> Session::apply_batch() {
 // off (or a target that runs so), the commit is visible before it is durable: the batch's
 // source end_lsn is reported as flushed only once the target's WAL flush passes that point.
 awaitable<void> Session::commit() {
-    // The checkpoint, the COMMIT and the WAL positions in one round trip.
+    std::optional<Lsn> end_lsn;
+    if (pending_txns_ > 0) end_lsn = pending_end_lsn_;
+    co_await commit_checkpoint(end_lsn, pending_commit_time_);
+}
+
+// The checkpoint (when given), the COMMIT and the target's WAL positions in one round trip.
+awaitable<void> Session::commit_checkpoint(std::optional<Lsn> end_lsn,
+                                           std::optional<PgTimestamp> commit_time) {
     std::string sql;
-    if (pending_txns_ > 0) {
-        sql = apply::checkpoint_sql(config_.source.slot, pending_end_lsn_, pending_commit_time_) +
-              "; ";
-    }
+    if (end_lsn) sql = apply::checkpoint_sql(config_.source.slot, *end_lsn, commit_time) + "; ";
     sql += "COMMIT; SELECT pg_current_wal_insert_lsn()::text, pg_current_wal_flush_lsn()::text";
     auto r = co_await target_query(std::move(sql));
     target_tx_open_ = false;
     if (r.rows() != 1) throw pg::PgError("the target did not report its WAL position");
     const auto inserted = Lsn::parse_or_throw(r.get(0, 0));
     const auto flushed = Lsn::parse_or_throw(r.get(0, 1));
-    if (pending_txns_ > 0) {
-        committed_lsn_ = pending_end_lsn_;
+    if (end_lsn) {
+        committed_lsn_ = *end_lsn;
         status_.applied_lsn = std::max(status_.applied_lsn, committed_lsn_);
-        unflushed_.push_back(Unflushed{durable_point(inserted, wal_block_size_), pending_end_lsn_});
+        unflushed_.push_back(Unflushed{durable_point(inserted, wal_block_size_), *end_lsn});
     }
     advance_durable(flushed);
 }

@@ -31,35 +31,59 @@ std::string users_sync_ddl(const std::string& schema, const std::string& table) 
         fmt::arg("index", quote_identifier(table + "_deleted_at_idx")));
 }
 
+namespace {
+
+// Adds a column to a table of authsync's schema when it lacks it. Not ALTER TABLE ... ADD
+// COLUMN IF NOT EXISTS: that takes an ACCESS EXCLUSIVE lock even when the column exists, which
+// gives the start-up an xid and a synchronous commit, and so flushes the target's WAL.
+std::string add_column_ddl(const std::string& table, const std::string& column,
+                           const std::string& type) {
+    return fmt::format(
+        "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = "
+        "'authsync.{0}'::regclass AND attname = '{1}' AND NOT attisdropped) THEN ALTER TABLE "
+        "authsync.{0} ADD COLUMN {1} {2}; END IF; END $$;\n",
+        table, column, type);
+}
+
+}  // namespace
+
 std::string state_ddl() {
-    return "CREATE TABLE IF NOT EXISTS authsync.checkpoint (\n"
-           "  slot text PRIMARY KEY,\n"
-           "  end_lsn pg_lsn NOT NULL,\n"
-           "  commit_time timestamptz,\n"
-           "  updated_at timestamptz NOT NULL DEFAULT now());\n"
-           // Changes the target rejected, with apply.on_error: dead_letter.
-           "CREATE TABLE IF NOT EXISTS authsync.dead_letter (\n"
-           "  id bigserial PRIMARY KEY,\n"
-           "  slot text NOT NULL,\n"
-           "  lsn pg_lsn,\n"
-           "  mapping text NOT NULL,\n"
-           "  target text NOT NULL,\n"
-           "  key text NOT NULL,\n"
-           "  op text NOT NULL CHECK (op IN ('upsert', 'delete')),\n"
-           "  payload jsonb,\n"
-           "  change_time timestamptz,\n"
-           "  error text NOT NULL,\n"
-           "  sqlstate text,\n"
-           "  attempts int NOT NULL DEFAULT 1,\n"
-           "  created_at timestamptz NOT NULL DEFAULT now(),\n"
-           "  retried_at timestamptz);\n"
-           // What each preset's mirrors were copied for (CompositeRule::scope).
-           "CREATE TABLE IF NOT EXISTS authsync.preset_scope (\n"
-           "  slot text NOT NULL,\n"
-           "  preset text NOT NULL,\n"
-           "  scope text NOT NULL,\n"
-           "  copied_at timestamptz NOT NULL DEFAULT now(),\n"
-           "  PRIMARY KEY (slot, preset));\n";
+    std::string ddl =
+        "CREATE TABLE IF NOT EXISTS authsync.checkpoint (\n"
+        "  slot text PRIMARY KEY,\n"
+        "  end_lsn pg_lsn NOT NULL,\n"
+        "  commit_time timestamptz,\n"
+        "  updated_at timestamptz NOT NULL DEFAULT now());\n";
+    // Set by every write since idle acknowledgements are recorded (Checkpoint).
+    ddl += add_column_ddl("checkpoint", "covers_acknowledged", "boolean NOT NULL DEFAULT false");
+    // Changes the target rejected, with apply.on_error: dead_letter.
+    ddl +=
+        "CREATE TABLE IF NOT EXISTS authsync.dead_letter (\n"
+        "  id bigserial PRIMARY KEY,\n"
+        "  slot text NOT NULL,\n"
+        "  lsn pg_lsn,\n"
+        "  mapping text NOT NULL,\n"
+        "  target text NOT NULL,\n"
+        "  key text NOT NULL,\n"
+        "  op text NOT NULL CHECK (op IN ('upsert', 'delete')),\n"
+        "  payload jsonb,\n"
+        "  change_time timestamptz,\n"
+        "  error text NOT NULL,\n"
+        "  sqlstate text,\n"
+        "  attempts int NOT NULL DEFAULT 1,\n"
+        "  created_at timestamptz NOT NULL DEFAULT now(),\n"
+        "  retried_at timestamptz);\n";
+    // A payload jsonb cannot hold (\u0000, ill-formed UTF-8 shown as \xHH) is kept as text.
+    ddl += add_column_ddl("dead_letter", "payload_text", "text");
+    // What each preset's mirrors were copied for (CompositeRule::scope).
+    ddl +=
+        "CREATE TABLE IF NOT EXISTS authsync.preset_scope (\n"
+        "  slot text NOT NULL,\n"
+        "  preset text NOT NULL,\n"
+        "  scope text NOT NULL,\n"
+        "  copied_at timestamptz NOT NULL DEFAULT now(),\n"
+        "  PRIMARY KEY (slot, preset));\n";
+    return ddl;
 }
 
 awaitable<std::optional<SlotInfo>> find_slot(pg::AsyncConnection& source, const std::string& slot) {
@@ -298,11 +322,47 @@ awaitable<std::vector<std::string>> inspect_mirrors(pg::AsyncConnection& target,
     co_return out;
 }
 
-awaitable<std::optional<Lsn>> read_checkpoint(pg::AsyncConnection& target, const std::string& slot) {
+awaitable<std::optional<Checkpoint>> read_checkpoint(pg::AsyncConnection& target,
+                                                     const std::string& slot) {
     auto r = co_await target.query_params(
-        "SELECT end_lsn::text FROM authsync.checkpoint WHERE slot = $1", pg::params(slot));
+        // (Through to_jsonb: `check` may read a checkpoint table older than the column.)
+        "SELECT end_lsn::text, coalesce((to_jsonb(c) ->> 'covers_acknowledged')::boolean, false) "
+        "FROM authsync.checkpoint AS c WHERE slot = $1",
+        pg::params(slot));
     if (r.rows() == 0) co_return std::nullopt;
-    co_return Lsn::parse_or_throw(r.get(0, 0));
+    co_return Checkpoint{Lsn::parse_or_throw(r.get(0, 0)), r.get(0, 1) == "t"};
+}
+
+awaitable<std::vector<Problem>> check_slot_position(pg::AsyncConnection& source,
+                                                    pg::AsyncConnection& target,
+                                                    const config::Config& config) {
+    std::vector<Problem> problems;
+    auto table = co_await target.query("SELECT to_regclass('authsync.checkpoint')");
+    if (table.is_null(0, 0)) co_return problems;
+    auto checkpoint = co_await read_checkpoint(target, config.source.slot);
+    if (!checkpoint) co_return problems;
+    auto slot = co_await find_slot(source, config.source.slot);
+    if (!slot) co_return problems;
+    if (auto ahead = slot_ahead_of_checkpoint(config.source.slot, *slot, *checkpoint)) {
+        problems.push_back({*ahead, "`authsync resync` drops and re-creates the slot and copies "
+                                    "every user again; `run` stops until then"});
+    }
+    co_return problems;
+}
+
+std::optional<std::string> slot_ahead_of_checkpoint(const std::string& slot_name,
+                                                    const SlotInfo& slot,
+                                                    const Checkpoint& checkpoint) {
+    // A checkpoint from before this rule (no covers_acknowledged) may legitimately trail idle
+    // acknowledgements; its next write records them.
+    if (!checkpoint.covers_acknowledged || !slot.confirmed_flush) return std::nullopt;
+    if (*slot.confirmed_flush <= checkpoint.end_lsn) return std::nullopt;
+    return fmt::format(
+        "slot {} has confirmed_flush_lsn {}, past the target's checkpoint {}: the changes in "
+        "between are gone from the slot and missing from the target (was the target restored "
+        "from a backup or branched from an earlier point in time?); run `authsync resync` to "
+        "copy the users again (or set source.on_slot_lost: resync)",
+        slot_name, slot.confirmed_flush->to_string(), checkpoint.end_lsn.to_string());
 }
 
 awaitable<std::vector<Problem>> check_publication_scope(pg::AsyncConnection& source,

@@ -9,6 +9,7 @@
 #include <limits>
 
 #include "authsync/core/error.hpp"
+#include "authsync/core/utf8.hpp"
 #include "authsync/pgoutput/relation_cache.hpp"
 
 namespace authsync::mapping {
@@ -109,44 +110,6 @@ void append_int64(std::string& out, std::int64_t v) {
 
 // ---- JSON strings ----------------------------------------------------------------------------
 
-// Length of the well-formed UTF-8 sequence at p (Unicode table 3-7), or, when ill-formed, minus
-// the length of its maximal ill-formed subpart (at least 1), which becomes one U+FFFD.
-int utf8_sequence(const unsigned char* p, const unsigned char* end) {
-    const unsigned char c = *p;
-    int need = 0;
-    unsigned char lo = 0x80;
-    unsigned char hi = 0xBF;
-    if (c >= 0xC2 && c <= 0xDF) {
-        need = 1;
-    } else if (c == 0xE0) {
-        need = 2;
-        lo = 0xA0;
-    } else if ((c >= 0xE1 && c <= 0xEC) || c == 0xEE || c == 0xEF) {
-        need = 2;
-    } else if (c == 0xED) {  // no UTF-16 surrogates
-        need = 2;
-        hi = 0x9F;
-    } else if (c == 0xF0) {
-        need = 3;
-        lo = 0x90;
-    } else if (c >= 0xF1 && c <= 0xF3) {
-        need = 3;
-    } else if (c == 0xF4) {  // nothing above U+10FFFF
-        need = 3;
-        hi = 0x8F;
-    } else {
-        return -1;  // a continuation byte, C0/C1 (overlong) or F5..FF
-    }
-    for (int i = 1; i <= need; ++i) {
-        if (end - p <= i) return -i;
-        const unsigned char b = p[i];
-        if (b < lo || b > hi) return -i;
-        lo = 0x80;
-        hi = 0xBF;
-    }
-    return need + 1;
-}
-
 void append_json_string(std::string& out, std::string_view text) {
     static constexpr char kHex[] = "0123456789abcdef";
     out.reserve(out.size() + text.size() + 2);
@@ -164,15 +127,10 @@ void append_json_string(std::string& out, std::string_view text) {
             continue;
         }
         if (c >= 0x80) {
+            // Ill-formed UTF-8 (a SQL_ASCII provider) goes on as it is: the target rejects it,
+            // and the change is a row error (apply.on_error), never a silent U+FFFD.
             const int n = utf8_sequence(p, end);
-            if (n > 0) {
-                p += n;
-                continue;
-            }
-            flush();
-            out += "\xEF\xBF\xBD";  // U+FFFD REPLACEMENT CHARACTER
-            p += -n;
-            run = p;
+            p += n > 0 ? n : -n;
             continue;
         }
         flush();
@@ -804,8 +762,7 @@ RowImage BoundMapping::map_new(const TupleData& tuple, const TupleData* old_tupl
         image.key = new_key_column(0, tuple, old_tuple).value;
     } else {
         for (std::size_t i = 0; i < key_positions_.size(); ++i) {
-            if (i != 0) image.key += ':';
-            image.key += new_key_column(i, tuple, old_tuple).value;
+            append_key_part(image.key, i, new_key_column(i, tuple, old_tuple).value);
         }
     }
 
@@ -858,13 +815,23 @@ std::string BoundMapping::key_of_old(const TupleData& old_tuple) const {
                                            relation_name_, rule_.key_columns[i],
                                            kind_name(col.kind)));
         }
-        if (i != 0) key += ':';
-        key += col.value;
+        if (key_positions_.size() == 1) return col.value;
+        append_key_part(key, i, col.value);
     }
     return key;
 }
 
 // ---- free functions --------------------------------------------------------------------------
+
+void append_key_part(std::string& key, std::size_t index, std::string_view part) {
+    // Joined with ':'; a ':' or a backslash inside a part gets a backslash before it, so that
+    // ("a:b", "c") and ("a", "b:c") stay two ids. Parts with neither read as they always did.
+    if (index != 0) key += ':';
+    for (char c : part) {
+        if (c == ':' || c == '\\') key += '\\';
+        key += c;
+    }
+}
 
 std::string column_to_json(std::string_view text, TypeId type_id, Conversion as) {
     std::string out;

@@ -66,12 +66,17 @@ asio::awaitable<void> AsyncConnection::connect(std::string dsn, std::string appl
     values.push_back(dsn.c_str());
     keys.push_back("application_name");
     values.push_back(application_name.c_str());
+    // Pinned whatever PGCLIENTENCODING or ALTER ROLE ... SET say: text from a LATIN1 provider
+    // arrives converted, and literals are read the way authsync writes them (a multibyte
+    // SJIS/BIG5/GBK character may end in the byte of a backslash).
+    keys.push_back("client_encoding");
+    values.push_back(kClientEncoding);
     if (replication) {
         keys.push_back("replication");
         values.push_back("database");
         keys.push_back("options");
         values.push_back("-c datestyle=ISO -c timezone=UTC -c extra_float_digits=3 "
-                         "-c intervalstyle=iso_8601");
+                         "-c intervalstyle=iso_8601 -c standard_conforming_strings=on");
     }
     keys.push_back(nullptr);
     values.push_back(nullptr);
@@ -94,6 +99,15 @@ asio::awaitable<void> AsyncConnection::connect(std::string dsn, std::string appl
     if (PQsetnonblocking(raw(), 1) != 0) throw_connection_error("could not set non-blocking mode");
     route_notices(raw());
     attach_socket();
+    // The server reports both at start. A role or database set to the old string syntax, or
+    // a SQL_ASCII server, gets them set for this session (a SET beats ALTER ROLE ... SET).
+    if (!session_settings_pinned(raw())) {
+        co_await query(pin_session_settings_sql(raw()));
+        if (!session_settings_pinned(raw())) {
+            throw PgError("the server did not take the session's client_encoding and "
+                          "standard_conforming_strings on");
+        }
+    }
 }
 
 asio::awaitable<void> AsyncConnection::flush() {

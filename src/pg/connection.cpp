@@ -94,13 +94,40 @@ std::uint64_t Result::affected_rows() const {
 
 void Connection::Deleter::operator()(pg_conn* c) const { PQfinish(c); }
 
+const char* session_encoding(pg_conn* conn) {
+    const char* server = PQparameterStatus(conn, "server_encoding");
+    if (server && std::string_view(server) == "SQL_ASCII") return "SQL_ASCII";
+    return kClientEncoding;
+}
+
+bool session_settings_pinned(pg_conn* conn) {
+    const char* encoding = PQparameterStatus(conn, "client_encoding");
+    const char* strings = PQparameterStatus(conn, "standard_conforming_strings");
+    return encoding && std::string_view(encoding) == session_encoding(conn) && strings &&
+           std::string_view(strings) == "on";
+}
+
+std::string pin_session_settings_sql(pg_conn* conn) {
+    return fmt::format("SET client_encoding = '{}'; SET standard_conforming_strings = on",
+                       session_encoding(conn));
+}
+
 Connection Connection::connect(const std::string& dsn) {
-    Connection c(PQconnectdb(dsn.c_str()));
+    const char* keys[] = {"dbname", "client_encoding", nullptr};
+    const char* values[] = {dsn.c_str(), kClientEncoding, nullptr};
+    Connection c(PQconnectdbParams(keys, values, 1));
     if (!c.conn_) throw PgError("could not allocate a connection");
     if (PQstatus(c.raw()) == CONNECTION_OK) route_notices(c.raw());
     if (PQstatus(c.raw()) != CONNECTION_OK) {
         std::string reason = one_line(PQerrorMessage(c.raw()));
         throw PgError(fmt::format("could not connect to {}: {}", redact_dsn(dsn), reason), "08001");
+    }
+    if (!session_settings_pinned(c.raw())) {
+        c.exec(pin_session_settings_sql(c.raw()));
+        if (!session_settings_pinned(c.raw())) {
+            throw PgError("the server did not take the session's client_encoding and "
+                          "standard_conforming_strings on");
+        }
     }
     return c;
 }

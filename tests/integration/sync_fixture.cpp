@@ -36,7 +36,7 @@ SyncFixture::SyncFixture(SyncOptions options)
       cluster_(options_.provider ? options_.provider : &provider_cluster()) {
     const int n = next_id();
     slot_ = "authsync_t" + std::to_string(n);
-    provider_db = cluster_->create_database("auth");
+    provider_db = cluster_->create_database("auth", options_.provider_db_options);
     target_db = target_cluster().create_database("app");
     char tmpl[] = "/tmp/authsync-sync-XXXXXX";
     dir_ = ::mkdtemp(tmpl);

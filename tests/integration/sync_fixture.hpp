@@ -21,6 +21,7 @@ struct SyncOptions {
     std::string status_token;            // empty: no token
     int max_ready_lag_seconds = 60;
     PgCluster* provider = nullptr;       // default: the shared provider_cluster()
+    std::string provider_db_options;     // CREATE DATABASE options (e.g. an encoding)
     std::string snapshot = "initial";
     std::string dsn_suffix;              // appended to both DSNs (e.g. " password=...")
     std::string log_level = "debug";     // authsync's --log-level

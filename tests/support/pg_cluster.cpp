@@ -149,9 +149,9 @@ pg::Connection PgCluster::connect(const std::string& dbname) const {
     return pg::Connection::connect(dsn(dbname));
 }
 
-std::string PgCluster::create_database(const std::string& prefix) {
+std::string PgCluster::create_database(const std::string& prefix, const std::string& options) {
     std::string name = prefix + "_" + std::to_string(++db_counter_);
-    connect().exec("CREATE DATABASE " + quote_identifier(name));
+    connect().exec("CREATE DATABASE " + quote_identifier(name) + (options.empty() ? "" : " " + options));
     return name;
 }
 

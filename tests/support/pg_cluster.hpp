@@ -30,8 +30,9 @@ public:
     const std::string& data_dir() const { return data_dir_; }
     std::string dsn(const std::string& dbname = "postgres") const;
     pg::Connection connect(const std::string& dbname = "postgres") const;
-    // A fresh database with a unique name; returns the name.
-    std::string create_database(const std::string& prefix);
+    // A fresh database with a unique name; returns the name. `options` follow CREATE DATABASE
+    // (e.g. "ENCODING 'LATIN1' LOCALE 'C' TEMPLATE template0").
+    std::string create_database(const std::string& prefix, const std::string& options = {});
     std::string log_tail(int lines = 40) const;
 
 private:

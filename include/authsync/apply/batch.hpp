@@ -92,6 +92,7 @@ Statement checkpoint_statement(const std::string& slot, const std::string& end_l
                                PgTimestamp commit_time);
 // The same upsert as one SQL string with its values as literals, so that it can share a
 // simple query (one round trip) with the COMMIT. `slot` must be a valid slot name.
-std::string checkpoint_sql(const std::string& slot, Lsn end_lsn, PgTimestamp commit_time);
+std::string checkpoint_sql(const std::string& slot, Lsn end_lsn,
+                           std::optional<PgTimestamp> commit_time);
 
 }  // namespace authsync::apply

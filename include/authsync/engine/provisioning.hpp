@@ -65,9 +65,24 @@ asio::awaitable<void> ensure_target_schema(pg::AsyncConnection& target,
 // their preset names, described; empty when all are as the presets say.
 asio::awaitable<std::vector<std::string>> inspect_mirrors(pg::AsyncConnection& target,
                                                           const config::Config& config);
+struct Checkpoint {
+    Lsn end_lsn;
+    // Written by a version that records every position it acknowledges to the provider in
+    // the checkpoint first (idle keepalives included): the slot can then never be ahead of it
+    // unless the target went back in time (a restore, a branch from an earlier point).
+    bool covers_acknowledged = false;
+};
+
 // The checkpoint stored for a slot, if any.
-asio::awaitable<std::optional<Lsn>> read_checkpoint(pg::AsyncConnection& target,
-                                                    const std::string& slot);
+asio::awaitable<std::optional<Checkpoint>> read_checkpoint(pg::AsyncConnection& target,
+                                                           const std::string& slot);
+
+// When the slot's confirmed_flush_lsn is past a checkpoint that covers every acknowledgement,
+// the changes in between are gone from the slot and missing from the target: says so, with
+// both LSNs and the way out. nullopt when streaming from the checkpoint loses nothing.
+std::optional<std::string> slot_ahead_of_checkpoint(const std::string& slot_name,
+                                                    const SlotInfo& slot,
+                                                    const Checkpoint& checkpoint);
 
 // A problem found by `check`, with a hint on how to fix it.
 struct Problem {
@@ -80,6 +95,11 @@ struct Problem {
 // project). Empty when all is well.
 asio::awaitable<std::vector<Problem>> check_publication_scope(pg::AsyncConnection& source,
                                                               const config::Config& config);
+
+// The slot against the target's checkpoint (slot_ahead_of_checkpoint), for `check`.
+asio::awaitable<std::vector<Problem>> check_slot_position(pg::AsyncConnection& source,
+                                                          pg::AsyncConnection& target,
+                                                          const config::Config& config);
 
 asio::awaitable<std::vector<Problem>> check_source(pg::AsyncConnection& source,
                                                    const config::Config& config);

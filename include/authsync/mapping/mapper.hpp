@@ -101,5 +101,8 @@ private:
 std::string column_to_json(std::string_view text, pgoutput::TypeId type_id, Conversion as);
 // JSON string literal with escapes.
 std::string json_quote(std::string_view text);
+// Appends part `index` of a multi-column key to `key`: parts joined with ':', a ':' or '\'
+// inside a part escaped with '\' (unambiguous; a part with neither reads as it is).
+void append_key_part(std::string& key, std::size_t index, std::string_view part);
 
 }  // namespace authsync::mapping

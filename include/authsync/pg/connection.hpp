@@ -45,6 +45,20 @@ private:
     std::string hint_;
 };
 
+// Every connection authsync opens runs with client_encoding UTF8 and
+// standard_conforming_strings on, whatever the environment, role or database say: text
+// arrives as UTF-8 (converted by the server from the provider's encoding, e.g. LATIN1), and
+// string literals mean what authsync wrote. A SQL_ASCII server cannot convert and would refuse
+// to send a byte that is not UTF-8: there the session uses SQL_ASCII, the bytes arrive as
+// stored, and one that is not UTF-8 makes its change a row error in the target.
+inline constexpr const char* kClientEncoding = "UTF8";
+// The client_encoding for this connection's server (UTF8, or SQL_ASCII for such a server).
+const char* session_encoding(pg_conn* conn);
+// Whether the server reported both settings as pinned for this connection.
+bool session_settings_pinned(pg_conn* conn);
+// The SET statements that pin them.
+std::string pin_session_settings_sql(pg_conn* conn);
+
 // Sends the server's NOTICEs on this connection to the log at debug level instead of stderr.
 void route_notices(pg_conn* conn);
 

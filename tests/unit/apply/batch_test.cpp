@@ -153,3 +153,16 @@ TEST_CASE("the checkpoint SQL carries slot, LSN and commit time as literals", "[
     CHECK_THAT(sql, Catch::Contains("'my_slot', '0/16B3748'::pg_lsn, '2000-01-01T00:00:00"));
     CHECK_THAT(sql, Catch::Contains("ON CONFLICT (slot) DO UPDATE"));
 }
+
+TEST_CASE("every checkpoint write marks the row as covering what is acknowledged", "[apply]") {
+    auto sql = checkpoint_sql("my_slot", Lsn(0x16B3748), PgTimestamp{0});
+    CHECK_THAT(sql, Catch::Contains("covers_acknowledged = true"));
+    CHECK(checkpoint_statement("my_slot", "0/16B3748", PgTimestamp{0}).sql.find(
+              "covers_acknowledged = true") != std::string::npos);
+}
+
+TEST_CASE("an idle acknowledgement keeps the stored commit time", "[apply]") {
+    auto sql = checkpoint_sql("my_slot", Lsn(0x16B3748), std::nullopt);
+    CHECK_THAT(sql, Catch::Contains("'0/16B3748'::pg_lsn, NULL::timestamptz"));
+    CHECK_THAT(sql, Catch::Contains("coalesce(EXCLUDED.commit_time, authsync.checkpoint.commit_time)"));
+}

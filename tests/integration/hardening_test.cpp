@@ -1,0 +1,305 @@
+// Silent loss at the edges: savepoints, encodings, unstorable dead letters, durability at
+// start, and a slot ahead of the target's checkpoint. Real servers, one scenario per test.
+#include <catch2/catch.hpp>
+#include <signal.h>
+#include <stdlib.h>
+
+#include <thread>
+
+#include "sync_fixture.hpp"
+
+using namespace authsync;
+using namespace std::chrono_literals;
+using test::SyncFixture;
+using test::wait_until;
+
+namespace {
+
+std::string run_cli(const std::string& args) {
+    return test::run_shell_output(std::string(AUTHSYNC_EXE) + " " + args + " 2>&1; echo rc=$?");
+}
+
+test::SyncOptions with_dead_letters(test::SyncOptions options = {}) {
+    options.extra_yaml += "apply:\n  on_error: dead_letter\n";
+    return options;
+}
+
+bool row_exists(SyncFixture& f, const std::string& table, const std::string& id) {
+    return f.target()
+               .exec_params("SELECT 1 FROM " + table + " WHERE id = $1", pg::params(id))
+               .rows() == 1;
+}
+
+bool user_exists(SyncFixture& f, const std::string& id) {
+    return row_exists(f, "neon_auth.users_sync", id);
+}
+
+std::string display_name(SyncFixture& f, const std::string& id) {
+    auto r = f.target().exec_params(
+        "SELECT raw_json->>'display_name' FROM neon_auth.users_sync WHERE id = $1", pg::params(id));
+    return r.rows() == 1 && !r.is_null(0, 0) ? std::string(r.get(0, 0)) : "<none>";
+}
+
+std::string checkpoint_lsn(SyncFixture& f) {
+    return f.target_value("SELECT end_lsn FROM authsync.checkpoint WHERE slot = '" + f.slot() + "'");
+}
+
+std::string confirmed_flush(SyncFixture& f) {
+    return f.provider_value("SELECT confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = '" +
+                            f.slot() + "'");
+}
+
+// Holds the target's asynchronous commits unflushed for up to 10 s while it lives.
+struct SlowTargetWalWriter {
+    SlowTargetWalWriter() {
+        auto c = test::target_cluster().connect();
+        c.exec("ALTER SYSTEM SET wal_writer_delay = '10s'");
+        c.exec("SELECT pg_reload_conf()");
+        std::this_thread::sleep_for(300ms);  // the walwriter takes the new delay after its nap
+    }
+    ~SlowTargetWalWriter() {
+        try {
+            auto c = test::target_cluster().connect();
+            c.exec("ALTER SYSTEM RESET wal_writer_delay");
+            c.exec("SELECT pg_reload_conf()");
+        } catch (const std::exception&) {
+            // The next test's fixture works with either delay.
+        }
+    }
+};
+
+constexpr const char* kUsersTable = R"(
+    CREATE TABLE public.users (id text PRIMARY KEY, name text, email text, metadata json);
+    CREATE TABLE public.unrelated (id serial PRIMARY KEY, note text);
+)";
+
+constexpr const char* kUsersMapping =
+    "  - source: public.users\n"
+    "    key: id\n"
+    "    fields:\n"
+    "      id: id\n"
+    "      display_name: name\n"
+    "      primary_email: email\n"
+    "      server_metadata: metadata\n";
+
+}  // namespace
+
+TEST_CASE("a change rejected in the second statement of a target transaction leaves the first applied",
+          "[hardening][integration]") {
+    // SQL_ASCII stores any bytes; 0xFF is no UTF-8, so the target rejects that change. Two
+    // mappings make two statements in one target transaction (admins_sync goes first).
+    auto options = with_dead_letters();
+    options.provider_db_options = "ENCODING 'SQL_ASCII' LOCALE 'C' TEMPLATE template0";
+    options.provider_ddl = std::string(kUsersTable) +
+                           "CREATE TABLE public.admins (id text PRIMARY KEY, name text);";
+    options.mappings_yaml = std::string(kUsersMapping) +
+                            "  - source: public.admins\n"
+                            "    target: neon_auth.admins_sync\n"
+                            "    key: id\n"
+                            "    fields:\n"
+                            "      id: id\n"
+                            "      display_name: name\n";
+    SyncFixture f(options);
+    f.start();
+    auto p = f.provider();
+    p.exec("BEGIN; INSERT INTO public.admins (id, name) VALUES ('g1', 'Grace'); "
+           "INSERT INTO public.users (id, name) VALUES ('b1', E'Bad\\377Byte'); COMMIT");
+    REQUIRE(f.wait_caught_up());
+    CHECK(row_exists(f, "neon_auth.admins_sync", "g1"));  // the statement before stays
+    CHECK_FALSE(user_exists(f, "b1"));
+    CHECK(f.target_value("SELECT key || ' ' || sqlstate FROM authsync.dead_letter") == "b1 22021");
+    CHECK(f.target_value("SELECT payload IS NULL AND payload_text LIKE '%Bad\\\\xFFByte%' "
+                         "FROM authsync.dead_letter") == "t");
+    // Valid text of the same provider goes on as it is.
+    p.exec("INSERT INTO public.users (id, name) VALUES ('ok1', 'Plain ASCII')");
+    REQUIRE(wait_until([&] { return user_exists(f, "ok1"); }));
+    CHECK(display_name(f, "ok1") == "Plain ASCII");
+    CHECK(f.process().running());
+    CHECK(f.stop() == 0);
+}
+
+TEST_CASE("a LATIN1 provider's accented names arrive exact, copied and streamed",
+          "[hardening][integration]") {
+    test::SyncOptions options;
+    options.provider_db_options = "ENCODING 'LATIN1' LOCALE 'C' TEMPLATE template0";
+    options.provider_ddl = kUsersTable;
+    options.mappings_yaml = kUsersMapping;
+    SyncFixture f(options);
+    // The test's own connection speaks UTF-8; the provider stores LATIN1.
+    f.provider().exec("INSERT INTO public.users (id, name) VALUES ('c1', 'Zoë Ångström')");
+    f.start();
+    f.provider().exec("INSERT INTO public.users (id, name) VALUES ('s1', 'José Müller-Lüdenscheidt')");
+    REQUIRE(wait_until([&] { return user_exists(f, "s1"); }));
+    CHECK(display_name(f, "c1") == "Zoë Ångström");
+    CHECK(display_name(f, "s1") == "José Müller-Lüdenscheidt");
+    CHECK(f.stop() == 0);
+}
+
+TEST_CASE("SJIS client settings on the role and in the environment change nothing",
+          "[hardening][integration]") {
+    test::SyncOptions options;
+    options.provider_ddl = kUsersTable;
+    options.mappings_yaml = kUsersMapping;
+    SyncFixture f(options);
+    // In SJIS, ソ ends in 0x5C, the byte of a backslash.
+    for (auto* side : {&test::provider_cluster(), &test::target_cluster()}) {
+        const auto db = side == &test::target_cluster() ? f.target_db : f.provider_db;
+        side->connect().exec("ALTER ROLE postgres IN DATABASE " + quote_identifier(db) +
+                             " SET client_encoding = 'SJIS'");
+        side->connect().exec("ALTER ROLE postgres IN DATABASE " + quote_identifier(db) +
+                             " SET standard_conforming_strings = off");
+    }
+    ::setenv("PGCLIENTENCODING", "SJIS", 1);
+    f.provider().exec("INSERT INTO public.users (id, name) VALUES ('c1', 'ソn copied')");
+    f.start();
+    ::unsetenv("PGCLIENTENCODING");
+    const std::string tricky = "ソn ソ' ソ\\' 表\\ 能 O'Brien";
+    f.provider().exec_params("INSERT INTO public.users (id, name) VALUES ('s1', $1)", {tricky});
+    REQUIRE(wait_until([&] { return user_exists(f, "s1"); }));
+    CHECK(display_name(f, "c1") == "ソn copied");
+    CHECK(display_name(f, "s1") == tricky);
+    CHECK(f.target_value("SELECT count(*) FROM neon_auth.users_sync") == "2");
+    CHECK(f.stop() == 0);
+}
+
+TEST_CASE("a json value with \\u0000 that jsonb refuses is dead-lettered as text and sync goes on",
+          "[hardening][integration]") {
+    auto options = with_dead_letters();
+    options.provider_ddl = kUsersTable;
+    options.mappings_yaml = kUsersMapping;
+    SyncFixture f(options);
+    f.start();
+    auto p = f.provider();
+    p.exec("BEGIN; INSERT INTO public.users (id, name) VALUES ('good', 'Ada'); "
+           "INSERT INTO public.users (id, name, metadata) VALUES ('nul', 'Bob', '{\"a\": \"x\\u0000y\"}'); "
+           "COMMIT");
+    REQUIRE(f.wait_caught_up());
+    CHECK(f.process().running());
+    CHECK(user_exists(f, "good"));
+    CHECK_FALSE(user_exists(f, "nul"));
+    CHECK(f.target_value("SELECT key || ' ' || sqlstate || ' ' || (payload IS NULL)::text FROM "
+                         "authsync.dead_letter") == "nul 22P05 true");
+    CHECK(f.target_value("SELECT payload_text LIKE '%x\\\\u0000y%' FROM authsync.dead_letter") == "t");
+    // `dead-letter list` reads it; the payload stays out of what it prints.
+    auto listed = run_cli("dead-letter list --config " + f.config_path());
+    CHECK_THAT(listed, Catch::Contains("nul") && Catch::Contains("rc=0"));
+    p.exec("INSERT INTO public.users (id, name) VALUES ('after', 'Cy')");
+    REQUIRE(wait_until([&] { return user_exists(f, "after"); }));
+    CHECK(f.stop() == 0);
+}
+
+TEST_CASE("a restart does not confirm a checkpoint the target has not flushed yet",
+          "[hardening][integration][restart]") {
+    SlowTargetWalWriter slow;
+    auto& target = test::target_cluster();
+    SyncFixture f;
+    f.start();
+    REQUIRE(f.wait_caught_up());
+    f.provider().exec("INSERT INTO public.users (id, name) VALUES ('c1', 'C')");
+    const auto after_insert = f.provider_value("SELECT pg_current_wal_lsn()");
+    REQUIRE(wait_until([&] { return user_exists(f, "c1"); }));
+    f.kill9();  // the checkpoint is committed in the target, not yet flushed there
+    f.start();
+    std::this_thread::sleep_for(1500ms);  // the new session's status updates go out
+    REQUIRE(f.target_value("SELECT pg_current_wal_flush_lsn() < pg_current_wal_insert_lsn()") == "t");
+    CHECK(f.provider_value("SELECT confirmed_flush_lsn < '" + after_insert +
+                           "'::pg_lsn FROM pg_replication_slots WHERE slot_name = '" + f.slot() +
+                           "'") == "t");
+    target.stop("immediate");  // the unflushed commit and its checkpoint are gone
+    target.start();
+    REQUIRE(wait_until([&] { return user_exists(f, "c1"); }, 60s));
+    CHECK(f.wait_caught_up());
+    CHECK(f.process().running());
+    CHECK(f.stop() == 0);
+}
+
+TEST_CASE("a target restored to an older checkpoint than the slot stops run and check, and resync repairs it",
+          "[hardening][integration]") {
+    SyncFixture f;
+    f.start();
+    auto p = f.provider();
+    p.exec("INSERT INTO public.users (id, name) VALUES ('u1', 'One')");
+    REQUIRE(wait_until([&] { return user_exists(f, "u1"); }));
+    REQUIRE(f.wait_caught_up());
+    const auto backup_lsn = checkpoint_lsn(f);  // what a backup taken now would hold
+    p.exec("INSERT INTO public.users (id, name) VALUES ('u2', 'Two')");
+    REQUIRE(wait_until([&] { return user_exists(f, "u2"); }));
+    REQUIRE(f.wait_caught_up());
+    REQUIRE(f.stop() == 0);
+    // The target goes back to the backup: u2 and the checkpoint past it are gone.
+    f.target().exec("DELETE FROM neon_auth.users_sync WHERE id = 'u2'");
+    f.target().exec_params("UPDATE authsync.checkpoint SET end_lsn = $1 WHERE slot = $2",
+                           {backup_lsn, f.slot()});
+    const auto slot_lsn = confirmed_flush(f);
+
+    f.start_unchecked();
+    CHECK(f.process().wait(30s) == 1);
+    const auto log = f.process().log();
+    CHECK_THAT(log, Catch::Contains("past the target's checkpoint") && Catch::Contains(slot_lsn) &&
+                        Catch::Contains(backup_lsn) && Catch::Contains("authsync resync"));
+    auto checked = run_cli("check --config " + f.config_path());
+    CHECK_THAT(checked, Catch::Contains("past the target's checkpoint") && Catch::Contains("rc=1"));
+
+    auto resynced = run_cli("resync --config " + f.config_path());
+    CHECK_THAT(resynced, Catch::Contains("rc=0"));
+    CHECK(user_exists(f, "u2"));
+    f.start();
+    p.exec("INSERT INTO public.users (id, name) VALUES ('u3', 'Three')");
+    REQUIRE(wait_until([&] { return user_exists(f, "u3"); }));
+    CHECK(f.stop() == 0);
+}
+
+TEST_CASE("with on_slot_lost resync a slot ahead of the checkpoint is repaired by a resync",
+          "[hardening][integration]") {
+    SyncFixture f;
+    f.start();
+    auto p = f.provider();
+    p.exec("INSERT INTO public.users (id, name) VALUES ('u1', 'One')");
+    REQUIRE(wait_until([&] { return user_exists(f, "u1"); }));
+    REQUIRE(f.wait_caught_up());
+    const auto backup_lsn = checkpoint_lsn(f);
+    p.exec("INSERT INTO public.users (id, name) VALUES ('u2', 'Two')");
+    REQUIRE(wait_until([&] { return user_exists(f, "u2"); }));
+    REQUIRE(f.wait_caught_up());
+    REQUIRE(f.stop() == 0);
+    f.target().exec("DELETE FROM neon_auth.users_sync WHERE id = 'u2'");
+    f.target().exec_params("UPDATE authsync.checkpoint SET end_lsn = $1 WHERE slot = $2",
+                           {backup_lsn, f.slot()});
+    // The same config, told to resync by itself.
+    test::run_shell("sed -i 's/^source:$/source:\\n  on_slot_lost: resync/' " + f.config_path());
+    f.start();
+    REQUIRE(wait_until([&] { return user_exists(f, "u2"); }));
+    CHECK_THAT(f.process().log(), Catch::Contains("resyncing (source.on_slot_lost: resync)"));
+    CHECK(f.process().running());
+    CHECK(f.stop() == 0);
+}
+
+TEST_CASE("after an idle period with unrelated provider WAL a restart streams on",
+          "[hardening][integration]") {
+    SyncFixture f;
+    f.start();
+    auto p = f.provider();
+    p.exec("INSERT INTO public.users (id, name) VALUES ('u1', 'One')");
+    REQUIRE(wait_until([&] { return user_exists(f, "u1"); }));
+    REQUIRE(f.wait_caught_up());
+    const auto data_checkpoint = checkpoint_lsn(f);
+    // WAL the publication does not carry: only keepalives move the slot past it.
+    for (int i = 0; i < 20; ++i) {
+        p.exec("INSERT INTO public.unrelated (note) SELECT 'x' FROM generate_series(1, 200)");
+        std::this_thread::sleep_for(50ms);
+    }
+    REQUIRE(f.wait_caught_up());
+    CHECK(f.provider_value("SELECT confirmed_flush_lsn > '" + data_checkpoint +
+                           "'::pg_lsn FROM pg_replication_slots WHERE slot_name = '" + f.slot() +
+                           "'") == "t");
+    // What was acknowledged is recorded in the target first.
+    CHECK(f.target_value("SELECT end_lsn >= '" + confirmed_flush(f) +
+                         "'::pg_lsn FROM authsync.checkpoint WHERE slot = '" + f.slot() + "'") == "t");
+    f.kill9();
+    f.start();
+    std::this_thread::sleep_for(1s);
+    REQUIRE(f.process().running());
+    p.exec("INSERT INTO public.users (id, name) VALUES ('u2', 'Two')");
+    REQUIRE(wait_until([&] { return user_exists(f, "u2"); }));
+    CHECK(f.stop() == 0);
+}
