@@ -312,6 +312,14 @@ namespace {
 
 constexpr std::string_view kAtExpression = "(timestamptz 'epoch' + a.at_us * interval '1 microsecond')";
 
+// What a recompute returns, one row: (target, rows written, rows removed). A users target's
+// soft delete counts as removed; rows found equal to what was computed count as neither.
+std::string counts_select(const mapping::ComposedTarget& t) {
+    return fmt::format("SELECT {}::text, (SELECT count(*) FROM upserted), (SELECT count(*) FROM "
+                       "removed)",
+                       quote_literal(t.target_name()));
+}
+
 std::string recompute_sql(const mapping::ComposedTarget& t, const std::string& affected) {
     const auto table = quote_qualified(t.target_schema, t.target_table);
     if (t.kind == mapping::TargetKind::Users) {
@@ -322,11 +330,13 @@ std::string recompute_sql(const mapping::ComposedTarget& t, const std::string& a
             "ON a.key = c.id ORDER BY c.id, c.raw_json::text "
             "ON CONFLICT (id) DO UPDATE SET raw_json = EXCLUDED.raw_json, updated_at = "
             "EXCLUDED.updated_at, deleted_at = NULL WHERE t.raw_json IS DISTINCT FROM "
-            "EXCLUDED.raw_json OR t.deleted_at IS NOT NULL RETURNING 1) "
-            "UPDATE {table} AS t SET deleted_at = {at} FROM affected AS a WHERE t.id = a.key AND "
-            "t.deleted_at IS NULL AND NOT EXISTS (SELECT 1 FROM computed AS c WHERE c.id = a.key)",
+            "EXCLUDED.raw_json OR t.deleted_at IS NOT NULL RETURNING 1), "
+            "removed AS (UPDATE {table} AS t SET deleted_at = {at} FROM affected AS a WHERE t.id = "
+            "a.key AND t.deleted_at IS NULL AND NOT EXISTS (SELECT 1 FROM computed AS c WHERE "
+            "c.id = a.key) RETURNING 1) {counts}",
             fmt::arg("affected", affected), fmt::arg("compute", t.compute),
-            fmt::arg("table", table), fmt::arg("at", kAtExpression));
+            fmt::arg("table", table), fmt::arg("at", kAtExpression),
+            fmt::arg("counts", counts_select(t)));
     }
     std::string cols, excluded_cols, t_cols, sets, keys, key_match;
     for (const auto& c : t.columns) {
@@ -353,12 +363,13 @@ std::string recompute_sql(const mapping::ComposedTarget& t, const std::string& a
     return fmt::format(
         "WITH affected AS ({affected}), computed AS ({compute}), "
         "removed AS (DELETE FROM {table} AS t USING affected AS a WHERE t.{group}::text = a.key AND "
-        "NOT EXISTS (SELECT 1 FROM computed AS c WHERE {key_match}) RETURNING 1) "
-        "INSERT INTO {table} AS t ({cols}) SELECT DISTINCT ON ({keys}) {cols} FROM computed "
-        "ON CONFLICT ({keys}) {conflict}",
+        "NOT EXISTS (SELECT 1 FROM computed AS c WHERE {key_match}) RETURNING 1), "
+        "upserted AS (INSERT INTO {table} AS t ({cols}) SELECT DISTINCT ON ({keys}) {cols} FROM "
+        "computed ON CONFLICT ({keys}) {conflict} RETURNING 1) {counts}",
         fmt::arg("affected", affected), fmt::arg("compute", t.compute), fmt::arg("table", table),
         fmt::arg("group", quote_identifier(t.group_column)), fmt::arg("key_match", key_match),
-        fmt::arg("cols", cols), fmt::arg("keys", keys), fmt::arg("conflict", conflict));
+        fmt::arg("cols", cols), fmt::arg("keys", keys), fmt::arg("conflict", conflict),
+        fmt::arg("counts", counts_select(t)));
 }
 
 }  // namespace
