@@ -313,10 +313,11 @@ namespace {
 constexpr std::string_view kAtExpression = "(timestamptz 'epoch' + a.at_us * interval '1 microsecond')";
 
 // What a recompute returns, one row: (target, rows written, rows removed). A users target's
-// soft delete counts as removed; rows found equal to what was computed count as neither.
+// soft delete counts as removed, also one written with its deleted_at set; rows found equal to
+// what was computed count as neither.
 std::string counts_select(const mapping::ComposedTarget& t) {
-    return fmt::format("SELECT {}::text, (SELECT count(*) FROM upserted), (SELECT count(*) FROM "
-                       "removed)",
+    return fmt::format("SELECT {}::text, (SELECT count(*) FROM upserted WHERE NOT gone), "
+                       "(SELECT count(*) FROM removed) + (SELECT count(*) FROM upserted WHERE gone)",
                        quote_literal(t.target_name()));
 }
 
@@ -326,11 +327,12 @@ std::string recompute_sql(const mapping::ComposedTarget& t, const std::string& a
         return fmt::format(
             "WITH affected AS ({affected}), computed AS ({compute}), "
             "upserted AS (INSERT INTO {table} AS t (raw_json, updated_at, deleted_at) "
-            "SELECT DISTINCT ON (c.id) c.raw_json, {at}, NULL FROM computed AS c JOIN affected AS a "
-            "ON a.key = c.id ORDER BY c.id, c.raw_json::text "
+            "SELECT DISTINCT ON (c.id) c.raw_json, {at}, (to_jsonb(c) ->> 'deleted_at')::timestamptz "
+            "FROM computed AS c JOIN affected AS a ON a.key = c.id ORDER BY c.id, c.raw_json::text "
             "ON CONFLICT (id) DO UPDATE SET raw_json = EXCLUDED.raw_json, updated_at = "
-            "EXCLUDED.updated_at, deleted_at = NULL WHERE t.raw_json IS DISTINCT FROM "
-            "EXCLUDED.raw_json OR t.deleted_at IS NOT NULL RETURNING 1), "
+            "EXCLUDED.updated_at, deleted_at = EXCLUDED.deleted_at WHERE t.raw_json IS DISTINCT "
+            "FROM EXCLUDED.raw_json OR t.deleted_at IS DISTINCT FROM EXCLUDED.deleted_at "
+            "RETURNING t.deleted_at IS NOT NULL AS gone), "
             "removed AS (UPDATE {table} AS t SET deleted_at = {at} FROM affected AS a WHERE t.id = "
             "a.key AND t.deleted_at IS NULL AND NOT EXISTS (SELECT 1 FROM computed AS c WHERE "
             "c.id = a.key) RETURNING 1) {counts}",
@@ -365,7 +367,7 @@ std::string recompute_sql(const mapping::ComposedTarget& t, const std::string& a
         "removed AS (DELETE FROM {table} AS t USING affected AS a WHERE t.{group}::text = a.key AND "
         "NOT EXISTS (SELECT 1 FROM computed AS c WHERE {key_match}) RETURNING 1), "
         "upserted AS (INSERT INTO {table} AS t ({cols}) SELECT DISTINCT ON ({keys}) {cols} FROM "
-        "computed ON CONFLICT ({keys}) {conflict} RETURNING 1) {counts}",
+        "computed ON CONFLICT ({keys}) {conflict} RETURNING false AS gone) {counts}",
         fmt::arg("affected", affected), fmt::arg("compute", t.compute), fmt::arg("table", table),
         fmt::arg("group", quote_identifier(t.group_column)), fmt::arg("key_match", key_match),
         fmt::arg("cols", cols), fmt::arg("keys", keys), fmt::arg("conflict", conflict),
