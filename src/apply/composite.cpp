@@ -312,21 +312,33 @@ namespace {
 
 constexpr std::string_view kAtExpression = "(timestamptz 'epoch' + a.at_us * interval '1 microsecond')";
 
+// What a recompute returns, one row: (target, rows written, rows removed). A users target's
+// soft delete counts as removed, also one written with its deleted_at set; rows found equal to
+// what was computed count as neither.
+std::string counts_select(const mapping::ComposedTarget& t) {
+    return fmt::format("SELECT {}::text, (SELECT count(*) FROM upserted WHERE NOT gone), "
+                       "(SELECT count(*) FROM removed) + (SELECT count(*) FROM upserted WHERE gone)",
+                       quote_literal(t.target_name()));
+}
+
 std::string recompute_sql(const mapping::ComposedTarget& t, const std::string& affected) {
     const auto table = quote_qualified(t.target_schema, t.target_table);
     if (t.kind == mapping::TargetKind::Users) {
         return fmt::format(
             "WITH affected AS ({affected}), computed AS ({compute}), "
             "upserted AS (INSERT INTO {table} AS t (raw_json, updated_at, deleted_at) "
-            "SELECT DISTINCT ON (c.id) c.raw_json, {at}, NULL FROM computed AS c JOIN affected AS a "
-            "ON a.key = c.id ORDER BY c.id, c.raw_json::text "
+            "SELECT DISTINCT ON (c.id) c.raw_json, {at}, (to_jsonb(c) ->> 'deleted_at')::timestamptz "
+            "FROM computed AS c JOIN affected AS a ON a.key = c.id ORDER BY c.id, c.raw_json::text "
             "ON CONFLICT (id) DO UPDATE SET raw_json = EXCLUDED.raw_json, updated_at = "
-            "EXCLUDED.updated_at, deleted_at = NULL WHERE t.raw_json IS DISTINCT FROM "
-            "EXCLUDED.raw_json OR t.deleted_at IS NOT NULL RETURNING 1) "
-            "UPDATE {table} AS t SET deleted_at = {at} FROM affected AS a WHERE t.id = a.key AND "
-            "t.deleted_at IS NULL AND NOT EXISTS (SELECT 1 FROM computed AS c WHERE c.id = a.key)",
+            "EXCLUDED.updated_at, deleted_at = EXCLUDED.deleted_at WHERE t.raw_json IS DISTINCT "
+            "FROM EXCLUDED.raw_json OR t.deleted_at IS DISTINCT FROM EXCLUDED.deleted_at "
+            "RETURNING t.deleted_at IS NOT NULL AS gone), "
+            "removed AS (UPDATE {table} AS t SET deleted_at = {at} FROM affected AS a WHERE t.id = "
+            "a.key AND t.deleted_at IS NULL AND NOT EXISTS (SELECT 1 FROM computed AS c WHERE "
+            "c.id = a.key) RETURNING 1) {counts}",
             fmt::arg("affected", affected), fmt::arg("compute", t.compute),
-            fmt::arg("table", table), fmt::arg("at", kAtExpression));
+            fmt::arg("table", table), fmt::arg("at", kAtExpression),
+            fmt::arg("counts", counts_select(t)));
     }
     std::string cols, excluded_cols, t_cols, sets, keys, key_match;
     for (const auto& c : t.columns) {
@@ -353,12 +365,13 @@ std::string recompute_sql(const mapping::ComposedTarget& t, const std::string& a
     return fmt::format(
         "WITH affected AS ({affected}), computed AS ({compute}), "
         "removed AS (DELETE FROM {table} AS t USING affected AS a WHERE t.{group}::text = a.key AND "
-        "NOT EXISTS (SELECT 1 FROM computed AS c WHERE {key_match}) RETURNING 1) "
-        "INSERT INTO {table} AS t ({cols}) SELECT DISTINCT ON ({keys}) {cols} FROM computed "
-        "ON CONFLICT ({keys}) {conflict}",
+        "NOT EXISTS (SELECT 1 FROM computed AS c WHERE {key_match}) RETURNING 1), "
+        "upserted AS (INSERT INTO {table} AS t ({cols}) SELECT DISTINCT ON ({keys}) {cols} FROM "
+        "computed ON CONFLICT ({keys}) {conflict} RETURNING false AS gone) {counts}",
         fmt::arg("affected", affected), fmt::arg("compute", t.compute), fmt::arg("table", table),
         fmt::arg("group", quote_identifier(t.group_column)), fmt::arg("key_match", key_match),
-        fmt::arg("cols", cols), fmt::arg("keys", keys), fmt::arg("conflict", conflict));
+        fmt::arg("cols", cols), fmt::arg("keys", keys), fmt::arg("conflict", conflict),
+        fmt::arg("counts", counts_select(t)));
 }
 
 }  // namespace

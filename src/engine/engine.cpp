@@ -820,6 +820,15 @@ void Session::handle_result(const apply::Statement& st, const pg::Result& r) {
         }
         return;
     }
+    if (st.kind == apply::Statement::Kind::Recompute) {
+        // (target, upserted, removed): a soft-deleted user or a removed member is a delete.
+        for (int i = 0; i < r.rows(); ++i) {
+            auto& rows = pending_rows_[std::string(r.get(i, 0))];
+            rows.upserts += std::stoull(std::string(r.get(i, 1)));
+            rows.deletes += std::stoull(std::string(r.get(i, 2)));
+        }
+        return;
+    }
     if (st.kind == apply::Statement::Kind::UpsertPartial) {
         for (int i = 0; i < r.rows(); ++i) {
             if (r.get(i, 1) == "t") {
@@ -884,9 +893,9 @@ void Session::recompute_statements(std::vector<apply::Statement>& out) {
         for (const auto& target : composite.targets) {
             auto it = affected_.find(target.target_name());
             if (it == affected_.end() || it->second.empty()) continue;
+            // Counted from its result (handle_result): rows written, rows removed.
             out.push_back(apply::recompute_statement(target, composite.preset + ":" + target.name,
                                                      it->second));
-            pending_rows_[target.target_name()].upserts += it->second.size();
         }
     }
     affected_.clear();

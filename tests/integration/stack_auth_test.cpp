@@ -6,6 +6,8 @@
 
 #include <map>
 
+#include <nlohmann/json.hpp>
+
 #include "preset_support.hpp"
 #include "sync_fixture.hpp"
 
@@ -80,6 +82,19 @@ void require_in_sync(SyncFixture& f) {
 }
 
 void call(SyncFixture& f, const std::string& sql) { f.provider().exec(sql); }
+
+// counters.rows_applied of /status, by mapping or target ({} until it answers).
+nlohmann::json rows_applied(SyncFixture& f) {
+    auto body = run_shell_output("curl -s -m 5 " + f.status_url() + "/status");
+    auto j = nlohmann::json::parse(body, nullptr, false);
+    if (j.is_discarded() || !j.contains("counters")) return nlohmann::json::object();
+    return j["counters"]["rows_applied"];
+}
+
+std::uint64_t count_of(const nlohmann::json& rows, const std::string& target, const char* op) {
+    if (!rows.contains(target)) return 0;
+    return rows[target].value(op, std::uint64_t{0});
+}
 
 }  // namespace
 
@@ -171,6 +186,60 @@ TEST_CASE("stack-auth: revoking a permission or deleting a user shows in the sam
                          user + "'") == "0");
     CHECK(f.target_value("SELECT count(*) FROM neon_auth.team_members_sync WHERE user_id = '" +
                          user + "'") == "0");
+    CHECK(f.stop() == 0);
+}
+
+TEST_CASE("stack-auth: removed users and memberships count as deletes of their targets, not upserts",
+          "[integration][stack-auth]") {
+    SyncFixture f(stack_options());
+    call(f, std::string("CALL stack_seed('") + kTenancy + "', 40, 0.55)");
+    f.start();
+    require_in_sync(f);
+    auto p = f.provider();
+    const std::string tenancy(kTenancy);
+    // A membership that is not the user's selected team (so the user's raw_json stays), and
+    // another user to delete with everything it has.
+    auto member = p.exec_params(
+        "SELECT \"projectUserId\"::text, \"teamId\"::text FROM \"TeamMember\" WHERE "
+        "\"tenancyId\" = $1::uuid AND \"isSelected\" IS NULL ORDER BY 1, 2 LIMIT 1",
+        {tenancy});
+    REQUIRE(member.rows() == 1);
+    const std::string member_user(member.get(0, 0)), member_team(member.get(0, 1));
+    auto victim = p.exec_params(
+        "SELECT \"projectUserId\"::text FROM \"TeamMember\" WHERE \"tenancyId\" = $1::uuid "
+        "AND \"projectUserId\" <> $2::uuid ORDER BY 1 LIMIT 1",
+        {tenancy, member_user});
+    REQUIRE(victim.rows() == 1);
+    const std::string user(victim.get(0, 0));
+    const auto victim_memberships = std::stoull(f.target_value(
+        "SELECT count(*) FROM neon_auth.team_members_sync WHERE user_id = '" + user + "'"));
+    REQUIRE(victim_memberships >= 1);
+
+    const auto before = rows_applied(f);
+    p.exec_params("DELETE FROM \"TeamMember\" WHERE \"tenancyId\" = $1::uuid AND "
+                  "\"projectUserId\" = $2::uuid AND \"teamId\" = $3::uuid",
+                  {tenancy, member_user, member_team});
+    p.exec_params("DELETE FROM \"ProjectUser\" WHERE \"tenancyId\" = $1::uuid AND "
+                  "\"projectUserId\" = $2::uuid",
+                  {tenancy, user});
+    require_in_sync(f);
+    const char* users = "neon_auth.users_sync";
+    const char* members = "neon_auth.team_members_sync";
+    // The counters are published with the status snapshot, after the commit.
+    CHECK(wait_until([&] {
+        const auto now = rows_applied(f);
+        return count_of(now, users, "deletes") > count_of(before, users, "deletes") &&
+               count_of(now, members, "deletes") > count_of(before, members, "deletes");
+    }));
+    const auto after = rows_applied(f);
+    INFO(before.dump() << " -> " << after.dump());
+    // One user soft-deleted; the user's memberships and the other one removed.
+    CHECK(count_of(after, users, "deletes") - count_of(before, users, "deletes") == 1);
+    CHECK(count_of(after, members, "deletes") - count_of(before, members, "deletes") ==
+          victim_memberships + 1);
+    // Nothing was written as an upsert: the kept user's raw_json did not change.
+    CHECK(count_of(after, users, "upserts") == count_of(before, users, "upserts"));
+    CHECK(count_of(after, members, "upserts") == count_of(before, members, "upserts"));
     CHECK(f.stop() == 0);
 }
 

@@ -33,6 +33,25 @@ void require_in_sync(SyncFixture& f, const std::string& reference = "users") {
     // Soft-deleted on the provider (deleted_at) or gone: soft-deleted here, never alive.
     CHECK(f.target_value("SELECT count(*) FROM neon_auth.users_sync WHERE deleted_at IS NULL") ==
           f.provider_value("SELECT count(*) FROM auth.users WHERE deleted_at IS NULL"));
+    // A soft-deleted user still exists on the provider: it is here, soft-deleted when Supabase
+    // did it.
+    const auto soft_deleted =
+        sorted_rows(f.provider().exec_params(refs.at("soft_deleted"), {std::string("unused")}));
+    Rows held;
+    for (const auto& row : soft_deleted) {
+        auto r = f.target().exec_params(
+            "SELECT id, to_char(deleted_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') "
+            "FROM neon_auth.users_sync WHERE id = $1",
+            {row.at(0)});
+        for (const auto& r_row : sorted_rows(r)) held.push_back(r_row);
+    }
+    require_same_rows("soft-deleted users", soft_deleted, held);
+}
+
+std::string target_deleted_at(SyncFixture& f, const std::string& id) {
+    return f.target_value("SELECT to_char(deleted_at AT TIME ZONE 'UTC', "
+                          "'YYYY-MM-DD\"T\"HH24:MI:SS.US') FROM neon_auth.users_sync WHERE id = '" +
+                          id + "'");
 }
 
 void call(SyncFixture& f, const std::string& sql) { f.provider().exec(sql); }
@@ -58,6 +77,78 @@ TEST_CASE("supabase: initial copy, then a randomized workload, equal the provide
     CHECK(cols.find("encrypted_password") == std::string::npos);
     CHECK(cols.find("token") == std::string::npos);
     CHECK(cols.find("email") != std::string::npos);
+    CHECK(f.stop() == 0);
+}
+
+TEST_CASE("supabase: a user soft-deleted before the initial copy is copied soft-deleted, and "
+          "stays so when it is deleted",
+          "[integration][supabase]") {
+    SyncFixture f(supabase_options());
+    call(f, "CALL supabase_seed(30, 0.15)");
+    const auto id = f.provider_value("SELECT id::text FROM auth.users WHERE deleted_at IS NULL "
+                                     "ORDER BY id LIMIT 1");
+    f.provider().exec_params("SELECT supabase_soft_delete($1::uuid, '2024-05-06 "
+                             "07:08:09.123456+00')",
+                             {id});
+    f.start();
+    require_in_sync(f);
+    CHECK(target_deleted_at(f, id) == "2024-05-06T07:08:09.123456");
+    CHECK(f.target_value("SELECT raw_json ->> 'id' FROM neon_auth.users_sync WHERE id = '" + id +
+                         "'") == id);
+
+    // GoTrue's hard delete of a soft-deleted user: it stays soft-deleted, as it was.
+    f.provider().exec_params("DELETE FROM auth.users WHERE id = $1::uuid", {id});
+    require_in_sync(f);
+    CHECK(target_deleted_at(f, id) == "2024-05-06T07:08:09.123456");
+    CHECK(f.stop() == 0);
+}
+
+TEST_CASE("supabase: a user inserted soft-deleted while streaming is held soft-deleted, then "
+          "deleted",
+          "[integration][supabase]") {
+    SyncFixture f(supabase_options());
+    call(f, "CALL supabase_seed(20, 0.16)");
+    f.start();
+    require_in_sync(f);
+    const std::string id = "0bad0000-0000-4000-8000-000000000001";
+    f.provider().exec_params(
+        "INSERT INTO auth.users (id, aud, role, email, raw_user_meta_data, raw_app_meta_data, "
+        "created_at, updated_at, deleted_at) VALUES ($1::uuid, 'authenticated', "
+        "'authenticated', 'gone@example.com', '{}', '{}', '2024-01-01 00:00:00+00', "
+        "'2024-02-03 04:05:06.654321+00', '2024-02-03 04:05:06.654321+00')",
+        {id});
+    require_in_sync(f);
+    CHECK(target_deleted_at(f, id) == "2024-02-03T04:05:06.654321");
+    f.provider().exec_params("DELETE FROM auth.users WHERE id = $1::uuid", {id});
+    require_in_sync(f);
+    CHECK(target_deleted_at(f, id) == "2024-02-03T04:05:06.654321");
+    CHECK(f.stop() == 0);
+}
+
+TEST_CASE("supabase: banned_until keeps the provider's microseconds, as GoTrue writes it",
+          "[integration][supabase]") {
+    SyncFixture f(supabase_options());
+    call(f, "CALL supabase_seed(20, 0.17)");
+    f.start();
+    require_in_sync(f);
+    const auto ids = sorted_rows(f.provider().exec(
+        "SELECT id::text FROM auth.users WHERE deleted_at IS NULL ORDER BY id LIMIT 3"));
+    REQUIRE(ids.size() == 3);
+    const std::pair<const char*, const char*> bans[] = {
+        {"2030-01-02 03:04:05.123456+00", "2030-01-02T03:04:05.123456Z"},
+        {"2030-01-02 03:04:05.1+00", "2030-01-02T03:04:05.1Z"},
+        {"2030-01-02 03:04:00+00", "2030-01-02T03:04:00Z"},
+    };
+    for (std::size_t i = 0; i < 3; ++i) {
+        f.provider().exec_params("UPDATE auth.users SET banned_until = $2::timestamptz WHERE id = "
+                                 "$1::uuid",
+                                 {ids[i][0], bans[i].first});
+    }
+    require_in_sync(f);
+    for (std::size_t i = 0; i < 3; ++i) {
+        CHECK(f.target_value("SELECT raw_json ->> 'banned_until' FROM neon_auth.users_sync WHERE "
+                             "id = '" + ids[i][0] + "'") == bans[i].second);
+    }
     CHECK(f.stop() == 0);
 }
 
