@@ -51,12 +51,15 @@ int main(int argc, char** argv) {
         ->required()
         ->check(CLI::IsMember({"list", "retry"}));
 
-    int peek_limit = 0;
+    // Bounded by default: the whole backlog would sit in memory twice, in the provider's
+    // result and in ours.
+    int peek_limit = 1000;
     auto* peek = app.add_subcommand(
         "peek", "Show the changes pending in the slot, decoded, without consuming them");
     add_config(peek);
     peek->add_option("--limit", peek_limit,
-                     "stop after the transaction holding the Nth change (0: all)")
+                     "stop after the transaction holding the Nth change (default: 1000; 0: all, "
+                     "the whole backlog in memory)")
         ->check(CLI::NonNegativeNumber);
 
     std::string status_url = "http://127.0.0.1:8080";

@@ -173,6 +173,7 @@ int peek_command(const std::string& config_path, int limit) {
         return 1;
     }
     std::string hex;
+    int rows = 0;
     try {
         auto conn = pg::Connection::connect(config.source.dsn);
         auto r = conn.exec_params(
@@ -182,7 +183,8 @@ int peek_command(const std::string& config_path, int limit) {
                        limit > 0 ? std::optional<std::string>(std::to_string(limit))
                                  : std::optional<std::string>(),
                        quote_identifier(config.source.publication)));
-        for (int i = 0; i < r.rows(); ++i) {
+        rows = r.rows();
+        for (int i = 0; i < rows; ++i) {
             hex += r.get(i, 0);
             hex += '\n';
         }
@@ -195,7 +197,12 @@ int peek_command(const std::string& config_path, int limit) {
         return 1;
     }
     std::istringstream in(hex);
-    return run_decode(in, std::cout, std::cerr, DecodeOptions{});
+    const int rc = run_decode(in, std::cout, std::cerr, DecodeOptions{});
+    if (limit > 0 && rows >= limit) {
+        std::cerr << "authsync peek: stopped after " << rows
+                  << " changes; the slot may hold more (--limit N for more, --limit 0 for all)\n";
+    }
+    return rc;
 }
 
 }  // namespace authsync::cli
