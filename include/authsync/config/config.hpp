@@ -74,19 +74,26 @@ struct Config {
     ApplyConfig apply;
     ReconnectConfig reconnect;
     // At least one mapping in all: single-table rules, and composite ones from presets
-    // (`- preset: NAME`), read from the first of preset_search_path() that has NAME.yaml.
+    // (`- preset: NAME`), read from NAME.yaml in presets_directory().
     std::vector<mapping::MappingRule> mappings;
     std::vector<mapping::CompositeRule> composites;
     std::string presets_dir;  // "" unless configured
 };
 
-// Where `preset: NAME` is looked for, in order: presets_dir alone when it is set; otherwise
-// presets/ beside the config file, the installed presets (sysconfdir/authsync/presets), and
-// the source tree's conf/presets (for running from a build directory).
-std::vector<std::string> preset_search_path(const std::string& config_path,
-                                            const std::string& presets_dir);
-
 using EnvLookup = std::function<std::optional<std::string>(const std::string&)>;
+
+// The one directory `preset: NAME` is read from. Presets are SQL that runs in the target, so
+// they come only from where the operator put them, never from the working directory or from
+// beside the config file: the first of
+//   1. `presets_dir` in the config, when set;
+//   2. $AUTHSYNC_PRESETS_DIR, when set and not empty;
+//   3. the source tree's conf/presets, only when `executable` lies inside the build directory
+//      it was built in (an uninstalled binary, as the tests and a developer run it);
+//   4. the installed presets, <prefix>/<datadir>/authsync/presets (`meson install`).
+std::string presets_directory(const std::string& presets_dir, const EnvLookup& env,
+                              const std::string& executable);
+// The running program's path (/proc/self/exe), or "" when it cannot be read.
+std::string running_executable();
 
 // The process environment.
 EnvLookup process_env();
