@@ -90,8 +90,10 @@ int run_engine(const std::string& config_path, engine::SessionOptions session_op
         status::RouteOptions options;
         options.token = status_config.token;
         options.max_ready_lag_seconds = status_config.max_ready_lag_seconds;
-        http = std::make_unique<status::HttpServer>(io.get_executor(), status_config.listen,
-                                                    options,
+        status::ListenOptions listen;
+        listen.listen = status_config.listen;
+        listen.max_connections = status_config.max_connections;
+        http = std::make_unique<status::HttpServer>(io.get_executor(), std::move(listen), options,
                                                     [&supervisor] { return supervisor.snapshot(); });
         try {
             http->start();

@@ -39,7 +39,8 @@ constexpr std::string_view kSourceKeys[] = {"dsn",
                                             "snapshot",
                                             "on_slot_lost"};
 constexpr std::string_view kTargetKeys[] = {"dsn"};
-constexpr std::string_view kStatusKeys[] = {"listen", "token", "max_ready_lag_seconds"};
+constexpr std::string_view kStatusKeys[] = {"listen", "token", "max_ready_lag_seconds",
+                                            "max_connections"};
 constexpr std::string_view kApplyKeys[] = {"batch_max_rows", "batch_max_bytes", "batch_max_delay",
                                            "on_error", "synchronous_commit"};
 constexpr std::string_view kReconnectKeys[] = {"initial_backoff", "max_backoff"};
@@ -662,6 +663,7 @@ StatusConfig Parser::parse_status(const Section& top) const {
     if (auto v = get_count(s, "max_ready_lag_seconds")) {
         c.max_ready_lag_seconds = static_cast<double>(*v);
     }
+    if (auto v = get_count(s, "max_connections")) c.max_connections = *v;
     auto listen = get_string(s, "listen");
     if (!listen) return c;
     c.listen = *listen;

@@ -3,6 +3,7 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/redirect_error.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
@@ -22,6 +23,9 @@ namespace {
 
 constexpr std::size_t kMaxRequestBytes = 8 * 1024;
 constexpr auto kRequestTimeout = std::chrono::seconds(5);
+// After a failed accept (EMFILE, ENFILE, ENOBUFS, ...): the connection stays queued and the
+// next accept would fail at once, so wait this long instead of spinning.
+constexpr auto kAcceptBackoff = std::chrono::milliseconds(100);
 
 tcp::endpoint parse_listen(const std::string& listen) {
     std::string host, port;
@@ -45,7 +49,7 @@ tcp::endpoint parse_listen(const std::string& listen) {
 
 }  // namespace
 
-HttpServer::HttpServer(asio::any_io_executor executor, std::string listen, RouteOptions options,
+HttpServer::HttpServer(asio::any_io_executor executor, ListenOptions listen, RouteOptions options,
                        SnapshotFn snapshot)
     : executor_(std::move(executor)),
       listen_(std::move(listen)),
@@ -55,7 +59,7 @@ HttpServer::HttpServer(asio::any_io_executor executor, std::string listen, Route
 HttpServer::~HttpServer() { stop(); }
 
 void HttpServer::start() {
-    auto endpoint = parse_listen(listen_);
+    auto endpoint = parse_listen(listen_.listen);
     acceptor_ = std::make_unique<tcp::acceptor>(executor_);
     boost::system::error_code ec;
     acceptor_->open(endpoint.protocol(), ec);
@@ -63,10 +67,11 @@ void HttpServer::start() {
     if (!ec) acceptor_->bind(endpoint, ec);
     if (!ec) acceptor_->listen(asio::socket_base::max_listen_connections, ec);
     if (ec) {
-        throw ConfigError(fmt::format("status endpoint: cannot listen on {}: {}", listen_,
+        throw ConfigError(fmt::format("status endpoint: cannot listen on {}: {}", listen_.listen,
                                       ec.message()));
     }
-    spdlog::info("status endpoint on http://{}:{}/", endpoint.address().to_string(), port());
+    spdlog::info("status endpoint on http://{}:{}/ max_connections={}",
+                 endpoint.address().to_string(), port(), listen_.max_connections);
     asio::co_spawn(executor_, accept_loop(), asio::detached);
 }
 
@@ -82,24 +87,64 @@ std::uint16_t HttpServer::port() const {
 }
 
 asio::awaitable<void> HttpServer::accept_loop() {
+    asio::steady_timer backoff(executor_);
+    bool failing = false;  // accept failed since the last success: warned already
+    bool full = false;     // at max_connections since the last connection served: warned
     while (acceptor_ && acceptor_->is_open()) {
         boost::system::error_code ec;
         auto socket = co_await acceptor_->async_accept(asio::redirect_error(use_awaitable, ec));
+        if (ec == asio::error::operation_aborted || !acceptor_->is_open()) co_return;
         if (ec) {
-            if (ec == asio::error::operation_aborted) co_return;
-            continue;  // e.g. too many open files: try the next one
+            if (!failing) {
+                spdlog::warn("status endpoint: cannot accept connections ({}); retrying every "
+                             "{} ms open={}",
+                             ec.message(), kAcceptBackoff.count(), open_);
+            }
+            failing = true;
+            backoff.expires_after(kAcceptBackoff);
+            co_await backoff.async_wait(asio::redirect_error(use_awaitable, ec));
+            continue;
         }
+        if (failing) {
+            spdlog::info("status endpoint: accepting connections again");
+            failing = false;
+        }
+        if (open_ >= listen_.max_connections) {
+            // Its descriptor goes back at once: a flood of connections cannot take the ones
+            // the database connections need.
+            if (!full) {
+                spdlog::warn("status endpoint: {} connections open, closing new ones until one "
+                             "ends max_connections={}",
+                             open_, listen_.max_connections);
+            }
+            full = true;
+            socket.close(ec);
+            continue;
+        }
+        full = false;
         asio::co_spawn(executor_, serve(std::move(socket)), asio::detached);
     }
 }
 
 asio::awaitable<void> HttpServer::serve(tcp::socket socket) {
+    ++open_;
+    struct Release {
+        std::size_t& open;
+        ~Release() { --open; }
+    } release{open_};
     beast::tcp_stream stream(std::move(socket));
+    co_await exchange(stream);
+    boost::system::error_code ec;
+    stream.socket().shutdown(tcp::socket::shutdown_send, ec);
+}
+
+template <class Stream>
+asio::awaitable<void> HttpServer::exchange(Stream& stream) {
     beast::flat_buffer buffer(kMaxRequestBytes);
     http::request_parser<http::string_body> parser;
     parser.header_limit(kMaxRequestBytes);
     parser.body_limit(kMaxRequestBytes);
-    stream.expires_after(kRequestTimeout);
+    beast::get_lowest_layer(stream).expires_after(kRequestTimeout);
     boost::system::error_code ec;
     co_await http::async_read(stream, buffer, parser, asio::redirect_error(use_awaitable, ec));
 
@@ -135,9 +180,8 @@ asio::awaitable<void> HttpServer::serve(tcp::socket socket) {
         res.body().clear();
         res.content_length(length);
     }
-    stream.expires_after(kRequestTimeout);
+    beast::get_lowest_layer(stream).expires_after(kRequestTimeout);
     co_await http::async_write(stream, res, asio::redirect_error(use_awaitable, ec));
-    stream.socket().shutdown(tcp::socket::shutdown_send, ec);
 }
 
 }  // namespace authsync::status

@@ -46,6 +46,9 @@ struct StatusConfig {
     std::string listen = "127.0.0.1:8080";  // host:port; "" disables the endpoint
     std::optional<std::string> token;       // bearer token for all but /healthz
     double max_ready_lag_seconds = 60;      // /readyz fails above this lag
+    // Connections served at once; one more is closed as soon as it is accepted, so that a
+    // flood cannot take the descriptors the database connections need.
+    std::size_t max_connections = 64;
 };
 
 enum class OnError { Stop, DeadLetter };

@@ -2,8 +2,13 @@
 //
 // Accepts on `status.listen` (127.0.0.1:8080 by default), reads one request per connection
 // with a 5 s timeout and an 8 KiB limit on head and body, asks `route()` (router.hpp) for the
-// answer with a snapshot taken at that moment, writes it, closes. Runs on the engine's loop,
-// so it reads engine state without locks, and its answering proves the loop is responsive.
+// answer with a snapshot taken at that moment, writes it, closes. Runs on the engine's loop, so it reads engine state without
+// locks, and its answering proves the loop is responsive.
+//
+// It shares the process's file descriptors with the database connections, so it holds at most
+// `max_connections` at once (a connection over the cap is closed as soon as it is accepted),
+// and when accept fails (out of descriptors) it waits 100 ms before trying again instead of
+// spinning, with one warning per run of failures.
 #pragma once
 
 #include <utility>  // before Asio (Boost 1.74)
@@ -11,6 +16,7 @@
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -22,11 +28,16 @@ namespace authsync::status {
 
 namespace asio = boost::asio;
 
+struct ListenOptions {
+    std::string listen;                // host:port
+    std::size_t max_connections = 64;  // open at once; more are closed at once
+};
+
 class HttpServer {
 public:
     using SnapshotFn = std::function<Snapshot()>;
 
-    HttpServer(asio::any_io_executor executor, std::string listen, RouteOptions options,
+    HttpServer(asio::any_io_executor executor, ListenOptions listen, RouteOptions options,
                SnapshotFn snapshot);
     ~HttpServer();
 
@@ -38,12 +49,15 @@ public:
 private:
     asio::awaitable<void> accept_loop();
     asio::awaitable<void> serve(asio::ip::tcp::socket socket);
+    template <class Stream>
+    asio::awaitable<void> exchange(Stream& stream);
 
     asio::any_io_executor executor_;
-    std::string listen_;
+    ListenOptions listen_;
     RouteOptions options_;
     SnapshotFn snapshot_;
     std::unique_ptr<asio::ip::tcp::acceptor> acceptor_;
+    std::size_t open_ = 0;  // connections being served
 };
 
 }  // namespace authsync::status

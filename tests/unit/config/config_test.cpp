@@ -306,6 +306,16 @@ TEST_CASE("an empty listen address disables the status endpoint", "[config]") {
           "localhost:1");
 }
 
+TEST_CASE("status.max_connections caps the endpoint's connections, 64 by default", "[config]") {
+    CHECK(parse("source: {dsn: x}\n" + kTail).status.max_connections == 64);
+    CHECK(parse("source: {dsn: x}\nstatus: {max_connections: 8}\n" + kTail).status.max_connections ==
+          8);
+    check_error("source: {dsn: x}\nstatus:\n  max_connections: 0\n" + kTail, "3:20",
+                "status.max_connections must be a positive integer, not \"0\"");
+    check_error("source: {dsn: x}\nstatus:\n  max_connections: many\n" + kTail, "3:20",
+                "status.max_connections must be a positive integer");
+}
+
 TEST_CASE("a field named id may map the single key column", "[config]") {
     auto c = parse(R"(source: {dsn: x}
 target: {dsn: y}
