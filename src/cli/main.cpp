@@ -69,6 +69,10 @@ int main(int argc, char** argv) {
                   "failed, 2 unreachable)");
     status->add_option("--url", status_url, "the status endpoint")->capture_default_str();
     status->add_flag("--json", status_json, "print the endpoint's JSON");
+    std::string status_cacert;
+    status->add_option("--cacert", status_cacert,
+                       "for https: the CA certificate (PEM) that signed the endpoint's "
+                       "certificate (default: the system's CAs)");
 
     authsync::cli::DecodeOptions decode;
     auto* decode_cmd = app.add_subcommand(
@@ -107,6 +111,6 @@ int main(int argc, char** argv) {
         return authsync::cli::dead_letter_command(config_path, dead_letter_action);
     }
     if (peek->parsed()) return authsync::cli::peek_command(config_path, peek_limit);
-    if (status->parsed()) return authsync::cli::status_command(status_url, status_json);
+    if (status->parsed()) return authsync::cli::status_command(status_url, status_json, status_cacert);
     return 2;
 }

@@ -40,7 +40,8 @@ constexpr std::string_view kSourceKeys[] = {"dsn",
                                             "on_slot_lost"};
 constexpr std::string_view kTargetKeys[] = {"dsn"};
 constexpr std::string_view kStatusKeys[] = {"listen", "token", "max_ready_lag_seconds",
-                                            "max_connections"};
+                                            "max_connections", "tls"};
+constexpr std::string_view kStatusTlsKeys[] = {"certificate", "key"};
 constexpr std::string_view kApplyKeys[] = {"batch_max_rows", "batch_max_bytes", "batch_max_delay",
                                            "on_error", "synchronous_commit"};
 constexpr std::string_view kReconnectKeys[] = {"initial_backoff", "max_backoff"};
@@ -664,6 +665,21 @@ StatusConfig Parser::parse_status(const Section& top) const {
         c.max_ready_lag_seconds = static_cast<double>(*v);
     }
     if (auto v = get_count(s, "max_connections")) c.max_connections = *v;
+    if (const Entry* tls = s.find("tls")) {
+        if (!tls->value.IsMap()) {
+            fail(tls->mark(), fmt::format("status.tls must be a mapping with certificate and key, "
+                                          "not {}",
+                                          describe(tls->value)));
+        }
+        Section t = subsection(s, "tls", kStatusTlsKeys);
+        StatusTlsConfig files;
+        files.certificate = require_string(t, "certificate");
+        files.key = require_string(t, "key");
+        if (files.certificate.empty() || files.key.empty()) {
+            fail(tls->mark(), "status.tls: certificate and key must not be empty");
+        }
+        c.tls = std::move(files);
+    }
     auto listen = get_string(s, "listen");
     if (!listen) return c;
     c.listen = *listen;

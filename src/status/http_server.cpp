@@ -1,12 +1,16 @@
 #include "authsync/status/http_server.hpp"
 
+#include <openssl/ssl.h>
+
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/redirect_error.hpp>
+#include <boost/asio/ssl.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
@@ -26,6 +30,8 @@ constexpr auto kRequestTimeout = std::chrono::seconds(5);
 // After a failed accept (EMFILE, ENFILE, ENOBUFS, ...): the connection stays queued and the
 // next accept would fail at once, so wait this long instead of spinning.
 constexpr auto kAcceptBackoff = std::chrono::milliseconds(100);
+// A TLS close_notify exchange after the answer: short, the answer is already complete.
+constexpr auto kShutdownTimeout = std::chrono::seconds(1);
 
 tcp::endpoint parse_listen(const std::string& listen) {
     std::string host, port;
@@ -60,6 +66,28 @@ HttpServer::~HttpServer() { stop(); }
 
 void HttpServer::start() {
     auto endpoint = parse_listen(listen_.listen);
+    if (!listen_.certificate_file.empty()) {
+        auto tls = std::make_unique<asio::ssl::context>(asio::ssl::context::tls_server);
+        tls->set_options(asio::ssl::context::default_workarounds | asio::ssl::context::no_sslv2 |
+                         asio::ssl::context::no_sslv3 | asio::ssl::context::single_dh_use);
+        SSL_CTX_set_min_proto_version(tls->native_handle(), TLS1_2_VERSION);
+        boost::system::error_code ec;
+        tls->use_certificate_chain_file(listen_.certificate_file, ec);
+        if (ec) {
+            throw ConfigError(fmt::format("status.tls: cannot load certificate {}: {}",
+                                          listen_.certificate_file, ec.message()));
+        }
+        tls->use_private_key_file(listen_.key_file, asio::ssl::context::pem, ec);
+        if (ec) {
+            throw ConfigError(fmt::format("status.tls: cannot load key {}: {}", listen_.key_file,
+                                          ec.message()));
+        }
+        if (SSL_CTX_check_private_key(tls->native_handle()) != 1) {
+            throw ConfigError(fmt::format("status.tls: key {} does not match certificate {}",
+                                          listen_.key_file, listen_.certificate_file));
+        }
+        tls_ = std::move(tls);
+    }
     acceptor_ = std::make_unique<tcp::acceptor>(executor_);
     boost::system::error_code ec;
     acceptor_->open(endpoint.protocol(), ec);
@@ -70,7 +98,7 @@ void HttpServer::start() {
         throw ConfigError(fmt::format("status endpoint: cannot listen on {}: {}", listen_.listen,
                                       ec.message()));
     }
-    spdlog::info("status endpoint on http://{}:{}/ max_connections={}",
+    spdlog::info("status endpoint on {}://{}:{}/ max_connections={}", tls_ ? "https" : "http",
                  endpoint.address().to_string(), port(), listen_.max_connections);
     asio::co_spawn(executor_, accept_loop(), asio::detached);
 }
@@ -132,10 +160,22 @@ asio::awaitable<void> HttpServer::serve(tcp::socket socket) {
         std::size_t& open;
         ~Release() { --open; }
     } release{open_};
-    beast::tcp_stream stream(std::move(socket));
-    co_await exchange(stream);
     boost::system::error_code ec;
-    stream.socket().shutdown(tcp::socket::shutdown_send, ec);
+    if (!tls_) {
+        beast::tcp_stream stream(std::move(socket));
+        co_await exchange(stream);
+        stream.socket().shutdown(tcp::socket::shutdown_send, ec);
+        co_return;
+    }
+    beast::ssl_stream<beast::tcp_stream> stream(beast::tcp_stream(std::move(socket)), *tls_);
+    beast::get_lowest_layer(stream).expires_after(kRequestTimeout);
+    co_await stream.async_handshake(asio::ssl::stream_base::server,
+                                    asio::redirect_error(use_awaitable, ec));
+    // Plaintext HTTP or a client that does not trust us: nothing is said in the clear.
+    if (ec) co_return;
+    co_await exchange(stream);
+    beast::get_lowest_layer(stream).expires_after(kShutdownTimeout);
+    co_await stream.async_shutdown(asio::redirect_error(use_awaitable, ec));
 }
 
 template <class Stream>
@@ -150,7 +190,10 @@ asio::awaitable<void> HttpServer::exchange(Stream& stream) {
 
     http::response<http::string_body> res;
     if (ec) {
-        if (ec == http::error::end_of_stream || ec == beast::error::timeout) co_return;
+        if (ec == http::error::end_of_stream || ec == beast::error::timeout ||
+            ec == asio::ssl::error::stream_truncated) {
+            co_return;
+        }
         // Malformed or oversized: say so and close.
         const bool too_big = ec == http::error::header_limit || ec == http::error::body_limit ||
                              ec == http::error::buffer_overflow;

@@ -353,6 +353,51 @@ TEST_CASE("accept errors back off with one warning per burst instead of spinning
     CHECK(f.stop() == 0);
 }
 
+TEST_CASE("with status.tls the endpoint answers over https only", "[status][integration][tls]") {
+    char tmpl[] = "/tmp/authsync-tls-XXXXXX";
+    const std::string dir = ::mkdtemp(tmpl);
+    // A self-signed certificate for 127.0.0.1, made here.
+    REQUIRE(test::run_shell_output(
+                "openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=127.0.0.1 "
+                "-addext subjectAltName=IP:127.0.0.1 -keyout " + dir + "/key.pem -out " + dir +
+                "/cert.pem >/dev/null 2>&1 && echo made") == "made\n");
+    SyncOptions o;
+    o.status_token = "tls-t0ken";
+    o.status_yaml = "  tls:\n    certificate: " + dir + "/cert.pem\n    key: " + dir + "/key.pem\n";
+    SyncFixture f(o);
+    f.start();
+    const auto https = "https://127.0.0.1:" + std::to_string(f.status_port());
+    auto get = [&](const std::string& url, const std::string& extra) {
+        auto out = test::run_shell_output("curl -s -m 5 -w '\\n%{http_code}' " + extra + " '" + url +
+                                          "' || true");
+        auto nl = out.rfind('\n');
+        return HttpResult{std::atoi(out.substr(nl + 1).c_str()), out.substr(0, nl)};
+    };
+    const auto ca = "--cacert " + dir + "/cert.pem";
+    auto health = get(https + "/healthz", ca);
+    CHECK(health.code == 200);
+    auto status = get(https + "/status", ca + " -H 'Authorization: Bearer tls-t0ken'");
+    CHECK(status.code == 200);
+    CHECK(json::parse(status.body)["state"] == "streaming");
+    CHECK(get(https + "/status", ca).code == 401);
+    // Without the CA the client refuses the certificate; in plaintext nothing answers.
+    CHECK(get(https + "/healthz", "").code == 0);
+    auto plain = get(f.status_url() + "/healthz", "");
+    CHECK(plain.code == 0);
+    CHECK_THAT(plain.body, !Catch::Contains("ok"));
+    // `authsync status` speaks https too: it verifies the certificate against --cacert.
+    auto summary = test::run_shell_output("AUTHSYNC_STATUS_TOKEN=tls-t0ken " AUTHSYNC_EXE
+                                          " status --url " + https + " --cacert " + dir +
+                                          "/cert.pem 2>&1; echo rc=$?");
+    CHECK_THAT(summary, Catch::Contains("streaming") && Catch::Contains("rc=0"));
+    auto untrusted = test::run_shell_output("AUTHSYNC_STATUS_TOKEN=tls-t0ken " AUTHSYNC_EXE
+                                            " status --url " + https + " 2>&1; echo rc=$?");
+    CHECK_THAT(untrusted, Catch::Contains("certificate verify failed") && Catch::Contains("rc=2"));
+    CHECK(f.process().running());
+    CHECK(f.stop() == 0);
+    std::filesystem::remove_all(dir);
+}
+
 TEST_CASE("the status page renders the state and the lag chart in headless Chromium", "[status][integration][browser]") {
     SyncFixture f;
     f.start();

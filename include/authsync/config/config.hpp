@@ -42,6 +42,12 @@ struct TargetConfig {
     std::string dsn;  // required
 };
 
+// The endpoint over TLS (status.tls): PEM files, read at start.
+struct StatusTlsConfig {
+    std::string certificate;  // the server's certificate chain
+    std::string key;          // its private key
+};
+
 struct StatusConfig {
     std::string listen = "127.0.0.1:8080";  // host:port; "" disables the endpoint
     std::optional<std::string> token;       // bearer token for all but /healthz
@@ -49,6 +55,7 @@ struct StatusConfig {
     // Connections served at once; one more is closed as soon as it is accepted, so that a
     // flood cannot take the descriptors the database connections need.
     std::size_t max_connections = 64;
+    std::optional<StatusTlsConfig> tls;  // unset: plain HTTP
 };
 
 enum class OnError { Stop, DeadLetter };
