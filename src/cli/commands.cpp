@@ -12,6 +12,7 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include "authsync/cli/exposure.hpp"
 #include "authsync/cli/service_notify.hpp"
 #include "authsync/config/config.hpp"
 #include "authsync/core/sql.hpp"
@@ -82,6 +83,7 @@ int run_engine(const std::string& config_path, engine::SessionOptions session_op
                bool serve_status) {
     auto config = load(config_path);
     if (!config) return 1;
+    for (const auto& w : exposure_warnings(*config, config::process_env())) spdlog::warn("{}", w);
     asio::io_context io;
     engine::Supervisor supervisor(io, std::move(*config), session_options);
     std::unique_ptr<status::HttpServer> http;
@@ -90,8 +92,14 @@ int run_engine(const std::string& config_path, engine::SessionOptions session_op
         status::RouteOptions options;
         options.token = status_config.token;
         options.max_ready_lag_seconds = status_config.max_ready_lag_seconds;
-        http = std::make_unique<status::HttpServer>(io.get_executor(), status_config.listen,
-                                                    options,
+        status::ListenOptions listen;
+        listen.listen = status_config.listen;
+        listen.max_connections = status_config.max_connections;
+        if (status_config.tls) {
+            listen.certificate_file = status_config.tls->certificate;
+            listen.key_file = status_config.tls->key;
+        }
+        http = std::make_unique<status::HttpServer>(io.get_executor(), std::move(listen), options,
                                                     [&supervisor] { return supervisor.snapshot(); });
         try {
             http->start();
@@ -165,6 +173,9 @@ int check_command(const std::string& config_path) {
     if (!config) return 1;
     std::cout << "config " << config_path << ": ok (" << config->mappings.size()
               << " mapping(s), " << config->composites.size() << " preset(s))\n";
+    for (const auto& w : exposure_warnings(*config, config::process_env())) {
+        std::cout << "warning: " << w << '\n';
+    }
     std::vector<engine::Problem> problems;
     auto check_side = [&](const std::string& side, const std::string& dsn, bool source) {
         try {

@@ -51,12 +51,15 @@ int main(int argc, char** argv) {
         ->required()
         ->check(CLI::IsMember({"list", "retry"}));
 
-    int peek_limit = 0;
+    // Bounded by default: the whole backlog would sit in memory twice, in the provider's
+    // result and in ours.
+    int peek_limit = 1000;
     auto* peek = app.add_subcommand(
         "peek", "Show the changes pending in the slot, decoded, without consuming them");
     add_config(peek);
     peek->add_option("--limit", peek_limit,
-                     "stop after the transaction holding the Nth change (0: all)")
+                     "stop after the transaction holding the Nth change (default: 1000; 0: all, "
+                     "the whole backlog in memory)")
         ->check(CLI::NonNegativeNumber);
 
     std::string status_url = "http://127.0.0.1:8080";
@@ -66,6 +69,10 @@ int main(int argc, char** argv) {
                   "failed, 2 unreachable)");
     status->add_option("--url", status_url, "the status endpoint")->capture_default_str();
     status->add_flag("--json", status_json, "print the endpoint's JSON");
+    std::string status_cacert;
+    status->add_option("--cacert", status_cacert,
+                       "for https: the CA certificate (PEM) that signed the endpoint's "
+                       "certificate (default: the system's CAs)");
 
     authsync::cli::DecodeOptions decode;
     auto* decode_cmd = app.add_subcommand(
@@ -104,6 +111,6 @@ int main(int argc, char** argv) {
         return authsync::cli::dead_letter_command(config_path, dead_letter_action);
     }
     if (peek->parsed()) return authsync::cli::peek_command(config_path, peek_limit);
-    if (status->parsed()) return authsync::cli::status_command(status_url, status_json);
+    if (status->parsed()) return authsync::cli::status_command(status_url, status_json, status_cacert);
     return 2;
 }

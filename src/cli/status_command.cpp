@@ -4,9 +4,11 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/redirect_error.hpp>
+#include <boost/asio/ssl.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
 #include <cstdlib>
 #include <fmt/format.h>
 #include <iostream>
@@ -29,31 +31,39 @@ using nlohmann::json;
 namespace {
 
 struct Url {
+    bool https = false;
     std::string host;
     std::string port;
     std::string path;
 };
 
 std::optional<Url> parse_url(const std::string& url) {
-    const std::string scheme = "http://";
-    if (url.rfind(scheme, 0) != 0) return std::nullopt;
-    auto rest = url.substr(scheme.size());
+    Url u;
+    std::string rest;
+    if (url.rfind("http://", 0) == 0) {
+        rest = url.substr(7);
+    } else if (url.rfind("https://", 0) == 0) {
+        u.https = true;
+        rest = url.substr(8);
+    } else {
+        return std::nullopt;
+    }
+    const std::string default_port = u.https ? "443" : "80";
     auto slash = rest.find('/');
     auto authority = rest.substr(0, slash);
-    Url u;
     u.path = slash == std::string::npos ? "/status" : rest.substr(slash);
     if (u.path == "/") u.path = "/status";
     auto colon = authority.rfind(':');
     if (!authority.empty() && authority.front() == '[') {
         auto close = authority.find(']');
         u.host = authority.substr(1, close - 1);
-        u.port = close + 1 < authority.size() ? authority.substr(close + 2) : "80";
+        u.port = close + 1 < authority.size() ? authority.substr(close + 2) : default_port;
     } else if (colon != std::string::npos) {
         u.host = authority.substr(0, colon);
         u.port = authority.substr(colon + 1);
     } else {
         u.host = authority;
-        u.port = "80";
+        u.port = default_port;
     }
     if (u.host.empty()) return std::nullopt;
     return u;
@@ -71,18 +81,52 @@ std::string value_or(const json& j, const char* key, const std::string& fallback
     return j[key].is_string() ? j[key].get<std::string>() : j[key].dump();
 }
 
+// One GET over a connected stream (plain or TLS).
+template <class Stream>
+asio::awaitable<http::response<http::string_body>> fetch(Stream& stream, const Url& url) {
+    http::request<http::empty_body> req{http::verb::get, url.path, 11};
+    req.set(http::field::host, url.host);
+    req.set(http::field::user_agent, "authsync status");
+    if (const char* token = std::getenv("AUTHSYNC_STATUS_TOKEN")) {
+        req.set(http::field::authorization, std::string("Bearer ") + token);
+    }
+    co_await http::async_write(stream, req, use_awaitable);
+    beast::flat_buffer buffer;
+    http::response<http::string_body> res;
+    co_await http::async_read(stream, buffer, res, use_awaitable);
+    co_return res;
+}
+
 }  // namespace
 
-int status_command(const std::string& url, bool as_json) {
+int status_command(const std::string& url, bool as_json, const std::string& cacert) {
     auto parsed = parse_url(url);
     if (!parsed) {
-        std::cerr << "authsync status: cannot use URL " << url << " (expected http://host:port)\n";
+        std::cerr << "authsync status: cannot use URL " << url
+                  << " (expected http://host:port or https://host:port)\n";
         return 2;
     }
     asio::io_context io;
     int http_status = 0;
     std::string body;
     std::string failure;
+    // https: the server's certificate is verified against --cacert, or the system's CAs, and
+    // must name the URL's host.
+    asio::ssl::context tls(asio::ssl::context::tls_client);
+    if (parsed->https) {
+        boost::system::error_code ec;
+        tls.set_verify_mode(asio::ssl::verify_peer);
+        if (cacert.empty()) {
+            tls.set_default_verify_paths(ec);
+        } else {
+            tls.load_verify_file(cacert, ec);
+        }
+        if (ec) {
+            std::cerr << "authsync status: cannot load CA certificates " << cacert << ": "
+                      << ec.message() << '\n';
+            return 2;
+        }
+    }
     asio::co_spawn(
         io,
         [&]() -> asio::awaitable<void> {
@@ -90,19 +134,27 @@ int status_command(const std::string& url, bool as_json) {
             asio::ip::tcp::resolver resolver(ex);
             auto endpoints =
                 co_await resolver.async_resolve(parsed->host, parsed->port, use_awaitable);
-            beast::tcp_stream stream(ex);
-            stream.expires_after(std::chrono::seconds(5));
-            co_await stream.async_connect(endpoints, use_awaitable);
-            http::request<http::empty_body> req{http::verb::get, parsed->path, 11};
-            req.set(http::field::host, parsed->host);
-            req.set(http::field::user_agent, "authsync status");
-            if (const char* token = std::getenv("AUTHSYNC_STATUS_TOKEN")) {
-                req.set(http::field::authorization, std::string("Bearer ") + token);
-            }
-            co_await http::async_write(stream, req, use_awaitable);
-            beast::flat_buffer buffer;
             http::response<http::string_body> res;
-            co_await http::async_read(stream, buffer, res, use_awaitable);
+            if (parsed->https) {
+                beast::ssl_stream<beast::tcp_stream> stream(ex, tls);
+                beast::get_lowest_layer(stream).expires_after(std::chrono::seconds(5));
+                co_await beast::get_lowest_layer(stream).async_connect(endpoints, use_awaitable);
+                boost::system::error_code not_ip;
+                asio::ip::make_address(parsed->host, not_ip);
+                // SNI names hosts, never addresses (RFC 6066).
+                if (not_ip &&
+                    !SSL_set_tlsext_host_name(stream.native_handle(), parsed->host.c_str())) {
+                    throw std::runtime_error("cannot set the TLS server name");
+                }
+                stream.set_verify_callback(asio::ssl::host_name_verification(parsed->host));
+                co_await stream.async_handshake(asio::ssl::stream_base::client, use_awaitable);
+                res = co_await fetch(stream, *parsed);
+            } else {
+                beast::tcp_stream stream(ex);
+                stream.expires_after(std::chrono::seconds(5));
+                co_await stream.async_connect(endpoints, use_awaitable);
+                res = co_await fetch(stream, *parsed);
+            }
             http_status = static_cast<int>(res.result_int());
             body = res.body();
         },
@@ -173,6 +225,7 @@ int peek_command(const std::string& config_path, int limit) {
         return 1;
     }
     std::string hex;
+    int rows = 0;
     try {
         auto conn = pg::Connection::connect(config.source.dsn);
         auto r = conn.exec_params(
@@ -182,7 +235,8 @@ int peek_command(const std::string& config_path, int limit) {
                        limit > 0 ? std::optional<std::string>(std::to_string(limit))
                                  : std::optional<std::string>(),
                        quote_identifier(config.source.publication)));
-        for (int i = 0; i < r.rows(); ++i) {
+        rows = r.rows();
+        for (int i = 0; i < rows; ++i) {
             hex += r.get(i, 0);
             hex += '\n';
         }
@@ -195,7 +249,12 @@ int peek_command(const std::string& config_path, int limit) {
         return 1;
     }
     std::istringstream in(hex);
-    return run_decode(in, std::cout, std::cerr, DecodeOptions{});
+    const int rc = run_decode(in, std::cout, std::cerr, DecodeOptions{});
+    if (limit > 0 && rows >= limit) {
+        std::cerr << "authsync peek: stopped after " << rows
+                  << " changes; the slot may hold more (--limit N for more, --limit 0 for all)\n";
+    }
+    return rc;
 }
 
 }  // namespace authsync::cli

@@ -39,7 +39,9 @@ constexpr std::string_view kSourceKeys[] = {"dsn",
                                             "snapshot",
                                             "on_slot_lost"};
 constexpr std::string_view kTargetKeys[] = {"dsn"};
-constexpr std::string_view kStatusKeys[] = {"listen", "token", "max_ready_lag_seconds"};
+constexpr std::string_view kStatusKeys[] = {"listen", "token", "max_ready_lag_seconds",
+                                            "max_connections", "tls"};
+constexpr std::string_view kStatusTlsKeys[] = {"certificate", "key"};
 constexpr std::string_view kApplyKeys[] = {"batch_max_rows", "batch_max_bytes", "batch_max_delay",
                                            "on_error", "synchronous_commit"};
 constexpr std::string_view kReconnectKeys[] = {"initial_backoff", "max_backoff"};
@@ -662,6 +664,22 @@ StatusConfig Parser::parse_status(const Section& top) const {
     if (auto v = get_count(s, "max_ready_lag_seconds")) {
         c.max_ready_lag_seconds = static_cast<double>(*v);
     }
+    if (auto v = get_count(s, "max_connections")) c.max_connections = *v;
+    if (const Entry* tls = s.find("tls")) {
+        if (!tls->value.IsMap()) {
+            fail(tls->mark(), fmt::format("status.tls must be a mapping with certificate and key, "
+                                          "not {}",
+                                          describe(tls->value)));
+        }
+        Section t = subsection(s, "tls", kStatusTlsKeys);
+        StatusTlsConfig files;
+        files.certificate = require_string(t, "certificate");
+        files.key = require_string(t, "key");
+        if (files.certificate.empty() || files.key.empty()) {
+            fail(tls->mark(), "status.tls: certificate and key must not be empty");
+        }
+        c.tls = std::move(files);
+    }
     auto listen = get_string(s, "listen");
     if (!listen) return c;
     c.listen = *listen;
@@ -836,7 +854,8 @@ void Parser::parse_mappings(const Section& top, Config& c) const {
     }
     if (e->value.IsNull() || e->value.size() == 0) fail(e->mark(), "mappings must not be empty");
 
-    const auto search = preset_search_path(name_, c.presets_dir);
+    const std::vector<std::string> search{
+        presets_directory(c.presets_dir, env_, running_executable())};
     std::map<std::pair<std::string, std::string>, int> seen;  // source table -> line
     auto claim = [&](const std::string& schema, const std::string& table, const YAML::Mark& mark,
                      const std::string& path) {
@@ -1281,15 +1300,30 @@ Config Parser::parse(std::string_view yaml) {
 
 }  // namespace
 
-std::vector<std::string> preset_search_path(const std::string& config_path,
-                                            const std::string& presets_dir) {
-    if (!presets_dir.empty()) return {presets_dir};
-    std::vector<std::string> dirs;
-    const auto parent = std::filesystem::path(config_path).parent_path();
-    dirs.push_back((parent.empty() ? std::filesystem::path(".") : parent).string() + "/presets");
-    dirs.emplace_back(AUTHSYNC_INSTALLED_PRESETS_DIR);
-    dirs.emplace_back(AUTHSYNC_SOURCE_PRESETS_DIR);
-    return dirs;
+std::string presets_directory(const std::string& presets_dir, const EnvLookup& env,
+                              const std::string& executable) {
+    if (!presets_dir.empty()) return presets_dir;
+    if (auto dir = env("AUTHSYNC_PRESETS_DIR"); dir && !dir->empty()) return *dir;
+    // Compared as canonical paths, so that a symlinked build directory still counts and
+    // `build/../elsewhere` does not.
+    std::error_code ec;
+    const auto build = std::filesystem::weakly_canonical(AUTHSYNC_BUILD_DIR, ec);
+    const auto exe = executable.empty() ? std::filesystem::path()
+                                        : std::filesystem::weakly_canonical(executable, ec);
+    if (!ec && !exe.empty() && !build.empty()) {
+        auto b = build.begin();
+        auto e = exe.begin();
+        for (; b != build.end() && e != exe.end() && *b == *e; ++b, ++e) {
+        }
+        if (b == build.end() && e != exe.end()) return AUTHSYNC_SOURCE_PRESETS_DIR;
+    }
+    return AUTHSYNC_INSTALLED_PRESETS_DIR;
+}
+
+std::string running_executable() {
+    std::error_code ec;
+    auto path = std::filesystem::read_symlink("/proc/self/exe", ec);
+    return ec ? std::string() : path.string();
 }
 
 EnvLookup process_env() {

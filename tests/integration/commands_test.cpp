@@ -158,6 +158,66 @@ TEST_CASE("peek shows pending changes decoded, without consuming them", "[comman
     CHECK(f.stop() == 0);
 }
 
+TEST_CASE("peek stops after 1000 changes unless --limit 0 asks for the whole backlog",
+          "[commands][integration]") {
+    SyncFixture f;
+    REQUIRE(run("init --config " + f.config_path()).rc == 0);
+    // 1500 transactions of one insert each: 4500 rows from the slot (Begin, Insert, Commit).
+    f.provider().exec(
+        "DO $$ BEGIN FOR i IN 1..1500 LOOP "
+        "INSERT INTO public.users (id, name) VALUES ('bk' || i, 'Backlog'); COMMIT; "
+        "END LOOP; END $$");
+    auto count_inserts = [](const std::string& text) {
+        std::size_t n = 0;
+        for (auto pos = text.find("\"type\":\"Insert\""); pos != std::string::npos;
+             pos = text.find("\"type\":\"Insert\"", pos + 1)) {
+            ++n;
+        }
+        return n;
+    };
+    auto bounded = run("peek --config " + f.config_path());
+    CHECK(bounded.rc == 0);
+    const auto shown = count_inserts(bounded.text);
+    CHECK(shown > 0);
+    CHECK(shown < 1500);
+    CHECK_THAT(bounded.text, Catch::Contains("--limit 0"));
+    auto all = run("peek --limit 0 --config " + f.config_path());
+    CHECK(all.rc == 0);
+    CHECK(count_inserts(all.text) == 1500);
+    CHECK_THAT(all.text, !Catch::Contains("--limit 0"));
+    CHECK_THAT(run("peek --help").text, Catch::Contains("default: 1000") && Catch::Contains("0: all"));
+}
+
+TEST_CASE("check warns of a status endpoint beyond loopback without token or tls, and of a "
+          "remote database without sslmode=verify-full",
+          "[commands][integration][tls]") {
+    SyncFixture f;
+    const auto path = f.config_path() + ".exposed.yaml";
+    {
+        // hostaddr connects to the local test server; host names the server as a remote one.
+        std::ofstream out(path);
+        out << "source:\n  dsn: \"" << test::provider_cluster().dsn(f.provider_db)
+            << " host=authdb.internal hostaddr=127.0.0.1 sslmode=prefer\"\n"
+            << "  slot: " << f.slot() << "\n"
+            << "target:\n  dsn: \"" << test::target_cluster().dsn(f.target_db) << "\"\n"
+            << "status:\n  listen: \"0.0.0.0:" << test::free_port() << "\"\n"
+            << "mappings:\n  - source: public.users\n    key: id\n    fields:\n"
+            << "      display_name: name\n      primary_email: email\n";
+    }
+    auto out = run("check --config " + path);
+    INFO(out.text);
+    CHECK(out.rc == 0);  // warnings, not problems
+    CHECK_THAT(out.text, Catch::Contains("warning: status.listen 0.0.0.0:") &&
+                             Catch::Contains("no status.token") &&
+                             Catch::Contains("no status.tls"));
+    CHECK_THAT(out.text, Catch::Contains("warning: source.dsn: host authdb.internal") &&
+                             Catch::Contains("sslmode=prefer"));
+    CHECK_THAT(out.text, !Catch::Contains("warning: target.dsn"));
+    // The well-prepared config (loopback endpoint, local databases) has nothing to warn of.
+    auto clean = run("check --config " + f.config_path());
+    CHECK_THAT(clean.text, !Catch::Contains("warning:"));
+}
+
 TEST_CASE("a mapped table missing from an existing publication stops authsync with advice",
           "[integration][commands]") {
     SyncFixture f;

@@ -77,6 +77,7 @@ SyncFixture::SyncFixture(SyncOptions options)
       << "  max_ready_lag_seconds: " << options_.max_ready_lag_seconds << "\n"
       << (options_.status_token.empty() ? std::string()
                                         : "  token: \"" + options_.status_token + "\"\n")
+      << options_.status_yaml
       << "reconnect:\n"
       << "  initial_backoff: 100ms\n"
       << "  max_backoff: 1s\n"
@@ -100,11 +101,15 @@ SyncFixture::SyncFixture(SyncOptions options)
           << "      version: version\n";
     }
     f.close();
-    process_ = std::make_unique<Process>(
-        std::vector<std::string>{AUTHSYNC_EXE, "--log-level", options_.log_level, "--log-format",
-                                 options_.log_format, "run",
-                                 "--config", config_path_},
-        dir_ + "/authsync.log");
+    std::vector<std::string> argv{AUTHSYNC_EXE, "--log-level", options_.log_level, "--log-format",
+                                  options_.log_format, "run", "--config", config_path_};
+    if (options_.open_files_limit > 0) {
+        // The shell lowers the limit and execs authsync in its place (same pid).
+        argv.insert(argv.begin(), {"/bin/sh", "-c",
+                                   "ulimit -n " + std::to_string(options_.open_files_limit) +
+                                       " && exec \"$0\" \"$@\""});
+    }
+    process_ = std::make_unique<Process>(std::move(argv), dir_ + "/authsync.log");
 }
 
 SyncFixture::~SyncFixture() {

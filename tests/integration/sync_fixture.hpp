@@ -19,6 +19,8 @@ struct SyncOptions {
     std::string status_interval = "200ms";
     std::string heartbeat_interval = "10s";
     std::string status_token;            // empty: no token
+    std::string status_yaml;             // more keys of the status: section, indented by two
+    int open_files_limit = 0;            // > 0: authsync runs under `ulimit -n` this
     int max_ready_lag_seconds = 60;
     PgCluster* provider = nullptr;       // default: the shared provider_cluster()
     std::string provider_db_options;     // CREATE DATABASE options (e.g. an encoding)
@@ -57,6 +59,7 @@ public:
     PgCluster& provider_cluster_of() const { return *cluster_; }
     // http://127.0.0.1:<port> of this instance's status endpoint.
     std::string status_url() const { return "http://127.0.0.1:" + std::to_string(status_port_); }
+    int status_port() const { return status_port_; }
     const std::string& config_path() const { return config_path_; }
     std::string provider_db, target_db;
 

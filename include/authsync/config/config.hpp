@@ -42,10 +42,20 @@ struct TargetConfig {
     std::string dsn;  // required
 };
 
+// The endpoint over TLS (status.tls): PEM files, read at start.
+struct StatusTlsConfig {
+    std::string certificate;  // the server's certificate chain
+    std::string key;          // its private key
+};
+
 struct StatusConfig {
     std::string listen = "127.0.0.1:8080";  // host:port; "" disables the endpoint
     std::optional<std::string> token;       // bearer token for all but /healthz
     double max_ready_lag_seconds = 60;      // /readyz fails above this lag
+    // Connections served at once; one more is closed as soon as it is accepted, so that a
+    // flood cannot take the descriptors the database connections need.
+    std::size_t max_connections = 64;
+    std::optional<StatusTlsConfig> tls;  // unset: plain HTTP
 };
 
 enum class OnError { Stop, DeadLetter };
@@ -74,19 +84,26 @@ struct Config {
     ApplyConfig apply;
     ReconnectConfig reconnect;
     // At least one mapping in all: single-table rules, and composite ones from presets
-    // (`- preset: NAME`), read from the first of preset_search_path() that has NAME.yaml.
+    // (`- preset: NAME`), read from NAME.yaml in presets_directory().
     std::vector<mapping::MappingRule> mappings;
     std::vector<mapping::CompositeRule> composites;
     std::string presets_dir;  // "" unless configured
 };
 
-// Where `preset: NAME` is looked for, in order: presets_dir alone when it is set; otherwise
-// presets/ beside the config file, the installed presets (sysconfdir/authsync/presets), and
-// the source tree's conf/presets (for running from a build directory).
-std::vector<std::string> preset_search_path(const std::string& config_path,
-                                            const std::string& presets_dir);
-
 using EnvLookup = std::function<std::optional<std::string>(const std::string&)>;
+
+// The one directory `preset: NAME` is read from. Presets are SQL that runs in the target, so
+// they come only from where the operator put them, never from the working directory or from
+// beside the config file: the first of
+//   1. `presets_dir` in the config, when set;
+//   2. $AUTHSYNC_PRESETS_DIR, when set and not empty;
+//   3. the source tree's conf/presets, only when `executable` lies inside the build directory
+//      it was built in (an uninstalled binary, as the tests and a developer run it);
+//   4. the installed presets, <prefix>/<datadir>/authsync/presets (`meson install`).
+std::string presets_directory(const std::string& presets_dir, const EnvLookup& env,
+                              const std::string& executable);
+// The running program's path (/proc/self/exe), or "" when it cannot be read.
+std::string running_executable();
 
 // The process environment.
 EnvLookup process_env();

@@ -119,14 +119,50 @@ TEST_CASE("an unknown preset names where it was looked for", "[config][preset]")
     CHECK_THAT(e, Contains("is not a preset name"));
 }
 
-TEST_CASE("by default presets are looked for beside the config, then installed, then in the tree",
+TEST_CASE("presets come from one directory: configured, $AUTHSYNC_PRESETS_DIR, the build's "
+          "tree for an uninstalled binary, else the installed one",
           "[config][preset]") {
-    auto path = config::preset_search_path("/etc/authsync/authsync.yaml", "");
-    REQUIRE(path.size() == 3);
-    CHECK(path[0] == "/etc/authsync/presets");
-    CHECK(path[2] == AUTHSYNC_CONF_DIR "/presets");
-    CHECK(config::preset_search_path("authsync.yaml", "")[0] == "./presets");
-    CHECK(config::preset_search_path("x.yaml", "/p") == std::vector<std::string>{"/p"});
+    const config::EnvLookup none = [](const std::string&) { return std::optional<std::string>(); };
+    const config::EnvLookup with_var = [](const std::string& name) {
+        return name == "AUTHSYNC_PRESETS_DIR" ? std::optional<std::string>("/from/env")
+                                               : std::optional<std::string>();
+    };
+    const config::EnvLookup empty_var = [](const std::string&) { return std::optional<std::string>(""); };
+    const std::string installed = "/usr/local/bin/authsync";
+    const std::string uninstalled = AUTHSYNC_BUILD_DIR "/authsync";
+    CHECK(config::presets_directory("/p", with_var, uninstalled) == "/p");
+    CHECK(config::presets_directory("", with_var, uninstalled) == "/from/env");
+    CHECK(config::presets_directory("", none, uninstalled) == AUTHSYNC_CONF_DIR "/presets");
+    CHECK(config::presets_directory("", none, AUTHSYNC_BUILD_DIR "/tests/unit_tests") ==
+          AUTHSYNC_CONF_DIR "/presets");
+    CHECK(config::presets_directory("", none, installed) == AUTHSYNC_INSTALLED_PRESETS_DIR);
+    CHECK(config::presets_directory("", empty_var, installed) == AUTHSYNC_INSTALLED_PRESETS_DIR);
+    // Beside the build directory, or reached through "..", is not inside it.
+    CHECK(config::presets_directory("", none, AUTHSYNC_BUILD_DIR "-copy/authsync") ==
+          AUTHSYNC_INSTALLED_PRESETS_DIR);
+    CHECK(config::presets_directory("", none, AUTHSYNC_BUILD_DIR "/../authsync") ==
+          AUTHSYNC_INSTALLED_PRESETS_DIR);
+    CHECK(config::presets_directory("", none, "") == AUTHSYNC_INSTALLED_PRESETS_DIR);
+    // Never the working directory or the config's: nothing relative comes out by default.
+    CHECK(config::presets_directory("", none, installed).front() == '/');
+}
+
+TEST_CASE("a preset beside the config file is not read", "[config][preset]") {
+    // DIR/authsync.yaml with DIR/presets/mini.yaml beside it: mini stays unknown.
+    char tmpl[] = "/tmp/authsync-beside-XXXXXX";
+    const std::filesystem::path dir = ::mkdtemp(tmpl);
+    std::filesystem::create_directory(dir / "presets");
+    std::ofstream(dir / "presets" / "mini.yaml") << kMinimalPreset;
+    std::string e;
+    try {
+        config::parse_config("source: {dsn: \"host=a\"}\ntarget: {dsn: \"host=b\"}\nmappings:\n"
+                             "  - preset: mini\n    preset_options: {tenant: a}\n",
+                             (dir / "authsync.yaml").string(), kNoEnv);
+    } catch (const ConfigError& err) {
+        e = err.what();
+    }
+    std::filesystem::remove_all(dir);
+    CHECK_THAT(e, Contains("no preset \"mini\""));
 }
 
 TEST_CASE("a preset's tables cannot also be mapped alone, nor its targets written twice",
