@@ -44,7 +44,10 @@ T run_on_loop(awaitable<T> work) {
 
 std::optional<config::Config> load(const std::string& path) {
     try {
-        return config::load_config(path, config::process_env());
+        auto config = config::load_config(path, config::process_env());
+        pg::validate_dsn(config.source.dsn, "source.dsn");
+        pg::validate_dsn(config.target.dsn, "target.dsn");
+        return config;
     } catch (const ConfigError& e) {
         std::cerr << "authsync: " << e.what() << '\n';
         return std::nullopt;

@@ -4,7 +4,8 @@
 
 #include <fmt/format.h>
 
-#include <regex>
+#include <algorithm>
+#include <cctype>
 
 #include <spdlog/spdlog.h>
 
@@ -54,17 +55,168 @@ std::string one_line(std::string_view message) {
     return out;
 }
 
+namespace {
+
+struct DsnOption {
+    std::string keyword;
+    std::string value;
+    bool secret = false;  // libpq's dispchar "*": password, sslpassword
+};
+
+bool is_uri(std::string_view dsn) {
+    return dsn.starts_with("postgresql://") || dsn.starts_with("postgres://");
+}
+
+// The DSN's options as libpq reads the `dbname` of PQconnectdbParams with expand_dbname, or
+// nullopt when libpq rejects it or its host shows a password's unencoded `@`.
+std::optional<std::vector<DsnOption>> parse_dsn(std::string_view dsn) {
+    std::vector<DsnOption> out;
+    if (!is_uri(dsn) && dsn.find('=') == std::string_view::npos) {
+        if (!dsn.empty()) out.push_back({"dbname", std::string(dsn), false});
+        return out;
+    }
+    char* error = nullptr;
+    PQconninfoOption* options = PQconninfoParse(std::string(dsn).c_str(), &error);
+    // libpq's parse error quotes the input: it is dropped unread.
+    if (error) PQfreemem(error);
+    if (options == nullptr) return std::nullopt;
+    for (PQconninfoOption* o = options; o->keyword != nullptr; ++o) {
+        if (o->val == nullptr) continue;
+        out.push_back({o->keyword, o->val, o->dispchar != nullptr && o->dispchar[0] == '*'});
+    }
+    PQconninfoFree(options);
+    if (is_uri(dsn)) {
+        for (const auto& o : out) {
+            if (o.keyword == "host" && o.value.find('@') != std::string::npos) return std::nullopt;
+        }
+    }
+    return out;
+}
+
+std::string quote_dsn_value(std::string_view value) {
+    bool plain = !value.empty();
+    for (char c : value) {
+        if (c == '\\' || c == '\'' || std::isspace(static_cast<unsigned char>(c))) plain = false;
+    }
+    if (plain) return std::string(value);
+    std::string out = "'";
+    for (char c : value) {
+        if (c == '\\' || c == '\'') out += '\\';
+        out += c;
+    }
+    return out + "'";
+}
+
+int hex_digit(char c) {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+// Length of the longest match of `password` at the start of `text`, each byte as itself or as
+// %XX; 0 when it does not match. (Both ways are tried for a byte, so a `%` matches as `%` or,
+// longer, as `%25`.)
+std::size_t match_password(std::string_view text, std::string_view password) {
+    if (password.empty()) return 0;
+    const char c = password.front();
+    std::size_t best = 0;
+    if (!text.empty() && text.front() == c) {
+        if (password.size() == 1) {
+            best = 1;
+        } else if (auto n = match_password(text.substr(1), password.substr(1))) {
+            best = 1 + n;
+        }
+    }
+    if (text.size() >= 3 && text[0] == '%') {
+        int hi = hex_digit(text[1]);
+        int lo = hex_digit(text[2]);
+        if (hi >= 0 && lo >= 0 && static_cast<unsigned char>(hi * 16 + lo) ==
+                                      static_cast<unsigned char>(c)) {
+            if (password.size() == 1) {
+                best = std::max<std::size_t>(best, 3);
+            } else if (auto n = match_password(text.substr(3), password.substr(1))) {
+                best = std::max(best, 3 + n);
+            }
+        }
+    }
+    return best;
+}
+
+}  // namespace
+
 std::string redact_dsn(std::string_view dsn) {
-    std::string s(dsn);
-    static const std::regex kv(R"((password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+))",
-                               std::regex::icase);
-    s = std::regex_replace(s, kv, "$1***");
-    static const std::regex uri(R"(((?:postgres|postgresql)://[^:/@\s]*:)[^@\s]*@)",
-                                std::regex::icase);
-    s = std::regex_replace(s, uri, "$1***@");
-    static const std::regex param(R"(([?&]password=)[^&\s]*)", std::regex::icase);
-    s = std::regex_replace(s, param, "$1***");
-    return s;
+    auto options = parse_dsn(dsn);
+    if (!options) return "<invalid connection string>";
+    std::vector<std::string> secrets;
+    for (const auto& o : *options) {
+        if (o.secret && !o.value.empty()) secrets.push_back(o.value);
+    }
+    // The usual identifying options first, the rest in libpq's order.
+    static constexpr std::string_view kFirst[] = {"host", "hostaddr", "port", "dbname", "user"};
+    auto rank = [](const DsnOption& o) {
+        for (std::size_t i = 0; i < std::size(kFirst); ++i) {
+            if (o.keyword == kFirst[i]) return i;
+        }
+        return std::size(kFirst);
+    };
+    std::stable_sort(options->begin(), options->end(),
+                     [&](const DsnOption& a, const DsnOption& b) { return rank(a) < rank(b); });
+    std::string out;
+    for (const auto& o : *options) {
+        std::string value = o.secret ? "***" : o.value;
+        for (const auto& secret : secrets) value = scrub_password(value, secret);
+        if (!out.empty()) out += ' ';
+        out += o.keyword + "=" + (o.secret ? value : quote_dsn_value(value));
+    }
+    return out;
+}
+
+void validate_dsn(std::string_view dsn, std::string_view setting) {
+    if (parse_dsn(dsn)) return;
+    throw ConfigError(fmt::format(
+        "{}: invalid connection string (libpq's reason is not shown: it may quote the "
+        "password); in key=value form put a value with spaces in single quotes "
+        "(password='with spaces', a quote or backslash inside escaped with a backslash), and "
+        "in a URI percent-encode the password's reserved characters (@ as %40, space as %20, "
+        "% as %25)",
+        setting));
+}
+
+std::optional<std::string> dsn_password(std::string_view dsn) {
+    auto options = parse_dsn(dsn);
+    if (!options) return std::nullopt;
+    for (const auto& o : *options) {
+        if (o.keyword == "password") return o.value;
+    }
+    return std::nullopt;
+}
+
+std::string scrub_password(std::string_view text, std::string_view password) {
+    if (password.empty()) return std::string(text);
+    std::string out;
+    out.reserve(text.size());
+    std::size_t i = 0;
+    while (i < text.size()) {
+        if (auto n = match_password(text.substr(i), password)) {
+            out += "***";
+            i += n;
+        } else {
+            out += text[i++];
+        }
+    }
+    return out;
+}
+
+std::string connection_message(pg_conn* conn, std::string_view message,
+                               std::string_view dsn_password) {
+    std::string s(message);
+    if (conn != nullptr) {
+        const char* used = PQpass(conn);
+        if (used != nullptr) s = scrub_password(s, used);
+    }
+    s = scrub_password(s, dsn_password);
+    return one_line(s);
 }
 
 Result::Result(pg_result* res) : res_(res) {}
@@ -95,26 +247,32 @@ std::uint64_t Result::affected_rows() const {
 void Connection::Deleter::operator()(pg_conn* c) const { PQfinish(c); }
 
 Connection Connection::connect(const std::string& dsn) {
-    Connection c(PQconnectdb(dsn.c_str()));
+    validate_dsn(dsn, "dsn");
+    const char* keys[] = {"dbname", nullptr};
+    const char* values[] = {dsn.c_str(), nullptr};
+    Connection c(PQconnectdbParams(keys, values, 1));
     if (!c.conn_) throw PgError("could not allocate a connection");
     if (PQstatus(c.raw()) == CONNECTION_OK) route_notices(c.raw());
     if (PQstatus(c.raw()) != CONNECTION_OK) {
-        std::string reason = one_line(PQerrorMessage(c.raw()));
+        std::string reason = connection_message(c.raw(), PQerrorMessage(c.raw()),
+                                                dsn_password(dsn).value_or(""));
         throw PgError(fmt::format("could not connect to {}: {}", redact_dsn(dsn), reason), "08001");
     }
     return c;
 }
 
 void throw_result_error(pg_conn* conn, pg_result* res, std::string_view context) {
+    // The server's fields may quote what the client sent, the password included.
+    const char* password = conn ? PQpass(conn) : nullptr;
     auto field = [&](int code) -> std::string {
         const char* v = res ? PQresultErrorField(res, code) : nullptr;
-        return v ? v : "";
+        return v ? scrub_password(v, password ? password : "") : "";
     };
     std::string message = field(PG_DIAG_MESSAGE_PRIMARY);
     if (message.empty()) {
         message = res ? PQresultErrorMessage(res) : "";
         if (message.empty() && conn) message = PQerrorMessage(conn);
-        message = one_line(message);
+        message = connection_message(conn, message);
     }
     std::string sqlstate = field(PG_DIAG_SQLSTATE);
     std::string full = context.empty() ? message : fmt::format("{}: {}", context, message);

@@ -2,7 +2,8 @@
 //
 // Blocking calls here serve set-up, preflight checks, tools and tests; the streaming and apply
 // paths drive the same PGconn non-blocking from the event loop. DSNs are redacted before they
-// reach any message.
+// reach any message, and the connection's password is scrubbed from libpq's and the server's
+// messages.
 #pragma once
 
 #include <cstdint>
@@ -52,8 +53,32 @@ void route_notices(pg_conn* conn);
 // trailing whitespace goes.
 std::string one_line(std::string_view message);
 
-// `password=secret` -> `password=***`, and `postgresql://u:secret@h` -> `postgresql://u:***@h`.
+// What authsync shows of a DSN: libpq parses it (PQconninfoParse) and the display is rebuilt
+// from the parsed options, `host=h port=5432 dbname=d user=u password=***`, in either DSN form.
+// Password-like options (libpq's dispchar `*`: password, sslpassword) show as `***`, and so does
+// the password wherever another option repeats it. A DSN libpq cannot parse shows as
+// `<invalid connection string>`: libpq's parse errors quote the input (`missing "=" after
+// "horse"`), and the input may be a password with spaces. So does a URI whose host holds an
+// `@`, which is a password's unencoded `@` (`postgresql://u:p@ss@h` parses as host `ss@h`).
+// A string that is neither key=value nor a URI is a database name, as libpq takes it.
 std::string redact_dsn(std::string_view dsn);
+
+// Throws ConfigError("<setting>: invalid connection string ...") with a hint when redact_dsn
+// would show nothing of the DSN. The message names no part of the DSN.
+void validate_dsn(std::string_view dsn, std::string_view setting);
+
+// The DSN's password (`password=`, a URI's user info or `?password=`) as libpq parses it.
+std::optional<std::string> dsn_password(std::string_view dsn);
+
+// `text` with every occurrence of `password` replaced by `***`; each of the password's bytes
+// may appear as itself or percent-encoded (`%40`, `%7e` or `%7E`). An empty password changes
+// nothing.
+std::string scrub_password(std::string_view text, std::string_view password);
+
+// A libpq message safe to surface: the connection's password (PQpass, which also knows one
+// from a passfile) and `dsn_password` scrubbed out, then made one line.
+std::string connection_message(pg_conn* conn, std::string_view message,
+                               std::string_view dsn_password = {});
 
 class Result {
 public:
@@ -92,7 +117,9 @@ Params params(T&&... values) {
 
 class Connection {
 public:
-    // Connects (blocking). Throws PgError whose message carries libpq's reason and the redacted DSN.
+    // Connects (blocking). Throws PgError whose message carries libpq's reason and the redacted
+    // DSN, the password scrubbed from both; ConfigError when the DSN does not parse. As libpq
+    // does with `dbname`, a DSN that is neither key=value nor a URI names the database.
     static Connection connect(const std::string& dsn);
 
     Connection() = default;
