@@ -188,12 +188,15 @@ int check_command(const std::string& config_path) {
     };
     check_side("source", config->source.dsn, true);
     check_side("target", config->target.dsn, false);
+    std::size_t failed = 0;
     for (const auto& p : problems) {
-        std::cout << "problem: " << p.what << "\n  hint: " << p.hint << '\n';
+        std::cout << (p.warning ? "warning: " : "problem: ") << p.what << "\n  hint: " << p.hint
+                  << '\n';
+        if (!p.warning) ++failed;
     }
-    std::cout << (problems.empty() ? "all checks passed\n"
-                                   : std::to_string(problems.size()) + " problem(s) found\n");
-    return problems.empty() ? 0 : 1;
+    std::cout << (failed == 0 ? "all checks passed\n"
+                              : std::to_string(failed) + " problem(s) found\n");
+    return failed == 0 ? 0 : 1;
 }
 
 int init_command(const std::string& config_path) {

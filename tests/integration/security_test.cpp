@@ -812,3 +812,67 @@ TEST_CASE("least-privilege roles as in docs/SECURITY.md sync users without readi
                 pg::params(f.slot())) == "0");
     CHECK(f.provider_value("SELECT count(*) FROM pg_publication WHERE pubname = 'authsync'") == "1");
 }
+
+TEST_CASE(
+    "a publication authsync creates for a table mapping lists only the columns it reads, and "
+    "check warns about one that sends more",
+    "[security][integration]") {
+    SyncFixture f;  // its mapping reads id, name, email, created_at, metadata, active, score,
+                    // bio and version
+    auto p = f.provider();
+    p.exec("ALTER TABLE public.users ADD COLUMN password_hash text, ADD COLUMN totp_secret text");
+    f.start();
+    const std::string published_sql =
+        "SELECT array_to_string(attnames, ',') FROM pg_publication_tables "
+        "WHERE pubname = 'authsync' AND schemaname = 'public' AND tablename = 'users'";
+    CHECK(f.provider_value(published_sql) ==
+          "id,name,email,created_at,metadata,active,score,bio,version");
+
+    // Inserts, updates and deletes still arrive.
+    p.exec(
+        "INSERT INTO public.users (id, name, password_hash, totp_secret) "
+        "VALUES ('cl1', 'Col', 'hash-sentinel', 'totp-sentinel')");
+    REQUIRE(wait_until(
+        [&] {
+            return f.target_value("SELECT name FROM neon_auth.users_sync WHERE id = 'cl1'") ==
+                   "Col";
+        },
+        30s));
+    p.exec("UPDATE public.users SET name = 'Col 2', password_hash = 'x' WHERE id = 'cl1'");
+    REQUIRE(wait_until(
+        [&] {
+            return f.target_value("SELECT name FROM neon_auth.users_sync WHERE id = 'cl1'") ==
+                   "Col 2";
+        },
+        30s));
+    p.exec("DELETE FROM public.users WHERE id = 'cl1'");
+    REQUIRE(wait_until(
+        [&] {
+            return f.target_value("SELECT deleted_at IS NOT NULL FROM neon_auth.users_sync "
+                                  "WHERE id = 'cl1'") == "t";
+        },
+        30s));
+    CHECK(f.target_value("SELECT count(*) FROM neon_auth.users_sync "
+                         "WHERE raw_json::text LIKE '%sentinel%'") == "0");
+    auto check = run_cli("check --config " + f.config_path());
+    {
+        INFO(check.text);
+        CHECK(check.rc == 0);
+        CHECK_THAT(check.text, !Catch::Contains("no mapping reads"));
+    }
+    CHECK(f.stop() == 0);
+
+    // A publication made without a column list sends the secrets: check says so.
+    p.exec("DROP PUBLICATION authsync; CREATE PUBLICATION authsync FOR TABLE public.users");
+    check = run_cli("check --config " + f.config_path());
+    INFO(check.text);
+    CHECK(check.rc == 0);  // a warning: the sync works, it just receives more than it needs
+    CHECK_THAT(check.text,
+               Catch::Contains("warning: source: publication \"authsync\" sends column(s) "
+                               "password_hash, totp_secret of \"public\".\"users\" that no "
+                               "mapping reads"));
+    CHECK_THAT(check.text,
+               Catch::Contains("ALTER PUBLICATION \"authsync\" SET TABLE \"public\".\"users\" "
+                               "(\"id\", \"name\", \"email\", \"created_at\", \"metadata\", "
+                               "\"active\", \"score\", \"bio\", \"version\")"));
+}
