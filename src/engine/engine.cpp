@@ -945,7 +945,7 @@ awaitable<void> Session::apply_one_by_one(const apply::Statement& st) {
         pg::Params params = pg::params(config_.source.slot, txn_final_lsn_.to_string(), mapping,
                                        target, key, std::string(upsert ? "upsert" : "delete"),
                                        payload, change_time,
-                                       std::string(failed->what()), failed->sqlstate());
+                                       failed->server_message(), failed->sqlstate());
         co_await target_sync();
         co_await target_.query_params(
             "INSERT INTO authsync.dead_letter (slot, lsn, mapping, target, key, op, payload, "
@@ -953,6 +953,7 @@ awaitable<void> Session::apply_one_by_one(const apply::Statement& st) {
             "$8::timestamptz, $9, $10)",
             std::move(params));
         ++pending_dead_letters_;
+        // what(), not the server's message that the row keeps: it may quote the row's values.
         log_->warn("dead-lettered the change to {} key {}: {}", mapping, key, failed->what());
     }
 }

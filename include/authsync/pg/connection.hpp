@@ -21,12 +21,23 @@ struct pg_result;
 
 namespace authsync::pg {
 
+// what() is what logs, `/status` and the page show. For an error the server reported, it is
+// the server's primary message only when that cannot quote row values; for the classes whose
+// messages may (see `withholds_server_message`), it is a summary built from the SQLSTATE, its
+// condition name and the diagnostic fields that name things, never values: the table, column,
+// data type and constraint. The server's own message is kept for authsync.dead_letter, which
+// lives in the target beside the data.
 class PgError : public Error {
 public:
     PgError(std::string message, std::string sqlstate = {}, std::string detail = {},
-            std::string hint = {});
+            std::string hint = {}, std::string server_message = {});
 
     const std::string& sqlstate() const { return sqlstate_; }
+    // The server's primary message (after the context), which may quote row values: only for
+    // authsync.dead_letter.error. what() when authsync made the error.
+    std::string server_message() const {
+        return server_message_.empty() ? std::string(what()) : server_message_;
+    }
     const std::string& detail() const { return detail_; }
     const std::string& hint() const { return hint_; }
 
@@ -44,7 +55,21 @@ private:
     std::string sqlstate_;
     std::string detail_;
     std::string hint_;
+    std::string server_message_;
 };
+
+// Whether the server's primary message for an error of this SQLSTATE may quote row values:
+// class 22 (data exception: `invalid input syntax for type bigint: "..."`), P0 (PL/pgSQL:
+// RAISE and ASSERT say whatever the function says), XX (internal errors, from C functions
+// too), and 38, 39 and 2F (errors of functions the target calls). Other classes name objects,
+// not values (class 23 puts the row in DETAIL, which authsync never shows). Messages that
+// PL/pgSQL's RAISE made are withheld whatever their SQLSTATE (throw_result_error).
+bool withholds_server_message(std::string_view sqlstate);
+
+// The SQLSTATE's condition name (`invalid_text_representation` for 22P02), or its class's
+// (`data_exception` for an unknown 22xxx), for the withheld classes and class 23; empty for
+// others.
+std::string condition_name(std::string_view sqlstate);
 
 // Sends the server's NOTICEs on this connection to the log at debug level instead of stderr.
 void route_notices(pg_conn* conn);
@@ -142,7 +167,8 @@ private:
     std::unique_ptr<pg_conn, Deleter> conn_;
 };
 
-// Throws PgError built from a failed result (SQLSTATE, message, detail, hint).
+// Throws PgError built from a failed result (SQLSTATE, message, detail, hint): what() is the
+// primary message, or a summary when withholds_server_message (see PgError).
 [[noreturn]] void throw_result_error(pg_conn* conn, pg_result* res, std::string_view context);
 // Checks a result's status is one of the OK statuses; otherwise throws (and frees nothing:
 // the caller's Result owns it).
