@@ -45,7 +45,10 @@ T run_on_loop(awaitable<T> work) {
 
 std::optional<config::Config> load(const std::string& path) {
     try {
-        return config::load_config(path, config::process_env());
+        auto config = config::load_config(path, config::process_env());
+        pg::validate_dsn(config.source.dsn, "source.dsn");
+        pg::validate_dsn(config.target.dsn, "target.dsn");
+        return config;
     } catch (const ConfigError& e) {
         std::cerr << "authsync: " << e.what() << '\n';
         return std::nullopt;
@@ -62,7 +65,7 @@ void setup_logging(const std::string& level, LogFormat format) {
         // them this formatter.
         sink->set_formatter(make_json_formatter());
     } else {
-        logger->set_pattern("%Y-%m-%dT%H:%M:%S.%e%z %^%l%$ [%n] %v");
+        logger->set_formatter(make_text_formatter());
     }
     spdlog::set_default_logger(logger);
     spdlog::set_level(spdlog::level::from_str(level));
@@ -208,12 +211,15 @@ int check_command(const std::string& config_path) {
     } catch (const Error&) {
         // A side that cannot be reached is already reported above.
     }
+    std::size_t failed = 0;
     for (const auto& p : problems) {
-        std::cout << "problem: " << p.what << "\n  hint: " << p.hint << '\n';
+        std::cout << (p.warning ? "warning: " : "problem: ") << p.what << "\n  hint: " << p.hint
+                  << '\n';
+        if (!p.warning) ++failed;
     }
-    std::cout << (problems.empty() ? "all checks passed\n"
-                                   : std::to_string(problems.size()) + " problem(s) found\n");
-    return problems.empty() ? 0 : 1;
+    std::cout << (failed == 0 ? "all checks passed\n"
+                              : std::to_string(failed) + " problem(s) found\n");
+    return failed == 0 ? 0 : 1;
 }
 
 int init_command(const std::string& config_path) {
@@ -332,15 +338,22 @@ int dead_letter_command(const std::string& config_path, const std::string& actio
             }
             auto rows = co_await target.query_params(
                 "SELECT id, mapping, target, key, op, coalesce(payload::text, payload_text), "
-                "change_time::text, error, "
-                "attempts FROM authsync.dead_letter WHERE slot = $1 ORDER BY id",
+                "change_time::text, error, attempts, coalesce(sqlstate, '') FROM "
+                "authsync.dead_letter WHERE slot = $1 ORDER BY id",
                 pg::params(config->source.slot));
             if (action == "list") {
                 for (int i = 0; i < rows.rows(); ++i) {
-                    // The key and the error, never the payload: it holds users' data.
+                    // The key and the error, never the payload: it holds users' data. Nor the
+                    // server's message where it may quote the row (PgError's rule).
+                    const std::string sqlstate(rows.get(i, 9));
+                    std::string error(rows.get(i, 7));
+                    if (pg::withholds_server_message(sqlstate)) {
+                        error = pg::condition_name(sqlstate) + " (SQLSTATE " + sqlstate +
+                                "; the server's message is in authsync.dead_letter.error)";
+                    }
                     std::cout << rows.get(i, 0) << '\t' << rows.get(i, 1) << '\t' << rows.get(i, 3)
                               << '\t' << rows.get(i, 4) << "\tattempts=" << rows.get(i, 8) << '\t'
-                              << rows.get(i, 7) << '\n';
+                              << error << '\n';
                 }
                 std::cout << rows.rows() << " dead letter(s)\n";
                 co_return 0;
@@ -376,7 +389,8 @@ int dead_letter_command(const std::string& config_path, const std::string& actio
                     continue;
                 }
                 co_await target.query("BEGIN");
-                std::optional<std::string> error;
+                std::optional<std::string> error;  // what() is shown, the server's is kept
+                std::string server_error;
                 bool newer = false;
                 try {
                     const auto table = quote_qualified(rule->target_schema, rule->target_table);
@@ -411,13 +425,14 @@ int dead_letter_command(const std::string& config_path, const std::string& actio
                                                  pg::params(id));
                 } catch (const pg::PgError& e) {
                     error = e.what();
+                    server_error = e.server_message();
                 }
                 if (error) {
                     co_await target.query("ROLLBACK");
                     co_await target.query_params(
                         "UPDATE authsync.dead_letter SET attempts = attempts + 1, retried_at = "
                         "now(), error = $2 WHERE id = $1",
-                        pg::params(id, *error));
+                        pg::params(id, server_error));
                     std::cerr << "dead letter " << id << " (" << mapping << " key "
                               << rows.get(i, 3) << ") still rejected: " << *error << '\n';
                     ++failed;

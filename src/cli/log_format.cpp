@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 #include <spdlog/formatter.h>
+#include <spdlog/pattern_formatter.h>
 #include <spdlog/spdlog.h>
 
 namespace authsync::cli {
@@ -54,7 +55,46 @@ public:
     }
 };
 
+// %* in the text pattern: the message, control characters escaped.
+class EscapedMessage final : public spdlog::custom_flag_formatter {
+public:
+    void format(const spdlog::details::log_msg& msg, const std::tm&,
+                spdlog::memory_buf_t& dest) override {
+        const auto text = escape_control(std::string_view(msg.payload.data(), msg.payload.size()));
+        dest.append(text.data(), text.data() + text.size());
+    }
+    std::unique_ptr<custom_flag_formatter> clone() const override {
+        return std::make_unique<EscapedMessage>();
+    }
+};
+
 }  // namespace
+
+std::string escape_control(std::string_view message) {
+    std::string out;
+    out.reserve(message.size());
+    for (char c : message) {
+        const auto u = static_cast<unsigned char>(c);
+        if (u >= 0x20 && u != 0x7f) {
+            out += c;
+        } else if (c == '\n') {
+            out += "\\n";
+        } else if (c == '\r') {
+            out += "\\r";
+        } else if (c == '\t') {
+            out += "\\t";
+        } else {
+            out += fmt::format("\\x{:02x}", u);
+        }
+    }
+    return out;
+}
+
+std::unique_ptr<spdlog::formatter> make_text_formatter() {
+    auto formatter = std::make_unique<spdlog::pattern_formatter>();
+    formatter->add_flag<EscapedMessage>('*').set_pattern("%Y-%m-%dT%H:%M:%S.%e%z %^%l%$ [%n] %*");
+    return formatter;
+}
 
 std::string json_log_line(std::chrono::system_clock::time_point time, std::string_view level,
                           std::string_view logger, std::string_view message) {

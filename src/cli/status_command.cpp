@@ -220,6 +220,7 @@ int peek_command(const std::string& config_path, int limit) {
     config::Config config;
     try {
         config = config::load_config(config_path, config::process_env());
+        pg::validate_dsn(config.source.dsn, "source.dsn");
     } catch (const ConfigError& e) {
         std::cerr << "authsync: " << e.what() << '\n';
         return 1;

@@ -1022,10 +1022,11 @@ awaitable<void> Session::apply_one_by_one(const apply::Statement& st) {
         pg::Params params = pg::params(config_.source.slot, txn_final_lsn_.to_string(), mapping,
                                        target, escape_ill_formed_utf8(key),
                                        std::string(upsert ? "upsert" : "delete"), payload,
-                                       change_time, std::string(failed->what()),
+                                       change_time, failed->server_message(),
                                        failed->sqlstate());
         co_await record_dead_letter(std::move(params));
         ++pending_dead_letters_;
+        // what(), not the server's message that the row keeps: it may quote the row's values.
         log_->warn("dead-lettered the change to {} key {}: {}", mapping, key, failed->what());
     }
 }

@@ -132,19 +132,39 @@ awaitable<void> resolve_lookups(pg::AsyncConnection& source, config::Config& con
 }
 
 awaitable<std::vector<std::string>> existing_columns(pg::AsyncConnection& source,
-                                                     const mapping::MirrorSource& s) {
+                                                     const std::string& schema,
+                                                     const std::string& table,
+                                                     const std::vector<std::string>& names) {
     auto r = co_await source.query_params(
         "SELECT a.attname FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid "
         "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relname = $2 "
         "AND a.attnum > 0 AND NOT a.attisdropped",
-        pg::params(s.source_schema, s.source_table));
+        pg::params(schema, table));
     std::vector<std::string> out;
-    for (const auto& c : s.columns) {
+    for (const auto& name : names) {
+        if (std::find(out.begin(), out.end(), name) != out.end()) continue;
         for (int i = 0; i < r.rows(); ++i) {
-            if (r.get(i, 0) == c.name) out.push_back(c.name);
+            if (r.get(i, 0) == name) out.push_back(name);
         }
     }
     co_return out;
+}
+
+awaitable<std::vector<std::string>> existing_columns(pg::AsyncConnection& source,
+                                                     const mapping::MirrorSource& s) {
+    std::vector<std::string> names;
+    for (const auto& c : s.columns) names.push_back(c.name);
+    co_return co_await existing_columns(source, s.source_schema, s.source_table, names);
+}
+
+std::vector<std::string> mapping_columns(const mapping::MappingRule& m) {
+    std::vector<std::string> out;
+    auto add = [&](const std::string& c) {
+        if (std::find(out.begin(), out.end(), c) == out.end()) out.push_back(c);
+    };
+    for (const auto& k : m.key_columns) add(k);
+    for (const auto& f : m.fields) add(f.column);
+    return out;
 }
 
 namespace {
@@ -162,7 +182,8 @@ struct Identity {
     }
 };
 
-awaitable<Identity> replica_identity(pg::AsyncConnection& source, const mapping::MirrorSource& s) {
+awaitable<Identity> replica_identity(pg::AsyncConnection& source, const std::string& schema,
+                                     const std::string& table) {
     auto r = co_await source.query_params(
         "SELECT c.relreplident = 'f', a.attname FROM pg_class c "
         "JOIN pg_namespace n ON n.oid = c.relnamespace "
@@ -170,7 +191,7 @@ awaitable<Identity> replica_identity(pg::AsyncConnection& source, const mapping:
         "OR (c.relreplident = 'i' AND i.indisreplident)) "
         "LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = ANY (i.indkey) "
         "WHERE n.nspname = $1 AND c.relname = $2",
-        pg::params(s.source_schema, s.source_table));
+        pg::params(schema, table));
     Identity id;
     for (int i = 0; i < r.rows(); ++i) {
         id.full = r.get(i, 0) == "t";
@@ -179,15 +200,130 @@ awaitable<Identity> replica_identity(pg::AsyncConnection& source, const mapping:
     co_return id;
 }
 
+awaitable<Identity> replica_identity(pg::AsyncConnection& source, const mapping::MirrorSource& s) {
+    co_return co_await replica_identity(source, s.source_schema, s.source_table);
+}
+
+// The column list a publication needs for authsync to read `wanted` of a provider table: those
+// of them the table has, in that order, then its replica identity's columns (PostgreSQL
+// refuses UPDATE and DELETE on a table whose column list lacks one of them). Under REPLICA
+// IDENTITY FULL a list would have to name every column: `identity.full` says so.
+struct PublishedColumns {
+    Identity identity;
+    std::vector<std::string> read;     // the wanted columns the table has
+    std::vector<std::string> columns;  // read, then the identity's columns
+};
+
+awaitable<PublishedColumns> published_columns(pg::AsyncConnection& source,
+                                              const std::string& schema, const std::string& table,
+                                              const std::vector<std::string>& wanted) {
+    PublishedColumns out;
+    out.identity = co_await replica_identity(source, schema, table);
+    out.read = co_await existing_columns(source, schema, table, wanted);
+    out.columns = out.read;
+    for (const auto& c : out.identity.columns) {
+        if (std::find(out.columns.begin(), out.columns.end(), c) == out.columns.end()) {
+            out.columns.push_back(c);
+        }
+    }
+    co_return out;
+}
+
+std::string column_list(const std::vector<std::string>& columns) {
+    std::string list;
+    for (const auto& c : columns) list += (list.empty() ? "" : ", ") + quote_identifier(c);
+    return list;
+}
+
+awaitable<bool> has_column_lists(pg::AsyncConnection& source) {
+    auto v = co_await source.query("SELECT current_setting('server_version_num')::int >= 150000");
+    co_return v.get(0, 0) == "t";
+}
+
+// A warning when publication `pubname` sends columns of a table beyond `wanted` and the
+// identity, and a problem when it lacks one of `wanted` (the mapping could not read it). None
+// before PostgreSQL 15 (no column lists, no attnames) or when the table is not published.
+awaitable<void> check_published_columns(pg::AsyncConnection& source, const std::string& pubname,
+                                        const std::string& schema, const std::string& table,
+                                        const std::vector<std::string>& wanted,
+                                        std::vector<Problem>& problems) {
+    if (!co_await has_column_lists(source)) co_return;
+    auto r = co_await source.query_params(
+        "SELECT a FROM pg_publication_tables t, unnest(t.attnames) AS a "
+        "WHERE t.pubname = $1 AND t.schemaname = $2 AND t.tablename = $3",
+        pg::params(pubname, schema, table));
+    if (r.rows() == 0) co_return;
+    std::vector<std::string> sent;
+    for (int i = 0; i < r.rows(); ++i) sent.emplace_back(r.get(i, 0));
+    const auto need = co_await published_columns(source, schema, table, wanted);
+    const auto name = quote_qualified(schema, table);
+    std::string extra, missing;
+    for (const auto& c : sent) {
+        if (std::find(need.columns.begin(), need.columns.end(), c) == need.columns.end()) {
+            extra += (extra.empty() ? "" : ", ") + c;
+        }
+    }
+    for (const auto& c : need.columns) {
+        if (std::find(sent.begin(), sent.end(), c) == sent.end()) {
+            missing += (missing.empty() ? "" : ", ") + c;
+        }
+    }
+    // (Not a conditional expression over strings: GCC 12 coroutines.)
+    std::string hint = fmt::format("ALTER PUBLICATION {} SET TABLE {} ({}), naming the "
+                                   "publication's other tables too (SET TABLE replaces them all)",
+                                   quote_identifier(pubname), name, column_list(need.columns));
+    if (need.identity.full) {
+        hint = fmt::format("ALTER TABLE {} REPLICA IDENTITY DEFAULT (or USING INDEX), then "
+                           "{}",
+                           name, hint);
+    }
+    if (!missing.empty()) {
+        problems.push_back({fmt::format("source: publication \"{}\" does not send column(s) {} "
+                                        "of {}, which the mapping reads",
+                                        pubname, missing, name),
+                            hint});
+    }
+    if (!extra.empty()) {
+        problems.push_back({fmt::format("source: publication \"{}\" sends column(s) {} of {} "
+                                        "that no mapping reads (they reach authsync's memory "
+                                        "and `authsync peek`)",
+                                        pubname, extra, name),
+                            hint, true});
+    }
+}
+
 }  // namespace
 
 awaitable<std::vector<std::string>> create_publication(pg::AsyncConnection& source,
                                                        const config::Config& config) {
     std::vector<std::string> notes;
     std::string tables;
+    // Table mappings publish the columns they read, as presets do (below); a FULL identity,
+    // or a provider before PostgreSQL 15, has them published whole, with a warning.
+    const bool lists = co_await has_column_lists(source);
     for (const auto& m : config.mappings) {
+        const auto table = quote_qualified(m.source_schema, m.source_table);
         if (!tables.empty()) tables += ", ";
-        tables += quote_qualified(m.source_schema, m.source_table);
+        tables += table;
+        if (!lists) {
+            notes.push_back(fmt::format("{} is published with all its columns: column lists "
+                                        "need PostgreSQL 15 or later on the provider",
+                                        table));
+            continue;
+        }
+        const auto published =
+            co_await published_columns(source, m.source_schema, m.source_table, mapping_columns(m));
+        if (published.identity.full) {
+            notes.push_back(fmt::format(
+                "{} is published with all its columns: it has REPLICA IDENTITY FULL, and "
+                "PostgreSQL then needs a publication's column list to name every column; give "
+                "it its primary key as identity (REPLICA IDENTITY DEFAULT) or REPLICA IDENTITY "
+                "USING INDEX, then recreate the publication, to keep the columns the mapping "
+                "does not read on the provider",
+                table));
+        } else if (!published.columns.empty()) {
+            tables += " (" + column_list(published.columns) + ")";
+        }
     }
     if (!config.composites.empty()) {
         auto v = co_await source.query("SELECT current_setting('server_version_num')::int >= 150000, "
@@ -206,7 +342,11 @@ awaitable<std::vector<std::string>> create_publication(pg::AsyncConnection& sour
     for (const auto& composite : config.composites) {
         for (const auto& s : composite.sources) {
             const auto table = quote_qualified(s.source_schema, s.source_table);
-            const auto identity = co_await replica_identity(source, s);
+            std::vector<std::string> wanted;
+            for (const auto& c : s.columns) wanted.push_back(c.name);
+            const auto published =
+                co_await published_columns(source, s.source_schema, s.source_table, wanted);
+            const auto& identity = published.identity;
             if (identity.full) {
                 throw Error(fmt::format(
                     "{} has REPLICA IDENTITY FULL: PostgreSQL then needs a publication's column "
@@ -215,18 +355,12 @@ awaitable<std::vector<std::string>> create_publication(pg::AsyncConnection& sour
                     "(REPLICA IDENTITY DEFAULT) or REPLICA IDENTITY USING INDEX",
                     table));
             }
-            auto columns = co_await existing_columns(source, s);
-            if (columns.empty()) {
+            if (published.read.empty()) {
                 throw Error(fmt::format("{} has none of the columns preset {} reads", table,
                                         composite.preset));
             }
-            for (const auto& c : identity.columns) {
-                if (std::find(columns.begin(), columns.end(), c) == columns.end()) columns.push_back(c);
-            }
-            std::string list;
-            for (const auto& c : columns) list += (list.empty() ? "" : ", ") + quote_identifier(c);
             if (!tables.empty()) tables += ", ";
-            tables += table + " (" + list + ")";
+            tables += table + " (" + column_list(published.columns) + ")";
             if (s.row_filter.empty()) continue;
             if (identity.covers(s.row_filter_columns)) {
                 tables += " WHERE (" + s.row_filter + ")";
@@ -515,6 +649,12 @@ awaitable<void> check_composite_sources(pg::AsyncConnection& source, const confi
                                     fmt::format("GRANT SELECT ({}) ON {} TO <role>", unreadable,
                                                 table)});
             }
+            if (have_publication) {
+                std::vector<std::string> wanted;
+                for (const auto& c : s.columns) wanted.push_back(c.name);
+                co_await check_published_columns(source, config.source.publication,
+                                                 s.source_schema, s.source_table, wanted, problems);
+            }
             const auto identity = co_await replica_identity(source, s);
             if (identity.full) {
                 problems.push_back(
@@ -676,6 +816,8 @@ awaitable<std::vector<Problem>> check_source(pg::AsyncConnection& source,
                      fmt::format("ALTER PUBLICATION {} ADD TABLE {}",
                                  quote_identifier(config.source.publication), table)});
             }
+            co_await check_published_columns(source, config.source.publication, m.source_schema,
+                                             m.source_table, mapping_columns(m), problems);
         }
     }
     co_await check_composite_sources(source, config, have_publication, problems);

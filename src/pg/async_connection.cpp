@@ -43,7 +43,8 @@ void AsyncConnection::cancel() {
 }
 
 void AsyncConnection::throw_connection_error(const std::string& context) {
-    std::string reason = one_line(conn_ ? PQerrorMessage(raw()) : "no connection");
+    std::string reason =
+        conn_ ? connection_message(raw(), PQerrorMessage(raw()), password_) : "no connection";
     throw PgError(context.empty() ? reason : fmt::format("{}: {}", context, reason));
 }
 
@@ -58,7 +59,9 @@ asio::awaitable<void> AsyncConnection::wait_writable() {
 asio::awaitable<void> AsyncConnection::connect(std::string dsn, std::string application_name,
                                                bool replication) {
     close();
+    validate_dsn(dsn, "dsn");
     redacted_dsn_ = redact_dsn(dsn);
+    password_ = dsn_password(dsn).value_or("");
     // Keywords after the expanded dbname override what the DSN says.
     std::vector<const char*> keys;
     std::vector<const char*> values;

@@ -258,6 +258,126 @@ TEST_CASE(
     }
 }
 
+// Each word of `secret` (split at spaces) is absent from `text`.
+void check_secret_absent(const std::string& text, const std::string& secret) {
+    std::size_t start = 0;
+    while (start < secret.size()) {
+        auto end = std::min(secret.find(' ', start), secret.size());
+        auto word = secret.substr(start, end - start);
+        if (!word.empty()) CHECK_THAT(text, !Catch::Contains(word));
+        start = end + 1;
+    }
+}
+
+TEST_CASE(
+    "a dsn libpq cannot parse stops check and run with a config error that shows none of "
+    "the dsn",
+    "[security][integration]") {
+    SyncFixture f;  // for its databases and slot name; its own run is not started
+    const auto& provider = test::provider_cluster();
+    const auto host_port = "127.0.0.1:" + std::to_string(provider.port());
+    struct Case {
+        std::string dsn, secret;
+    };
+    const std::vector<Case> cases = {
+        // libpq: missing "=" after "horse"
+        {provider.dsn(f.provider_db) + " password=correct horse battery",
+         "correct horse battery"},
+        // libpq: invalid percent-encoded token: "abc%zzTopSecret"
+        {"postgresql://postgres:abc%zzTopSecret@" + host_port + "/" + f.provider_db,
+         "zzTopSecret"},
+        // libpq parses `p` as the password and `ssW0rdTail@127.0.0.1` as the host
+        {"postgresql://postgres:p@ssW0rdTail@" + host_port + "/" + f.provider_db, "ssW0rdTail"},
+    };
+    for (std::size_t i = 0; i < cases.size(); ++i) {
+        const auto& c = cases[i];
+        INFO("case " << i);
+        RunConfig rc;
+        rc.source_dsn = c.dsn;
+        rc.target_dsn = test::target_cluster().dsn(f.target_db);
+        rc.slot = f.slot();
+        rc.status_port = test::free_port();
+        rc.mappings = kUsersMapping;
+        const auto path = f.config_path() + ".bad-dsn-" + std::to_string(i) + ".yaml";
+        write_run_config(path, rc);
+
+        auto check = run_cli("check --config " + path);
+        INFO("check:\n" << check.text);
+        CHECK(check.rc == 1);
+        CHECK_THAT(check.text, Catch::Contains("source.dsn: invalid connection string"));
+        check_secret_absent(check.text, c.secret);
+
+        test::Process run({AUTHSYNC_EXE, "run", "--config", path}, path + ".log");
+        run.start();
+        CHECK(run.wait(15s) == 1);
+        INFO("run:\n" << run.log());
+        CHECK_THAT(run.log(), Catch::Contains("source.dsn: invalid connection string"));
+        check_secret_absent(run.log(), c.secret);
+    }
+}
+
+TEST_CASE(
+    "a dsn password with spaces, or repeated in libpq's reason, appears nowhere in check, "
+    "the log or /status while authsync retries",
+    "[security][integration]") {
+    SyncFixture f;  // for its databases and slot name; its own run is not started
+    const auto& provider = test::provider_cluster();
+    const int closed_port = test::free_port();  // nothing listens there
+    struct Case {
+        std::string dsn, secret;
+    };
+    const std::vector<Case> cases = {
+        {"host=127.0.0.1 port=" + std::to_string(closed_port) +
+             " dbname=auth user=postgres password='correct horse battery'",
+         "correct horse battery"},
+        {"postgresql://postgres:Hunter2 secret@127.0.0.1:" + std::to_string(closed_port) +
+             "/auth",
+         "Hunter2 secret"},
+        // The server names the role, which here is the password: `role "..." does not exist`.
+        {provider.dsn(f.provider_db) + " user=Zq9wRoleSecret password=Zq9wRoleSecret",
+         "Zq9wRoleSecret"},
+    };
+    for (std::size_t i = 0; i < cases.size(); ++i) {
+        const auto& c = cases[i];
+        INFO("case " << i);
+        RunConfig rc;
+        rc.source_dsn = c.dsn;
+        rc.target_dsn = test::target_cluster().dsn(f.target_db);
+        rc.slot = f.slot();
+        rc.status_port = test::free_port();
+        rc.mappings = kUsersMapping;
+        const auto path = f.config_path() + ".retry-dsn-" + std::to_string(i) + ".yaml";
+        write_run_config(path, rc);
+
+        auto check = run_cli("check --config " + path);
+        INFO("check:\n" << check.text);
+        CHECK(check.rc == 1);
+        CHECK_THAT(check.text, Catch::Contains("password=***"));
+        check_secret_absent(check.text, c.secret);
+
+        test::Process run({AUTHSYNC_EXE, "run", "--config", path}, path + ".log");
+        LogOnFailure run_log{run};
+        run.start();
+        const std::string url = "http://127.0.0.1:" + std::to_string(rc.status_port);
+        json s;
+        CHECK(wait_until(
+            [&] {
+                s = status_of(url);
+                return !last_error_of(s).empty() && s["counters"]["reconnects"] >= 2;
+            },
+            20s));
+        INFO("last_error: " << last_error_of(s));
+        CHECK_THAT(last_error_of(s), Catch::Contains("password=***"));
+        check_secret_absent(last_error_of(s), c.secret);
+        check_secret_absent(http_get(url + "/").body, c.secret);
+        run.signal(SIGTERM);
+        CHECK(run.wait(15s) == 0);
+        INFO("run:\n" << run.log());
+        CHECK_THAT(run.log(), Catch::Contains("reconnecting in"));
+        check_secret_absent(run.log(), c.secret);
+    }
+}
+
 TEST_CASE(
     "with sslmode=verify-full authsync talks TLS to both databases, and refuses a server "
     "its CA did not sign",
@@ -691,4 +811,68 @@ TEST_CASE("least-privilege roles as in docs/SECURITY.md sync users without readi
     CHECK(value(f.target(), "SELECT count(*) FROM authsync.checkpoint WHERE slot = $1",
                 pg::params(f.slot())) == "0");
     CHECK(f.provider_value("SELECT count(*) FROM pg_publication WHERE pubname = 'authsync'") == "1");
+}
+
+TEST_CASE(
+    "a publication authsync creates for a table mapping lists only the columns it reads, and "
+    "check warns about one that sends more",
+    "[security][integration]") {
+    SyncFixture f;  // its mapping reads id, name, email, created_at, metadata, active, score,
+                    // bio and version
+    auto p = f.provider();
+    p.exec("ALTER TABLE public.users ADD COLUMN password_hash text, ADD COLUMN totp_secret text");
+    f.start();
+    const std::string published_sql =
+        "SELECT array_to_string(attnames, ',') FROM pg_publication_tables "
+        "WHERE pubname = 'authsync' AND schemaname = 'public' AND tablename = 'users'";
+    CHECK(f.provider_value(published_sql) ==
+          "id,name,email,created_at,metadata,active,score,bio,version");
+
+    // Inserts, updates and deletes still arrive.
+    p.exec(
+        "INSERT INTO public.users (id, name, password_hash, totp_secret) "
+        "VALUES ('cl1', 'Col', 'hash-sentinel', 'totp-sentinel')");
+    REQUIRE(wait_until(
+        [&] {
+            return f.target_value("SELECT name FROM neon_auth.users_sync WHERE id = 'cl1'") ==
+                   "Col";
+        },
+        30s));
+    p.exec("UPDATE public.users SET name = 'Col 2', password_hash = 'x' WHERE id = 'cl1'");
+    REQUIRE(wait_until(
+        [&] {
+            return f.target_value("SELECT name FROM neon_auth.users_sync WHERE id = 'cl1'") ==
+                   "Col 2";
+        },
+        30s));
+    p.exec("DELETE FROM public.users WHERE id = 'cl1'");
+    REQUIRE(wait_until(
+        [&] {
+            return f.target_value("SELECT deleted_at IS NOT NULL FROM neon_auth.users_sync "
+                                  "WHERE id = 'cl1'") == "t";
+        },
+        30s));
+    CHECK(f.target_value("SELECT count(*) FROM neon_auth.users_sync "
+                         "WHERE raw_json::text LIKE '%sentinel%'") == "0");
+    auto check = run_cli("check --config " + f.config_path());
+    {
+        INFO(check.text);
+        CHECK(check.rc == 0);
+        CHECK_THAT(check.text, !Catch::Contains("no mapping reads"));
+    }
+    CHECK(f.stop() == 0);
+
+    // A publication made without a column list sends the secrets: check says so.
+    p.exec("DROP PUBLICATION authsync; CREATE PUBLICATION authsync FOR TABLE public.users");
+    check = run_cli("check --config " + f.config_path());
+    INFO(check.text);
+    CHECK(check.rc == 0);  // a warning: the sync works, it just receives more than it needs
+    CHECK_THAT(check.text,
+               Catch::Contains("warning: source: publication \"authsync\" sends column(s) "
+                               "password_hash, totp_secret of \"public\".\"users\" that no "
+                               "mapping reads"));
+    CHECK_THAT(check.text,
+               Catch::Contains("ALTER PUBLICATION \"authsync\" SET TABLE \"public\".\"users\" "
+                               "(\"id\", \"name\", \"email\", \"created_at\", \"metadata\", "
+                               "\"active\", \"score\", \"bio\", \"version\")"));
 }

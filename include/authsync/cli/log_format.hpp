@@ -26,4 +26,13 @@ std::string json_log_line(std::chrono::system_clock::time_point time, std::strin
 // An spdlog formatter that writes json_log_line plus '\n'.
 std::unique_ptr<spdlog::formatter> make_json_formatter();
 
+// `message` with each control character written as an escape (`\n`, `\r`, `\t`, `\x1b`, ...),
+// so that no text a message carries (a user's key, a server's message) can start a log line of
+// its own.
+std::string escape_control(std::string_view message);
+
+// The text format, `2026-11-27T16:22:42.123+0000 info [engine] message`, the message passed
+// through escape_control; the level in colour when the sink has colours.
+std::unique_ptr<spdlog::formatter> make_text_formatter();
+
 }  // namespace authsync::cli

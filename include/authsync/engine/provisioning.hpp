@@ -41,9 +41,12 @@ struct SlotInfo {
 asio::awaitable<std::optional<SlotInfo>> find_slot(pg::AsyncConnection& source,
                                                    const std::string& slot);
 asio::awaitable<bool> publication_exists(pg::AsyncConnection& source, const std::string& name);
-// Creates the publication for the config's tables; composite sources get their column lists
-// and, where the provider's replica identity allows it, their row filters. Returns a note for
-// each table published without its row filter (the caller logs them).
+// Creates the publication for the config's tables, each with a column list of what authsync
+// reads of it plus its replica identity (PostgreSQL 15), so that secrets beside the mapped
+// columns stay on the provider; composite sources also get, where the provider's replica
+// identity allows it, their row filters. A table mapping's table with REPLICA IDENTITY FULL is
+// published whole (a list would have to name every column); a preset's is refused. Returns a
+// note for each table published whole or without its row filter (the caller logs them).
 asio::awaitable<std::vector<std::string>> create_publication(pg::AsyncConnection& source,
                                                              const config::Config& config);
 asio::awaitable<void> create_slot(pg::AsyncConnection& source, const std::string& slot);
@@ -57,6 +60,13 @@ asio::awaitable<void> resolve_lookups(pg::AsyncConnection& source, config::Confi
 // ones may be missing).
 asio::awaitable<std::vector<std::string>> existing_columns(pg::AsyncConnection& source,
                                                            const mapping::MirrorSource& s);
+// Those of `names` that the provider table has, in that order, each once.
+asio::awaitable<std::vector<std::string>> existing_columns(pg::AsyncConnection& source,
+                                                           const std::string& schema,
+                                                           const std::string& table,
+                                                           const std::vector<std::string>& names);
+// The columns a table mapping reads: its key columns, then its fields' columns, each once.
+std::vector<std::string> mapping_columns(const mapping::MappingRule& m);
 
 // Creates the target tables and state schema when missing.
 asio::awaitable<void> ensure_target_schema(pg::AsyncConnection& target,
@@ -88,6 +98,7 @@ std::optional<std::string> slot_ahead_of_checkpoint(const std::string& slot_name
 struct Problem {
     std::string what;
     std::string hint;
+    bool warning = false;  // worth fixing, but authsync works: check still passes
 };
 
 // An existing publication against the composite mappings of a resolved config: a table it

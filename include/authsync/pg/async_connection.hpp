@@ -49,7 +49,8 @@ public:
     // Connects without blocking the loop. `application_name` and, for a replication
     // connection, replication=database and session settings that make output functions
     // predictable (ISO dates, UTC, full float precision) take precedence over the DSN.
-    // Throws PgError.
+    // Throws PgError (the DSN redacted, its password scrubbed from libpq's reason), or
+    // ConfigError when libpq cannot parse the DSN.
     asio::awaitable<void> connect(std::string dsn, std::string application_name,
                                   bool replication = false);
 
@@ -101,6 +102,7 @@ private:
     Connection conn_;
     std::optional<asio::posix::stream_descriptor> socket_;
     std::string redacted_dsn_;
+    std::string password_;  // the DSN's, scrubbed from libpq's messages
 };
 
 }  // namespace authsync::pg

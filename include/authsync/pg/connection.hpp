@@ -2,7 +2,8 @@
 //
 // Blocking calls here serve set-up, preflight checks, tools and tests; the streaming and apply
 // paths drive the same PGconn non-blocking from the event loop. DSNs are redacted before they
-// reach any message.
+// reach any message, and the connection's password is scrubbed from libpq's and the server's
+// messages.
 #pragma once
 
 #include <cstdint>
@@ -20,12 +21,23 @@ struct pg_result;
 
 namespace authsync::pg {
 
+// what() is what logs, `/status` and the page show. For an error the server reported, it is
+// the server's primary message only when that cannot quote row values; for the classes whose
+// messages may (see `withholds_server_message`), it is a summary built from the SQLSTATE, its
+// condition name and the diagnostic fields that name things, never values: the table, column,
+// data type and constraint. The server's own message is kept for authsync.dead_letter, which
+// lives in the target beside the data.
 class PgError : public Error {
 public:
     PgError(std::string message, std::string sqlstate = {}, std::string detail = {},
-            std::string hint = {});
+            std::string hint = {}, std::string server_message = {});
 
     const std::string& sqlstate() const { return sqlstate_; }
+    // The server's primary message (after the context), which may quote row values: only for
+    // authsync.dead_letter.error. what() when authsync made the error.
+    std::string server_message() const {
+        return server_message_.empty() ? std::string(what()) : server_message_;
+    }
     const std::string& detail() const { return detail_; }
     const std::string& hint() const { return hint_; }
 
@@ -43,6 +55,7 @@ private:
     std::string sqlstate_;
     std::string detail_;
     std::string hint_;
+    std::string server_message_;
 };
 
 // Every connection authsync opens runs with client_encoding UTF8 and
@@ -59,6 +72,19 @@ bool session_settings_pinned(pg_conn* conn);
 // The SET statements that pin them.
 std::string pin_session_settings_sql(pg_conn* conn);
 
+// Whether the server's primary message for an error of this SQLSTATE may quote row values:
+// class 22 (data exception: `invalid input syntax for type bigint: "..."`), P0 (PL/pgSQL:
+// RAISE and ASSERT say whatever the function says), XX (internal errors, from C functions
+// too), and 38, 39 and 2F (errors of functions the target calls). Other classes name objects,
+// not values (class 23 puts the row in DETAIL, which authsync never shows). Messages that
+// PL/pgSQL's RAISE made are withheld whatever their SQLSTATE (throw_result_error).
+bool withholds_server_message(std::string_view sqlstate);
+
+// The SQLSTATE's condition name (`invalid_text_representation` for 22P02), or its class's
+// (`data_exception` for an unknown 22xxx), for the withheld classes and class 23; empty for
+// others.
+std::string condition_name(std::string_view sqlstate);
+
 // Sends the server's NOTICEs on this connection to the log at debug level instead of stderr.
 void route_notices(pg_conn* conn);
 
@@ -66,8 +92,32 @@ void route_notices(pg_conn* conn);
 // trailing whitespace goes.
 std::string one_line(std::string_view message);
 
-// `password=secret` -> `password=***`, and `postgresql://u:secret@h` -> `postgresql://u:***@h`.
+// What authsync shows of a DSN: libpq parses it (PQconninfoParse) and the display is rebuilt
+// from the parsed options, `host=h port=5432 dbname=d user=u password=***`, in either DSN form.
+// Password-like options (libpq's dispchar `*`: password, sslpassword) show as `***`, and so does
+// the password wherever another option repeats it. A DSN libpq cannot parse shows as
+// `<invalid connection string>`: libpq's parse errors quote the input (`missing "=" after
+// "horse"`), and the input may be a password with spaces. So does a URI whose host holds an
+// `@`, which is a password's unencoded `@` (`postgresql://u:p@ss@h` parses as host `ss@h`).
+// A string that is neither key=value nor a URI is a database name, as libpq takes it.
 std::string redact_dsn(std::string_view dsn);
+
+// Throws ConfigError("<setting>: invalid connection string ...") with a hint when redact_dsn
+// would show nothing of the DSN. The message names no part of the DSN.
+void validate_dsn(std::string_view dsn, std::string_view setting);
+
+// The DSN's password (`password=`, a URI's user info or `?password=`) as libpq parses it.
+std::optional<std::string> dsn_password(std::string_view dsn);
+
+// `text` with every occurrence of `password` replaced by `***`; each of the password's bytes
+// may appear as itself or percent-encoded (`%40`, `%7e` or `%7E`). An empty password changes
+// nothing.
+std::string scrub_password(std::string_view text, std::string_view password);
+
+// A libpq message safe to surface: the connection's password (PQpass, which also knows one
+// from a passfile) and `dsn_password` scrubbed out, then made one line.
+std::string connection_message(pg_conn* conn, std::string_view message,
+                               std::string_view dsn_password = {});
 
 class Result {
 public:
@@ -106,7 +156,9 @@ Params params(T&&... values) {
 
 class Connection {
 public:
-    // Connects (blocking). Throws PgError whose message carries libpq's reason and the redacted DSN.
+    // Connects (blocking). Throws PgError whose message carries libpq's reason and the redacted
+    // DSN, the password scrubbed from both; ConfigError when the DSN does not parse. As libpq
+    // does with `dbname`, a DSN that is neither key=value nor a URI names the database.
     static Connection connect(const std::string& dsn);
 
     Connection() = default;
@@ -129,7 +181,8 @@ private:
     std::unique_ptr<pg_conn, Deleter> conn_;
 };
 
-// Throws PgError built from a failed result (SQLSTATE, message, detail, hint).
+// Throws PgError built from a failed result (SQLSTATE, message, detail, hint): what() is the
+// primary message, or a summary when withholds_server_message (see PgError).
 [[noreturn]] void throw_result_error(pg_conn* conn, pg_result* res, std::string_view context);
 // Checks a result's status is one of the OK statuses; otherwise throws (and frees nothing:
 // the caller's Result owns it).

@@ -1,5 +1,8 @@
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
+#include <spdlog/sinks/ostream_sink.h>
+#include <spdlog/spdlog.h>
+#include <sstream>
 
 #include "authsync/cli/log_format.hpp"
 
@@ -54,4 +57,27 @@ TEST_CASE("quotes, control characters and invalid UTF-8 stay one valid JSON line
 TEST_CASE("a json log line starts with time, level, logger and message, in that order", "[cli]") {
     const auto line = json_log_line(at(0), "info", "engine", "streaming slot=s lsn=0/1");
     CHECK_THAT(line, Catch::StartsWith(R"({"time":"1970-01-01T00:00:00.000Z","level":"info","logger":"engine","message":")"));
+}
+
+TEST_CASE("the text format escapes control characters, so a message cannot start a line",
+          "[cli]") {
+    CHECK(escape_control("key a\n2030-01-01 error [engine] forged") ==
+          "key a\\n2030-01-01 error [engine] forged");
+    CHECK(escape_control("cr\r tab\t esc\x1b del\x7f nul") == "cr\\r tab\\t esc\\x1b del\\x7f nul");
+    CHECK(escape_control("caf\xc3\xa9 stays") == "caf\xc3\xa9 stays");
+
+    std::ostringstream out;
+    auto sink = std::make_shared<spdlog::sinks::ostream_sink_mt>(out);
+    sink->set_formatter(make_text_formatter());
+    spdlog::logger logger("engine", sink);
+    logger.warn("dead-lettered key {}", "k\n2030-01-01T00:00:00.000+0000 error [engine] forged");
+    const auto line = out.str();
+    CHECK(line.find('\n') == line.size() - 1);
+    CHECK_THAT(line, Catch::Contains(" warning [engine] dead-lettered key k\\n2030-01-01T"));
+}
+
+TEST_CASE("a json log line escapes a newline in the message", "[cli]") {
+    const auto line = json_log_line(at(0), "warn", "engine", "key a\nb");
+    CHECK(line.find('\n') == std::string::npos);
+    CHECK(json::parse(line)["message"] == "key a\nb");
 }
