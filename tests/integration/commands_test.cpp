@@ -10,17 +10,6 @@ using test::SyncFixture;
 
 namespace {
 
-struct Output {
-    int rc = -1;
-    std::string text;
-};
-
-Output run(const std::string& args) {
-    auto out = test::run_shell_output(std::string(AUTHSYNC_EXE) + " " + args + " 2>&1; echo \"rc=$?\"");
-    auto pos = out.rfind("rc=");
-    return {std::stoi(out.substr(pos + 3)), out.substr(0, pos)};
-}
-
 std::string write_config(const std::string& path, const std::string& source_dsn,
                          const std::string& target_dsn, const std::string& mappings) {
     std::ofstream f(path);
@@ -34,7 +23,7 @@ std::string write_config(const std::string& path, const std::string& source_dsn,
 
 TEST_CASE("check passes on a well-prepared provider and target", "[commands][integration]") {
     SyncFixture f;
-    auto out = run("check --config " + f.config_path());
+    auto out = test::run_cli("check --config " + f.config_path());
     INFO(out.text);
     CHECK(out.rc == 0);
     CHECK_THAT(out.text, Catch::Contains("all checks passed"));
@@ -49,7 +38,7 @@ TEST_CASE("check reports every problem with a hint, and never a password", "[com
         "  - source: public.nopk\n    key: id\n    fields:\n      display_name: name\n"
         "      primary_email: no_such_column\n"
         "  - source: public.missing_table\n    key: id\n    fields:\n      display_name: name\n");
-    auto out = run("check --config " + path);
+    auto out = test::run_cli("check --config " + path);
     INFO(out.text);
     CHECK(out.rc == 1);
     CHECK_THAT(out.text, Catch::Contains("neither a primary key nor a replica identity") &&
@@ -69,7 +58,7 @@ TEST_CASE("check says when wal_level is not logical", "[commands][integration]")
     auto path = write_config(f.config_path() + ".wal.yaml", replica_level.dsn("postgres"),
                              test::target_cluster().dsn(f.target_db),
                              "  - source: public.users\n    key: id\n    fields:\n      display_name: name\n");
-    auto out = run("check --config " + path);
+    auto out = test::run_cli("check --config " + path);
     INFO(out.text);
     CHECK(out.rc == 1);
     CHECK_THAT(out.text, Catch::Contains("wal_level is 'replica'") &&
@@ -78,7 +67,7 @@ TEST_CASE("check says when wal_level is not logical", "[commands][integration]")
 
 TEST_CASE("init creates what is missing; teardown drops the slot and keeps the users", "[commands][integration]") {
     SyncFixture f;
-    auto out = run("init --config " + f.config_path());
+    auto out = test::run_cli("init --config " + f.config_path());
     INFO(out.text);
     REQUIRE(out.rc == 0);
     CHECK(f.provider_value("SELECT count(*) FROM pg_publication WHERE pubname = 'authsync'") == "1");
@@ -88,14 +77,14 @@ TEST_CASE("init creates what is missing; teardown drops the slot and keeps the u
     CHECK(slot.get(0, 0) == "pgoutput");
     CHECK(f.target_value("SELECT to_regclass('neon_auth.users_sync') IS NOT NULL") == "t");
     // Idempotent.
-    CHECK(run("init --config " + f.config_path()).rc == 0);
+    CHECK(test::run_cli("init --config " + f.config_path()).rc == 0);
 
     f.start();
     f.provider().exec("INSERT INTO public.users (id, name) VALUES ('keep', 'Kept')");
     REQUIRE(test::wait_until([&] { return f.target_value("SELECT count(*) FROM neon_auth.users_sync") == "1"; }));
     REQUIRE(f.stop() == 0);
 
-    out = run("teardown --config " + f.config_path());
+    out = test::run_cli("teardown --config " + f.config_path());
     INFO(out.text);
     CHECK(out.rc == 0);
     CHECK(test::provider_cluster()
@@ -108,19 +97,19 @@ TEST_CASE("init creates what is missing; teardown drops the slot and keeps the u
 
 TEST_CASE("every command has --help, and --version answers", "[commands]") {
     for (const char* cmd : {"run", "check", "init", "teardown", "decode"}) {
-        auto out = run(std::string(cmd) + " --help");
+        auto out = test::run_cli(std::string(cmd) + " --help");
         INFO(cmd);
         CHECK(out.rc == 0);
         CHECK_THAT(out.text, Catch::Contains("Usage"));
     }
-    auto v = run("--version");
+    auto v = test::run_cli("--version");
     CHECK(v.rc == 0);
     CHECK_THAT(v.text, Catch::StartsWith("authsync "));
     // Wrong usage is exit code 2, as the README says.
-    CHECK(run("no-such-command").rc == 2);
-    CHECK(run("run --no-such-option").rc == 2);
-    CHECK(run("run --log-level loud").rc == 2);
-    CHECK(run("").rc == 2);
+    CHECK(test::run_cli("no-such-command").rc == 2);
+    CHECK(test::run_cli("run --no-such-option").rc == 2);
+    CHECK(test::run_cli("run --log-level loud").rc == 2);
+    CHECK(test::run_cli("").rc == 2);
 }
 
 TEST_CASE("a malformed config stops with exit code 1 and names the line", "[commands]") {
@@ -129,7 +118,7 @@ TEST_CASE("a malformed config stops with exit code 1 and names the line", "[comm
         std::ofstream f(path);
         f << "source:\n  dns: x\n";
     }
-    auto out = run("run --config " + path);
+    auto out = test::run_cli("run --config " + path);
     CHECK(out.rc == 1);
     CHECK_THAT(out.text, Catch::Contains("authsync-bad-config.yaml:2:3"));
     std::remove(path.c_str());
@@ -137,22 +126,22 @@ TEST_CASE("a malformed config stops with exit code 1 and names the line", "[comm
 
 TEST_CASE("peek shows pending changes decoded, without consuming them", "[commands][integration]") {
     SyncFixture f;
-    REQUIRE(run("init --config " + f.config_path()).rc == 0);
+    REQUIRE(test::run_cli("init --config " + f.config_path()).rc == 0);
     f.provider().exec("INSERT INTO public.users (id, name, email) VALUES ('pk1', 'Peek', 'peek@example.com')");
     f.provider().exec("INSERT INTO public.users (id, name) VALUES ('pk2', 'Two')");
-    auto first = run("peek --config " + f.config_path());
+    auto first = test::run_cli("peek --config " + f.config_path());
     INFO(first.text);
     CHECK(first.rc == 0);
     CHECK_THAT(first.text, Catch::Contains("\"type\":\"Insert\"") &&
                                Catch::Contains("\"value\":\"peek@example.com\"") &&
                                Catch::Contains("\"value\":\"pk2\""));
-    CHECK(run("peek --config " + f.config_path()).text == first.text);
-    auto limited = run("peek --limit 1 --config " + f.config_path());
+    CHECK(test::run_cli("peek --config " + f.config_path()).text == first.text);
+    auto limited = test::run_cli("peek --limit 1 --config " + f.config_path());
     CHECK(limited.rc == 0);
     CHECK_THAT(limited.text, Catch::Contains("pk1") && !Catch::Contains("pk2"));
     // While authsync streams, the slot is busy: peek says so.
     f.start();
-    auto busy = run("peek --config " + f.config_path());
+    auto busy = test::run_cli("peek --config " + f.config_path());
     CHECK(busy.rc == 1);
     CHECK_THAT(busy.text, Catch::Contains("stop it first"));
     CHECK(f.stop() == 0);
@@ -161,7 +150,7 @@ TEST_CASE("peek shows pending changes decoded, without consuming them", "[comman
 TEST_CASE("peek stops after 1000 changes unless --limit 0 asks for the whole backlog",
           "[commands][integration]") {
     SyncFixture f;
-    REQUIRE(run("init --config " + f.config_path()).rc == 0);
+    REQUIRE(test::run_cli("init --config " + f.config_path()).rc == 0);
     // 1500 transactions of one insert each: 4500 rows from the slot (Begin, Insert, Commit).
     f.provider().exec(
         "DO $$ BEGIN FOR i IN 1..1500 LOOP "
@@ -175,17 +164,17 @@ TEST_CASE("peek stops after 1000 changes unless --limit 0 asks for the whole bac
         }
         return n;
     };
-    auto bounded = run("peek --config " + f.config_path());
+    auto bounded = test::run_cli("peek --config " + f.config_path());
     CHECK(bounded.rc == 0);
     const auto shown = count_inserts(bounded.text);
     CHECK(shown > 0);
     CHECK(shown < 1500);
     CHECK_THAT(bounded.text, Catch::Contains("--limit 0"));
-    auto all = run("peek --limit 0 --config " + f.config_path());
+    auto all = test::run_cli("peek --limit 0 --config " + f.config_path());
     CHECK(all.rc == 0);
     CHECK(count_inserts(all.text) == 1500);
     CHECK_THAT(all.text, !Catch::Contains("--limit 0"));
-    CHECK_THAT(run("peek --help").text, Catch::Contains("default: 1000") && Catch::Contains("0: all"));
+    CHECK_THAT(test::run_cli("peek --help").text, Catch::Contains("default: 1000") && Catch::Contains("0: all"));
 }
 
 TEST_CASE("check warns of a status endpoint beyond loopback without token or tls, and of a "
@@ -204,7 +193,7 @@ TEST_CASE("check warns of a status endpoint beyond loopback without token or tls
             << "mappings:\n  - source: public.users\n    key: id\n    fields:\n"
             << "      display_name: name\n      primary_email: email\n";
     }
-    auto out = run("check --config " + path);
+    auto out = test::run_cli("check --config " + path);
     INFO(out.text);
     CHECK(out.rc == 0);  // warnings, not problems
     CHECK_THAT(out.text, Catch::Contains("warning: status.listen 0.0.0.0:") &&
@@ -214,7 +203,7 @@ TEST_CASE("check warns of a status endpoint beyond loopback without token or tls
                              Catch::Contains("sslmode=prefer"));
     CHECK_THAT(out.text, !Catch::Contains("warning: target.dsn"));
     // The well-prepared config (loopback endpoint, local databases) has nothing to warn of.
-    auto clean = run("check --config " + f.config_path());
+    auto clean = test::run_cli("check --config " + f.config_path());
     CHECK_THAT(clean.text, !Catch::Contains("warning:"));
 }
 

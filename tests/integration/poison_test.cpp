@@ -11,10 +11,6 @@ using test::wait_until;
 
 namespace {
 
-std::string run_cli(const std::string& args) {
-    return test::run_shell_output(std::string(AUTHSYNC_EXE) + " " + args + " 2>&1; echo rc=$?");
-}
-
 test::SyncOptions dead_letter_options() {
     test::SyncOptions options;
     options.extra_yaml = "apply:\n  on_error: dead_letter\n";
@@ -94,16 +90,18 @@ TEST_CASE("with on_error dead_letter a rejected change is set aside and the rest
     CHECK_THAT(metrics, Catch::Contains("authsync_dead_letters_total 1"));
 
     // Still rejected: retry keeps it and says so.
-    auto out = run_cli("dead-letter retry --config " + f.config_path());
-    CHECK_THAT(out, Catch::Contains("0 applied, 1 still failing") && Catch::Contains("rc=1"));
+    auto out = test::run_cli("dead-letter retry --config " + f.config_path());
+    CHECK(out.rc == 1);
+    CHECK_THAT(out.text, Catch::Contains("0 applied, 1 still failing"));
     CHECK(f.target_value("SELECT attempts FROM authsync.dead_letter") == "2");
-    out = run_cli("dead-letter list --config " + f.config_path());
-    CHECK_THAT(out, Catch::Contains("poison") && Catch::Contains("1 dead letter(s)") &&
+    out = test::run_cli("dead-letter list --config " + f.config_path());
+    CHECK_THAT(out.text, Catch::Contains("poison") && Catch::Contains("1 dead letter(s)") &&
                         !Catch::Contains("display_name"));
     // Fixed on the target: retry applies it.
     f.target().exec("ALTER TABLE neon_auth.users_sync DROP CONSTRAINT no_evil");
-    out = run_cli("dead-letter retry --config " + f.config_path());
-    CHECK_THAT(out, Catch::Contains("1 applied, 0 still failing") && Catch::Contains("rc=0"));
+    out = test::run_cli("dead-letter retry --config " + f.config_path());
+    CHECK(out.rc == 0);
+    CHECK_THAT(out.text, Catch::Contains("1 applied, 0 still failing"));
     CHECK(f.target_value("SELECT name FROM neon_auth.users_sync WHERE id = 'poison'") == "evil");
     CHECK(f.target_value("SELECT count(*) FROM authsync.dead_letter") == "0");
     // A delete can be dead-lettered too, and the stream goes on.
@@ -136,9 +134,9 @@ TEST_CASE("dead-letter retry never writes back a change older than what the targ
     CHECK(f.target_value("SELECT name FROM neon_auth.users_sync WHERE id = 'u'") == "latest");
     CHECK(f.target_value("SELECT count(*) FROM authsync.dead_letter") == "1");
     f.target().exec("ALTER TABLE neon_auth.users_sync DROP CONSTRAINT no_evil");
-    auto out = run_cli("dead-letter retry --config " + f.config_path());
-    CHECK_THAT(out, Catch::Contains("0 applied, 0 still failing; 1 superseded") &&
-                        Catch::Contains("rc=0"));
+    auto out = test::run_cli("dead-letter retry --config " + f.config_path());
+    CHECK(out.rc == 0);
+    CHECK_THAT(out.text, Catch::Contains("0 applied, 0 still failing; 1 superseded"));
     CHECK(f.target_value("SELECT name FROM neon_auth.users_sync WHERE id = 'u'") == "latest");
     CHECK(f.target_value("SELECT count(*) FROM authsync.dead_letter") == "0");
     CHECK(f.stop() == 0);

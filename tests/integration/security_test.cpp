@@ -50,18 +50,6 @@ std::string last_error_of(const json& s) {
     return s["last_error"].value("message", "");
 }
 
-struct Output {
-    int rc = -1;
-    std::string text;
-};
-
-Output run_cli(const std::string& args) {
-    auto out =
-        test::run_shell_output(std::string(AUTHSYNC_EXE) + " " + args + " 2>&1; echo \"rc=$?\"");
-    auto pos = out.rfind("rc=");
-    return {std::stoi(out.substr(pos + 3)), out.substr(0, pos)};
-}
-
 // Shows a child's log when a REQUIRE fails while it exists (as SyncFixture does for its own).
 struct LogOnFailure {
     const test::Process& process;
@@ -224,7 +212,7 @@ TEST_CASE(
         CHECK_THAT(last_error_of(s), Catch::Contains("password=***"));
     }
     collect("reconnecting");
-    auto check = run_cli("check --config " + f.config_path());
+    auto check = test::run_cli("check --config " + f.config_path());
     CHECK(check.rc == 1);  // the target refuses connections
     CHECK_THAT(check.text, Catch::Contains("password=***"));
     outputs.emplace_back("check (target refusing)", check.text);
@@ -234,7 +222,7 @@ TEST_CASE(
             return f.target_value("SELECT raw_json->>'version' FROM neon_auth.users_sync") == "2";
         },
         30s));
-    check = run_cli("check --config " + f.config_path());
+    check = test::run_cli("check --config " + f.config_path());
     CHECK(check.rc == 0);
     outputs.emplace_back("check", check.text);
 
@@ -301,7 +289,7 @@ TEST_CASE(
         const auto path = f.config_path() + ".bad-dsn-" + std::to_string(i) + ".yaml";
         write_run_config(path, rc);
 
-        auto check = run_cli("check --config " + path);
+        auto check = test::run_cli("check --config " + path);
         INFO("check:\n" << check.text);
         CHECK(check.rc == 1);
         CHECK_THAT(check.text, Catch::Contains("source.dsn: invalid connection string"));
@@ -349,7 +337,7 @@ TEST_CASE(
         const auto path = f.config_path() + ".retry-dsn-" + std::to_string(i) + ".yaml";
         write_run_config(path, rc);
 
-        auto check = run_cli("check --config " + path);
+        auto check = test::run_cli("check --config " + path);
         INFO("check:\n" << check.text);
         CHECK(check.rc == 1);
         CHECK_THAT(check.text, Catch::Contains("password=***"));
@@ -512,7 +500,7 @@ TEST_CASE("quoted identifiers and hostile values arrive exactly, by copy and by 
         "      primary_email: 'e\"mail'\n";
     const auto path = f.config_path() + ".quoted.yaml";
     write_run_config(path, c);
-    auto check = run_cli("check --config " + path);
+    auto check = test::run_cli("check --config " + path);
     INFO(check.text);
     CHECK(check.rc == 0);
 
@@ -758,7 +746,7 @@ TEST_CASE("least-privilege roles as in docs/SECURITY.md sync users without readi
                 "SELECT has_column_privilege($1, 'public.users', 'password_hash', "
                 "'SELECT')",
                 pg::params(replicator)) == "f");
-    auto check = run_cli("check --config " + path);
+    auto check = test::run_cli("check --config " + path);
     {
         INFO(check.text);
         CHECK(check.rc == 0);
@@ -802,7 +790,7 @@ TEST_CASE("least-privilege roles as in docs/SECURITY.md sync users without readi
 
     // teardown with the same roles: the slot and the checkpoint go; the publication, which
     // the table's owner made, stays (and teardown says so) without failing the rest.
-    auto teardown = run_cli("teardown --config " + path);
+    auto teardown = test::run_cli("teardown --config " + path);
     INFO(teardown.text);
     CHECK(teardown.rc == 0);
     CHECK_THAT(teardown.text, Catch::Contains("publication authsync left in place"));
@@ -854,7 +842,7 @@ TEST_CASE(
         30s));
     CHECK(f.target_value("SELECT count(*) FROM neon_auth.users_sync "
                          "WHERE raw_json::text LIKE '%sentinel%'") == "0");
-    auto check = run_cli("check --config " + f.config_path());
+    auto check = test::run_cli("check --config " + f.config_path());
     {
         INFO(check.text);
         CHECK(check.rc == 0);
@@ -864,7 +852,7 @@ TEST_CASE(
 
     // A publication made without a column list sends the secrets: check says so.
     p.exec("DROP PUBLICATION authsync; CREATE PUBLICATION authsync FOR TABLE public.users");
-    check = run_cli("check --config " + f.config_path());
+    check = test::run_cli("check --config " + f.config_path());
     INFO(check.text);
     CHECK(check.rc == 0);  // a warning: the sync works, it just receives more than it needs
     CHECK_THAT(check.text,

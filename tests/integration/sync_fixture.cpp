@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <fstream>
 #include <stdexcept>
+#include <thread>
 
 namespace authsync::test {
 
@@ -30,6 +31,29 @@ int next_id() {
 }
 
 }  // namespace
+
+CliOutput run_cli(const std::string& args) {
+    auto out = run_shell_output(std::string(AUTHSYNC_EXE) + " " + args + " 2>&1; echo \"rc=$?\"");
+    auto pos = out.rfind("rc=");
+    return {std::stoi(out.substr(pos + 3)), out.substr(0, pos)};
+}
+
+SlowTargetWalWriter::SlowTargetWalWriter() {
+    auto c = target_cluster().connect();
+    c.exec("ALTER SYSTEM SET wal_writer_delay = '10s'");
+    c.exec("SELECT pg_reload_conf()");
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));  // taken after its nap
+}
+
+SlowTargetWalWriter::~SlowTargetWalWriter() {
+    try {
+        auto c = target_cluster().connect();
+        c.exec("ALTER SYSTEM RESET wal_writer_delay");
+        c.exec("SELECT pg_reload_conf()");
+    } catch (const std::exception&) {
+        // Tests work with either delay; the cluster goes at the end of the run.
+    }
+}
 
 SyncFixture::SyncFixture(SyncOptions options)
     : options_(std::move(options)),

@@ -33,6 +33,21 @@ struct SyncOptions {
     std::string mappings_yaml;  // the items under "mappings:", indented by two spaces
 };
 
+// What an authsync command printed (stdout and stderr together) and its exit code.
+struct CliOutput {
+    int rc = -1;
+    std::string text;
+};
+// Runs `authsync ARGS` to completion.
+CliOutput run_cli(const std::string& args);
+
+// Holds the target's asynchronous commits unflushed for up to 10 s (wal_writer_delay) while it
+// lives: a target crash then loses what authsync committed there.
+struct SlowTargetWalWriter {
+    SlowTargetWalWriter();
+    ~SlowTargetWalWriter();
+};
+
 class SyncFixture {
 public:
     explicit SyncFixture(SyncOptions options = {});

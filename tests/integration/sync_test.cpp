@@ -301,23 +301,8 @@ TEST_CASE("values with quotes, backslashes and non-ASCII text arrive byte for by
 TEST_CASE("a target crash before its WAL flush loses nothing: flush is reported only when durable",
           "[sync][integration][restart]") {
     // The target's walwriter holds asynchronous commits for up to 10 s.
+    test::SlowTargetWalWriter slow;
     auto& target = test::target_cluster();
-    {
-        auto c = target.connect();
-        c.exec("ALTER SYSTEM SET wal_writer_delay = '10s'");
-        c.exec("SELECT pg_reload_conf()");
-    }
-    struct Reset {
-        ~Reset() {
-            try {
-                auto c = test::target_cluster().connect();
-                c.exec("ALTER SYSTEM RESET wal_writer_delay");
-                c.exec("SELECT pg_reload_conf()");
-            } catch (...) {
-            }
-        }
-    } reset;
-    std::this_thread::sleep_for(300ms);  // the walwriter takes the new delay after its nap
 
     SyncFixture f;
     f.start();

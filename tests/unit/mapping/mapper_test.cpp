@@ -349,7 +349,9 @@ TEST_CASE("a mapping still finds its columns after a Relation message adds one",
     CHECK_THROWS_WITH(BoundMapping::bind(rule, r7_dropped),
                       "mapping public.users: column \"email\" (raw_json key \"primary_email\") "
                       "not found in the relation's columns (id, name, created_at, metadata, "
-                      "active, bio, phone)");
+                      "active, bio, phone) (hint: a publication with a column list sends only "
+                      "its columns; add this one with ALTER PUBLICATION ... SET TABLE, see "
+                      "`authsync check`)");
     const auto without_email = BoundMapping::bind(
         rule_for("users", {{"display_name", "name"}, {"phone", "phone"}}), r7_dropped);
     CHECK(without_email.map_new(line<pgoutput::Insert>(m, 11).new_tuple, nullptr).to_json() ==
