@@ -680,8 +680,8 @@ BoundMapping BoundMapping::bind(const MappingRule& rule, const pgoutput::Relatio
         if (pos < 0) {
             throw MappingError(fmt::format(
                 "mapping {}: column \"{}\" (raw_json key \"{}\") not found in the relation's "
-                "columns ({}) (hint: a publication with a column list sends only its columns; "
-                "add this one with ALTER PUBLICATION ... SET TABLE, see `authsync check`)",
+                "columns ({}) (hint: if the table has it, the publication's column list leaves it "
+                "out: add it with ALTER PUBLICATION ... SET TABLE; `authsync check` names it)",
                 name, f.column, f.json_key, column_list(relation)));
         }
         const TypeId type_id = relation.columns[static_cast<std::size_t>(pos)].type_id;

@@ -349,9 +349,9 @@ TEST_CASE("a mapping still finds its columns after a Relation message adds one",
     CHECK_THROWS_WITH(BoundMapping::bind(rule, r7_dropped),
                       "mapping public.users: column \"email\" (raw_json key \"primary_email\") "
                       "not found in the relation's columns (id, name, created_at, metadata, "
-                      "active, bio, phone) (hint: a publication with a column list sends only "
-                      "its columns; add this one with ALTER PUBLICATION ... SET TABLE, see "
-                      "`authsync check`)");
+                      "active, bio, phone) (hint: if the table has it, the publication's "
+                      "column list leaves it out: add it with ALTER PUBLICATION ... SET TABLE; "
+                      "`authsync check` names it)");
     const auto without_email = BoundMapping::bind(
         rule_for("users", {{"display_name", "name"}, {"phone", "phone"}}), r7_dropped);
     CHECK(without_email.map_new(line<pgoutput::Insert>(m, 11).new_tuple, nullptr).to_json() ==
@@ -366,7 +366,9 @@ TEST_CASE("bind fails clearly when a mapped column is not in the relation", "[ma
     CHECK_THROWS_WITH(
         BoundMapping::bind(rule_for("users", {{"primary_email", "emial"}}), relation),
         "mapping public.users: column \"emial\" (raw_json key \"primary_email\") not found in "
-        "the relation's columns (id, name, email, created_at, metadata, active, bio)");
+        "the relation's columns (id, name, email, created_at, metadata, active, bio) "
+        "(hint: if the table has it, the publication's column list leaves it out: "
+        "add it with ALTER PUBLICATION ... SET TABLE; `authsync check` names it)");
     CHECK_THROWS_WITH(BoundMapping::bind(rule_for("users", {}, {"user_id"}), relation),
                       "mapping public.users: key column \"user_id\" not found in the relation's "
                       "columns (id, name, email, created_at, metadata, active, bio)");
