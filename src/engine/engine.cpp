@@ -427,10 +427,6 @@ awaitable<void> Session::prepare() {
             resync = true;
         }
     }
-    // What the provider already holds as confirmed may be reported again; nothing more until
-    // the target says the checkpoint is durable (below).
-    Lsn already_confirmed;
-    if (slot && slot->confirmed_flush) already_confirmed = std::min(*slot->confirmed_flush, checkpoint_);
     const bool backfill = resync || (!checkpoint && src.snapshot == config::Snapshot::Initial);
     if (scope_changed && !backfill) throw FatalError(*scope_changed);
     if (backfill && slot) {
@@ -469,27 +465,28 @@ awaitable<void> Session::prepare() {
             log_->info("created slot {}", src.slot);
         }
     }
-    if (!slot) already_confirmed = Lsn{};  // dropped and made again above
-    {
-        auto r = co_await target_.query("SELECT current_setting('wal_block_size')::bigint");
-        wal_block_size_ = std::stoull(std::string(r.get(0, 0)));
-        if (wal_block_size_ == 0) throw pg::PgError("the target reports wal_block_size 0");
-    }
     // The checkpoint may have been committed asynchronously by a session that died before
     // the target flushed it: it counts as durable only once the target's WAL flush passes
-    // the target's current insert position, like any commit of this session.
+    // the target's current insert position, like any commit of this session. Until then only
+    // what the slot already holds as confirmed is reported (nothing for a slot made above).
     committed_lsn_ = received_lsn_ = checkpoint_;
-    durable_lsn_ = acked_lsn_ = already_confirmed;
+    durable_lsn_ = acked_lsn_ = Lsn{};
+    if (slot && slot->confirmed_flush) {
+        durable_lsn_ = acked_lsn_ = std::min(*slot->confirmed_flush, checkpoint_);
+    }
     status_.applied_lsn = checkpoint_;
     status_.flushed_lsn = acked_lsn_;
     {
         auto r = co_await target_.query(
-            "SELECT pg_current_wal_insert_lsn()::text, pg_current_wal_flush_lsn()::text");
+            "SELECT current_setting('wal_block_size')::bigint, "
+            "pg_current_wal_insert_lsn()::text, pg_current_wal_flush_lsn()::text");
+        wal_block_size_ = std::stoull(std::string(r.get(0, 0)));
+        if (wal_block_size_ == 0) throw pg::PgError("the target reports wal_block_size 0");
         if (checkpoint_ > acked_lsn_) {
             unflushed_.push_back(Unflushed{
-                durable_point(Lsn::parse_or_throw(r.get(0, 0)), wal_block_size_), checkpoint_});
+                durable_point(Lsn::parse_or_throw(r.get(0, 1)), wal_block_size_), checkpoint_});
         }
-        advance_durable(Lsn::parse_or_throw(r.get(0, 1)));
+        advance_durable(Lsn::parse_or_throw(r.get(0, 2)));
     }
     // Set whatever the target's default: flush reporting follows the target's WAL flush LSN.
     std::string sync_commit = "SET synchronous_commit = off";
@@ -1041,8 +1038,7 @@ awaitable<void> Session::record_dead_letter(pg::Params params) {
         "change_time, error, sqlstate) VALUES ($1, $2::pg_lsn, $3, $4, $5, $6, {}, "
         "$8::timestamptz, $9, $10)";
     auto& payload = params.at(6);
-    bool as_json = !payload || is_valid_utf8(*payload);
-    if (as_json) {
+    if (!payload || is_valid_utf8(*payload)) {
         co_await target_query("SAVEPOINT authsync_dead_letter");
         std::optional<pg::PgError> refused;
         try {

@@ -103,6 +103,17 @@ const std::string kUsersMapping =
     "      display_name: name\n"
     "      primary_email: email\n";
 
+// The fixture's slot, target and users mapping with another source DSN, on a port of its own.
+RunConfig source_dsn_config(const SyncFixture& f, const std::string& source_dsn) {
+    RunConfig rc;
+    rc.source_dsn = source_dsn;
+    rc.target_dsn = test::target_cluster().dsn(f.target_db);
+    rc.slot = f.slot();
+    rc.status_port = test::free_port();
+    rc.mappings = kUsersMapping;
+    return rc;
+}
+
 bool slot_active(const test::PgCluster& cluster, const std::string& slot) {
     auto r = cluster.connect().exec_params(
         "SELECT active FROM pg_replication_slots WHERE slot_name = $1", pg::params(slot));
@@ -280,12 +291,7 @@ TEST_CASE(
     for (std::size_t i = 0; i < cases.size(); ++i) {
         const auto& c = cases[i];
         INFO("case " << i);
-        RunConfig rc;
-        rc.source_dsn = c.dsn;
-        rc.target_dsn = test::target_cluster().dsn(f.target_db);
-        rc.slot = f.slot();
-        rc.status_port = test::free_port();
-        rc.mappings = kUsersMapping;
+        const auto rc = source_dsn_config(f, c.dsn);
         const auto path = f.config_path() + ".bad-dsn-" + std::to_string(i) + ".yaml";
         write_run_config(path, rc);
 
@@ -328,12 +334,7 @@ TEST_CASE(
     for (std::size_t i = 0; i < cases.size(); ++i) {
         const auto& c = cases[i];
         INFO("case " << i);
-        RunConfig rc;
-        rc.source_dsn = c.dsn;
-        rc.target_dsn = test::target_cluster().dsn(f.target_db);
-        rc.slot = f.slot();
-        rc.status_port = test::free_port();
-        rc.mappings = kUsersMapping;
+        const auto rc = source_dsn_config(f, c.dsn);
         const auto path = f.config_path() + ".retry-dsn-" + std::to_string(i) + ".yaml";
         write_run_config(path, rc);
 
