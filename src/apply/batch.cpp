@@ -253,45 +253,35 @@ Statement plain(std::string sql, Params params, Statement::Kind kind) {
 
 }  // namespace
 
-Statement truncate_statement(const mapping::MappingRule& rule, PgTimestamp commit_time) {
+Statement truncate_statement(const mapping::MappingRule& rule, PgTimestamp commit_time,
+                             const std::string& condition) {
     const std::string target = quote_qualified(rule.target_schema, rule.target_table);
     if (rule.on_delete == mapping::OnDelete::Hard) {
-        return plain("DELETE FROM " + target, {}, Statement::Kind::HardDelete);
+        std::string sql = "DELETE FROM " + target;
+        if (!condition.empty()) sql += " WHERE " + condition;
+        return plain(sql, {}, Statement::Kind::HardDelete);
     }
-    return plain("UPDATE " + target +
-                     " SET deleted_at = $1::timestamptz WHERE deleted_at IS NULL",
-                 {commit_time.to_iso8601()}, Statement::Kind::SoftDelete);
+    std::string sql = "UPDATE " + target + " SET deleted_at = $1::timestamptz WHERE deleted_at IS NULL";
+    if (!condition.empty()) sql += " AND " + condition;
+    return plain(sql, {commit_time.to_iso8601()}, Statement::Kind::SoftDelete);
 }
 
-namespace {
-
-// One upsert of the checkpoint row for both forms. Every write marks the row as covering what
-// authsync acknowledges (engine::Checkpoint). Without a commit time (an idle acknowledgement)
-// the stored one stays.
-std::string checkpoint_upsert(const std::string& slot, const std::string& end_lsn,
-                              const std::string& commit_time) {
-    return "INSERT INTO authsync.checkpoint (slot, end_lsn, commit_time, updated_at, "
-           "covers_acknowledged) VALUES (" + slot + ", " + end_lsn + "::pg_lsn, " + commit_time +
-           "::timestamptz, now(), true) ON CONFLICT (slot) DO UPDATE SET end_lsn = "
-           "EXCLUDED.end_lsn, commit_time = coalesce(EXCLUDED.commit_time, "
-           "authsync.checkpoint.commit_time), updated_at = now(), covers_acknowledged = true";
+Statement checkpoint_statement(const std::string& slot, Lsn end_lsn,
+                               std::optional<PgTimestamp> commit_time) {
+    // Every write marks the row as covering what authsync acknowledges (engine::Checkpoint).
+    // Without a commit time (an idle acknowledgement) the stored one stays.
+    std::optional<std::string> time;
+    if (commit_time) time = commit_time->to_iso8601();
+    return plain("INSERT INTO authsync.checkpoint (slot, end_lsn, commit_time, updated_at, "
+                 "covers_acknowledged) VALUES ($1, $2::pg_lsn, $3::timestamptz, now(), true) ON "
+                 "CONFLICT (slot) DO UPDATE SET end_lsn = EXCLUDED.end_lsn, commit_time = "
+                 "coalesce(EXCLUDED.commit_time, authsync.checkpoint.commit_time), updated_at = "
+                 "now(), covers_acknowledged = true",
+                 {slot, end_lsn.to_string(), time}, Statement::Kind::UpsertFull);
 }
 
-}  // namespace
-
-Statement checkpoint_statement(const std::string& slot, const std::string& end_lsn,
-                               PgTimestamp commit_time) {
-    return plain(checkpoint_upsert("$1", "$2", "$3"), {slot, end_lsn, commit_time.to_iso8601()},
-                 Statement::Kind::UpsertFull);
-}
-
-std::string checkpoint_sql(const std::string& slot, Lsn end_lsn,
-                           std::optional<PgTimestamp> commit_time) {
-    // Slot names are [a-z0-9_], LSNs hex and '/', timestamps ISO 8601: no quote or backslash
-    // to escape, whatever standard_conforming_strings says.
-    std::string time = "NULL";
-    if (commit_time) time = quote_literal(commit_time->to_iso8601());
-    return checkpoint_upsert(quote_literal(slot), quote_literal(end_lsn.to_string()), time);
+std::string checkpoint_key(const std::string& slot, std::size_t lane) {
+    return lane == 0 ? slot : slot + "/lane" + std::to_string(lane);
 }
 
 }  // namespace authsync::apply

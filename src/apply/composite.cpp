@@ -297,13 +297,14 @@ std::vector<Statement> MirrorBatch::statements() const {
     return out;
 }
 
-Statement mirror_truncate_statement(const mapping::MirrorSource& source, PgTimestamp commit_time) {
+Statement mirror_truncate_statement(const mapping::MirrorSource& source, PgTimestamp commit_time,
+                                    const std::string& condition) {
     Statement st;
     st.kind = Statement::Kind::MirrorDelete;
-    st.sql = fmt::format("WITH changed AS (DELETE FROM {} AS m RETURNING {}, $1::timestamptz AS "
+    st.sql = fmt::format("WITH changed AS (DELETE FROM {} AS m{} RETURNING {}, $1::timestamptz AS "
                          "authsync_at) {}",
-                         mirror_table(source), column_list(source, "m."),
-                         affected_select(source));
+                         mirror_table(source), condition.empty() ? "" : " WHERE " + condition,
+                         column_list(source, "m."), affected_select(source));
     st.params.emplace_back(commit_time.to_iso8601());
     return st;
 }

@@ -14,6 +14,7 @@
 
 #include "authsync/cli/exposure.hpp"
 #include "authsync/cli/service_notify.hpp"
+#include "authsync/apply/batch.hpp"
 #include "authsync/config/config.hpp"
 #include "authsync/core/sql.hpp"
 #include "authsync/engine/engine.hpp"
@@ -297,7 +298,8 @@ int teardown_command(const std::string& config_path) {
             // The checkpoint belongs to the dropped slot; the synced users stay.
             auto state = co_await target.query("SELECT to_regclass('authsync.checkpoint')");
             if (!state.is_null(0, 0)) {
-                co_await target.query_params("DELETE FROM authsync.checkpoint WHERE slot = $1",
+                co_await target.query_params(std::string("DELETE FROM authsync.checkpoint WHERE ") +
+                                                 apply::kSlotCheckpointRows,
                                              pg::params(config->source.slot));
             }
             std::cout << "target: removed the checkpoint of slot " << config->source.slot

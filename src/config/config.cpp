@@ -43,7 +43,7 @@ constexpr std::string_view kStatusKeys[] = {"listen", "token", "max_ready_lag_se
                                             "max_connections", "tls"};
 constexpr std::string_view kStatusTlsKeys[] = {"certificate", "key"};
 constexpr std::string_view kApplyKeys[] = {"batch_max_rows", "batch_max_bytes", "batch_max_delay",
-                                           "on_error", "synchronous_commit"};
+                                           "on_error", "synchronous_commit", "lanes"};
 constexpr std::string_view kReconnectKeys[] = {"initial_backoff", "max_backoff"};
 constexpr std::string_view kMappingKeys[] = {"source", "target", "key", "fields", "on_delete"};
 constexpr std::string_view kFieldKeys[] = {"column", "as"};
@@ -724,6 +724,13 @@ ApplyConfig Parser::parse_apply(const Section& top) const {
         c.on_error = *v == 0 ? OnError::Stop : OnError::DeadLetter;
     }
     if (auto v = get_bool(s, "synchronous_commit")) c.synchronous_commit = *v;
+    if (auto v = get_count(s, "lanes")) {
+        if (*v < 1 || *v > kMaxLanes) {
+            fail(s.find("lanes")->mark(),
+                 fmt::format("apply.lanes must be between 1 and {}", kMaxLanes));
+        }
+        c.lanes = *v;
+    }
     return c;
 }
 

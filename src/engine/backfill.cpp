@@ -1,4 +1,5 @@
 #include "authsync/engine/backfill.hpp"
+#include "authsync/engine/log.hpp"
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
@@ -100,8 +101,7 @@ awaitable<std::optional<std::uint64_t>> estimate_rows(pg::AsyncConnection& sourc
 awaitable<void> run_backfill(pg::AsyncConnection& source, pg::AsyncConnection& target,
                              const config::Config& config, const std::string& snapshot_name,
                              Lsn consistent_point, EngineStatus& status) {
-    auto log = spdlog::get("engine");
-    if (!log) log = spdlog::default_logger();
+    auto log = logger("engine");
     const auto started = std::chrono::steady_clock::now();
     status.state = State::Snapshotting;
     status.snapshot_progress.clear();
@@ -255,7 +255,7 @@ awaitable<void> run_backfill(pg::AsyncConnection& source, pg::AsyncConnection& t
         }
     }
 
-    auto st = apply::checkpoint_statement(config.source.slot, consistent_point.to_string(),
+    auto st = apply::checkpoint_statement(config.source.slot, consistent_point,
                                           PgTimestamp::now());
     co_await target.query_params(st.sql, st.params);
     co_await target.query("COMMIT");

@@ -456,15 +456,63 @@ awaitable<std::vector<std::string>> inspect_mirrors(pg::AsyncConnection& target,
     co_return out;
 }
 
-awaitable<std::optional<Checkpoint>> read_checkpoint(pg::AsyncConnection& target,
-                                                     const std::string& slot) {
+awaitable<std::map<std::size_t, Checkpoint>> read_lane_checkpoints(pg::AsyncConnection& target,
+                                                                   const std::string& slot) {
     auto r = co_await target.query_params(
         // (Through to_jsonb: `check` may read a checkpoint table older than the column.)
-        "SELECT end_lsn::text, coalesce((to_jsonb(c) ->> 'covers_acknowledged')::boolean, false) "
-        "FROM authsync.checkpoint AS c WHERE slot = $1",
+        std::string("SELECT slot, end_lsn::text, coalesce((to_jsonb(c) ->> "
+                    "'covers_acknowledged')::boolean, false) FROM authsync.checkpoint AS c "
+                    "WHERE ") + apply::kSlotCheckpointRows,
         pg::params(slot));
-    if (r.rows() == 0) co_return std::nullopt;
-    co_return Checkpoint{Lsn::parse_or_throw(r.get(0, 0)), r.get(0, 1) == "t"};
+    std::map<std::size_t, Checkpoint> lanes;
+    for (int i = 0; i < r.rows(); ++i) {
+        const std::string key(r.get(i, 0));
+        std::size_t lane = 0;
+        if (key != slot) {
+            const auto digits = key.substr(apply::checkpoint_key(slot, 1).size() - 1);
+            if (digits.empty() || digits.find_first_not_of("0123456789") != std::string::npos ||
+                digits.size() > 4) {
+                continue;  // not a lane row of this slot (e.g. "<slot>/laneX")
+            }
+            lane = std::stoul(digits);
+        }
+        lanes[lane] = Checkpoint{Lsn::parse_or_throw(r.get(i, 1)), r.get(i, 2) == "t"};
+    }
+    co_return lanes;
+}
+
+awaitable<std::optional<Checkpoint>> read_checkpoint(pg::AsyncConnection& target,
+                                                     const std::string& slot) {
+    auto lanes = co_await read_lane_checkpoints(target, slot);
+    std::optional<Checkpoint> highest;
+    for (const auto& [lane, c] : lanes) {
+        // 0/0: a lane that has committed nothing yet.
+        if (!c.end_lsn.is_valid()) continue;
+        if (!highest || c.end_lsn > highest->end_lsn) highest = c;
+    }
+    co_return highest;
+}
+
+awaitable<void> write_lane_rows(pg::AsyncConnection& target, const std::string& slot,
+                                const std::vector<Lsn>& starts) {
+    std::vector<std::string> keys;
+    std::vector<std::string> positions;
+    for (std::size_t lane = 1; lane < starts.size(); ++lane) {
+        keys.push_back(apply::checkpoint_key(slot, lane));
+        positions.push_back(starts[lane].to_string());
+    }
+    co_await target.query_params(
+        "WITH gone AS (DELETE FROM authsync.checkpoint WHERE starts_with(slot, $1 || '/lane') "
+        "AND slot <> ALL ($2::text[])) INSERT INTO authsync.checkpoint (slot, end_lsn, "
+        "updated_at, covers_acknowledged) SELECT k, p::pg_lsn, now(), true FROM "
+        "unnest($2::text[], $3::text[]) AS t(k, p) ON CONFLICT (slot) DO NOTHING",
+        pg::params(slot, apply::text_array_literal(keys), apply::text_array_literal(positions)));
+}
+
+awaitable<void> delete_lane_checkpoints(pg::AsyncConnection& target, const std::string& slot) {
+    co_await target.query_params(
+        "DELETE FROM authsync.checkpoint WHERE starts_with(slot, $1 || '/lane')",
+        pg::params(slot));
 }
 
 awaitable<std::vector<Problem>> check_slot_position(pg::AsyncConnection& source,
@@ -482,6 +530,36 @@ awaitable<std::vector<Problem>> check_slot_position(pg::AsyncConnection& source,
                                     "every user again; `run` stops until then"});
     }
     co_return problems;
+}
+
+std::optional<std::string> slot_lost(const std::string& slot_name,
+                                     const std::optional<SlotInfo>& slot,
+                                     const std::optional<Checkpoint>& checkpoint) {
+    if (slot && slot->wal_status == "lost") {
+        return fmt::format("slot {} is lost (the provider removed WAL it still needed)",
+                           slot_name);
+    }
+    if (checkpoint && !slot) {
+        return fmt::format("slot {} does not exist on the source, but the target has a "
+                           "checkpoint at {}",
+                           slot_name, checkpoint->end_lsn.to_string());
+    }
+    return std::nullopt;
+}
+
+awaitable<std::optional<std::string>> table_missing_from_publication(
+    pg::AsyncConnection& source, const config::Config& config) {
+    std::vector<std::string> tables;
+    for (const auto& m : config.mappings) tables.push_back(m.source_name());
+    for (const auto& c : config.composites) {
+        for (const auto& s : c.sources) tables.push_back(s.source_name());
+    }
+    auto r = co_await source.query_params(
+        "SELECT t FROM unnest($1::text[]) AS t WHERE t NOT IN (SELECT schemaname || '.' || "
+        "tablename FROM pg_publication_tables WHERE pubname = $2)",
+        pg::params(apply::text_array_literal(tables), config.source.publication));
+    if (r.rows() == 0) co_return std::nullopt;
+    co_return std::string(r.get(0, 0));
 }
 
 std::optional<std::string> slot_ahead_of_checkpoint(const std::string& slot_name,

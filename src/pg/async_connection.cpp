@@ -177,6 +177,60 @@ asio::awaitable<void> AsyncConnection::send_query(std::string sql) {
 
 asio::awaitable<Result> AsyncConnection::result() { co_return co_await collect_results(""); }
 
+asio::awaitable<pg_result*> AsyncConnection::next_result() {
+    while (PQisBusy(raw())) {
+        co_await wait_readable();
+        if (!PQconsumeInput(raw())) throw_connection_error("");
+    }
+    co_return PQgetResult(raw());
+}
+
+asio::awaitable<std::vector<PipelineOutcome>> AsyncConnection::pipeline(
+    const std::vector<PipelineQuery>& queries) {
+    if (!PQenterPipelineMode(raw())) throw_connection_error("could not enter pipeline mode");
+    for (const auto& q : queries) {
+        std::vector<const char*> values;
+        values.reserve(q.params.size());
+        for (const auto& p : q.params) values.push_back(p ? p->c_str() : nullptr);
+        if (!PQsendQueryParams(raw(), q.sql.c_str(), static_cast<int>(values.size()), nullptr,
+                               values.data(), nullptr, nullptr, 0)) {
+            throw_connection_error("could not send query");
+        }
+    }
+    if (!PQpipelineSync(raw())) throw_connection_error("could not send a pipeline sync");
+    co_await flush();
+    // Each query's results end with a null result; the sync point's result ends the pipeline.
+    std::vector<PipelineOutcome> outcomes(queries.size());
+    std::size_t index = 0;
+    bool has_result = false;
+    for (;;) {
+        PGresult* res = co_await next_result();
+        if (res == nullptr) {
+            if (has_result) ++index;
+            has_result = false;
+            continue;
+        }
+        Result r(res);
+        const auto status = PQresultStatus(res);
+        if (status == PGRES_PIPELINE_SYNC) break;
+        if (index >= outcomes.size()) throw PgError("the server sent more results than queries");
+        auto& outcome = outcomes[index];
+        has_result = true;
+        if (status == PGRES_PIPELINE_ABORTED) {
+            outcome.skipped = true;
+            continue;
+        }
+        try {
+            check_result(raw(), res, "");
+            outcome.result = std::move(r);
+        } catch (PgError& e) {
+            outcome.error = std::move(e);
+        }
+    }
+    if (!PQexitPipelineMode(raw())) throw_connection_error("could not leave pipeline mode");
+    co_return outcomes;
+}
+
 asio::awaitable<Result> AsyncConnection::query_params(std::string sql, Params params) {
     co_await send_query_params(std::move(sql), std::move(params));
     co_return co_await collect_results("");

@@ -85,14 +85,19 @@ private:
 std::string text_array_literal(const std::vector<const std::string*>& elements);
 std::string text_array_literal(const std::vector<std::string>& elements);
 
-// Statements that soft-delete (or remove) every row of a target table, for TRUNCATE.
-Statement truncate_statement(const mapping::MappingRule& rule, PgTimestamp commit_time);
-// The checkpoint upsert, run in the same transaction as the batch.
-Statement checkpoint_statement(const std::string& slot, const std::string& end_lsn,
-                               PgTimestamp commit_time);
-// The same upsert as one SQL string with its values as literals, so that it can share a
-// simple query (one round trip) with the COMMIT. `slot` must be a valid slot name.
-std::string checkpoint_sql(const std::string& slot, Lsn end_lsn,
-                           std::optional<PgTimestamp> commit_time);
+// Statements that soft-delete (or remove) every row of a target table, for TRUNCATE; with a
+// `condition` (SQL over the target's columns), the rows it holds for.
+Statement truncate_statement(const mapping::MappingRule& rule, PgTimestamp commit_time,
+                             const std::string& condition = {});
+// The checkpoint upsert, run in the same transaction as the batch; without a commit time (an
+// idle acknowledgement) the stored one stays.
+Statement checkpoint_statement(const std::string& slot, Lsn end_lsn,
+                               std::optional<PgTimestamp> commit_time);
+// The checkpoint row of apply lane `lane` of `slot`: lane 0's is the slot's own row (as
+// before lanes existed), lane k's is "<slot>/lane<k>" ('/' is never in a slot name).
+std::string checkpoint_key(const std::string& slot, std::size_t lane);
+// SQL condition over authsync.checkpoint: the rows of every lane of the slot named by $1.
+inline constexpr const char* kSlotCheckpointRows =
+    "(slot = $1 OR starts_with(slot, $1 || '/lane'))";
 
 }  // namespace authsync::apply

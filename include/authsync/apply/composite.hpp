@@ -59,9 +59,10 @@ private:
     std::size_t bytes_ = 0;
 };
 
-// The mirror statement for a TRUNCATE of the source: empties the mirror, returns what it
-// affected.
-Statement mirror_truncate_statement(const mapping::MirrorSource& source, PgTimestamp commit_time);
+// The mirror statement for a TRUNCATE of the source: empties the mirror (with a `condition`
+// over its rows `m`, of the rows it holds for), returns what it affected.
+Statement mirror_truncate_statement(const mapping::MirrorSource& source, PgTimestamp commit_time,
+                                    const std::string& condition = {});
 
 // The keys of one target to recompute, with the Unix microseconds of the latest change that
 // affected each (its updated_at).

@@ -69,7 +69,13 @@ struct ApplyConfig {
     // own subscriptions: the provider is told `flush` only once the target's WAL is flushed
     // past the batch, so a target crash loses nothing that the slot does not still hold.
     bool synchronous_commit = false;
+    // Writers into the target, each with its own connection and checkpoint row; every change
+    // to one users_sync id goes to the same lane (docs/ARCHITECTURE.md, "Apply lanes").
+    std::size_t lanes = 1;
 };
+
+// The most apply lanes a config may ask for.
+inline constexpr std::size_t kMaxLanes = 32;
 
 struct ReconnectConfig {
     std::chrono::milliseconds initial_backoff{500};

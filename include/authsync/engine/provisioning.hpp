@@ -6,6 +6,7 @@
 // Used by `run` (creates what is missing when allowed), `init`, `teardown` and `check`.
 #pragma once
 
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -83,9 +84,29 @@ struct Checkpoint {
     bool covers_acknowledged = false;
 };
 
-// The checkpoint stored for a slot, if any.
+// The checkpoint stored for a slot, if any: with apply lanes, the highest of its lanes' rows
+// (what the slot can have been acknowledged up to).
 asio::awaitable<std::optional<Checkpoint>> read_checkpoint(pg::AsyncConnection& target,
                                                            const std::string& slot);
+// Every checkpoint row of the slot, by apply lane.
+asio::awaitable<std::map<std::size_t, Checkpoint>> read_lane_checkpoints(
+    pg::AsyncConnection& target, const std::string& slot);
+// Makes the rows of lanes 1 to starts.size()-1 those of `starts` where missing (a lane that
+// has committed nothing yet is at 0/0: it starts at the slot's own position), and removes the
+// rows of lanes past them (after a lane count change; see pipeline::lane_start_positions).
+asio::awaitable<void> write_lane_rows(pg::AsyncConnection& target, const std::string& slot,
+                                      const std::vector<Lsn>& starts);
+// Removes the rows of lanes 1 and up (before a copy, which restarts every lane at one point).
+asio::awaitable<void> delete_lane_checkpoints(pg::AsyncConnection& target, const std::string& slot);
+
+// When the slot is lost (the provider removed WAL it needed) or gone while the target has a
+// checkpoint, says so: streaming cannot continue. nullopt otherwise.
+std::optional<std::string> slot_lost(const std::string& slot_name,
+                                     const std::optional<SlotInfo>& slot,
+                                     const std::optional<Checkpoint>& checkpoint);
+// A table the config maps that the (existing) publication leaves out, if any.
+asio::awaitable<std::optional<std::string>> table_missing_from_publication(
+    pg::AsyncConnection& source, const config::Config& config);
 
 // When the slot's confirmed_flush_lsn is past a checkpoint that covers every acknowledgement,
 // the changes in between are gone from the slot and missing from the target: says so, with

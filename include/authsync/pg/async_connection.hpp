@@ -15,6 +15,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <vector>
 
 #include "authsync/pg/connection.hpp"
 
@@ -37,6 +38,17 @@ private:
     };
     std::unique_ptr<char, Deleter> data_;
     std::size_t size_ = 0;
+};
+
+// One query of a pipeline, and what became of it.
+struct PipelineQuery {
+    std::string sql;  // one statement
+    Params params;
+};
+struct PipelineOutcome {
+    Result result;                  // when it ran
+    std::optional<PgError> error;   // when it failed
+    bool skipped = false;           // the server skipped it after an earlier failure
 };
 
 class AsyncConnection {
@@ -63,6 +75,10 @@ public:
     asio::awaitable<void> send_query_params(std::string sql, Params params);
     asio::awaitable<void> send_query(std::string sql);  // simple query; result() gives the last
     asio::awaitable<Result> result();
+    // Runs `queries` in one round trip with libpq's pipeline mode: all are sent, then one sync
+    // point; outcomes come back in order. After the first failure the server skips the rest
+    // (skipped), and an explicit transaction is left aborted. The connection must be idle.
+    asio::awaitable<std::vector<PipelineOutcome>> pipeline(const std::vector<PipelineQuery>& queries);
 
     // Sends a command that enters COPY BOTH (START_REPLICATION) and waits until it has.
     asio::awaitable<void> start_copy_both(const std::string& command);
@@ -93,6 +109,7 @@ private:
     asio::awaitable<void> wait_writable();
     asio::awaitable<void> flush();
     asio::awaitable<Result> collect_results(const std::string& context);
+    asio::awaitable<pg_result*> next_result();
     asio::awaitable<void> start_copy(const std::string& command, int expected_status);
     void attach_socket();
     void detach_socket();

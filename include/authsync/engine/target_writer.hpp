@@ -1,0 +1,123 @@
+// TargetWriter: one connection into the target, applying one lane's share of the stream.
+//
+// It owns that connection's transaction: the lane's batch (pipeline::LaneBatch), the
+// statements sent and not yet read back, a savepoint per statement, the one-by-one retry of a
+// statement the target rejects (apply.on_error: stop names the key; dead_letter sets the
+// change aside in authsync.dead_letter), the recomputation of composite rows its mirror
+// changes affected, and the checkpoint + COMMIT of its own checkpoint row. What becomes of the
+// WAL position a commit reports is the FlushTracker's business, not the writer's.
+//
+// A batch that fits one chunk goes with its checkpoint and COMMIT in one round trip (libpq's
+// pipeline mode, see commit()). A larger one goes chunk by chunk into the open transaction while
+// the stream goes on: a statement's result is read just before the next query on the
+// connection (settle), each statement under a savepoint of its own, and statements nobody
+// waits for (BEGIN, RELEASE) go in front of the next query.
+#pragma once
+
+#include <utility>  // before Asio (Boost 1.74)
+
+#include <boost/asio/awaitable.hpp>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "authsync/apply/composite.hpp"
+#include "authsync/config/config.hpp"
+#include "authsync/pg/async_connection.hpp"
+#include "authsync/pipeline/lane_batch.hpp"
+
+namespace spdlog {
+class logger;
+}
+
+namespace authsync::engine {
+
+namespace asio = boost::asio;
+
+// What a COMMIT left: the target's WAL position after it (its durable_point), and the
+// target's WAL flush position at that moment.
+struct CommitPositions {
+    std::optional<Lsn> committed_at;  // with a checkpoint written
+    Lsn flushed;
+};
+
+class TargetWriter {
+public:
+    TargetWriter(const config::Config& config, pipeline::WriterId lane, asio::any_io_executor ex);
+
+    pipeline::WriterId lane() const { return lane_; }
+    pg::AsyncConnection& connection() { return target_; }
+    // Connects; lz4 for raw_json's TOAST where the server has it.
+    asio::awaitable<void> connect();
+    // The session settings for streaming (synchronous_commit as configured) and the target's
+    // WAL geometry; returns the target's (durable insert point, flush position) now.
+    asio::awaitable<std::pair<Lsn, Lsn>> prepare_streaming();
+    void close() { target_.close(); }
+
+    // The source transaction being received: dead letters name its commit LSN.
+    void set_source_transaction(Lsn final_lsn) { txn_final_lsn_ = final_lsn; }
+    void add(const pipeline::Operation& op, PgTimestamp commit_time) { batch_.add(op, commit_time); }
+    // A TRUNCATE, in order: what came before it goes in first.
+    asio::awaitable<void> truncate(const pipeline::Operation& op, PgTimestamp commit_time);
+    bool full() const;
+    // Sends what the batch holds into the open target transaction (opening it).
+    asio::awaitable<void> flush_chunk();
+    // Whether this writer has anything to commit (a batch, or an open transaction).
+    bool has_work() const { return !batch_.empty() || tx_open_ || !affected_.empty(); }
+    bool busy() const { return tx_open_ || in_flight_.has_value(); }
+    // Sends the rest, then the checkpoint (with `end_lsn`) and COMMIT, in one round trip.
+    asio::awaitable<CommitPositions> commit(std::optional<Lsn> end_lsn,
+                                            std::optional<PgTimestamp> commit_time);
+    // Rolls back the open transaction and drops the batch.
+    asio::awaitable<void> rollback();
+    asio::awaitable<Lsn> flush_lsn();
+
+    // Rows applied per provider table and changes dead-lettered since the last call, for the
+    // status once the commit is through.
+    std::map<std::string, pipeline::RowCounts> take_counts() { return batch_.take_counts(); }
+    std::uint64_t take_dead_letters() { return std::exchange(dead_letters_, 0); }
+
+private:
+    asio::awaitable<void> send_statement(apply::Statement st);
+    asio::awaitable<void> settle();
+    asio::awaitable<void> discard_in_flight();
+    asio::awaitable<void> execute(const apply::Statement& st);
+    void handle_result(const apply::Statement& st, const pg::Result& r);
+    void note_affected(const apply::Statement& st, const pg::Result& r);
+    std::vector<apply::Statement> recompute_statements();
+    asio::awaitable<void> apply_one_by_one(const apply::Statement& st);
+    asio::awaitable<void> set_aside(const apply::Statement& one, const pg::PgError& failed);
+    asio::awaitable<void> record_dead_letter(pg::Params params);
+    std::string target_of(const std::string& mapping) const;
+    void defer(std::string_view sql);
+    std::string take_deferred();
+    asio::awaitable<pg::Result> query(std::string sql);
+    asio::awaitable<void> sync();
+    void open_transaction();
+
+    const config::Config& config_;
+    pipeline::WriterId lane_;
+    std::string checkpoint_key_;
+    pg::AsyncConnection target_;
+    std::shared_ptr<spdlog::logger> log_;
+    pipeline::LaneBatch batch_;
+    // Composite targets' rows that mirror statements affected, by target table: recomputed
+    // before the transaction commits.
+    std::map<std::string, apply::AffectedKeys> affected_;
+    // The last statement sent, executing while the stream goes on; it keeps its per-change
+    // values for a one-by-one retry. settle() before any other query.
+    std::optional<apply::Statement> in_flight_;
+    std::string in_flight_savepoint_;  // the savepoint taken just before in_flight_
+    std::uint64_t savepoint_seq_ = 0;
+    // Statements whose result nobody waits for (BEGIN, RELEASE SAVEPOINT), held back to go in
+    // front of the next simple query.
+    std::vector<std::string> deferred_;
+    bool tx_open_ = false;
+    std::uint64_t wal_block_size_ = 8192;
+    Lsn txn_final_lsn_;
+    std::uint64_t dead_letters_ = 0;
+};
+
+}  // namespace authsync::engine

@@ -1,0 +1,97 @@
+// FlushTracker: what may be reported to the provider as flushed, and what a writer skips.
+//
+// The model is PostgreSQL's apply worker (worker.c: lsn_mapping, get_flush_position()). Each
+// writer (an apply lane into a target) commits source transactions into its target, with its
+// own checkpoint row in the same transaction. A commit is visible before it is durable
+// (synchronous_commit off, or a target that runs so): the writer's queue maps the target's WAL
+// position after the COMMIT to the source end_lsn it covers, and an entry becomes durable once
+// the target's WAL flush position reaches it. A writer that had nothing to write for a batch
+// still passes its end_lsn through the queue, so that it is covered as soon as everything it
+// did write before is durable.
+//
+// What is reported as flushed is the minimum over writers of what each holds durable, never
+// less than what was reported before (the slot's confirmed_flush_lsn must not move back).
+// When nothing is pending anywhere, a keepalive's WAL end is first recorded as every writer's
+// checkpoint (idle_record) and acknowledged once that is durable: the slot is then never ahead
+// of the checkpoints. Pure: no I/O, no clock of its own.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <deque>
+#include <optional>
+#include <vector>
+
+#include "authsync/core/lsn.hpp"
+
+namespace authsync::pipeline {
+
+using WriterId = std::size_t;
+
+class FlushTracker {
+public:
+    using Clock = std::chrono::steady_clock;
+
+    explicit FlushTracker(std::size_t writers);
+
+    std::size_t writers() const { return writers_.size(); }
+
+    // Start-up. `checkpoint`: the end_lsn the writer's target holds (zero: none).
+    // `target_insert_point`: the durable_point() of the target's insert position now: the
+    // checkpoint may have been committed asynchronously by a process that died before the
+    // target flushed it, so it counts as durable only once the flush passes this point.
+    void start_writer(WriterId w, Lsn checkpoint, Lsn target_insert_point);
+    // Start-up, after every writer: the slot's confirmed_flush_lsn, if it has one. Nothing
+    // below it needs holding back, and nothing below it is ever reported.
+    void start(std::optional<Lsn> slot_confirmed_flush);
+
+    // Where streaming resumes: the lowest checkpoint (each writer skips what its own covers).
+    Lsn resume_lsn() const;
+    // Whether writer `w` already holds the source transaction whose commit is at `final_lsn`.
+    bool skips(WriterId w, Lsn final_lsn) const { return final_lsn < writers_.at(w).checkpoint; }
+    Lsn checkpoint(WriterId w) const { return writers_.at(w).checkpoint; }
+
+    // A Commit arrived (end_lsn): what is reported as written.
+    void received(Lsn end_lsn);
+    // Writer `w` committed source transactions up to `end_lsn` with its target at WAL position
+    // `target_point` (its durable_point), or, with nullopt, had nothing to write for them.
+    void committed(WriterId w, Lsn end_lsn, std::optional<Lsn> target_point);
+    // The target of writer `w` has flushed its WAL up to `flush`.
+    void target_flushed(WriterId w, Lsn flush);
+
+    // The keepalive's WAL end to record as every writer's checkpoint, when it is due: nothing is
+    // pending (`applied_all`: no transaction or batch open), every commit is durable, it is
+    // ahead of what was committed, and the last record is at least `every` old.
+    std::optional<Lsn> idle_record(Lsn wal_end, bool applied_all, Clock::time_point now,
+                                   Clock::duration every);
+
+    // What to report: write, and flush (= apply).
+    Lsn written() const { return std::max(received_, acknowledged_); }
+    Lsn acknowledged() const { return acknowledged_; }
+    // The highest end_lsn committed by any writer (the status's applied LSN).
+    Lsn committed_lsn() const { return committed_; }
+    // Whether some writer's commits wait for its target's WAL flush.
+    bool has_unflushed() const;
+    bool has_unflushed(WriterId w) const { return !writers_.at(w).unflushed.empty(); }
+
+private:
+    struct Unflushed {
+        std::optional<Lsn> target_point;  // nullopt: nothing written; durable with those before
+        Lsn source_end_lsn;
+    };
+    struct Writer {
+        Lsn checkpoint;
+        Lsn durable;  // every source end_lsn up to this one is durable in the target
+        std::deque<Unflushed> unflushed;
+    };
+    void advance(Writer& writer, std::optional<Lsn> flush);
+    void update_acknowledged();
+
+    std::vector<Writer> writers_;
+    Lsn received_;
+    Lsn committed_;
+    Lsn acknowledged_;
+    std::optional<Clock::time_point> last_idle_record_;
+};
+
+}  // namespace authsync::pipeline

@@ -1,0 +1,191 @@
+#include "authsync/pipeline/change_router.hpp"
+
+#include <catch2/catch.hpp>
+
+#include "../pgoutput/decoded_fixture.hpp"
+#include "authsync/core/error.hpp"
+#include "authsync/pipeline/lanes.hpp"
+
+using namespace authsync;
+using namespace authsync::pipeline;
+using authsync::test::decode_fixture;
+using authsync::test::line;
+
+namespace {
+
+mapping::MappingRule users_rule() {
+    mapping::MappingRule r;
+    r.source_table = "users";
+    r.key_columns = {"id"};
+    r.fields = {{"display_name", "name"}, {"primary_email", "email"}};
+    return r;
+}
+
+// A composite whose one source is public.users, mirrored by its id, affecting that user only.
+mapping::CompositeRule users_composite(std::string affects_key) {
+    mapping::CompositeRule c;
+    c.preset = "test";
+    mapping::MirrorSource s;
+    s.source_table = "users";
+    s.mirror_table = "test_users";
+    s.key_columns = {"id"};
+    s.columns = {{"id", "text"}, {"name", "text"}};
+    s.affects = {{"users", std::move(affects_key), ""}};
+    c.sources = {s};
+    return c;
+}
+
+// Feeds a captured fixture through a cache and a router; the operations of every change.
+struct Routed {
+    std::vector<Operation> ops;
+    std::vector<std::string> kinds;  // "upsert <key>", "remove <key>", "truncate"
+};
+
+Routed route_fixture(const std::string& name, ChangeRouter& router) {
+    pgoutput::RelationCache cache;
+    Routed out;
+    for (const auto& m : decode_fixture(name)) {
+        if (auto* r = std::get_if<pgoutput::Relation>(&m)) {
+            cache.apply(*r);
+            router.bind(*r);
+            continue;
+        }
+        if (std::holds_alternative<pgoutput::Begin>(m) ||
+            std::holds_alternative<pgoutput::Commit>(m)) {
+            continue;
+        }
+        std::vector<Operation> ops;
+        router.route(m, cache, ops);
+        for (auto& op : ops) {
+            if (auto* u = std::get_if<Upsert>(&op.change)) {
+                out.kinds.push_back("upsert " + (op.destination->mapping
+                                                     ? u->image.key
+                                                     : *u->row.values.front()));
+            } else if (auto* rm = std::get_if<Remove>(&op.change)) {
+                out.kinds.push_back("remove " + (op.destination->mapping
+                                                     ? rm->key
+                                                     : rm->mirror_key.front()));
+            } else {
+                out.kinds.push_back("truncate");
+            }
+            out.ops.push_back(std::move(op));
+        }
+    }
+    return out;
+}
+
+}  // namespace
+
+TEST_CASE("inserts of a mapped table become upserts of their keys, in lane 0 with one lane",
+          "[pipeline]") {
+    std::vector<mapping::MappingRule> mappings{users_rule()};
+    std::vector<mapping::CompositeRule> composites;
+    ChangeRouter router(mappings, composites, 1);
+    auto routed = route_fixture("insert", router);
+    CHECK(routed.kinds == std::vector<std::string>{"upsert 1", "upsert 2"});
+    for (const auto& op : routed.ops) {
+        CHECK(op.writer == 0);
+        CHECK(op.destination->source_name == "public.users");
+        CHECK(op.destination->mapping != nullptr);
+    }
+}
+
+TEST_CASE("every change goes to the lane of its target key", "[pipeline]") {
+    std::vector<mapping::MappingRule> mappings{users_rule()};
+    std::vector<mapping::CompositeRule> composites;
+    ChangeRouter router(mappings, composites, 4);
+    auto routed = route_fixture("insert", router);
+    REQUIRE(routed.ops.size() == 2);
+    CHECK(routed.ops[0].writer == lane_of("1", 4));
+    CHECK(routed.ops[1].writer == lane_of("2", 4));
+}
+
+TEST_CASE("a key change removes the old key in its lane and upserts the new one in its own",
+          "[pipeline]") {
+    std::vector<mapping::MappingRule> mappings{users_rule()};
+    std::vector<mapping::CompositeRule> composites;
+    ChangeRouter router(mappings, composites, 8);
+    auto routed = route_fixture("key_change", router);
+    CHECK(routed.kinds == std::vector<std::string>{"remove 1", "upsert 100"});
+    REQUIRE(routed.ops.size() == 2);
+    CHECK(routed.ops[0].writer == lane_of("1", 8));
+    CHECK(routed.ops[1].writer == lane_of("100", 8));
+}
+
+TEST_CASE("a mirror whose changes affect only its own key's user is routed by that key, with "
+          "the same code path as a mapping",
+          "[pipeline]") {
+    std::vector<mapping::MappingRule> mappings;
+    std::vector<mapping::CompositeRule> composites{users_composite("changed.id")};
+    ChangeRouter router(mappings, composites, 4);
+    auto routed = route_fixture("key_change", router);
+    CHECK(routed.kinds == std::vector<std::string>{"remove 1", "upsert 100"});
+    REQUIRE(routed.ops.size() == 2);
+    CHECK(routed.ops[0].destination->mirror != nullptr);
+    CHECK(routed.ops[0].destination->routed);
+    CHECK(routed.ops[0].writer == lane_of("1", 4));
+    CHECK(routed.ops[1].writer == lane_of("100", 4));
+}
+
+TEST_CASE("a preset whose changes affect rows found only in the target goes to lane 0",
+          "[pipeline]") {
+    CHECK(ChangeRouter::routable(users_composite("changed.id")));
+    CHECK(ChangeRouter::routable(users_composite(" changed.\"id\"::text ")));
+    CHECK_FALSE(ChangeRouter::routable(users_composite("changed.name")));
+    auto joined = users_composite("t.user_id::text");
+    joined.sources.front().affects.front().join = "JOIN authsync.t t ON t.id = changed.id";
+    CHECK_FALSE(ChangeRouter::routable(joined));
+    std::vector<mapping::MappingRule> mappings;
+    std::vector<mapping::CompositeRule> composites{users_composite("changed.name")};
+    ChangeRouter router(mappings, composites, 4);
+    auto routed = route_fixture("insert", router);
+    REQUIRE(routed.ops.size() == 2);
+    for (const auto& op : routed.ops) CHECK(op.writer == 0);
+}
+
+TEST_CASE("a truncate of a routed table goes to every lane, each for the keys it owns",
+          "[pipeline]") {
+    mapping::MappingRule orgs;
+    orgs.source_table = "orgs";
+    orgs.key_columns = {"id"};
+    orgs.fields = {{"display_name", "name"}};
+    std::vector<mapping::MappingRule> mappings{orgs};
+    std::vector<mapping::CompositeRule> composites;
+    ChangeRouter router(mappings, composites, 3);
+    auto routed = route_fixture("truncate", router);
+    // Two TRUNCATEs name orgs (members and audit_log map to nothing): three lanes each.
+    REQUIRE(routed.kinds.size() == 3);
+    for (std::size_t i = 0; i < routed.ops.size(); ++i) {
+        CHECK(routed.ops[i].writer == i % 3);
+        CHECK(std::get<Truncate>(routed.ops[i].change).lanes == 3);
+    }
+}
+
+TEST_CASE("a re-sent Relation replaces the binding the router uses", "[pipeline]") {
+    std::vector<mapping::MappingRule> mappings{users_rule()};
+    std::vector<mapping::CompositeRule> composites;
+    ChangeRouter router(mappings, composites, 1);
+    const auto messages = decode_fixture("insert");
+    pgoutput::RelationCache cache;
+    auto relation = line<pgoutput::Relation>(messages, 2);
+    cache.apply(relation);
+    router.bind(relation);
+    // The same table re-described without the email column: the mapping cannot bind.
+    auto narrower = relation;
+    narrower.columns.erase(narrower.columns.begin() + 2);
+    cache.apply(narrower);
+    CHECK_THROWS_AS(router.bind(narrower), MappingError);
+    // An unmapped table's changes give nothing; a tuple of the wrong width is a protocol error.
+    std::vector<Operation> ops;
+    CHECK_THROWS_AS(router.route(messages.at(2), cache, ops), ProtocolError);
+    CHECK(ops.empty());
+}
+
+TEST_CASE("a message that is not a change is refused", "[pipeline]") {
+    std::vector<mapping::MappingRule> mappings{users_rule()};
+    std::vector<mapping::CompositeRule> composites;
+    ChangeRouter router(mappings, composites, 1);
+    pgoutput::RelationCache cache;
+    std::vector<Operation> ops;
+    CHECK_THROWS_AS(router.route(pgoutput::Message{pgoutput::Begin{}}, cache, ops), ProtocolError);
+}

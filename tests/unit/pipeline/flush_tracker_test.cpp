@@ -1,0 +1,171 @@
+#include "authsync/pipeline/flush_tracker.hpp"
+
+#include <catch2/catch.hpp>
+
+using namespace authsync;
+using namespace authsync::pipeline;
+using namespace std::chrono_literals;
+
+namespace {
+
+Lsn at(std::uint64_t v) { return Lsn(v); }
+
+// A tracker of `n` writers started with no checkpoint and a slot that confirmed nothing.
+FlushTracker fresh(std::size_t n) {
+    FlushTracker t(n);
+    for (std::size_t w = 0; w < n; ++w) t.start_writer(w, Lsn{}, Lsn{});
+    t.start(std::nullopt);
+    return t;
+}
+
+}  // namespace
+
+TEST_CASE("a commit is acknowledged only once the target has flushed past it", "[pipeline]") {
+    auto t = fresh(1);
+    t.received(at(0x100));
+    t.committed(0, at(0x100), at(0x5000));
+    CHECK(t.acknowledged() == Lsn{});
+    CHECK(t.written() == at(0x100));
+    CHECK(t.has_unflushed());
+    t.target_flushed(0, at(0x4fff));
+    CHECK(t.acknowledged() == Lsn{});
+    t.target_flushed(0, at(0x5000));
+    CHECK(t.acknowledged() == at(0x100));
+    CHECK_FALSE(t.has_unflushed());
+}
+
+TEST_CASE("commits become durable in order: a later flush covers every earlier commit",
+          "[pipeline]") {
+    auto t = fresh(1);
+    t.committed(0, at(0x100), at(0x5000));
+    t.committed(0, at(0x200), at(0x6000));
+    t.committed(0, at(0x300), at(0x7000));
+    t.target_flushed(0, at(0x6500));
+    CHECK(t.acknowledged() == at(0x200));
+    t.target_flushed(0, at(0x9000));
+    CHECK(t.acknowledged() == at(0x300));
+    CHECK(t.committed_lsn() == at(0x300));
+}
+
+TEST_CASE("with several writers the minimum of what each holds durable is acknowledged",
+          "[pipeline]") {
+    auto t = fresh(3);
+    // Batch 1 (end 0x100): writers 0 and 1 wrote, writer 2 had nothing.
+    t.committed(0, at(0x100), at(0x5000));
+    t.committed(1, at(0x100), at(0x5100));
+    t.committed(2, at(0x100), std::nullopt);
+    t.target_flushed(0, at(0x5050));
+    t.target_flushed(2, at(0x5050));
+    CHECK(t.acknowledged() == Lsn{});  // writer 1's commit is not flushed yet
+    t.target_flushed(1, at(0x5100));
+    CHECK(t.acknowledged() == at(0x100));
+    // Batch 2 (end 0x200): only writer 2 wrote; it is the one that holds the report back.
+    t.committed(0, at(0x200), std::nullopt);
+    t.committed(1, at(0x200), std::nullopt);
+    t.committed(2, at(0x200), at(0x6000));
+    CHECK(t.acknowledged() == at(0x100));
+    t.target_flushed(2, at(0x6000));
+    CHECK(t.acknowledged() == at(0x200));
+}
+
+TEST_CASE("a writer with nothing to write waits for its own earlier commits", "[pipeline]") {
+    auto t = fresh(2);
+    t.committed(0, at(0x100), at(0x5000));
+    t.committed(1, at(0x100), at(0x5000));
+    t.committed(0, at(0x200), std::nullopt);  // writer 0: nothing in batch 2
+    t.committed(1, at(0x200), at(0x6000));
+    t.target_flushed(1, at(0x7000));
+    // Writer 0's batch-2 entry sits behind its unflushed batch-1 commit.
+    CHECK(t.acknowledged() == Lsn{});
+    t.target_flushed(0, at(0x5000));
+    CHECK(t.acknowledged() == at(0x200));
+}
+
+TEST_CASE("what is acknowledged never moves back", "[pipeline]") {
+    FlushTracker t(2);
+    t.start_writer(0, at(0x500), at(0x9000));
+    t.start_writer(1, at(0x300), at(0x9000));
+    t.start(at(0x450));
+    // Writer 1's checkpoint is below the slot's confirmed position: it had nothing to write in
+    // between. The report starts at what the slot confirmed, not at the lowest checkpoint.
+    CHECK(t.acknowledged() == at(0x450));
+    t.target_flushed(1, at(0x9000));
+    CHECK(t.acknowledged() == at(0x450));
+    t.target_flushed(0, at(0x9000));
+    CHECK(t.acknowledged() == at(0x450));  // writer 1 covers only 0x300 so far
+    t.committed(0, at(0x600), std::nullopt);
+    t.committed(1, at(0x600), at(0x9100));
+    t.target_flushed(1, at(0x9100));
+    CHECK(t.acknowledged() == at(0x600));
+}
+
+TEST_CASE("a stored checkpoint is acknowledged only once the target flushed past its position "
+          "at start",
+          "[pipeline]") {
+    FlushTracker t(1);
+    // The checkpoint 0x500 may have been committed asynchronously by a process that died.
+    t.start_writer(0, at(0x500), at(0x8000));
+    t.start(at(0x200));
+    CHECK(t.acknowledged() == at(0x200));  // the slot's own confirmed position, no more
+    CHECK(t.has_unflushed());
+    t.target_flushed(0, at(0x7fff));
+    CHECK(t.acknowledged() == at(0x200));
+    t.target_flushed(0, at(0x8000));
+    CHECK(t.acknowledged() == at(0x500));
+    CHECK(t.written() == at(0x500));
+}
+
+TEST_CASE("a checkpoint the slot already confirmed needs no flush", "[pipeline]") {
+    FlushTracker t(1);
+    t.start_writer(0, at(0x500), at(0x8000));
+    t.start(at(0x500));
+    CHECK(t.acknowledged() == at(0x500));
+    CHECK_FALSE(t.has_unflushed());
+}
+
+TEST_CASE("streaming resumes at the lowest checkpoint and each writer skips what its own covers",
+          "[pipeline]") {
+    FlushTracker t(3);
+    t.start_writer(0, at(0x500), at(0x9000));
+    t.start_writer(1, at(0x300), at(0x9000));
+    t.start_writer(2, at(0x400), at(0x9000));
+    t.start(at(0x300));
+    CHECK(t.resume_lsn() == at(0x300));
+    CHECK(t.skips(0, at(0x4ff)));
+    CHECK_FALSE(t.skips(0, at(0x500)));
+    CHECK_FALSE(t.skips(1, at(0x300)));
+    CHECK(t.skips(2, at(0x3ff)));
+    CHECK_FALSE(t.skips(2, at(0x480)));
+    // A commit moves the writer's checkpoint; one with nothing written does not.
+    t.committed(1, at(0x600), at(0x9100));
+    t.committed(2, at(0x600), std::nullopt);
+    CHECK(t.checkpoint(1) == at(0x600));
+    CHECK(t.checkpoint(2) == at(0x400));
+}
+
+TEST_CASE("an idle keepalive is recorded only when everything is applied and durable, at most "
+          "once per interval",
+          "[pipeline]") {
+    auto t = fresh(2);
+    const auto t0 = FlushTracker::Clock::time_point{} + 1h;
+    t.committed(0, at(0x100), at(0x5000));
+    t.committed(1, at(0x100), std::nullopt);
+    // A commit waits for the flush.
+    CHECK_FALSE(t.idle_record(at(0x900), true, t0, 10s));
+    t.target_flushed(0, at(0x5000));
+    // A batch or transaction is open.
+    CHECK_FALSE(t.idle_record(at(0x900), false, t0, 10s));
+    // Nothing new since the last commit.
+    CHECK_FALSE(t.idle_record(at(0x100), true, t0, 10s));
+    auto record = t.idle_record(at(0x900), true, t0, 10s);
+    REQUIRE(record);
+    CHECK(*record == at(0x900));
+    t.committed(0, at(0x900), at(0x6000));
+    t.committed(1, at(0x900), at(0x6000));
+    CHECK(t.acknowledged() == at(0x100));  // recorded, not yet durable
+    t.target_flushed(0, at(0x6000));
+    t.target_flushed(1, at(0x6000));
+    CHECK(t.acknowledged() == at(0x900));
+    CHECK_FALSE(t.idle_record(at(0xa00), true, t0 + 5s, 10s));
+    CHECK(t.idle_record(at(0xa00), true, t0 + 10s, 10s));
+}
