@@ -157,38 +157,6 @@ Statement Statement::single(std::size_t i) const {
     return st;
 }
 
-std::string Statement::inline_sql() const {
-    std::string out;
-    out.reserve(sql.size() + params_bytes() + params_bytes() / 8 + 16);
-    // "..." and '...' may hold "$1" too (a doubled "" or '' toggles twice). The templates are
-    // authsync's and the presets': no E'' strings, whose \' this would misread.
-    bool in_identifier = false, in_literal = false;
-    for (std::size_t i = 0; i < sql.size(); ++i) {
-        const char c = sql[i];
-        if (c == '"' && !in_literal) in_identifier = !in_identifier;
-        if (c == '\'' && !in_identifier) in_literal = !in_literal;
-        if (!in_identifier && !in_literal && c == '$' && i + 1 < sql.size() && sql[i + 1] >= '1' && sql[i + 1] <= '9') {
-            std::size_t n = 0, j = i + 1;
-            while (j < sql.size() && sql[j] >= '0' && sql[j] <= '9' && n < 100000) {
-                n = n * 10 + static_cast<std::size_t>(sql[j] - '0');
-                ++j;
-            }
-            if (n > params.size()) throw Error("inline_sql: $" + std::to_string(n) + " has no parameter");
-            out += params[n - 1] ? escaped_literal(*params[n - 1]) : std::string("NULL");
-            i = j - 1;
-            continue;
-        }
-        out += c;
-    }
-    return out;
-}
-
-std::size_t Statement::params_bytes() const {
-    std::size_t n = 0;
-    for (const auto& p : params) n += p ? p->size() : 0;
-    return n;
-}
-
 std::vector<Statement> Batch::statements() const {
     std::vector<Statement> out;
     for (const auto& [name, table] : tables_) {

@@ -20,17 +20,6 @@ std::string quote_with(std::string_view text, char q) {
 
 std::string quote_identifier(std::string_view name) { return quote_with(name, '"'); }
 std::string quote_literal(std::string_view text) { return quote_with(text, '\''); }
-std::string escaped_literal(std::string_view text) {
-    std::string out;
-    out.reserve(text.size() + 3);
-    out += "E'";
-    for (char c : text) {
-        if (c == '\'' || c == '\\') out += c;
-        out += c;
-    }
-    out += '\'';
-    return out;
-}
 std::string quote_qualified(std::string_view schema, std::string_view name) {
     return quote_identifier(schema) + "." + quote_identifier(name);
 }

@@ -149,12 +149,17 @@ public:
         cancel_timers();
     }
     // The stop grace period is over (e.g. the target is blocked): drop the connections. An
-    // uncommitted target transaction rolls back with them; the checkpoint has not moved.
+    // uncommitted target transaction rolls back with them; the checkpoint has not moved. The
+    // target's queries are cancelled first: a COMMIT already queued behind a blocked statement
+    // in a pipeline must not run once the block lifts.
     void abort() {
         stop_requested_ = true;
         cancel_timers();
         replication_.close();
-        for (auto& w : writers_) w->close();
+        for (auto& w : writers_) {
+            w->connection().cancel_query();
+            w->close();
+        }
         source_.close();
     }
     bool reached_streaming() const { return reached_streaming_; }

@@ -13,27 +13,22 @@ using asio::awaitable;
 
 namespace {
 
-// Statements with up to this many bytes of values go inline (see send_statement).
-constexpr std::size_t kInlineBytes = 8 * 1024;
-
-// Whether a statement may go as literals in a simple query with its SAVEPOINT. Only small ones,
-// and only well-formed UTF-8: the server checks a query's encoding before running any of it,
-// so ill-formed bytes would reject the SAVEPOINT with the statement. As bound parameters they
-// are rejected at Bind, after the savepoint: a row error like any other.
-bool inline_safe(const apply::Statement& st) {
-    if (st.params_bytes() > kInlineBytes) return false;
-    for (const auto& p : st.params) {
-        if (p && !is_valid_utf8(*p)) return false;
-    }
-    return true;
-}
-
 // Errors that one change can cause in the target: constraint violations (class 23), data
 // exceptions (class 22) and errors raised by triggers (P0001). Anything else is not the row's
 // fault, and is handled as a failure of the whole session.
 bool is_row_error(const pg::PgError& e) {
     const auto& s = e.sqlstate();
     return s.rfind("23", 0) == 0 || s.rfind("22", 0) == 0 || s == "P0001";
+}
+
+pg::PipelineQuery query_of(std::string sql) { return {std::move(sql), {}}; }
+
+// The first query of a pipeline that failed, if any.
+std::optional<std::size_t> first_failure(const std::vector<pg::PipelineOutcome>& outcomes) {
+    for (std::size_t i = 0; i < outcomes.size(); ++i) {
+        if (outcomes[i].error) return i;
+    }
+    return std::nullopt;
 }
 
 }  // namespace
@@ -78,8 +73,42 @@ bool TargetWriter::full() const {
 
 void TargetWriter::open_transaction() {
     if (tx_open_) return;
-    defer("BEGIN");
+    begin_pending_ = true;
     tx_open_ = true;
+}
+
+// Runs `queries` in one pipeline, after the transaction's BEGIN when it has not gone yet.
+awaitable<std::vector<pg::PipelineOutcome>> TargetWriter::run(
+    std::vector<pg::PipelineQuery> queries) {
+    co_await send(std::move(queries));
+    co_return co_await results();
+}
+
+awaitable<void> TargetWriter::send(std::vector<pg::PipelineQuery> queries) {
+    if (begin_pending_) {
+        queries.insert(queries.begin(), query_of("BEGIN"));
+        begun_in_pipeline_ = true;
+    }
+    begin_pending_ = false;
+    co_await target_.pipeline_send(queries);
+}
+
+awaitable<std::vector<pg::PipelineOutcome>> TargetWriter::results() {
+    auto outcomes = co_await target_.pipeline_results();
+    if (std::exchange(begun_in_pipeline_, false)) {
+        if (outcomes.front().error) throw *outcomes.front().error;
+        outcomes.erase(outcomes.begin());
+    }
+    co_return outcomes;
+}
+
+// Runs one query, alone: its result, or its error thrown.
+awaitable<pg::Result> TargetWriter::run_one(std::string sql, pg::Params params) {
+    std::vector<pg::PipelineQuery> queries;
+    queries.push_back({std::move(sql), std::move(params)});
+    auto outcomes = co_await run(std::move(queries));
+    if (outcomes.front().error) throw *outcomes.front().error;
+    co_return std::move(outcomes.front().result);
 }
 
 awaitable<void> TargetWriter::truncate(const pipeline::Operation& op, PgTimestamp commit_time) {
@@ -92,8 +121,7 @@ awaitable<void> TargetWriter::truncate(const pipeline::Operation& op, PgTimestam
         const auto& rule = d.mapping->rule();
         auto st = apply::truncate_statement(rule, commit_time,
                                             pipeline::lane_condition("id", lane_, lanes));
-        co_await sync();
-        co_await target_.query_params(st.sql, st.params);
+        co_await run_one(std::move(st.sql), std::move(st.params));
         log_->info("truncate of {} applied to {}", rule.source_name(), rule.target_name());
         co_return;
     }
@@ -122,21 +150,15 @@ awaitable<void> TargetWriter::send_statement(apply::Statement st) {
     co_await settle();
     // A savepoint of its own per statement: when the target rejects a change, find which one,
     // and stop naming its key (apply.on_error: stop) or set it aside (dead_letter). Its own
-    // name, so that a rollback can only ever reach back to this statement's start (settle()).
+    // name, so that a rollback can only ever reach back to this statement's start. The three
+    // go in one pipeline that the server runs while the stream goes on; the statement keeps
+    // its per-change values for a one-by-one retry.
     in_flight_savepoint_ = fmt::format("authsync_statement_{}", ++savepoint_seq_);
-    if (inline_safe(st)) {
-        // Small (low load): one simple query with what was deferred, the savepoint and the
-        // statement, its values as literals. Large: bound parameters, cheaper for the server
-        // to read than a long literal.
-        std::string sql = take_deferred();
-        sql += "SAVEPOINT " + in_flight_savepoint_ + "; ";
-        sql += st.inline_sql();
-        co_await target_.send_query(std::move(sql));
-    } else {
-        co_await query("SAVEPOINT " + in_flight_savepoint_);
-        co_await target_.send_query_params(st.sql, std::move(st.params));
-    }
-    // The array parameters are on the wire; row_values keeps what a retry needs.
+    std::vector<pg::PipelineQuery> queries;
+    queries.push_back(query_of("SAVEPOINT " + in_flight_savepoint_));
+    queries.push_back({st.sql, std::move(st.params)});
+    queries.push_back(query_of("RELEASE SAVEPOINT " + in_flight_savepoint_));
+    co_await send(std::move(queries));
     st.params = {};
     in_flight_ = std::move(st);
 }
@@ -157,8 +179,7 @@ std::vector<apply::Statement> TargetWriter::recompute_statements() {
 }
 
 awaitable<void> TargetWriter::execute(const apply::Statement& st) {
-    co_await sync();
-    auto r = co_await target_.query_params(st.sql, st.params);
+    auto r = co_await run_one(st.sql, st.params);
     handle_result(st, r);
 }
 
@@ -206,86 +227,54 @@ awaitable<void> TargetWriter::settle() {
     if (!in_flight_) co_return;
     auto st = std::move(*in_flight_);
     in_flight_.reset();
-    std::optional<pg::PgError> failed;
-    try {
-        auto r = co_await target_.result();
-        handle_result(st, r);
-    } catch (const pg::PgError& e) {
-        if (!is_row_error(e)) throw;
-        failed = e;
+    auto outcomes = co_await results();  // SAVEPOINT, the statement, RELEASE
+    const auto failed = first_failure(outcomes);
+    if (!failed) {
+        handle_result(st, outcomes[1].result);
+        co_return;
     }
-    const std::string savepoint = std::move(in_flight_savepoint_);
-    if (failed) {
-        // The savepoint went out in the same simple query as the statement. Had the server
-        // rejected that query before running any of it, the savepoint would not exist, and no
-        // other name may stand in for it: an earlier savepoint would undo statements that
-        // succeeded. Then the whole target transaction rolls back (its checkpoint with it).
-        try {
-            co_await query("ROLLBACK TO SAVEPOINT " + savepoint);
-        } catch (const pg::PgError& e) {
-            if (e.sqlstate() != "3B001") throw;
-            throw pg::PgError(fmt::format("the target rejected a statement before its savepoint "
-                                          "was set ({}); the target transaction is rolled back "
-                                          "whole",
-                                          failed->what()),
-                              failed->sqlstate());
-        }
-        co_await apply_one_by_one(st);
-    }
-    defer("RELEASE SAVEPOINT " + savepoint);
+    const auto& error = *outcomes[*failed].error;
+    if (*failed != 1 || !is_row_error(error)) throw error;
+    // Back to the statement's own savepoint (the transaction is aborted until then), then its
+    // changes one by one to find the culprit.
+    co_await run_one("ROLLBACK TO SAVEPOINT " + in_flight_savepoint_);
+    co_await apply_one_by_one(st);
 }
 
-void TargetWriter::defer(std::string_view sql) { deferred_.emplace_back(sql); }
-
-std::string TargetWriter::take_deferred() {
-    std::string q;
-    for (const auto& sql : deferred_) q += sql + "; ";
-    deferred_.clear();
-    return q;
-}
-
-awaitable<pg::Result> TargetWriter::query(std::string sql) {
-    std::string q = take_deferred();
-    q += sql;
-    co_return co_await target_.query(std::move(q));
-}
-
-// Before a query with parameters (which cannot share a message): the deferred statements go
-// on their own.
-awaitable<void> TargetWriter::sync() {
-    if (deferred_.empty()) co_return;
-    co_await target_.query(take_deferred());
-}
-
-// Before a rollback: the in-flight statement's result is read and dropped, whatever it is.
+// Before a rollback: the in-flight statement's results are read and dropped, whatever they are.
 awaitable<void> TargetWriter::discard_in_flight() {
     if (!in_flight_) co_return;
     in_flight_.reset();
-    try {
-        co_await target_.result();
-    } catch (const pg::PgError&) {
-        // The transaction rolls back next either way.
-    }
+    co_await target_.pipeline_results();
+    begun_in_pipeline_ = false;
+}
+
+// Undoes what the pipeline after `savepoint` did, in a transaction a failure left aborted.
+awaitable<void> TargetWriter::roll_back_to(const std::string& savepoint) {
+    std::vector<pg::PipelineQuery> undo;
+    undo.push_back(query_of("ROLLBACK TO SAVEPOINT " + savepoint));
+    undo.push_back(query_of("RELEASE SAVEPOINT " + savepoint));
+    auto undone = co_await run(std::move(undo));
+    if (auto f = first_failure(undone)) throw *undone[*f].error;
 }
 
 awaitable<void> TargetWriter::apply_one_by_one(const apply::Statement& st) {
     for (std::size_t i = 0; i < st.rows; ++i) {
         auto one = st.single(i);
-        co_await query("SAVEPOINT authsync_row");
-        std::optional<pg::PgError> failed;
-        try {
-            co_await execute(one);
-        } catch (const pg::PgError& e) {
-            if (!is_row_error(e)) throw;
-            failed = e;
-        }
+        std::vector<pg::PipelineQuery> queries;
+        queries.push_back(query_of("SAVEPOINT authsync_row"));
+        queries.push_back({one.sql, one.params});
+        queries.push_back(query_of("RELEASE SAVEPOINT authsync_row"));
+        auto outcomes = co_await run(std::move(queries));
+        const auto failed = first_failure(outcomes);
         if (!failed) {
-            co_await target_.query("RELEASE SAVEPOINT authsync_row");
+            handle_result(one, outcomes[1].result);
             continue;
         }
-        co_await target_.query("ROLLBACK TO SAVEPOINT authsync_row");
-        co_await target_.query("RELEASE SAVEPOINT authsync_row");
-        co_await set_aside(one, *failed);
+        const auto error = *outcomes[*failed].error;
+        if (*failed != 1 || !is_row_error(error)) throw error;
+        co_await roll_back_to("authsync_row");
+        co_await set_aside(one, error);
     }
 }
 
@@ -349,21 +338,18 @@ awaitable<void> TargetWriter::record_dead_letter(pg::Params params) {
         "$8::timestamptz, $9, $10)";
     auto& payload = params.at(6);
     if (!payload || is_valid_utf8(*payload)) {
-        co_await query("SAVEPOINT authsync_dead_letter");
-        std::optional<pg::PgError> refused;
-        try {
-            co_await target_.query_params(fmt::format(kInsert, "payload", "$7::jsonb"), params);
-        } catch (const pg::PgError& e) {
-            if (!is_row_error(e)) throw;
-            refused = e;
-        }
-        if (refused) co_await target_.query("ROLLBACK TO SAVEPOINT authsync_dead_letter");
-        co_await target_.query("RELEASE SAVEPOINT authsync_dead_letter");
-        if (!refused) co_return;
+        std::vector<pg::PipelineQuery> queries;
+        queries.push_back(query_of("SAVEPOINT authsync_dead_letter"));
+        queries.push_back({fmt::format(kInsert, "payload", "$7::jsonb"), params});
+        queries.push_back(query_of("RELEASE SAVEPOINT authsync_dead_letter"));
+        auto outcomes = co_await run(std::move(queries));
+        const auto failed = first_failure(outcomes);
+        if (!failed) co_return;
+        if (*failed != 1 || !is_row_error(*outcomes[1].error)) throw *outcomes[*failed].error;
+        co_await roll_back_to("authsync_dead_letter");
     }
     if (payload) payload = escape_ill_formed_utf8(*payload);
-    co_await sync();
-    co_await target_.query_params(fmt::format(kInsert, "payload_text", "$7"), std::move(params));
+    co_await run_one(fmt::format(kInsert, "payload_text", "$7"), std::move(params));
 }
 
 // The checkpoint (when given), the COMMIT and the target's WAL positions in one round trip
@@ -379,18 +365,20 @@ awaitable<CommitPositions> TargetWriter::commit(std::optional<Lsn> end_lsn,
     const bool whole = !tx_open_ && !batch_.has_mirrors();
     if (whole) {
         statements = batch_.take_statements();
-        queries.push_back({"BEGIN", {}});
+        queries.push_back(query_of("BEGIN"));
         for (auto& st : statements) queries.push_back({std::move(st.sql), std::move(st.params)});
     } else {
         co_await flush_chunk();
         co_await settle();
-        for (auto& sql : std::exchange(deferred_, {})) queries.push_back({std::move(sql), {}});
+        // A transaction opened but not begun in the target yet (nothing was sent in it)
+        // begins in this pipeline.
+        if (std::exchange(begin_pending_, false)) queries.push_back(query_of("BEGIN"));
     }
     if (end_lsn) {
         auto cp = apply::checkpoint_statement(checkpoint_key_, *end_lsn, commit_time);
         queries.push_back({std::move(cp.sql), std::move(cp.params)});
     }
-    queries.push_back({"COMMIT", {}});
+    queries.push_back(query_of("COMMIT"));
     queries.push_back(
         {"SELECT pg_current_wal_insert_lsn()::text, pg_current_wal_flush_lsn()::text", {}});
     auto outcomes = co_await target_.pipeline(queries);
@@ -427,10 +415,9 @@ awaitable<void> TargetWriter::rollback() {
     dead_letters_ = 0;
     if (tx_open_) {
         co_await discard_in_flight();
-        // A BEGIN still deferred never reached the server: nothing to roll back there.
-        const bool begun = deferred_.empty() || deferred_.front() != "BEGIN";
-        deferred_.clear();
-        if (begun) co_await target_.query("ROLLBACK");
+        // A BEGIN still pending never reached the server: nothing to roll back there.
+        if (!begin_pending_) co_await target_.query("ROLLBACK");
+        begin_pending_ = false;
         tx_open_ = false;
     }
 }

@@ -35,6 +35,15 @@ void AsyncConnection::close() {
     conn_.close();
 }
 
+void AsyncConnection::cancel_query() {
+    if (!conn_) return;
+    PGcancel* cancel = PQgetCancel(raw());
+    if (cancel == nullptr) return;
+    char reason[256];
+    PQcancel(cancel, reason, sizeof reason);
+    PQfreeCancel(cancel);
+}
+
 void AsyncConnection::cancel() {
     if (socket_) {
         boost::system::error_code ec;
@@ -158,25 +167,6 @@ asio::awaitable<Result> AsyncConnection::query(std::string sql) {
     co_return co_await collect_results("");
 }
 
-asio::awaitable<void> AsyncConnection::send_query_params(std::string sql, Params params) {
-    std::vector<const char*> values;
-    values.reserve(params.size());
-    for (const auto& p : params) values.push_back(p ? p->c_str() : nullptr);
-    if (!PQsendQueryParams(raw(), sql.c_str(), static_cast<int>(values.size()), nullptr,
-                           values.data(), nullptr, nullptr, 0)) {
-        throw_connection_error("could not send query");
-    }
-    // libpq holds its own copy now; the server starts on it while the caller goes on.
-    co_await flush();
-}
-
-asio::awaitable<void> AsyncConnection::send_query(std::string sql) {
-    if (!PQsendQuery(raw(), sql.c_str())) throw_connection_error("could not send query");
-    co_await flush();
-}
-
-asio::awaitable<Result> AsyncConnection::result() { co_return co_await collect_results(""); }
-
 asio::awaitable<pg_result*> AsyncConnection::next_result() {
     while (PQisBusy(raw())) {
         co_await wait_readable();
@@ -187,6 +177,12 @@ asio::awaitable<pg_result*> AsyncConnection::next_result() {
 
 asio::awaitable<std::vector<PipelineOutcome>> AsyncConnection::pipeline(
     const std::vector<PipelineQuery>& queries) {
+    co_await pipeline_send(queries);
+    co_return co_await pipeline_results();
+}
+
+asio::awaitable<void> AsyncConnection::pipeline_send(const std::vector<PipelineQuery>& queries) {
+    if (pipeline_queries_ > 0) throw PgError("a pipeline's results were not read");
     if (!PQenterPipelineMode(raw())) throw_connection_error("could not enter pipeline mode");
     for (const auto& q : queries) {
         std::vector<const char*> values;
@@ -198,9 +194,14 @@ asio::awaitable<std::vector<PipelineOutcome>> AsyncConnection::pipeline(
         }
     }
     if (!PQpipelineSync(raw())) throw_connection_error("could not send a pipeline sync");
+    pipeline_queries_ = queries.size();
+    // libpq holds its own copy now; the server starts on it while the caller goes on.
     co_await flush();
+}
+
+asio::awaitable<std::vector<PipelineOutcome>> AsyncConnection::pipeline_results() {
     // Each query's results end with a null result; the sync point's result ends the pipeline.
-    std::vector<PipelineOutcome> outcomes(queries.size());
+    std::vector<PipelineOutcome> outcomes(std::exchange(pipeline_queries_, 0));
     std::size_t index = 0;
     bool has_result = false;
     for (;;) {
@@ -232,7 +233,13 @@ asio::awaitable<std::vector<PipelineOutcome>> AsyncConnection::pipeline(
 }
 
 asio::awaitable<Result> AsyncConnection::query_params(std::string sql, Params params) {
-    co_await send_query_params(std::move(sql), std::move(params));
+    std::vector<const char*> values;
+    values.reserve(params.size());
+    for (const auto& p : params) values.push_back(p ? p->c_str() : nullptr);
+    if (!PQsendQueryParams(raw(), sql.c_str(), static_cast<int>(values.size()), nullptr,
+                           values.data(), nullptr, nullptr, 0)) {
+        throw_connection_error("could not send query");
+    }
     co_return co_await collect_results("");
 }
 

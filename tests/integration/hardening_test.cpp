@@ -194,7 +194,7 @@ TEST_CASE("a restart does not confirm a checkpoint the target has not flushed ye
     REQUIRE(f.wait_caught_up());
     // The walwriter still flushes once per 10 s: when that falls inside an attempt, the
     // target holds nothing unflushed to lose, and the next attempt (a new user) is made.
-    std::string id, after_insert;
+    std::string id, after_insert, held_back;
     bool unflushed = false;
     for (int attempt = 0; attempt < 4 && !unflushed; ++attempt) {
         id = "c" + std::to_string(attempt);
@@ -205,14 +205,17 @@ TEST_CASE("a restart does not confirm a checkpoint the target has not flushed ye
         f.kill9();  // the checkpoint is committed in the target, not yet flushed there
         f.start();
         std::this_thread::sleep_for(1500ms);  // the new session's status updates go out
+        // The slot first, then the target: a flush that the target's walwriter makes between
+        // the two reads cannot make the check fail wrongly (flush only moves forward).
+        held_back = f.provider_value("SELECT confirmed_flush_lsn < '" + after_insert +
+                                     "'::pg_lsn FROM pg_replication_slots WHERE slot_name = '" +
+                                     f.slot() + "'");
         unflushed = f.target_value("SELECT pg_current_wal_flush_lsn() < '" + committed_at +
                                    "'::pg_lsn") == "t";
     }
     REQUIRE(unflushed);
     // The new session has not told the provider it may forget the unflushed change.
-    CHECK(f.provider_value("SELECT confirmed_flush_lsn < '" + after_insert +
-                           "'::pg_lsn FROM pg_replication_slots WHERE slot_name = '" + f.slot() +
-                           "'") == "t");
+    CHECK(held_back == "t");
     target.stop("immediate");  // the unflushed commit and its checkpoint are gone
     target.start();
     REQUIRE(wait_until([&] { return user_exists(f, id); }, 60s));

@@ -41,11 +41,6 @@ struct Statement {
 
     // The same statement for change `i` alone.
     Statement single(std::size_t i) const;
-    // The SQL with each $n replaced by its parameter as an escaped literal, so that it can go
-    // in one simple query with other statements.
-    std::string inline_sql() const;
-    // Bytes of all parameters.
-    std::size_t params_bytes() const;
 };
 
 class Batch {

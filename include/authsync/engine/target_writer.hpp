@@ -7,11 +7,11 @@
 // changes affected, and the checkpoint + COMMIT of its own checkpoint row. What becomes of the
 // WAL position a commit reports is the FlushTracker's business, not the writer's.
 //
-// A batch that fits one chunk goes with its checkpoint and COMMIT in one round trip (libpq's
-// pipeline mode, see commit()). A larger one goes chunk by chunk into the open transaction while
-// the stream goes on: a statement's result is read just before the next query on the
-// connection (settle), each statement under a savepoint of its own, and statements nobody
-// waits for (BEGIN, RELEASE) go in front of the next query.
+// Every query goes through libpq's pipeline mode. A batch that fits one chunk goes with its
+// checkpoint and COMMIT in one round trip (commit()). A larger one goes chunk by chunk into the
+// open transaction while the stream goes on, each statement in a pipeline with a savepoint of
+// its own and its RELEASE; its results are read just before the next query on the connection
+// (settle).
 #pragma once
 
 #include <utility>  // before Asio (Boost 1.74)
@@ -91,11 +91,12 @@ private:
     asio::awaitable<void> set_aside(const apply::Statement& one, const pg::PgError& failed);
     asio::awaitable<void> record_dead_letter(pg::Params params);
     std::string target_of(const std::string& mapping) const;
-    void defer(std::string_view sql);
-    std::string take_deferred();
-    asio::awaitable<pg::Result> query(std::string sql);
-    asio::awaitable<void> sync();
     void open_transaction();
+    asio::awaitable<std::vector<pg::PipelineOutcome>> run(std::vector<pg::PipelineQuery> queries);
+    asio::awaitable<void> send(std::vector<pg::PipelineQuery> queries);
+    asio::awaitable<std::vector<pg::PipelineOutcome>> results();
+    asio::awaitable<pg::Result> run_one(std::string sql, pg::Params params = {});
+    asio::awaitable<void> roll_back_to(const std::string& savepoint);
 
     const config::Config& config_;
     pipeline::WriterId lane_;
@@ -111,10 +112,9 @@ private:
     std::optional<apply::Statement> in_flight_;
     std::string in_flight_savepoint_;  // the savepoint taken just before in_flight_
     std::uint64_t savepoint_seq_ = 0;
-    // Statements whose result nobody waits for (BEGIN, RELEASE SAVEPOINT), held back to go in
-    // front of the next simple query.
-    std::vector<std::string> deferred_;
     bool tx_open_ = false;
+    bool begin_pending_ = false;      // the transaction's BEGIN goes with the next pipeline
+    bool begun_in_pipeline_ = false;  // ... and went with the one whose results are awaited
     std::uint64_t wal_block_size_ = 8192;
     Lsn txn_final_lsn_;
     std::uint64_t dead_letters_ = 0;

@@ -69,16 +69,15 @@ public:
     // Runs a simple query (may hold several statements); returns the last result.
     asio::awaitable<Result> query(std::string sql);
     asio::awaitable<Result> query_params(std::string sql, Params params);
-    // query_params in two halves, so that the caller can work while the server executes:
-    // send_query_params returns once the query is on the wire, and result() must come
-    // before anything else is sent on this connection.
-    asio::awaitable<void> send_query_params(std::string sql, Params params);
-    asio::awaitable<void> send_query(std::string sql);  // simple query; result() gives the last
-    asio::awaitable<Result> result();
     // Runs `queries` in one round trip with libpq's pipeline mode: all are sent, then one sync
     // point; outcomes come back in order. After the first failure the server skips the rest
     // (skipped), and an explicit transaction is left aborted. The connection must be idle.
     asio::awaitable<std::vector<PipelineOutcome>> pipeline(const std::vector<PipelineQuery>& queries);
+    // pipeline() in two halves, so that the caller can work while the server executes:
+    // pipeline_send returns once the queries are on the wire, and pipeline_results must come
+    // before anything else is sent on this connection.
+    asio::awaitable<void> pipeline_send(const std::vector<PipelineQuery>& queries);
+    asio::awaitable<std::vector<PipelineOutcome>> pipeline_results();
 
     // Sends a command that enters COPY BOTH (START_REPLICATION) and waits until it has.
     asio::awaitable<void> start_copy_both(const std::string& command);
@@ -101,6 +100,10 @@ public:
     // Cancels a pending wait on the socket (the waiting operation throws operation_aborted).
     void cancel();
     void close();
+    // Asks the server to cancel the query it runs for this connection (PQcancel; blocks for the
+    // cancel request's own connection). Queries queued behind it in a pipeline are skipped, so
+    // a transaction whose COMMIT is queued does not commit. Best effort: errors are ignored.
+    void cancel_query();
     bool is_open() const { return static_cast<bool>(conn_); }
     pg_conn* raw() const { return conn_.raw(); }
 
@@ -110,6 +113,7 @@ private:
     asio::awaitable<void> flush();
     asio::awaitable<Result> collect_results(const std::string& context);
     asio::awaitable<pg_result*> next_result();
+    std::size_t pipeline_queries_ = 0;  // sent by pipeline_send, results not yet read
     asio::awaitable<void> start_copy(const std::string& command, int expected_status);
     void attach_socket();
     void detach_socket();

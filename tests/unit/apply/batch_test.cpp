@@ -110,43 +110,6 @@ TEST_CASE("identifiers in statements are always quoted", "[apply]") {
     CHECK_THAT(st.sql, Catch::Contains(R"("My ""Schema"""."users sync")"));
 }
 
-TEST_CASE("escaped literals double quotes and backslashes in E'' form", "[apply]") {
-    CHECK(escaped_literal("plain") == "E'plain'");
-    CHECK(escaped_literal("it's") == "E'it''s'");
-    CHECK(escaped_literal(R"(back\slash)") == R"(E'back\\slash')");
-    CHECK(escaped_literal("") == "E''");
-}
-
-TEST_CASE("a statement inlines its parameters as literals, not inside quoted names", "[apply]") {
-    Statement st;
-    st.sql = R"(INSERT INTO "s$1"."t""$2" SELECT * FROM unnest($1::text[], $2::timestamptz[]))";
-    st.params = {std::string(R"({"it's \"q\" \\"})"), std::nullopt};
-    CHECK(st.inline_sql() ==
-          R"(INSERT INTO "s$1"."t""$2" SELECT * FROM unnest(E'{"it''s \\"q\\" \\\\"}'::text[], NULL::timestamptz[]))");
-    CHECK(st.params_bytes() == st.params[0]->size());
-
-    Statement missing;
-    missing.sql = "SELECT $2";
-    missing.params = {std::string("a")};
-    CHECK_THROWS_WITH(missing.inline_sql(), Catch::Contains("$2 has no parameter"));
-}
-
-TEST_CASE("every statement of a batch inlines to the same text as its parameters", "[apply]") {
-    auto r = rule();
-    Batch b;
-    b.upsert(r, image("1", {{"id", "\"1\""}, {"name", R"("O'Brien \\ \"x\"")"}}), PgTimestamp{10});
-    b.upsert(r, image("2", {{"id", "\"2\""}}, true), PgTimestamp{11});
-    b.remove(r, "3", PgTimestamp{12});
-    for (const auto& st : b.statements()) {
-        auto sql = st.inline_sql();
-        CHECK(sql.find('$') == std::string::npos);
-        for (const auto& p : st.params) {
-            REQUIRE(p);
-            CHECK_THAT(sql, Catch::Contains(escaped_literal(*p)));
-        }
-    }
-}
-
 TEST_CASE("the checkpoint statement binds slot, LSN and commit time", "[apply]") {
     auto st = checkpoint_statement("my_slot", Lsn(0x16B3748), PgTimestamp{0});
     CHECK_THAT(st.sql, Catch::StartsWith("INSERT INTO authsync.checkpoint"));

@@ -112,15 +112,6 @@ TEST_CASE("mirror statements return every affected target with its change time",
     CHECK(truncate.params.size() == 1);
 }
 
-TEST_CASE("inline SQL replaces parameters past $9 whole", "[composite]") {
-    Statement st;
-    st.sql = "SELECT $1, $10, $11, \"$1\"";
-    for (int i = 1; i <= 11; ++i) st.params.emplace_back("v" + std::to_string(i));
-    CHECK(st.inline_sql() == "SELECT E'v1', E'v10', E'v11', \"$1\"");
-    st.params.resize(10);
-    CHECK_THROWS_WITH(st.inline_sql(), Contains("$11 has no parameter"));
-}
-
 TEST_CASE("recompute statements for users and for plain rows", "[composite]") {
     mapping::ComposedTarget users;
     users.name = "users";

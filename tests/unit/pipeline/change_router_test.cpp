@@ -2,6 +2,8 @@
 
 #include <catch2/catch.hpp>
 
+#include <memory>
+
 #include "../pgoutput/decoded_fixture.hpp"
 #include "authsync/core/error.hpp"
 #include "authsync/pipeline/lanes.hpp"
@@ -35,15 +37,32 @@ mapping::CompositeRule users_composite(std::string affects_key) {
     return c;
 }
 
-// Feeds a captured fixture through a cache and a router; the operations of every change.
+// A captured fixture fed through a cache and a router: the operations of every change (they
+// point into the router, kept here with its rules).
 struct Routed {
+    std::vector<mapping::MappingRule> mappings;
+    std::vector<mapping::CompositeRule> composites;
+    std::unique_ptr<ChangeRouter> router_holder;
     std::vector<Operation> ops;
     std::vector<std::string> kinds;  // "upsert <key>", "remove <key>", "truncate"
 };
 
-Routed route_fixture(const std::string& name, ChangeRouter& router) {
+void feed(const std::string& name, ChangeRouter& router, Routed& out);
+
+std::unique_ptr<Routed> route_fixture(const std::string& name,
+                                      std::vector<mapping::MappingRule> mappings,
+                                      std::vector<mapping::CompositeRule> composites,
+                                      std::size_t lanes) {
+    auto out = std::make_unique<Routed>();
+    out->mappings = std::move(mappings);
+    out->composites = std::move(composites);
+    out->router_holder = std::make_unique<ChangeRouter>(out->mappings, out->composites, lanes);
+    feed(name, *out->router_holder, *out);
+    return out;
+}
+
+void feed(const std::string& name, ChangeRouter& router, Routed& out) {
     pgoutput::RelationCache cache;
-    Routed out;
     for (const auto& m : decode_fixture(name)) {
         if (auto* r = std::get_if<pgoutput::Relation>(&m)) {
             cache.apply(*r);
@@ -71,17 +90,14 @@ Routed route_fixture(const std::string& name, ChangeRouter& router) {
             out.ops.push_back(std::move(op));
         }
     }
-    return out;
 }
 
 }  // namespace
 
 TEST_CASE("inserts of a mapped table become upserts of their keys, in lane 0 with one lane",
           "[pipeline]") {
-    std::vector<mapping::MappingRule> mappings{users_rule()};
-    std::vector<mapping::CompositeRule> composites;
-    ChangeRouter router(mappings, composites, 1);
-    auto routed = route_fixture("insert", router);
+    auto r = route_fixture("insert", std::vector<mapping::MappingRule>{users_rule()}, {}, 1);
+    const auto& routed = *r;
     CHECK(routed.kinds == std::vector<std::string>{"upsert 1", "upsert 2"});
     for (const auto& op : routed.ops) {
         CHECK(op.writer == 0);
@@ -91,10 +107,8 @@ TEST_CASE("inserts of a mapped table become upserts of their keys, in lane 0 wit
 }
 
 TEST_CASE("every change goes to the lane of its target key", "[pipeline]") {
-    std::vector<mapping::MappingRule> mappings{users_rule()};
-    std::vector<mapping::CompositeRule> composites;
-    ChangeRouter router(mappings, composites, 4);
-    auto routed = route_fixture("insert", router);
+    auto r = route_fixture("insert", std::vector<mapping::MappingRule>{users_rule()}, {}, 4);
+    const auto& routed = *r;
     REQUIRE(routed.ops.size() == 2);
     CHECK(routed.ops[0].writer == lane_of("1", 4));
     CHECK(routed.ops[1].writer == lane_of("2", 4));
@@ -102,10 +116,8 @@ TEST_CASE("every change goes to the lane of its target key", "[pipeline]") {
 
 TEST_CASE("a key change removes the old key in its lane and upserts the new one in its own",
           "[pipeline]") {
-    std::vector<mapping::MappingRule> mappings{users_rule()};
-    std::vector<mapping::CompositeRule> composites;
-    ChangeRouter router(mappings, composites, 8);
-    auto routed = route_fixture("key_change", router);
+    auto r = route_fixture("key_change", {users_rule()}, {}, 8);
+    const auto& routed = *r;
     CHECK(routed.kinds == std::vector<std::string>{"remove 1", "upsert 100"});
     REQUIRE(routed.ops.size() == 2);
     CHECK(routed.ops[0].writer == lane_of("1", 8));
@@ -115,10 +127,8 @@ TEST_CASE("a key change removes the old key in its lane and upserts the new one 
 TEST_CASE("a mirror whose changes affect only its own key's user is routed by that key, with "
           "the same code path as a mapping",
           "[pipeline]") {
-    std::vector<mapping::MappingRule> mappings;
-    std::vector<mapping::CompositeRule> composites{users_composite("changed.id")};
-    ChangeRouter router(mappings, composites, 4);
-    auto routed = route_fixture("key_change", router);
+    auto r = route_fixture("key_change", {}, {users_composite("changed.id")}, 4);
+    const auto& routed = *r;
     CHECK(routed.kinds == std::vector<std::string>{"remove 1", "upsert 100"});
     REQUIRE(routed.ops.size() == 2);
     CHECK(routed.ops[0].destination->mirror != nullptr);
@@ -135,10 +145,8 @@ TEST_CASE("a preset whose changes affect rows found only in the target goes to l
     auto joined = users_composite("t.user_id::text");
     joined.sources.front().affects.front().join = "JOIN authsync.t t ON t.id = changed.id";
     CHECK_FALSE(ChangeRouter::routable(joined));
-    std::vector<mapping::MappingRule> mappings;
-    std::vector<mapping::CompositeRule> composites{users_composite("changed.name")};
-    ChangeRouter router(mappings, composites, 4);
-    auto routed = route_fixture("insert", router);
+    auto r = route_fixture("insert", {}, {users_composite("changed.name")}, 4);
+    const auto& routed = *r;
     REQUIRE(routed.ops.size() == 2);
     for (const auto& op : routed.ops) CHECK(op.writer == 0);
 }
@@ -149,11 +157,9 @@ TEST_CASE("a truncate of a routed table goes to every lane, each for the keys it
     orgs.source_table = "orgs";
     orgs.key_columns = {"id"};
     orgs.fields = {{"display_name", "name"}};
-    std::vector<mapping::MappingRule> mappings{orgs};
-    std::vector<mapping::CompositeRule> composites;
-    ChangeRouter router(mappings, composites, 3);
-    auto routed = route_fixture("truncate", router);
-    // Two TRUNCATEs name orgs (members and audit_log map to nothing): three lanes each.
+    auto r = route_fixture("truncate", {orgs}, {}, 3);
+    const auto& routed = *r;
+    // One TRUNCATE names orgs (members and audit_log map to nothing): one per lane.
     REQUIRE(routed.kinds.size() == 3);
     for (std::size_t i = 0; i < routed.ops.size(); ++i) {
         CHECK(routed.ops[i].writer == i % 3);
