@@ -292,14 +292,11 @@ awaitable<void> check_published_columns(pg::AsyncConnection& source, const std::
     }
 }
 
-}  // namespace
-
-awaitable<std::vector<std::string>> create_publication(pg::AsyncConnection& source,
-                                                       const config::Config& config) {
-    std::vector<std::string> notes;
-    std::string tables;
-    // Table mappings publish the columns they read, as presets do (below); a FULL identity,
-    // or a provider before PostgreSQL 15, has them published whole, with a warning.
+// Appends the FOR TABLE entries of the config's table mappings to `tables`: each with the
+// columns it reads, as presets do; a FULL identity, or a provider before PostgreSQL 15, has a
+// table published whole, with a note.
+awaitable<void> add_mapping_tables(pg::AsyncConnection& source, const config::Config& config,
+                                   std::string& tables, std::vector<std::string>& notes) {
     const bool lists = co_await has_column_lists(source);
     for (const auto& m : config.mappings) {
         const auto table = quote_qualified(m.source_schema, m.source_table);
@@ -325,55 +322,77 @@ awaitable<std::vector<std::string>> create_publication(pg::AsyncConnection& sour
             tables += " (" + column_list(published.columns) + ")";
         }
     }
-    if (!config.composites.empty()) {
-        auto v = co_await source.query("SELECT current_setting('server_version_num')::int >= 150000, "
-                                       "current_setting('server_version')");
-        if (v.get(0, 0) != "t") {
-            throw Error(fmt::format("presets need PostgreSQL 15 or later on the provider "
-                                    "(publication column lists and row filters); it runs {}",
-                                    v.get(0, 1)));
-        }
+}
+
+// Presets need column lists and row filters: throws when the provider predates them.
+awaitable<void> require_column_lists_for_presets(pg::AsyncConnection& source,
+                                                 const config::Config& config) {
+    if (config.composites.empty()) co_return;
+    auto v = co_await source.query("SELECT current_setting('server_version_num')::int >= 150000, "
+                                   "current_setting('server_version')");
+    if (v.get(0, 0) != "t") {
+        throw Error(fmt::format("presets need PostgreSQL 15 or later on the provider "
+                                "(publication column lists and row filters); it runs {}",
+                                v.get(0, 1)));
     }
-    // Composite sources publish just the mirrored columns (secrets beside them stay on the
-    // provider) and, with a row filter, just the rows in scope. PostgreSQL refuses UPDATE and
-    // DELETE on a table whose column list lacks a replica identity column, or whose row filter
-    // reads a column outside it: the identity's columns join the list, and a filter the
-    // identity does not cover is left out (the preset's SQL scopes those rows).
+}
+
+// Appends the FOR TABLE entry of composite source `s` to `tables`. Composite sources publish
+// just the mirrored columns (secrets beside them stay on the provider) and, with a row filter,
+// just the rows in scope. PostgreSQL refuses UPDATE and DELETE on a table whose column list
+// lacks a replica identity column, or whose row filter reads a column outside it: the
+// identity's columns join the list, and a filter the identity does not cover is left out (the
+// preset's SQL scopes those rows), with a note.
+awaitable<void> add_mirror_source_table(pg::AsyncConnection& source,
+                                        const mapping::CompositeRule& composite,
+                                        const mapping::MirrorSource& s, std::string& tables,
+                                        std::vector<std::string>& notes) {
+    const auto table = quote_qualified(s.source_schema, s.source_table);
+    std::vector<std::string> wanted;
+    for (const auto& c : s.columns) wanted.push_back(c.name);
+    const auto published =
+        co_await published_columns(source, s.source_schema, s.source_table, wanted);
+    const auto& identity = published.identity;
+    if (identity.full) {
+        throw Error(fmt::format(
+            "{} has REPLICA IDENTITY FULL: PostgreSQL then needs a publication's column "
+            "list to name every column, which would publish the columns the preset "
+            "leaves out (secrets among them); give it its primary key as identity "
+            "(REPLICA IDENTITY DEFAULT) or REPLICA IDENTITY USING INDEX",
+            table));
+    }
+    if (published.read.empty()) {
+        throw Error(
+            fmt::format("{} has none of the columns preset {} reads", table, composite.preset));
+    }
+    if (!tables.empty()) tables += ", ";
+    tables += table + " (" + column_list(published.columns) + ")";
+    if (s.row_filter.empty()) co_return;
+    if (identity.covers(s.row_filter_columns)) {
+        tables += " WHERE (" + s.row_filter + ")";
+    } else {
+        notes.push_back(fmt::format(
+            "{} is published without its row filter: its replica identity does not "
+            "include the filter's columns, and a filter on them would make the provider "
+            "refuse UPDATE and DELETE on it; authsync scopes its rows instead (a unique "
+            "index over the filter's and key columns, made the table's identity with "
+            "REPLICA IDENTITY USING INDEX, then recreating the publication, keeps them "
+            "on the provider)",
+            table));
+    }
+}
+
+}  // namespace
+
+awaitable<std::vector<std::string>> create_publication(pg::AsyncConnection& source,
+                                                       const config::Config& config) {
+    std::vector<std::string> notes;
+    std::string tables;
+    co_await add_mapping_tables(source, config, tables, notes);
+    co_await require_column_lists_for_presets(source, config);
     for (const auto& composite : config.composites) {
         for (const auto& s : composite.sources) {
-            const auto table = quote_qualified(s.source_schema, s.source_table);
-            std::vector<std::string> wanted;
-            for (const auto& c : s.columns) wanted.push_back(c.name);
-            const auto published =
-                co_await published_columns(source, s.source_schema, s.source_table, wanted);
-            const auto& identity = published.identity;
-            if (identity.full) {
-                throw Error(fmt::format(
-                    "{} has REPLICA IDENTITY FULL: PostgreSQL then needs a publication's column "
-                    "list to name every column, which would publish the columns the preset "
-                    "leaves out (secrets among them); give it its primary key as identity "
-                    "(REPLICA IDENTITY DEFAULT) or REPLICA IDENTITY USING INDEX",
-                    table));
-            }
-            if (published.read.empty()) {
-                throw Error(fmt::format("{} has none of the columns preset {} reads", table,
-                                        composite.preset));
-            }
-            if (!tables.empty()) tables += ", ";
-            tables += table + " (" + column_list(published.columns) + ")";
-            if (s.row_filter.empty()) continue;
-            if (identity.covers(s.row_filter_columns)) {
-                tables += " WHERE (" + s.row_filter + ")";
-            } else {
-                notes.push_back(fmt::format(
-                    "{} is published without its row filter: its replica identity does not "
-                    "include the filter's columns, and a filter on them would make the provider "
-                    "refuse UPDATE and DELETE on it; authsync scopes its rows instead (a unique "
-                    "index over the filter's and key columns, made the table's identity with "
-                    "REPLICA IDENTITY USING INDEX, then recreating the publication, keeps them "
-                    "on the provider)",
-                    table));
-            }
+            co_await add_mirror_source_table(source, composite, s, tables, notes);
         }
     }
     co_await source.query("CREATE PUBLICATION " + quote_identifier(config.source.publication) +
@@ -625,6 +644,130 @@ awaitable<std::vector<Problem>> check_publication_scope(pg::AsyncConnection& sou
 
 namespace {
 
+// Row-level security on, and a role it applies to: the initial copy would see no rows
+// (Supabase enables it on auth.users with no policy). The stream is not filtered by it, so
+// only the copy is affected.
+awaitable<void> check_row_security(pg::AsyncConnection& source, const std::string& oid,
+                                   const std::string& table, std::vector<Problem>& problems) {
+    auto rls = co_await source.query_params(
+        "SELECT c.relrowsecurity AND NOT (r.rolsuper OR r.rolbypassrls OR "
+        "pg_has_role(c.relowner, 'USAGE')) FROM pg_class c, pg_roles r "
+        "WHERE c.oid = $1::oid AND r.rolname = current_user",
+        pg::params(oid));
+    if (rls.rows() == 1 && rls.get(0, 0) == "t") {
+        problems.push_back(
+            {fmt::format("source: {} has row-level security, which hides its rows from "
+                         "this role: the initial copy would find no users",
+                         table),
+             "ALTER ROLE <role> BYPASSRLS (as a superuser), or connect as the table's "
+             "owner"});
+    }
+}
+
+// The columns preset source `s` mirrors against the provider table's (`cols`: name, in the
+// replica identity, SELECT privilege, type): missing, a key outside the identity, a time read
+// from a column that is none, and those the role may not read.
+void check_mirror_columns(const mapping::CompositeRule& composite, const mapping::MirrorSource& s,
+                          const std::string& table, const pg::Result& cols,
+                          std::vector<Problem>& problems) {
+    std::string unreadable;
+    for (const auto& c : s.columns) {
+        int row = -1;
+        for (int i = 0; i < cols.rows(); ++i) {
+            if (cols.get(i, 0) == c.name) row = i;
+        }
+        if (row < 0) {
+            if (!c.optional) {
+                problems.push_back(
+                    {fmt::format("source: column \"{}\" of {} (preset {}) does not exist",
+                                 c.name, table, composite.preset),
+                     "the provider's schema is older or newer than the preset expects "
+                     "(docs/presets.md lists the columns it reads)"});
+            }
+            continue;
+        }
+        const bool is_key = std::find(s.key_columns.begin(), s.key_columns.end(), c.name) !=
+                            s.key_columns.end();
+        if (is_key && cols.get(row, 1) != "t") {
+            problems.push_back(
+                {fmt::format("source: key column \"{}\" of {} is not part of its replica "
+                             "identity",
+                             c.name, table),
+                 "restore the table's primary key, or make a unique index over the key "
+                 "its identity (REPLICA IDENTITY USING INDEX; not FULL, which a column "
+                 "list cannot take)"});
+        }
+        // A time is cast from the column's text: only a date or time type gives one
+        // (an epoch number or free text would fail at the first row).
+        const auto is_time = [](std::string_view t) {
+            return t.rfind("timestamp", 0) == 0 || t == "date";
+        };
+        if (is_time(c.type) && !is_time(cols.get(row, 3))) {
+            problems.push_back(
+                {fmt::format("source: column \"{}\" of {} is {}, but preset {} reads it as "
+                             "a time (timestamp, timestamptz or date)",
+                             c.name, table, cols.get(row, 3), composite.preset),
+                 "name a date or time column in the preset_options, or map the table "
+                 "with a table mapping (docs/mapping.md)"});
+        }
+        if (cols.get(row, 2) != "t") {
+            unreadable += (unreadable.empty() ? "" : ", ") + quote_identifier(c.name);
+        }
+    }
+    if (!unreadable.empty()) {
+        problems.push_back(
+            {fmt::format("source: no SELECT privilege on column(s) {} of {}", unreadable, table),
+             fmt::format("GRANT SELECT ({}) ON {} TO <role>", unreadable, table)});
+    }
+}
+
+// One source table of a (resolved) preset: that it exists, its rows are visible, its columns
+// are there and readable, published as the preset needs, under an identity a column list takes.
+awaitable<void> check_mirror_source(pg::AsyncConnection& source, const config::Config& config,
+                                    const mapping::CompositeRule& composite,
+                                    const mapping::MirrorSource& s, bool have_publication,
+                                    std::vector<Problem>& problems) {
+    const auto table = quote_qualified(s.source_schema, s.source_table);
+    auto rel = co_await source.query_params(
+        "SELECT c.oid, c.relreplident FROM pg_class c JOIN pg_namespace n ON n.oid = "
+        "c.relnamespace WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', "
+        "'p')",
+        pg::params(s.source_schema, s.source_table));
+    if (rel.rows() == 0) {
+        problems.push_back({fmt::format("source: table {} of preset {} does not exist", table,
+                                        composite.preset),
+                            "check that the dsn names the provider's database, and the "
+                            "provider's version (docs/presets.md)"});
+        co_return;
+    }
+    const std::string oid(rel.get(0, 0));
+    co_await check_row_security(source, oid, table, problems);
+    auto cols = co_await source.query_params(
+        "SELECT a.attname, COALESCE(a.attnum = ANY (i.indkey), false) OR "
+        "c.relreplident = 'f', has_column_privilege(c.oid, a.attnum, 'SELECT'), "
+        "format_type(a.atttypid, NULL) "
+        "FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid "
+        "LEFT JOIN pg_index i ON i.indrelid = c.oid AND ((c.relreplident = 'd' AND "
+        "i.indisprimary) OR (c.relreplident = 'i' AND i.indisreplident)) "
+        "WHERE a.attrelid = $1::oid AND a.attnum > 0 AND NOT a.attisdropped",
+        pg::params(oid));
+    check_mirror_columns(composite, s, table, cols, problems);
+    if (have_publication) {
+        std::vector<std::string> wanted;
+        for (const auto& c : s.columns) wanted.push_back(c.name);
+        co_await check_published_columns(source, config.source.publication, s.source_schema,
+                                         s.source_table, wanted, problems);
+    }
+    const auto identity = co_await replica_identity(source, s);
+    if (identity.full) {
+        problems.push_back(
+            {fmt::format("source: {} has REPLICA IDENTITY FULL, so a publication column "
+                         "list would have to publish all its columns",
+                         table),
+             fmt::format("ALTER TABLE {} REPLICA IDENTITY DEFAULT (or USING INDEX)", table)});
+    }
+}
+
 awaitable<void> check_composite_sources(pg::AsyncConnection& source, const config::Config& config,
                                         bool have_publication, std::vector<Problem>& problems) {
     if (config.composites.empty()) co_return;
@@ -638,109 +781,8 @@ awaitable<void> check_composite_sources(pg::AsyncConnection& source, const confi
     }
     for (const auto& composite : resolved.composites) {
         for (const auto& s : composite.sources) {
-            const auto table = quote_qualified(s.source_schema, s.source_table);
-            auto rel = co_await source.query_params(
-                "SELECT c.oid, c.relreplident FROM pg_class c JOIN pg_namespace n ON n.oid = "
-                "c.relnamespace WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', "
-                "'p')",
-                pg::params(s.source_schema, s.source_table));
-            if (rel.rows() == 0) {
-                problems.push_back({fmt::format("source: table {} of preset {} does not exist",
-                                                table, composite.preset),
-                                    "check that the dsn names the provider's database, and the "
-                                    "provider's version (docs/presets.md)"});
-                continue;
-            }
-            const std::string oid(rel.get(0, 0));
-            // Row-level security on, and a role it applies to: the initial copy would see no
-            // rows (Supabase enables it on auth.users with no policy). The stream is not
-            // filtered by it, so only the copy is affected.
-            auto rls = co_await source.query_params(
-                "SELECT c.relrowsecurity AND NOT (r.rolsuper OR r.rolbypassrls OR "
-                "pg_has_role(c.relowner, 'USAGE')) FROM pg_class c, pg_roles r "
-                "WHERE c.oid = $1::oid AND r.rolname = current_user",
-                pg::params(oid));
-            if (rls.rows() == 1 && rls.get(0, 0) == "t") {
-                problems.push_back(
-                    {fmt::format("source: {} has row-level security, which hides its rows from "
-                                 "this role: the initial copy would find no users",
-                                 table),
-                     "ALTER ROLE <role> BYPASSRLS (as a superuser), or connect as the table's "
-                     "owner"});
-            }
-            auto cols = co_await source.query_params(
-                "SELECT a.attname, COALESCE(a.attnum = ANY (i.indkey), false) OR "
-                "c.relreplident = 'f', has_column_privilege(c.oid, a.attnum, 'SELECT'), "
-                "format_type(a.atttypid, NULL) "
-                "FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid "
-                "LEFT JOIN pg_index i ON i.indrelid = c.oid AND ((c.relreplident = 'd' AND "
-                "i.indisprimary) OR (c.relreplident = 'i' AND i.indisreplident)) "
-                "WHERE a.attrelid = $1::oid AND a.attnum > 0 AND NOT a.attisdropped",
-                pg::params(oid));
-            std::string unreadable;
-            for (const auto& c : s.columns) {
-                int row = -1;
-                for (int i = 0; i < cols.rows(); ++i) {
-                    if (cols.get(i, 0) == c.name) row = i;
-                }
-                if (row < 0) {
-                    if (!c.optional) {
-                        problems.push_back(
-                            {fmt::format("source: column \"{}\" of {} (preset {}) does not exist",
-                                         c.name, table, composite.preset),
-                             "the provider's schema is older or newer than the preset expects "
-                             "(docs/presets.md lists the columns it reads)"});
-                    }
-                    continue;
-                }
-                const bool is_key = std::find(s.key_columns.begin(), s.key_columns.end(),
-                                              c.name) != s.key_columns.end();
-                if (is_key && cols.get(row, 1) != "t") {
-                    problems.push_back(
-                        {fmt::format("source: key column \"{}\" of {} is not part of its replica "
-                                     "identity",
-                                     c.name, table),
-                         "restore the table's primary key, or make a unique index over the key "
-                         "its identity (REPLICA IDENTITY USING INDEX; not FULL, which a column "
-                         "list cannot take)"});
-                }
-                // A time is cast from the column's text: only a date or time type gives one
-                // (an epoch number or free text would fail at the first row).
-                const auto is_time = [](std::string_view t) {
-                    return t.rfind("timestamp", 0) == 0 || t == "date";
-                };
-                if (is_time(c.type) && !is_time(cols.get(row, 3))) {
-                    problems.push_back(
-                        {fmt::format("source: column \"{}\" of {} is {}, but preset {} reads it as "
-                                     "a time (timestamp, timestamptz or date)",
-                                     c.name, table, cols.get(row, 3), composite.preset),
-                         "name a date or time column in the preset_options, or map the table "
-                         "with a table mapping (docs/mapping.md)"});
-                }
-                if (cols.get(row, 2) != "t") {
-                    unreadable += (unreadable.empty() ? "" : ", ") + quote_identifier(c.name);
-                }
-            }
-            if (!unreadable.empty()) {
-                problems.push_back({fmt::format("source: no SELECT privilege on column(s) {} of {}",
-                                                unreadable, table),
-                                    fmt::format("GRANT SELECT ({}) ON {} TO <role>", unreadable,
-                                                table)});
-            }
-            if (have_publication) {
-                std::vector<std::string> wanted;
-                for (const auto& c : s.columns) wanted.push_back(c.name);
-                co_await check_published_columns(source, config.source.publication,
-                                                 s.source_schema, s.source_table, wanted, problems);
-            }
-            const auto identity = co_await replica_identity(source, s);
-            if (identity.full) {
-                problems.push_back(
-                    {fmt::format("source: {} has REPLICA IDENTITY FULL, so a publication column "
-                                 "list would have to publish all its columns",
-                                 table),
-                     fmt::format("ALTER TABLE {} REPLICA IDENTITY DEFAULT (or USING INDEX)", table)});
-            }
+            co_await check_mirror_source(source, config, composite, s, have_publication,
+                                         problems);
         }
     }
     if (!have_publication) co_return;
@@ -748,11 +790,8 @@ awaitable<void> check_composite_sources(pg::AsyncConnection& source, const confi
     problems.insert(problems.end(), scope.begin(), scope.end());
 }
 
-}  // namespace
-
-awaitable<std::vector<Problem>> check_source(pg::AsyncConnection& source,
-                                             const config::Config& config) {
-    std::vector<Problem> problems;
+// The provider's settings and the connecting role: wal_level logical, REPLICATION.
+awaitable<void> check_server(pg::AsyncConnection& source, std::vector<Problem>& problems) {
     auto wal_level = co_await source.query("SHOW wal_level");
     if (wal_level.get(0, 0) != "logical") {
         problems.push_back({fmt::format("source: wal_level is '{}', logical replication needs "
@@ -764,9 +803,16 @@ awaitable<std::vector<Problem>> check_source(pg::AsyncConnection& source,
     auto role = co_await source.query(
         "SELECT rolreplication OR rolsuper FROM pg_roles WHERE rolname = current_user");
     if (role.rows() == 0 || role.get(0, 0) != "t") {
-        problems.push_back({"source: the connecting role lacks the REPLICATION attribute",
-                            "ALTER ROLE <role> WITH REPLICATION (or connect as a role that has it)"});
+        problems.push_back(
+            {"source: the connecting role lacks the REPLICATION attribute",
+             "ALTER ROLE <role> WITH REPLICATION (or connect as a role that has it)"});
     }
+}
+
+// The slot: when missing, that one can be created (a free slot, create_slot allowed); when
+// there, that it uses pgoutput and is not lost.
+awaitable<void> check_slot(pg::AsyncConnection& source, const config::Config& config,
+                           std::vector<Problem>& problems) {
     auto slot = co_await find_slot(source, config.source.slot);
     if (!slot) {
         auto slots = co_await source.query(
@@ -783,18 +829,134 @@ awaitable<std::vector<Problem>> check_source(pg::AsyncConnection& source,
                                             config.source.slot),
                                 "run `authsync init`, or set source.create_slot: true"});
         }
-    } else {
-        if (slot->plugin != "pgoutput") {
-            problems.push_back({fmt::format("source: slot \"{}\" uses plugin {}, not pgoutput",
-                                            config.source.slot, slot->plugin),
-                                "drop it or choose another source.slot"});
+        co_return;
+    }
+    if (slot->plugin != "pgoutput") {
+        problems.push_back({fmt::format("source: slot \"{}\" uses plugin {}, not pgoutput",
+                                        config.source.slot, slot->plugin),
+                            "drop it or choose another source.slot"});
+    }
+    if (slot->wal_status == "lost") {
+        problems.push_back({fmt::format("source: slot \"{}\" is lost (its WAL was removed)",
+                                        config.source.slot),
+                            "run `authsync resync` to rebuild the slot and copy again"});
+    }
+}
+
+// The columns table mapping `m` reads against the provider table's (`cols`: name, in the
+// replica identity, SELECT privilege): keys that are missing or outside the identity, fields
+// that are missing, and those the role may not read.
+void check_mapping_columns(const mapping::MappingRule& m, const std::string& table,
+                           const pg::Result& cols, std::vector<Problem>& problems) {
+    std::vector<std::string> unreadable;
+    auto has_column = [&](const std::string& name, bool* in_identity) {
+        for (int i = 0; i < cols.rows(); ++i) {
+            if (cols.get(i, 0) == name) {
+                if (in_identity) *in_identity = cols.get(i, 1) == "t";
+                if (cols.get(i, 2) != "t" &&
+                    std::find(unreadable.begin(), unreadable.end(), name) == unreadable.end()) {
+                    unreadable.push_back(name);
+                }
+                return true;
+            }
         }
-        if (slot->wal_status == "lost") {
-            problems.push_back({fmt::format("source: slot \"{}\" is lost (its WAL was removed)",
-                                            config.source.slot),
-                                "run `authsync resync` to rebuild the slot and copy again"});
+        return false;
+    };
+    for (const auto& k : m.key_columns) {
+        bool in_identity = false;
+        if (!has_column(k, &in_identity)) {
+            problems.push_back({fmt::format("source: key column \"{}\" not found in {}", k, table),
+                                "fix the mapping's key"});
+        } else if (!in_identity) {
+            problems.push_back(
+                {fmt::format("source: key column \"{}\" of {} is not part of its replica "
+                             "identity, so deletes cannot name the user",
+                             k, table),
+                 "make it (part of) the primary key, or set REPLICA IDENTITY FULL"});
         }
     }
+    for (const auto& f : m.fields) {
+        if (!has_column(f.column, nullptr)) {
+            problems.push_back({fmt::format("source: column \"{}\" (raw_json key \"{}\") not "
+                                            "found in {}",
+                                            f.column, f.json_key, table),
+                                "fix the mapping's fields, or add the column"});
+        }
+    }
+    if (unreadable.empty()) return;
+    // Only the mapped columns need SELECT: secrets beside them may stay unreadable.
+    std::string list, quoted;
+    for (const auto& c : unreadable) {
+        list += (list.empty() ? "" : ", ") + c;
+        quoted += (quoted.empty() ? "" : ", ") + quote_identifier(c);
+    }
+    problems.push_back(
+        {fmt::format("source: no SELECT privilege on column(s) {} of {}", list, table),
+         fmt::format("GRANT SELECT ({}) ON {} TO <role>", quoted, table)});
+}
+
+// One table mapping's provider table: that it exists, has a replica identity, has the columns
+// the mapping reads and lets the role read them, and is published with them.
+awaitable<void> check_mapping_source(pg::AsyncConnection& source, const config::Config& config,
+                                     const mapping::MappingRule& m, bool have_publication,
+                                     std::vector<Problem>& problems) {
+    auto table = quote_qualified(m.source_schema, m.source_table);
+    auto rel = co_await source.query_params(
+        "SELECT c.oid, c.relreplident, "
+        "EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary) "
+        "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p')",
+        pg::params(m.source_schema, m.source_table));
+    if (rel.rows() == 0) {
+        problems.push_back({fmt::format("source: mapped table {} does not exist", table),
+                            "check the mapping's source (schema.table, case-sensitive)"});
+        co_return;
+    }
+    const std::string oid(rel.get(0, 0));
+    const auto replident = rel.get(0, 1);
+    const bool has_pk = rel.get(0, 2) == "t";
+    if (replident == "n" || (replident == "d" && !has_pk)) {
+        problems.push_back({fmt::format("source: table {} has neither a primary key nor a "
+                                        "replica identity, so its updates and deletes cannot "
+                                        "be replicated",
+                                        table),
+                            fmt::format("add a primary key, or ALTER TABLE {} REPLICA "
+                                        "IDENTITY FULL (or USING INDEX a unique index)",
+                                        table)});
+    }
+    auto cols = co_await source.query_params(
+        "SELECT a.attname, "
+        "COALESCE(a.attnum = ANY (i.indkey), false) OR c.relreplident = 'f', "
+        "has_column_privilege(c.oid, a.attnum, 'SELECT') "
+        "FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid "
+        "LEFT JOIN pg_index i ON i.indrelid = c.oid AND "
+        "  ((c.relreplident = 'd' AND i.indisprimary) OR (c.relreplident = 'i' AND "
+        "i.indisreplident)) "
+        "WHERE a.attrelid = $1::oid AND a.attnum > 0 AND NOT a.attisdropped",
+        pg::params(oid));
+    check_mapping_columns(m, table, cols, problems);
+    if (!have_publication) co_return;
+    auto pub = co_await source.query_params(
+        "SELECT 1 FROM pg_publication_tables WHERE pubname = $1 AND schemaname = $2 AND "
+        "tablename = $3",
+        pg::params(config.source.publication, m.source_schema, m.source_table));
+    if (pub.rows() == 0) {
+        problems.push_back({fmt::format("source: publication \"{}\" does not include {}",
+                                        config.source.publication, table),
+                            fmt::format("ALTER PUBLICATION {} ADD TABLE {}",
+                                        quote_identifier(config.source.publication), table)});
+    }
+    co_await check_published_columns(source, config.source.publication, m.source_schema,
+                                     m.source_table, mapping_columns(m), problems);
+}
+
+}  // namespace
+
+awaitable<std::vector<Problem>> check_source(pg::AsyncConnection& source,
+                                             const config::Config& config) {
+    std::vector<Problem> problems;
+    co_await check_server(source, problems);
+    co_await check_slot(source, config, problems);
     const bool have_publication = co_await publication_exists(source, config.source.publication);
     if (!have_publication && !config.source.create_publication) {
         problems.push_back({fmt::format("source: publication \"{}\" does not exist",
@@ -802,101 +964,7 @@ awaitable<std::vector<Problem>> check_source(pg::AsyncConnection& source,
                             "run `authsync init`, or set source.create_publication: true"});
     }
     for (const auto& m : config.mappings) {
-        auto table = quote_qualified(m.source_schema, m.source_table);
-        auto rel = co_await source.query_params(
-            "SELECT c.oid, c.relreplident, "
-            "EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary) "
-            "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-            "WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p')",
-            pg::params(m.source_schema, m.source_table));
-        if (rel.rows() == 0) {
-            problems.push_back({fmt::format("source: mapped table {} does not exist", table),
-                                "check the mapping's source (schema.table, case-sensitive)"});
-            continue;
-        }
-        const std::string oid(rel.get(0, 0));
-        const auto replident = rel.get(0, 1);
-        const bool has_pk = rel.get(0, 2) == "t";
-        if (replident == "n" || (replident == "d" && !has_pk)) {
-            problems.push_back({fmt::format("source: table {} has neither a primary key nor a "
-                                            "replica identity, so its updates and deletes cannot "
-                                            "be replicated",
-                                            table),
-                                fmt::format("add a primary key, or ALTER TABLE {} REPLICA "
-                                            "IDENTITY FULL (or USING INDEX a unique index)",
-                                            table)});
-        }
-        auto cols = co_await source.query_params(
-            "SELECT a.attname, "
-            "COALESCE(a.attnum = ANY (i.indkey), false) OR c.relreplident = 'f', "
-            "has_column_privilege(c.oid, a.attnum, 'SELECT') "
-            "FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid "
-            "LEFT JOIN pg_index i ON i.indrelid = c.oid AND "
-            "  ((c.relreplident = 'd' AND i.indisprimary) OR (c.relreplident = 'i' AND "
-            "i.indisreplident)) "
-            "WHERE a.attrelid = $1::oid AND a.attnum > 0 AND NOT a.attisdropped",
-            pg::params(oid));
-        std::vector<std::string> unreadable;
-        auto has_column = [&](const std::string& name, bool* in_identity) {
-            for (int i = 0; i < cols.rows(); ++i) {
-                if (cols.get(i, 0) == name) {
-                    if (in_identity) *in_identity = cols.get(i, 1) == "t";
-                    if (cols.get(i, 2) != "t" &&
-                        std::find(unreadable.begin(), unreadable.end(), name) == unreadable.end()) {
-                        unreadable.push_back(name);
-                    }
-                    return true;
-                }
-            }
-            return false;
-        };
-        for (const auto& k : m.key_columns) {
-            bool in_identity = false;
-            if (!has_column(k, &in_identity)) {
-                problems.push_back({fmt::format("source: key column \"{}\" not found in {}", k, table),
-                                    "fix the mapping's key"});
-            } else if (!in_identity) {
-                problems.push_back(
-                    {fmt::format("source: key column \"{}\" of {} is not part of its replica "
-                                 "identity, so deletes cannot name the user",
-                                 k, table),
-                     "make it (part of) the primary key, or set REPLICA IDENTITY FULL"});
-            }
-        }
-        for (const auto& f : m.fields) {
-            if (!has_column(f.column, nullptr)) {
-                problems.push_back({fmt::format("source: column \"{}\" (raw_json key \"{}\") not "
-                                                "found in {}",
-                                                f.column, f.json_key, table),
-                                    "fix the mapping's fields, or add the column"});
-            }
-        }
-        if (!unreadable.empty()) {
-            // Only the mapped columns need SELECT: secrets beside them may stay unreadable.
-            std::string list, quoted;
-            for (const auto& c : unreadable) {
-                list += (list.empty() ? "" : ", ") + c;
-                quoted += (quoted.empty() ? "" : ", ") + quote_identifier(c);
-            }
-            problems.push_back({fmt::format("source: no SELECT privilege on column(s) {} of {}",
-                                            list, table),
-                                fmt::format("GRANT SELECT ({}) ON {} TO <role>", quoted, table)});
-        }
-        if (have_publication) {
-            auto pub = co_await source.query_params(
-                "SELECT 1 FROM pg_publication_tables WHERE pubname = $1 AND schemaname = $2 AND "
-                "tablename = $3",
-                pg::params(config.source.publication, m.source_schema, m.source_table));
-            if (pub.rows() == 0) {
-                problems.push_back(
-                    {fmt::format("source: publication \"{}\" does not include {}",
-                                 config.source.publication, table),
-                     fmt::format("ALTER PUBLICATION {} ADD TABLE {}",
-                                 quote_identifier(config.source.publication), table)});
-            }
-            co_await check_published_columns(source, config.source.publication, m.source_schema,
-                                             m.source_table, mapping_columns(m), problems);
-        }
+        co_await check_mapping_source(source, config, m, have_publication, problems);
     }
     co_await check_composite_sources(source, config, have_publication, problems);
     co_return problems;
