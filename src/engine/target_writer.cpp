@@ -156,7 +156,7 @@ awaitable<void> TargetWriter::send_statement(apply::Statement st) {
     in_flight_savepoint_ = fmt::format("authsync_statement_{}", ++savepoint_seq_);
     std::vector<pg::PipelineQuery> queries;
     queries.push_back(query_of("SAVEPOINT " + in_flight_savepoint_));
-    queries.push_back({st.sql, std::move(st.params)});
+    queries.push_back({st.sql, std::move(st.params), true});
     queries.push_back(query_of("RELEASE SAVEPOINT " + in_flight_savepoint_));
     co_await send(std::move(queries));
     st.params = {};
@@ -263,7 +263,7 @@ awaitable<void> TargetWriter::apply_one_by_one(const apply::Statement& st) {
         auto one = st.single(i);
         std::vector<pg::PipelineQuery> queries;
         queries.push_back(query_of("SAVEPOINT authsync_row"));
-        queries.push_back({one.sql, one.params});
+        queries.push_back({one.sql, one.params, true});
         queries.push_back(query_of("RELEASE SAVEPOINT authsync_row"));
         auto outcomes = co_await run(std::move(queries));
         const auto failed = first_failure(outcomes);
@@ -366,7 +366,7 @@ awaitable<CommitPositions> TargetWriter::commit(std::optional<Lsn> end_lsn,
     if (whole) {
         statements = batch_.take_statements();
         queries.push_back(query_of("BEGIN"));
-        for (auto& st : statements) queries.push_back({std::move(st.sql), std::move(st.params)});
+        for (auto& st : statements) queries.push_back({std::move(st.sql), std::move(st.params), true});
     } else {
         co_await flush_chunk();
         co_await settle();
@@ -376,7 +376,7 @@ awaitable<CommitPositions> TargetWriter::commit(std::optional<Lsn> end_lsn,
     }
     if (end_lsn) {
         auto cp = apply::checkpoint_statement(checkpoint_key_, *end_lsn, commit_time);
-        queries.push_back({std::move(cp.sql), std::move(cp.params)});
+        queries.push_back({std::move(cp.sql), std::move(cp.params), true});
     }
     queries.push_back(query_of("COMMIT"));
     queries.push_back(

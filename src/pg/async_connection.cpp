@@ -33,6 +33,9 @@ void AsyncConnection::detach_socket() {
 void AsyncConnection::close() {
     detach_socket();
     conn_.close();
+    prepared_.clear();
+    pipeline_items_.clear();
+    pipeline_queries_ = 0;
 }
 
 void AsyncConnection::cancel_query() {
@@ -182,16 +185,32 @@ asio::awaitable<std::vector<PipelineOutcome>> AsyncConnection::pipeline(
 }
 
 asio::awaitable<void> AsyncConnection::pipeline_send(const std::vector<PipelineQuery>& queries) {
-    if (pipeline_queries_ > 0) throw PgError("a pipeline's results were not read");
+    if (!pipeline_items_.empty()) throw PgError("a pipeline's results were not read");
     if (!PQenterPipelineMode(raw())) throw_connection_error("could not enter pipeline mode");
-    for (const auto& q : queries) {
+    for (std::size_t i = 0; i < queries.size(); ++i) {
+        const auto& q = queries[i];
         std::vector<const char*> values;
         values.reserve(q.params.size());
         for (const auto& p : q.params) values.push_back(p ? p->c_str() : nullptr);
-        if (!PQsendQueryParams(raw(), q.sql.c_str(), static_cast<int>(values.size()), nullptr,
-                               values.data(), nullptr, nullptr, 0)) {
-            throw_connection_error("could not send query");
+        const int n = static_cast<int>(values.size());
+        int sent = 0;
+        if (q.prepared) {
+            auto [it, fresh] = prepared_.try_emplace(q.sql);
+            if (fresh || it->second.empty()) {
+                it->second = fmt::format("authsync_{}", ++prepared_seq_);
+                if (!PQsendPrepare(raw(), it->second.c_str(), q.sql.c_str(), n, nullptr)) {
+                    throw_connection_error("could not send query");
+                }
+                pipeline_items_.push_back({i, &it->first});
+            }
+            sent = PQsendQueryPrepared(raw(), it->second.c_str(), n, values.data(), nullptr,
+                                       nullptr, 0);
+        } else {
+            sent = PQsendQueryParams(raw(), q.sql.c_str(), n, nullptr, values.data(), nullptr,
+                                     nullptr, 0);
         }
+        if (!sent) throw_connection_error("could not send query");
+        pipeline_items_.push_back({i, nullptr});
     }
     if (!PQpipelineSync(raw())) throw_connection_error("could not send a pipeline sync");
     pipeline_queries_ = queries.size();
@@ -200,8 +219,10 @@ asio::awaitable<void> AsyncConnection::pipeline_send(const std::vector<PipelineQ
 }
 
 asio::awaitable<std::vector<PipelineOutcome>> AsyncConnection::pipeline_results() {
-    // Each query's results end with a null result; the sync point's result ends the pipeline.
+    // Each item's results end with a null result; the sync point's result ends the pipeline.
     std::vector<PipelineOutcome> outcomes(std::exchange(pipeline_queries_, 0));
+    auto items = std::exchange(pipeline_items_, {});
+    std::vector<bool> prepared(items.size(), false);
     std::size_t index = 0;
     bool has_result = false;
     for (;;) {
@@ -214,19 +235,29 @@ asio::awaitable<std::vector<PipelineOutcome>> AsyncConnection::pipeline_results(
         Result r(res);
         const auto status = PQresultStatus(res);
         if (status == PGRES_PIPELINE_SYNC) break;
-        if (index >= outcomes.size()) throw PgError("the server sent more results than queries");
-        auto& outcome = outcomes[index];
+        if (index >= items.size()) throw PgError("the server sent more results than queries");
+        const auto& item = items[index];
+        auto& outcome = outcomes[item.query];
         has_result = true;
         if (status == PGRES_PIPELINE_ABORTED) {
-            outcome.skipped = true;
+            if (!outcome.error) outcome.skipped = true;
             continue;
         }
         try {
             check_result(raw(), res, "");
+            if (item.prepares) {
+                prepared[index] = true;  // the name stands from now on
+                continue;
+            }
             outcome.result = std::move(r);
         } catch (PgError& e) {
+            // A failed preparation fails its query (which the server then skips).
             outcome.error = std::move(e);
         }
+    }
+    // A preparation that did not succeed is made again next time.
+    for (std::size_t i = 0; i < items.size(); ++i) {
+        if (items[i].prepares && !prepared[i]) prepared_[*items[i].prepares].clear();
     }
     if (!PQexitPipelineMode(raw())) throw_connection_error("could not leave pipeline mode");
     co_return outcomes;

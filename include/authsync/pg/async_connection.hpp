@@ -15,6 +15,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "authsync/pg/connection.hpp"
@@ -44,6 +45,9 @@ private:
 struct PipelineQuery {
     std::string sql;  // one statement
     Params params;
+    // Run as a prepared statement, prepared (in the same pipeline) the first time this
+    // connection sees the text: parsed and planned once, not on every batch.
+    bool prepared = false;
 };
 struct PipelineOutcome {
     Result result;                  // when it ran
@@ -113,7 +117,17 @@ private:
     asio::awaitable<void> flush();
     asio::awaitable<Result> collect_results(const std::string& context);
     asio::awaitable<pg_result*> next_result();
-    std::size_t pipeline_queries_ = 0;  // sent by pipeline_send, results not yet read
+    // What pipeline_send sent, in order, for pipeline_results to read: a query (its index) or
+    // the preparation of a statement (its text).
+    struct PipelineItem {
+        std::size_t query = 0;
+        const std::string* prepares = nullptr;  // key in prepared_, while unconfirmed
+    };
+    std::vector<PipelineItem> pipeline_items_;
+    std::size_t pipeline_queries_ = 0;
+    // Prepared statements of this connection: SQL text -> name ("" while being prepared).
+    std::unordered_map<std::string, std::string> prepared_;
+    std::uint64_t prepared_seq_ = 0;
     asio::awaitable<void> start_copy(const std::string& command, int expected_status);
     void attach_socket();
     void detach_socket();
