@@ -10,7 +10,6 @@
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
 #include <cstdlib>
-#include <fmt/format.h>
 #include <iostream>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -19,6 +18,7 @@
 #include "authsync/cli/decode_command.hpp"
 #include "authsync/config/config.hpp"
 #include "authsync/pg/async_connection.hpp"
+#include "authsync/status/fields.hpp"
 
 namespace authsync::cli {
 
@@ -67,18 +67,6 @@ std::optional<Url> parse_url(const std::string& url) {
     }
     if (u.host.empty()) return std::nullopt;
     return u;
-}
-
-std::string human_bytes(std::uint64_t n) {
-    if (n < 1024) return fmt::format("{} B", n);
-    if (n < 1024 * 1024) return fmt::format("{:.1f} kB", static_cast<double>(n) / 1024);
-    if (n < 1024ull * 1024 * 1024) return fmt::format("{:.1f} MB", static_cast<double>(n) / 1048576);
-    return fmt::format("{:.1f} GB", static_cast<double>(n) / 1073741824);
-}
-
-std::string value_or(const json& j, const char* key, const std::string& fallback) {
-    if (!j.contains(key) || j[key].is_null()) return fallback;
-    return j[key].is_string() ? j[key].get<std::string>() : j[key].dump();
 }
 
 // One GET over a connected stream (plain or TLS).
@@ -176,44 +164,20 @@ int status_command(const std::string& url, bool as_json, const std::string& cace
                   << " wants a token (set AUTHSYNC_STATUS_TOKEN)\n";
         return 2;
     }
-    json j;
-    try {
-        j = json::parse(body);
-    } catch (const json::exception&) {
+    // The document is read with the status model's own declaration (status/fields.hpp), and
+    // the summary is rendered from it the same way.
+    const auto report = status::read_status_json(body, status::fields());
+    if (!report) {
         std::cerr << "authsync status: " << url << " answered " << http_status
                   << " without JSON\n";
         return 2;
     }
-    const bool ready = j.value("ready", false);
     if (as_json) {
-        std::cout << j.dump(2) << '\n';
+        std::cout << json::parse(body).dump(2) << '\n';
     } else {
-        const auto& health = j.contains("slot_health") ? j["slot_health"] : json::object();
-        std::cout << "state:    " << value_or(j, "state", "?") << (ready ? " (ready)" : " (not ready)")
-                  << '\n';
-        std::cout << "lag:      " << human_bytes(j.value("lag_bytes", 0ull)) << ", "
-                  << fmt::format("{:.1f}", j.value("lag_seconds", 0.0)) << " s\n";
-        std::cout << "applied:  " << value_or(j, "applied_lsn", "?") << " (provider at "
-                  << value_or(j, "provider_wal_lsn", "?") << ")\n";
-        std::cout << "latency:  "
-                  << (j.contains("e2e_latency_ms") && !j["e2e_latency_ms"].is_null()
-                          ? fmt::format("{:.1f} ms end to end", j["e2e_latency_ms"].get<double>())
-                          : std::string("no heartbeat yet"))
-                  << '\n';
-        std::cout << "slot:     " << value_or(j, "slot", "?")
-                  << " wal_status=" << value_or(health, "wal_status", "unknown");
-        if (health.contains("retained_wal_bytes") && health["retained_wal_bytes"].is_number()) {
-            std::cout << " retained=" << human_bytes(health["retained_wal_bytes"].get<std::uint64_t>());
-        }
-        std::cout << '\n';
-        if (j.contains("last_error") && j["last_error"].is_object()) {
-            std::cout << "error:    " << value_or(j["last_error"], "message", "") << " (at "
-                      << value_or(j["last_error"], "at", "?") << ")\n";
-        } else {
-            std::cout << "error:    none\n";
-        }
+        std::cout << status::render_summary(*report, status::fields());
     }
-    return ready ? 0 : 1;
+    return report->ready ? 0 : 1;
 }
 
 int peek_command(const std::string& config_path, int limit) {

@@ -52,4 +52,30 @@ std::string PgTimestamp::to_iso8601() const {
                        sod / 3600, (sod / 60) % 60, sod % 60, frac);
 }
 
+std::optional<PgTimestamp> PgTimestamp::parse_iso8601(std::string_view text) {
+    // YYYY-MM-DDTHH:MM:SS.ffffffZ: fixed widths, so each part is read at its offset.
+    constexpr std::string_view kShape = "0000-00-00T00:00:00.000000Z";
+    if (text.size() != kShape.size()) return std::nullopt;
+    for (std::size_t i = 0; i < kShape.size(); ++i) {
+        const bool digit = text[i] >= '0' && text[i] <= '9';
+        if (kShape[i] == '0' ? !digit : text[i] != kShape[i]) return std::nullopt;
+    }
+    const auto number = [&](std::size_t at, std::size_t width) {
+        std::int64_t n = 0;
+        for (std::size_t i = at; i < at + width; ++i) n = n * 10 + (text[i] - '0');
+        return n;
+    };
+    using namespace std::chrono;
+    const year_month_day date{year{static_cast<int>(number(0, 4))},
+                              month{static_cast<unsigned>(number(5, 2))},
+                              day{static_cast<unsigned>(number(8, 2))}};
+    const std::int64_t hour = number(11, 2);
+    const std::int64_t minute = number(14, 2);
+    const std::int64_t second = number(17, 2);
+    if (!date.ok() || hour > 23 || minute > 59 || second > 59) return std::nullopt;
+    const std::int64_t days = sys_days(date).time_since_epoch().count();
+    const std::int64_t seconds = days * 86400 + hour * 3600 + minute * 60 + second;
+    return from_unix_micros(seconds * 1'000'000 + number(20, 6));
+}
+
 }  // namespace authsync

@@ -1,75 +1,18 @@
 #include "authsync/status/router.hpp"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <cmath>
 #include <string_view>
 
-#include <fmt/format.h>
-#include <nlohmann/json.hpp>
+#include "authsync/status/fields.hpp"
 
 namespace authsync::status {
 
 namespace {
 
-// Keys in the order written, so the document reads top-down for a human with curl.
-using Json = nlohmann::ordered_json;
-
 constexpr std::string_view kPlainText = "text/plain; charset=utf-8";
-
-Json time_or_null(const std::optional<PgTimestamp>& t) {
-    return t ? Json(t->to_iso8601()) : Json(nullptr);
-}
-
-template <typename T>
-Json value_or_null(const std::optional<T>& v) {
-    return v ? Json(*v) : Json(nullptr);
-}
-
-std::string status_json(const Snapshot& s, const RouteOptions& options) {
-    Json rows = Json::object();
-    for (const auto& [table, counts] : s.rows_applied) {
-        rows[table] = Json{{"upserts", counts.upserts}, {"deletes", counts.deletes}};
-    }
-    Json j;
-    j["state"] = s.state;
-    j["slot"] = s.slot;
-    j["publication"] = s.publication;
-    j["received_lsn"] = s.received_lsn.to_string();
-    j["applied_lsn"] = s.applied_lsn.to_string();
-    j["flushed_lsn"] = s.flushed_lsn.to_string();
-    j["provider_wal_lsn"] = s.provider_wal_lsn.to_string();
-    j["lag_bytes"] = s.lag_bytes;
-    j["lag_seconds"] = s.lag_seconds;  // a non-finite value is written as null
-    j["last_commit_time"] = time_or_null(s.last_commit_time);
-    j["last_applied_at"] = time_or_null(s.last_applied_at);
-    j["e2e_latency_ms"] = value_or_null(s.e2e_latency_ms);
-    j["slot_health"] = Json{
-        {"wal_status", value_or_null(s.slot_health.wal_status)},
-        {"safe_wal_size_bytes", value_or_null(s.slot_health.safe_wal_size_bytes)},
-        {"retained_wal_bytes", value_or_null(s.slot_health.retained_wal_bytes)},
-        {"checked_at", time_or_null(s.slot_health.checked_at)},
-    };
-    Json& counters = j["counters"];
-    counters["txns_applied"] = s.txns_applied;
-    counters["batches"] = s.batches;
-    counters["reconnects"] = s.reconnects;
-    counters["errors"] = s.errors;
-    counters["dead_letters"] = s.dead_letters;
-    counters["rows_applied"] = std::move(rows);
-    j["last_error"] = s.last_error.empty()
-                          ? Json(nullptr)
-                          : Json{{"message", s.last_error}, {"at", time_or_null(s.last_error_at)}};
-    Json progress = Json::object();
-    for (const auto& [table, p] : s.snapshot_progress) {
-        progress[table] = Json{{"rows_copied", p.copied}, {"rows_estimated", value_or_null(p.estimated)}};
-    }
-    j["snapshot"] = std::move(progress);
-    j["uptime_seconds"] = s.uptime_seconds;
-    j["version"] = s.version;
-    j["ready"] = is_ready(s, options);
-    // Error messages carry server text in whatever encoding: replace, never throw.
-    return j.dump(2, ' ', false, Json::error_handler_t::replace) + "\n";
-}
 
 std::string not_ready_reason(const Snapshot& s, const RouteOptions& options) {
     if (s.state != "streaming") {
@@ -144,39 +87,8 @@ Response page_response(const Snapshot& s) {
 
 }  // namespace
 
-Histogram::Histogram(std::vector<double> upper_bounds) : bounds_(std::move(upper_bounds)) {
-    // The +Inf bucket is implicit (count()); exposition needs finite bounds in increasing order.
-    std::erase_if(bounds_, [](double b) { return !std::isfinite(b); });
-    std::sort(bounds_.begin(), bounds_.end());
-    bounds_.erase(std::unique(bounds_.begin(), bounds_.end()), bounds_.end());
-    counts_.assign(bounds_.size(), 0);
-}
-
-void Histogram::observe(double value) {
-    // A non-finite duration is a bug upstream; counting it would turn sum() into Inf or NaN.
-    if (!std::isfinite(value)) return;
-    // Cumulative: the value counts in every bucket from the first bound >= value upwards.
-    for (std::size_t i = bounds_.size(); i-- > 0 && value <= bounds_[i];) ++counts_[i];
-    ++count_;
-    sum_ += value;
-}
-
-void LagHistory::add(const LagSample& sample) {
-    // If the wall clock stepped back, samples "from the future" would draw the chart backwards.
-    while (!samples_.empty() && samples_.back().unix_seconds > sample.unix_seconds) {
-        samples_.pop_back();
-    }
-    samples_.push_back(sample);
-    const std::int64_t oldest = sample.unix_seconds - window_;
-    while (samples_.front().unix_seconds < oldest) samples_.pop_front();
-}
-
 bool is_ready(const Snapshot& snapshot, const RouteOptions& options) {
     return snapshot.state == "streaming" && snapshot.lag_seconds <= options.max_ready_lag_seconds;
-}
-
-std::string render_status_json(const Snapshot& snapshot) {
-    return status_json(snapshot, RouteOptions{});
 }
 
 Response route(const Request& request, const Snapshot& snapshot, const RouteOptions& options) {
@@ -194,7 +106,8 @@ Response route(const Request& request, const Snapshot& snapshot, const RouteOpti
         r = make(401, kPlainText, "unauthorized\n");
         r.headers.emplace("WWW-Authenticate", "Bearer realm=\"authsync\"");
     } else if (path == "/status") {
-        r = make(200, "application/json", status_json(snapshot, options));
+        r = make(200, "application/json",
+                 render_status_json(Report{snapshot, is_ready(snapshot, options)}, fields()));
     } else if (path == "/metrics") {
         r = make(200, "text/plain; version=0.0.4; charset=utf-8", render_metrics(snapshot));
     } else if (path == "/readyz") {

@@ -5,7 +5,9 @@
 
 #include <chrono>
 #include <cstdint>
+#include <optional>
 #include <string>
+#include <string_view>
 
 namespace authsync {
 
@@ -26,6 +28,8 @@ struct PgTimestamp {
     static PgTimestamp now();
     // `2024-05-01T12:00:00.123456Z`
     std::string to_iso8601() const;
+    // Reads back exactly what to_iso8601 writes (years 0000 to 9999); nullopt on anything else.
+    static std::optional<PgTimestamp> parse_iso8601(std::string_view text);
 };
 
 }  // namespace authsync
