@@ -24,7 +24,6 @@
 #include "authsync/pipeline/change_router.hpp"
 #include "authsync/pipeline/flush_tracker.hpp"
 #include "authsync/pipeline/lanes.hpp"
-#include "authsync/version.hpp"
 #include "authsync/wire/replication_message.hpp"
 
 namespace authsync::engine {
