@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <limits>
 
+#include "authsync/core/calendar.hpp"
 #include "authsync/core/error.hpp"
 #include "authsync/core/utf8.hpp"
 #include "authsync/pgoutput/relation_cache.hpp"
@@ -284,55 +285,11 @@ void append_numeric_floor(std::string& out, std::string_view text) {
 
 constexpr std::int64_t kSecondsPerDay = 86'400;
 
-std::int64_t floor_div(std::int64_t a, std::int64_t b) {
-    std::int64_t q = a / b;
-    if ((a % b != 0) && ((a < 0) != (b < 0))) --q;
-    return q;
-}
-
-// Howard Hinnant's algorithms, proleptic Gregorian, astronomical years (1 BC = 0).
-std::int64_t days_from_civil(std::int64_t y, unsigned m, unsigned d) {
-    y -= m <= 2;
-    const std::int64_t era = (y >= 0 ? y : y - 399) / 400;
-    const auto yoe = static_cast<unsigned>(y - era * 400);
-    const unsigned doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
-    const unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    return era * 146097 + static_cast<std::int64_t>(doe) - 719468;
-}
-
-struct Civil {
-    std::int64_t year;
-    unsigned month;
-    unsigned day;
-};
-
-Civil civil_from_days(std::int64_t z) {
-    z += 719468;
-    const std::int64_t era = (z >= 0 ? z : z - 146096) / 146097;
-    const auto doe = static_cast<unsigned>(z - era * 146097);
-    const unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-    const std::int64_t y = static_cast<std::int64_t>(yoe) + era * 400;
-    const unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    const unsigned mp = (5 * doy + 2) / 153;
-    const unsigned d = doy - (153 * mp + 2) / 5 + 1;
-    const unsigned m = mp < 10 ? mp + 3 : mp - 9;
-    return {y + (m <= 2), m, d};
-}
-
-bool is_leap(std::int64_t y) {
-    return y % 4 == 0 && (y % 100 != 0 || y % 400 == 0);
-}
-
-unsigned days_in_month(std::int64_t y, unsigned m) {
-    static constexpr unsigned kDays[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-    return m == 2 && is_leap(y) ? 29 : kDays[m - 1];
-}
-
 enum class TimeKind { Date, Timestamp, Timestamptz };
 
 struct TimeValue {
     int infinite = 0;  // +1 infinity, -1 -infinity
-    Civil date{0, 1, 1};
+    CivilDate date{0, 1, 1};
     std::int64_t unix_seconds = 0;  // UTC, floor
     std::int32_t micros = 0;        // [0, 1e6)
 };
@@ -444,9 +401,9 @@ bool parse_time(std::string_view text, TimeKind kind, TimeValue& out) {
     if (day < 1 || day > days_in_month(year, m)) return false;
     if (hour > 23 || minute > 59 || second > 59) return false;
     const auto d = static_cast<unsigned>(day);
-    out.date = Civil{year, m, d};
+    out.date = CivilDate{year, m, d};
     out.unix_seconds =
-        days_from_civil(year, m, d) * kSecondsPerDay + hour * 3600 + minute * 60 + second - offset;
+        days_from_civil(out.date) * kSecondsPerDay + hour * 3600 + minute * 60 + second - offset;
     out.micros = micros;
     return true;
 }
@@ -464,7 +421,7 @@ void append_padded(std::string& out, std::int64_t v, int width) {
 }
 
 // 0000-9999 as four digits; otherwise ECMAScript's expanded years, "+010000" / "-000043".
-void append_iso_date(std::string& out, const Civil& c) {
+void append_iso_date(std::string& out, const CivilDate& c) {
     if (c.year >= 0 && c.year <= 9999) {
         append_padded(out, c.year, 4);
     } else {
