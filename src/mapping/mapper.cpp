@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <limits>
 
+#include "authsync/core/ascii.hpp"
 #include "authsync/core/calendar.hpp"
 #include "authsync/core/error.hpp"
 #include "authsync/core/utf8.hpp"
@@ -83,25 +84,8 @@ bool is_digit(char c) {
     return c >= '0' && c <= '9';
 }
 
-bool is_space(char c) {
-    return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f';
-}
-
-std::string_view trim(std::string_view s) {
-    while (!s.empty() && is_space(s.front())) s.remove_prefix(1);
-    while (!s.empty() && is_space(s.back())) s.remove_suffix(1);
-    return s;
-}
-
-bool iequals(std::string_view a, std::string_view lower_b) {
-    if (a.size() != lower_b.size()) return false;
-    for (std::size_t i = 0; i < a.size(); ++i) {
-        char c = a[i];
-        if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-        if (c != lower_b[i]) return false;
-    }
-    return true;
-}
+// PostgreSQL's input functions skip the whitespace its scanner does (scanner_isspace).
+constexpr std::string_view kPgWhitespace = " \t\n\r\f";
 
 void append_int64(std::string& out, std::int64_t v) {
     char buf[24];
@@ -160,7 +144,7 @@ void append_json_string(std::string& out, std::string_view text) {
 // int2/int4/int8/oid: optional sign, digits. Leading zeros (never printed by PostgreSQL) are
 // dropped because JSON does not allow them.
 void append_integer(std::string& out, std::string_view text, TypeId type_id) {
-    text = trim(text);
+    text = trim(text, kPgWhitespace);
     std::size_t i = 0;
     bool negative = false;
     if (!text.empty() && (text[0] == '-' || text[0] == '+')) {
@@ -218,11 +202,11 @@ bool append_special_number(std::string& out, std::string_view text) {
         negative = body[0] == '-';
         body.remove_prefix(1);
     }
-    if (iequals(body, "nan")) {
+    if (iequals_ascii(body, "nan")) {
         out += "\"NaN\"";
         return true;
     }
-    if (iequals(body, "infinity") || iequals(body, "inf")) {
+    if (iequals_ascii(body, "infinity") || iequals_ascii(body, "inf")) {
         out += negative ? "\"-Infinity\"" : "\"Infinity\"";
         return true;
     }
@@ -230,7 +214,7 @@ bool append_special_number(std::string& out, std::string_view text) {
 }
 
 void append_decimal(std::string& out, std::string_view text, TypeId type_id) {
-    text = trim(text);
+    text = trim(text, kPgWhitespace);
     NumberParts parts;
     if (!split_number(text, parts)) {
         if (append_special_number(out, text)) return;
@@ -258,7 +242,7 @@ void append_decimal(std::string& out, std::string_view text, TypeId type_id) {
 // EpochMillis on numeric: the value rounded toward negative infinity to a whole number, because
 // users_sync casts the key's text to bigint. No exponent: numeric's output never has one.
 void append_numeric_floor(std::string& out, std::string_view text) {
-    text = trim(text);
+    text = trim(text, kPgWhitespace);
     NumberParts parts;
     if (!split_number(text, parts) || !parts.exp_digits.empty()) {
         throw MappingError("invalid numeric text for epoch_millis (not a finite decimal number)");
@@ -344,12 +328,12 @@ private:
 // Also accepted: 'T' between date and time, 'Z', an offset without colons, an offset on a
 // timestamp without time zone (applied). Returns false on anything else.
 bool parse_time(std::string_view text, TimeKind kind, TimeValue& out) {
-    text = trim(text);
-    if (iequals(text, "infinity") || iequals(text, "+infinity")) {
+    text = trim(text, kPgWhitespace);
+    if (iequals_ascii(text, "infinity") || iequals_ascii(text, "+infinity")) {
         out.infinite = 1;
         return true;
     }
-    if (iequals(text, "-infinity")) {
+    if (iequals_ascii(text, "-infinity")) {
         out.infinite = -1;
         return true;
     }
@@ -388,9 +372,9 @@ bool parse_time(std::string_view text, TimeKind kind, TimeValue& out) {
     c.skip_spaces();
     bool bc = false;
     if (!c.done()) {
-        if (iequals(c.rest(), "bc")) {
+        if (iequals_ascii(c.rest(), "bc")) {
             bc = true;
-        } else if (!iequals(c.rest(), "ad")) {
+        } else if (!iequals_ascii(c.rest(), "ad")) {
             return false;
         }
     }
@@ -499,7 +483,7 @@ void append_column_json(std::string& out, std::string_view text, TypeId type_id,
     }
     switch (type_id) {
         case kBoolOid: {
-            const std::string_view t = trim(text);
+            const std::string_view t = trim(text, kPgWhitespace);
             if (t == "t") {
                 out += "true";
             } else if (t == "f") {
@@ -519,7 +503,7 @@ void append_column_json(std::string& out, std::string_view text, TypeId type_id,
         case kJsonOid:
         case kJsonbOid: {
             // Trusted: PostgreSQL validated it on input and prints valid JSON.
-            const std::string_view t = trim(text);
+            const std::string_view t = trim(text, kPgWhitespace);
             if (t.empty()) invalid_text(type_id);
             out.append(t);
             return;
