@@ -9,6 +9,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include "authsync/core/hex.hpp"
+
 namespace authsync::pg {
 
 PgError::PgError(std::string message, std::string sqlstate, std::string detail, std::string hint,
@@ -234,13 +236,6 @@ std::string quote_dsn_value(std::string_view value) {
     return out + "'";
 }
 
-int hex_digit(char c) {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-}
-
 // Length of the longest match of `password` at the start of `text`, each byte as itself or as
 // %XX; 0 when it does not match. (Both ways are tried for a byte, so a `%` matches as `%` or,
 // longer, as `%25`.)
@@ -256,8 +251,8 @@ std::size_t match_password(std::string_view text, std::string_view password) {
         }
     }
     if (text.size() >= 3 && text[0] == '%') {
-        int hi = hex_digit(text[1]);
-        int lo = hex_digit(text[2]);
+        int hi = hex_value(text[1]);
+        int lo = hex_value(text[2]);
         if (hi >= 0 && lo >= 0 && static_cast<unsigned char>(hi * 16 + lo) ==
                                       static_cast<unsigned char>(c)) {
             if (password.size() == 1) {
