@@ -28,6 +28,17 @@ Json value_or_null(const std::optional<T>& v) {
     return v ? Json(*v) : Json(nullptr);
 }
 
+// Error messages carry server text in whatever encoding: ill-formed UTF-8 is written as \xHH,
+// as on the page and in /metrics (core/utf8.hpp).
+void escape_ill_formed_strings(Json& j) {
+    if (j.is_string()) {
+        auto& text = j.get_ref<std::string&>();
+        if (!is_valid_utf8(text)) text = escape_ill_formed_utf8(text);
+    } else if (j.is_structured()) {
+        for (auto& v : j) escape_ill_formed_strings(v);
+    }
+}
+
 std::string status_json(const Snapshot& s, const RouteOptions& options) {
     Json rows = Json::object();
     for (const auto& [table, counts] : s.rows_applied) {
@@ -70,7 +81,9 @@ std::string status_json(const Snapshot& s, const RouteOptions& options) {
     j["uptime_seconds"] = s.uptime_seconds;
     j["version"] = s.version;
     j["ready"] = is_ready(s, options);
-    // Error messages carry server text in whatever encoding: replace, never throw.
+    escape_ill_formed_strings(j);
+    // Object keys (mapping names from the configuration) are not escaped above: the encoder
+    // replaces what is ill-formed in them rather than throw.
     return j.dump(2, ' ', false, Json::error_handler_t::replace) + "\n";
 }
 
