@@ -400,9 +400,10 @@ int dead_letter_command(const std::string& config_path, const std::string& actio
                     if (rows.get(i, 4) == "upsert") {
                         auto r = co_await target.query_params(
                             apply::users_sync_upsert(
-                                table, "VALUES ($1::jsonb, coalesce($2::timestamptz, now()), NULL)") +
-                                " WHERE t.updated_at IS NULL OR t.updated_at <= EXCLUDED.updated_at "
-                                "RETURNING 1",
+                                table,
+                                "VALUES ($1::jsonb, coalesce($2::timestamptz, now()), NULL)") +
+                                " WHERE t.updated_at IS NULL OR t.updated_at <= "
+                                "EXCLUDED.updated_at RETURNING 1",
                             pg::params(rows.get_optional(i, 5), rows.get_optional(i, 6)));
                         newer = r.rows() == 0;
                     } else {

@@ -1,8 +1,7 @@
 #include "authsync/pg/error_class.hpp"
 
-#include <boost/system/system_error.hpp>
-
 #include <algorithm>
+#include <boost/system/system_error.hpp>
 
 #include "authsync/core/error.hpp"
 #include "authsync/pg/connection.hpp"

@@ -1,7 +1,7 @@
 // Gregorian dates over PostgreSQL's whole range, beyond what std::chrono::year holds.
-#include <catch2/catch.hpp>
-
 #include "authsync/core/calendar.hpp"
+
+#include <catch2/catch.hpp>
 
 using namespace authsync;
 

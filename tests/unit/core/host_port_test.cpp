@@ -1,7 +1,7 @@
 // One reading of host:port for status.listen, the endpoint and `authsync status --url`.
-#include <catch2/catch.hpp>
-
 #include "authsync/core/host_port.hpp"
+
+#include <catch2/catch.hpp>
 
 using namespace authsync;
 

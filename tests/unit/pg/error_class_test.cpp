@@ -1,15 +1,14 @@
 // What each failure means for authsync (pg::classify): by SQLSTATE class, by exception type, and
 // for libpq's own errors, which carry no SQLSTATE. The two connection tests ask libpq to reach a
 // socket that does not exist: no server is involved.
-#include <catch2/catch.hpp>
-
 #include <utility>  // before Asio: Boost 1.74's awaitable.hpp uses std::exchange
-
+// (This comment ends the include block, so that clang-format does not sort Asio above it.)
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/system/system_error.hpp>
+#include <catch2/catch.hpp>
 #include <optional>
 
 #include "authsync/core/error.hpp"
@@ -33,9 +32,9 @@ boost::asio::awaitable<void> connect_nowhere() {
 }  // namespace
 
 TEST_CASE("connection, resource, lock and shutdown errors are transient", "[errors]") {
-    for (const char* s : {"08000", "08003", "08006", "08001", "08P01", "40001", "40P01", "53000",
-                          "53100", "53200", "53300", "53400", "55006", "55P03", "57014", "57P01",
-                          "57P02", "57P03"}) {
+    for (const char* s :
+         {"08000", "08003", "08006", "08001", "08P01", "40001", "40P01", "53000", "53100", "53200",
+          "53300", "53400", "55006", "55P03", "57014", "57P01", "57P02", "57P03"}) {
         INFO(s);
         CHECK(pg::classify_sqlstate(s) == ErrorClass::Transient);
     }
@@ -52,9 +51,9 @@ TEST_CASE("constraint violations, data exceptions and RAISE EXCEPTION are one ch
 
 TEST_CASE("every other SQLSTATE is permanent, and so is none", "[errors]") {
     // Neighbours of the transient and row states are not swept in with them.
-    for (const char* s : {"42P01", "42501", "42703", "XX000", "XX001", "55000", "55P02", "57000",
-                          "57P04", "57P05", "25P03", "3B001", "40000", "40002", "P0000", "P0002",
-                          "P0004", "2F005", "0A000", ""}) {
+    for (const char* s :
+         {"42P01", "42501", "42703", "XX000", "XX001", "55000", "55P02", "57000", "57P04", "57P05",
+          "25P03", "3B001", "40000", "40002", "P0000", "P0002", "P0004", "2F005", "0A000", ""}) {
         INFO(s);
         CHECK(pg::classify_sqlstate(s) == ErrorClass::Permanent);
     }
@@ -70,8 +69,7 @@ TEST_CASE("a PgError is classed by the SQLSTATE it carries", "[errors]") {
     CHECK(pg::classify(pg::PgError("relation does not exist", "42P01")) == ErrorClass::Permanent);
 }
 
-TEST_CASE("an error without a SQLSTATE is permanent unless libpq lost the connection",
-          "[errors]") {
+TEST_CASE("an error without a SQLSTATE is permanent unless libpq lost the connection", "[errors]") {
     const pg::PgError internal("the target did not report its WAL position");
     CHECK_FALSE(internal.is_connection_loss());
     CHECK(pg::classify(internal) == ErrorClass::Permanent);
@@ -120,7 +118,6 @@ TEST_CASE("authsync's own exceptions are classed by their type", "[errors]") {
     CHECK(pg::classify(Error("a lost slot")) == ErrorClass::Permanent);
     CHECK(pg::classify(std::runtime_error("anything else")) == ErrorClass::Permanent);
     // What the event loop's wait on a connection's socket throws when the peer is gone.
-    CHECK(pg::classify(boost::system::system_error(
-              boost::system::errc::make_error_code(boost::system::errc::connection_reset))) ==
-          ErrorClass::Transient);
+    CHECK(pg::classify(boost::system::system_error(boost::system::errc::make_error_code(
+              boost::system::errc::connection_reset))) == ErrorClass::Transient);
 }

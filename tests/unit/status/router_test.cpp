@@ -292,8 +292,7 @@ TEST_CASE("the status document's ready uses the route's lag threshold", "[status
     CHECK(json::parse(route(get("/status"), engine.snapshot, kOpen).body)["ready"] == true);
 }
 
-TEST_CASE("an error message that is not valid UTF-8 still renders everywhere, its bytes shown "
-          "as \\xHH", "[status]") {
+TEST_CASE("bytes of a message that are not UTF-8 render everywhere as \\xHH", "[status]") {
     Engine engine;
     engine.snapshot.last_error = "bad byte \xff\xfe here";
     engine.snapshot.slot = "slot\xc3";
