@@ -16,7 +16,21 @@ std::size_t image_bytes(const mapping::RowImage& image) {
 
 std::string timestamp_param(PgTimestamp t) { return t.to_iso8601(); }
 
+// The batch's images and commit times, as the array parameters $1 and $2.
+constexpr std::string_view kUnnestImages =
+    "SELECT r::jsonb, u, NULL FROM unnest($1::text[], $2::timestamptz[]) AS x(r, u)";
+
 }  // namespace
+
+std::string users_sync_upsert(const std::string& table, std::string_view rows, RawJson raw_json) {
+    std::string sql = "INSERT INTO " + table + " AS t (raw_json, updated_at, deleted_at) ";
+    sql += rows;
+    sql += raw_json == RawJson::Merge
+               ? " ON CONFLICT (id) DO UPDATE SET raw_json = t.raw_json || EXCLUDED.raw_json, "
+               : " ON CONFLICT (id) DO UPDATE SET raw_json = EXCLUDED.raw_json, ";
+    sql += "updated_at = EXCLUDED.updated_at, deleted_at = NULL";
+    return sql;
+}
 
 Batch::Table& Batch::table_for(const mapping::MappingRule& rule) {
     auto name = rule.target_name();
@@ -176,23 +190,15 @@ std::vector<Statement> Batch::statements() const {
             }
         }
         if (!full.empty()) {
-            out.push_back(full.statement(
-                "INSERT INTO " + target + " AS t (raw_json, updated_at, deleted_at) "
-                "SELECT r::jsonb, u, NULL FROM unnest($1::text[], $2::timestamptz[]) AS x(r, u) "
-                "ON CONFLICT (id) DO UPDATE SET raw_json = EXCLUDED.raw_json, "
-                "updated_at = EXCLUDED.updated_at, deleted_at = NULL",
-                Statement::Kind::UpsertFull));
+            out.push_back(full.statement(users_sync_upsert(target, kUnnestImages),
+                                         Statement::Kind::UpsertFull));
         }
         if (!part.empty()) {
             // Unchanged TOASTed values are absent from the image: merging keeps what the
             // target already holds for them. RETURNING tells which rows had nothing to merge.
-            out.push_back(part.statement(
-                "INSERT INTO " + target + " AS t (raw_json, updated_at, deleted_at) "
-                "SELECT r::jsonb, u, NULL FROM unnest($1::text[], $2::timestamptz[]) AS x(r, u) "
-                "ON CONFLICT (id) DO UPDATE SET raw_json = t.raw_json || EXCLUDED.raw_json, "
-                "updated_at = EXCLUDED.updated_at, deleted_at = NULL "
-                "RETURNING t.id, (xmax = 0) AS inserted",
-                Statement::Kind::UpsertPartial));
+            out.push_back(part.statement(users_sync_upsert(target, kUnnestImages, RawJson::Merge) +
+                                             " RETURNING t.id, (xmax = 0) AS inserted",
+                                         Statement::Kind::UpsertPartial));
         }
         if (!soft.empty()) {
             out.push_back(soft.statement(

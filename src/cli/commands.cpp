@@ -12,6 +12,7 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include "authsync/apply/batch.hpp"
 #include "authsync/cli/exposure.hpp"
 #include "authsync/cli/service_notify.hpp"
 #include "authsync/apply/batch.hpp"
@@ -398,12 +399,11 @@ int dead_letter_command(const std::string& config_path, const std::string& actio
                     const auto table = quote_qualified(rule->target_schema, rule->target_table);
                     if (rows.get(i, 4) == "upsert") {
                         auto r = co_await target.query_params(
-                            "INSERT INTO " + table +
-                                " AS t (raw_json, updated_at, deleted_at) VALUES ($1::jsonb, "
-                                "coalesce($2::timestamptz, now()), NULL) ON CONFLICT (id) DO UPDATE "
-                                "SET raw_json = EXCLUDED.raw_json, updated_at = EXCLUDED.updated_at, "
-                                "deleted_at = NULL WHERE t.updated_at IS NULL OR "
-                                "t.updated_at <= EXCLUDED.updated_at RETURNING 1",
+                            apply::users_sync_upsert(
+                                table,
+                                "VALUES ($1::jsonb, coalesce($2::timestamptz, now()), NULL)") +
+                                " WHERE t.updated_at IS NULL OR t.updated_at <= "
+                                "EXCLUDED.updated_at RETURNING 1",
                             pg::params(rows.get_optional(i, 5), rows.get_optional(i, 6)));
                         newer = r.rows() == 0;
                     } else {

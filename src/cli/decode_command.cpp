@@ -4,6 +4,7 @@
 #include <ostream>
 #include <string>
 
+#include "authsync/core/ascii.hpp"
 #include "authsync/core/error.hpp"
 #include "authsync/core/hex.hpp"
 #include "authsync/pgoutput/json.hpp"
@@ -14,12 +15,6 @@ namespace authsync::cli {
 namespace {
 
 using nlohmann::json;
-
-std::string_view trim(std::string_view s) {
-    while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-    while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r')) s.remove_suffix(1);
-    return s;
-}
 
 json decode_pgoutput(pgoutput::Decoder& decoder, pgoutput::RelationCache& relations,
                      std::span<const std::byte> bytes) {
@@ -39,7 +34,8 @@ int run_decode(std::istream& in, std::ostream& out, std::ostream& err,
     std::size_t line_no = 0;
     while (std::getline(in, line)) {
         ++line_no;
-        auto text = trim(line);
+        // Spaces, tabs and a CRLF file's carriage returns around the digits.
+        auto text = trim(line, " \t\r");
         if (text.empty()) continue;
         try {
             auto bytes = hex_decode(text);

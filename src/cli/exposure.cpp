@@ -8,6 +8,8 @@
 #include <memory>
 #include <optional>
 
+#include "authsync/core/host_port.hpp"
+
 namespace authsync::cli {
 
 namespace {
@@ -91,9 +93,7 @@ std::vector<std::string> exposure_warnings(const config::Config& config,
     std::vector<std::string> out;
     const auto& listen = config.status.listen;
     if (!listen.empty()) {
-        const auto colon = listen.rfind(':');
-        const auto host = listen.substr(0, colon);
-        if (!is_local_host(host)) {
+        if (!is_local_host(split_host_port(listen).host)) {
             if (!config.status.token) {
                 out.push_back(fmt::format(
                     "status.listen {} is reachable from other hosts and has no status.token: "

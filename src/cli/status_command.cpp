@@ -17,6 +17,7 @@
 #include "authsync/cli/commands.hpp"
 #include "authsync/cli/decode_command.hpp"
 #include "authsync/config/config.hpp"
+#include "authsync/core/host_port.hpp"
 #include "authsync/pg/async_connection.hpp"
 #include "authsync/status/fields.hpp"
 
@@ -53,19 +54,10 @@ std::optional<Url> parse_url(const std::string& url) {
     auto authority = rest.substr(0, slash);
     u.path = slash == std::string::npos ? "/status" : rest.substr(slash);
     if (u.path == "/") u.path = "/status";
-    auto colon = authority.rfind(':');
-    if (!authority.empty() && authority.front() == '[') {
-        auto close = authority.find(']');
-        u.host = authority.substr(1, close - 1);
-        u.port = close + 1 < authority.size() ? authority.substr(close + 2) : default_port;
-    } else if (colon != std::string::npos) {
-        u.host = authority.substr(0, colon);
-        u.port = authority.substr(colon + 1);
-    } else {
-        u.host = authority;
-        u.port = default_port;
-    }
-    if (u.host.empty()) return std::nullopt;
+    const HostPort hp = split_host_port(authority);
+    if (!hp.problem.empty() || hp.host.empty()) return std::nullopt;
+    u.host = hp.host;
+    u.port = hp.port ? std::string(*hp.port) : default_port;
     return u;
 }
 

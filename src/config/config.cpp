@@ -20,6 +20,7 @@
 #include <utility>
 
 #include "authsync/core/error.hpp"
+#include "authsync/core/host_port.hpp"
 
 namespace authsync::config {
 
@@ -691,25 +692,11 @@ StatusConfig Parser::parse_status(const Section& top) const {
             "disable)",
             in_quotes(c.listen), why);
     };
-    std::string_view l = c.listen;
-    std::string_view host, port;
-    if (l.front() == '[') {
-        auto close = l.find(']');
-        if (close == std::string_view::npos) fail(mark, bad("has no closing \"]\""));
-        host = l.substr(1, close - 1);
-        if (close + 1 >= l.size() || l[close + 1] != ':') fail(mark, bad("has no port"));
-        port = l.substr(close + 2);
-    } else {
-        auto colon = l.rfind(':');
-        if (colon == std::string_view::npos) fail(mark, bad("has no port"));
-        host = l.substr(0, colon);
-        port = l.substr(colon + 1);
-        if (host.find(':') != std::string_view::npos) {
-            fail(mark, bad("needs brackets around an IPv6 address"));
-        }
-    }
-    if (host.empty()) fail(mark, bad("has no host"));
-    auto p = is_digits(port) ? parse_unsigned(port) : std::nullopt;
+    const HostPort hp = split_host_port(c.listen);
+    if (!hp.problem.empty()) fail(mark, bad(hp.problem));
+    if (!hp.port) fail(mark, bad("has no port"));
+    if (hp.host.empty()) fail(mark, bad("has no host"));
+    auto p = is_digits(*hp.port) ? parse_unsigned(*hp.port) : std::nullopt;
     if (!p || *p < 1 || *p > 65535) fail(mark, bad("has an invalid port (1-65535)"));
     return c;
 }

@@ -3,17 +3,11 @@
 #include <fmt/format.h>
 
 #include "authsync/core/error.hpp"
+#include "authsync/core/hex.hpp"
 
 namespace authsync::copy {
 
 namespace {
-
-int hex_digit(char c) {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-}
 
 bool is_octal(char c) { return c >= '0' && c <= '7'; }
 
@@ -41,8 +35,8 @@ void unescape(std::string_view field, std::string& out, std::size_t column) {
             case 'v': out += '\v'; break;
             case 'x': {
                 int v = 0, digits = 0;
-                while (digits < 2 && i + 1 < field.size() && hex_digit(field[i + 1]) >= 0) {
-                    v = v * 16 + hex_digit(field[++i]);
+                while (digits < 2 && i + 1 < field.size() && hex_value(field[i + 1]) >= 0) {
+                    v = v * 16 + hex_value(field[++i]);
                     ++digits;
                 }
                 if (digits == 0) out += 'x';  // "\x" without digits is a plain x, as in COPY

@@ -6,16 +6,12 @@
 
 namespace authsync {
 
-namespace {
-
 int hex_value(char c) {
     if (c >= '0' && c <= '9') return c - '0';
     if (c >= 'a' && c <= 'f') return c - 'a' + 10;
     if (c >= 'A' && c <= 'F') return c - 'A' + 10;
     return -1;
 }
-
-}  // namespace
 
 std::vector<std::byte> hex_decode(std::string_view text) {
     std::size_t base = 0;

@@ -139,10 +139,7 @@ bool sole_mapping_of_target(const config::Config& config, const mapping::Mapping
 awaitable<void> merge_stage(pg::AsyncConnection& target, const mapping::MappingRule& rule,
                             const std::string& table, const std::string& snapshot_time) {
     co_await target.query_params(
-        "INSERT INTO " + table + " AS t (raw_json, updated_at, deleted_at) "
-        "SELECT raw_json, $1::timestamptz, NULL FROM authsync_stage "
-        "ON CONFLICT (id) DO UPDATE SET raw_json = EXCLUDED.raw_json, "
-        "updated_at = EXCLUDED.updated_at, deleted_at = NULL",
+        apply::users_sync_upsert(table, "SELECT raw_json, $1::timestamptz, NULL FROM authsync_stage"),
         pg::params(snapshot_time));
     co_await target.query_params(
         "INSERT INTO authsync_seen SELECT $1, raw_json->>'id' FROM authsync_stage",

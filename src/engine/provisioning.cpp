@@ -4,6 +4,7 @@
 
 #include "authsync/apply/composite.hpp"
 #include "authsync/core/sql.hpp"
+#include "authsync/pg/error_class.hpp"
 
 #include <algorithm>
 #include <map>
@@ -114,7 +115,7 @@ awaitable<void> resolve_lookups(pg::AsyncConnection& source, config::Config& con
             try {
                 r = co_await source.query(sql);
             } catch (const pg::PgError& e) {
-                if (e.is_connection_failure()) throw;
+                if (pg::classify(e) == pg::ErrorClass::Transient) throw;
                 throw LookupError(fmt::format("preset {}: lookup {} failed on the source: {} (is "
                                               "this the provider's database?)",
                                               composite.preset, name, e.what()));

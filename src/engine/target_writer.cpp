@@ -5,6 +5,7 @@
 
 #include "authsync/core/utf8.hpp"
 #include "authsync/engine/log.hpp"
+#include "authsync/pg/error_class.hpp"
 #include "authsync/pipeline/lanes.hpp"
 
 namespace authsync::engine {
@@ -13,13 +14,10 @@ using asio::awaitable;
 
 namespace {
 
-// Errors that one change can cause in the target: constraint violations (class 23), data
-// exceptions (class 22) and errors raised by triggers (P0001). Anything else is not the row's
-// fault, and is handled as a failure of the whole session.
-bool is_row_error(const pg::PgError& e) {
-    const auto& s = e.sqlstate();
-    return s.rfind("23", 0) == 0 || s.rfind("22", 0) == 0 || s == "P0001";
-}
+// Errors that one change can cause in the target (pg::classify's Row: constraint violations,
+// data exceptions, a trigger's RAISE EXCEPTION). Anything else is not the row's fault, and is
+// handled as a failure of the whole session.
+bool is_row_error(const pg::PgError& e) { return pg::classify(e) == pg::ErrorClass::Row; }
 
 pg::PipelineQuery query_of(std::string sql) { return {std::move(sql), {}}; }
 
@@ -48,7 +46,7 @@ awaitable<void> TargetWriter::connect() {
     try {
         co_await target_.query("SET default_toast_compression = lz4");
     } catch (const pg::PgError& e) {
-        if (e.is_connection_failure()) throw;
+        if (pg::classify(e) == pg::ErrorClass::Transient) throw;
         log_->debug("target keeps its default_toast_compression: {}", e.what());
     }
 }

@@ -8,6 +8,8 @@
 #include <cstdint>
 #include <limits>
 
+#include "authsync/core/ascii.hpp"
+#include "authsync/core/calendar.hpp"
 #include "authsync/core/error.hpp"
 #include "authsync/core/utf8.hpp"
 #include "authsync/pgoutput/relation_cache.hpp"
@@ -82,25 +84,8 @@ bool is_digit(char c) {
     return c >= '0' && c <= '9';
 }
 
-bool is_space(char c) {
-    return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f';
-}
-
-std::string_view trim(std::string_view s) {
-    while (!s.empty() && is_space(s.front())) s.remove_prefix(1);
-    while (!s.empty() && is_space(s.back())) s.remove_suffix(1);
-    return s;
-}
-
-bool iequals(std::string_view a, std::string_view lower_b) {
-    if (a.size() != lower_b.size()) return false;
-    for (std::size_t i = 0; i < a.size(); ++i) {
-        char c = a[i];
-        if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-        if (c != lower_b[i]) return false;
-    }
-    return true;
-}
+// PostgreSQL's input functions skip the whitespace its scanner does (scanner_isspace).
+constexpr std::string_view kPgWhitespace = " \t\n\r\f";
 
 void append_int64(std::string& out, std::int64_t v) {
     char buf[24];
@@ -159,7 +144,7 @@ void append_json_string(std::string& out, std::string_view text) {
 // int2/int4/int8/oid: optional sign, digits. Leading zeros (never printed by PostgreSQL) are
 // dropped because JSON does not allow them.
 void append_integer(std::string& out, std::string_view text, TypeId type_id) {
-    text = trim(text);
+    text = trim(text, kPgWhitespace);
     std::size_t i = 0;
     bool negative = false;
     if (!text.empty() && (text[0] == '-' || text[0] == '+')) {
@@ -217,11 +202,11 @@ bool append_special_number(std::string& out, std::string_view text) {
         negative = body[0] == '-';
         body.remove_prefix(1);
     }
-    if (iequals(body, "nan")) {
+    if (iequals_ascii(body, "nan")) {
         out += "\"NaN\"";
         return true;
     }
-    if (iequals(body, "infinity") || iequals(body, "inf")) {
+    if (iequals_ascii(body, "infinity") || iequals_ascii(body, "inf")) {
         out += negative ? "\"-Infinity\"" : "\"Infinity\"";
         return true;
     }
@@ -229,7 +214,7 @@ bool append_special_number(std::string& out, std::string_view text) {
 }
 
 void append_decimal(std::string& out, std::string_view text, TypeId type_id) {
-    text = trim(text);
+    text = trim(text, kPgWhitespace);
     NumberParts parts;
     if (!split_number(text, parts)) {
         if (append_special_number(out, text)) return;
@@ -257,7 +242,7 @@ void append_decimal(std::string& out, std::string_view text, TypeId type_id) {
 // EpochMillis on numeric: the value rounded toward negative infinity to a whole number, because
 // users_sync casts the key's text to bigint. No exponent: numeric's output never has one.
 void append_numeric_floor(std::string& out, std::string_view text) {
-    text = trim(text);
+    text = trim(text, kPgWhitespace);
     NumberParts parts;
     if (!split_number(text, parts) || !parts.exp_digits.empty()) {
         throw MappingError("invalid numeric text for epoch_millis (not a finite decimal number)");
@@ -284,55 +269,11 @@ void append_numeric_floor(std::string& out, std::string_view text) {
 
 constexpr std::int64_t kSecondsPerDay = 86'400;
 
-std::int64_t floor_div(std::int64_t a, std::int64_t b) {
-    std::int64_t q = a / b;
-    if ((a % b != 0) && ((a < 0) != (b < 0))) --q;
-    return q;
-}
-
-// Howard Hinnant's algorithms, proleptic Gregorian, astronomical years (1 BC = 0).
-std::int64_t days_from_civil(std::int64_t y, unsigned m, unsigned d) {
-    y -= m <= 2;
-    const std::int64_t era = (y >= 0 ? y : y - 399) / 400;
-    const auto yoe = static_cast<unsigned>(y - era * 400);
-    const unsigned doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
-    const unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    return era * 146097 + static_cast<std::int64_t>(doe) - 719468;
-}
-
-struct Civil {
-    std::int64_t year;
-    unsigned month;
-    unsigned day;
-};
-
-Civil civil_from_days(std::int64_t z) {
-    z += 719468;
-    const std::int64_t era = (z >= 0 ? z : z - 146096) / 146097;
-    const auto doe = static_cast<unsigned>(z - era * 146097);
-    const unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-    const std::int64_t y = static_cast<std::int64_t>(yoe) + era * 400;
-    const unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    const unsigned mp = (5 * doy + 2) / 153;
-    const unsigned d = doy - (153 * mp + 2) / 5 + 1;
-    const unsigned m = mp < 10 ? mp + 3 : mp - 9;
-    return {y + (m <= 2), m, d};
-}
-
-bool is_leap(std::int64_t y) {
-    return y % 4 == 0 && (y % 100 != 0 || y % 400 == 0);
-}
-
-unsigned days_in_month(std::int64_t y, unsigned m) {
-    static constexpr unsigned kDays[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-    return m == 2 && is_leap(y) ? 29 : kDays[m - 1];
-}
-
 enum class TimeKind { Date, Timestamp, Timestamptz };
 
 struct TimeValue {
     int infinite = 0;  // +1 infinity, -1 -infinity
-    Civil date{0, 1, 1};
+    CivilDate date{0, 1, 1};
     std::int64_t unix_seconds = 0;  // UTC, floor
     std::int32_t micros = 0;        // [0, 1e6)
 };
@@ -387,12 +328,12 @@ private:
 // Also accepted: 'T' between date and time, 'Z', an offset without colons, an offset on a
 // timestamp without time zone (applied). Returns false on anything else.
 bool parse_time(std::string_view text, TimeKind kind, TimeValue& out) {
-    text = trim(text);
-    if (iequals(text, "infinity") || iequals(text, "+infinity")) {
+    text = trim(text, kPgWhitespace);
+    if (iequals_ascii(text, "infinity") || iequals_ascii(text, "+infinity")) {
         out.infinite = 1;
         return true;
     }
-    if (iequals(text, "-infinity")) {
+    if (iequals_ascii(text, "-infinity")) {
         out.infinite = -1;
         return true;
     }
@@ -431,9 +372,9 @@ bool parse_time(std::string_view text, TimeKind kind, TimeValue& out) {
     c.skip_spaces();
     bool bc = false;
     if (!c.done()) {
-        if (iequals(c.rest(), "bc")) {
+        if (iequals_ascii(c.rest(), "bc")) {
             bc = true;
-        } else if (!iequals(c.rest(), "ad")) {
+        } else if (!iequals_ascii(c.rest(), "ad")) {
             return false;
         }
     }
@@ -444,9 +385,9 @@ bool parse_time(std::string_view text, TimeKind kind, TimeValue& out) {
     if (day < 1 || day > days_in_month(year, m)) return false;
     if (hour > 23 || minute > 59 || second > 59) return false;
     const auto d = static_cast<unsigned>(day);
-    out.date = Civil{year, m, d};
+    out.date = CivilDate{year, m, d};
     out.unix_seconds =
-        days_from_civil(year, m, d) * kSecondsPerDay + hour * 3600 + minute * 60 + second - offset;
+        days_from_civil(out.date) * kSecondsPerDay + hour * 3600 + minute * 60 + second - offset;
     out.micros = micros;
     return true;
 }
@@ -464,7 +405,7 @@ void append_padded(std::string& out, std::int64_t v, int width) {
 }
 
 // 0000-9999 as four digits; otherwise ECMAScript's expanded years, "+010000" / "-000043".
-void append_iso_date(std::string& out, const Civil& c) {
+void append_iso_date(std::string& out, const CivilDate& c) {
     if (c.year >= 0 && c.year <= 9999) {
         append_padded(out, c.year, 4);
     } else {
@@ -542,7 +483,7 @@ void append_column_json(std::string& out, std::string_view text, TypeId type_id,
     }
     switch (type_id) {
         case kBoolOid: {
-            const std::string_view t = trim(text);
+            const std::string_view t = trim(text, kPgWhitespace);
             if (t == "t") {
                 out += "true";
             } else if (t == "f") {
@@ -562,7 +503,7 @@ void append_column_json(std::string& out, std::string_view text, TypeId type_id,
         case kJsonOid:
         case kJsonbOid: {
             // Trusted: PostgreSQL validated it on input and prints valid JSON.
-            const std::string_view t = trim(text);
+            const std::string_view t = trim(text, kPgWhitespace);
             if (t.empty()) invalid_text(type_id);
             out.append(t);
             return;

@@ -57,7 +57,11 @@ void AsyncConnection::cancel() {
 void AsyncConnection::throw_connection_error(const std::string& context) {
     std::string reason =
         conn_ ? connection_message(raw(), PQerrorMessage(raw()), password_) : "no connection";
-    throw PgError(context.empty() ? reason : fmt::format("{}: {}", context, reason));
+    std::string message = context.empty() ? reason : fmt::format("{}: {}", context, reason);
+    // Only a connection libpq reports lost (no connection at all counts) is worth a reconnect;
+    // libpq's other failures (a call out of turn, no memory) are not.
+    if (PQstatus(raw()) == CONNECTION_BAD) throw PgError::connection_loss(std::move(message));
+    throw PgError(std::move(message));
 }
 
 asio::awaitable<void> AsyncConnection::wait_readable() {

@@ -9,6 +9,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include "authsync/core/hex.hpp"
+
 namespace authsync::pg {
 
 PgError::PgError(std::string message, std::string sqlstate, std::string detail, std::string hint,
@@ -18,6 +20,12 @@ PgError::PgError(std::string message, std::string sqlstate, std::string detail, 
       detail_(std::move(detail)),
       hint_(std::move(hint)),
       server_message_(std::move(server_message)) {}
+
+PgError PgError::connection_loss(std::string message, std::string server_message) {
+    PgError e(std::move(message), {}, {}, {}, std::move(server_message));
+    e.connection_loss_ = true;
+    return e;
+}
 
 bool PgError::is_connection_failure() const {
     return sqlstate_.empty() || sqlstate_.rfind("08", 0) == 0 || sqlstate_ == "57P01" ||
@@ -29,8 +37,6 @@ bool PgError::is_serialization_failure() const {
 }
 
 bool PgError::is_object_in_use() const { return sqlstate_ == "55006"; }
-
-bool PgError::is_constraint_violation() const { return sqlstate_.rfind("23", 0) == 0; }
 
 bool withholds_server_message(std::string_view sqlstate) {
     static constexpr std::string_view kClasses[] = {"22", "P0", "XX", "38", "39", "2F"};
@@ -230,13 +236,6 @@ std::string quote_dsn_value(std::string_view value) {
     return out + "'";
 }
 
-int hex_digit(char c) {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-}
-
 // Length of the longest match of `password` at the start of `text`, each byte as itself or as
 // %XX; 0 when it does not match. (Both ways are tried for a byte, so a `%` matches as `%` or,
 // longer, as `%25`.)
@@ -252,8 +251,8 @@ std::size_t match_password(std::string_view text, std::string_view password) {
         }
     }
     if (text.size() >= 3 && text[0] == '%') {
-        int hi = hex_digit(text[1]);
-        int lo = hex_digit(text[2]);
+        int hi = hex_value(text[1]);
+        int lo = hex_value(text[2]);
         if (hi >= 0 && lo >= 0 && static_cast<unsigned char>(hi * 16 + lo) ==
                                       static_cast<unsigned char>(c)) {
             if (password.size() == 1) {
@@ -397,7 +396,8 @@ Connection Connection::connect(const std::string& dsn) {
     if (PQstatus(c.raw()) != CONNECTION_OK) {
         std::string reason = connection_message(c.raw(), PQerrorMessage(c.raw()),
                                                 dsn_password(dsn).value_or(""));
-        throw PgError(fmt::format("could not connect to {}: {}", redact_dsn(dsn), reason), "08001");
+        throw PgError::connection_loss(
+            fmt::format("could not connect to {}: {}", redact_dsn(dsn), reason));
     }
     if (!session_settings_pinned(c.raw())) {
         c.exec(pin_session_settings_sql(c.raw()));
@@ -448,6 +448,11 @@ void throw_result_error(pg_conn* conn, pg_result* res, std::string_view context)
         spdlog::debug("server message withheld from the error: {}", one_line(server));
     }
     std::string full = context.empty() ? shown : fmt::format("{}: {}", context, shown);
+    // libpq's own errors carry no SQLSTATE: a lost connection (PQstatus(NULL) is bad too) is
+    // marked as such; any other (a call out of turn, no memory) is not worth a reconnect.
+    if (sqlstate.empty() && PQstatus(conn) == CONNECTION_BAD) {
+        throw PgError::connection_loss(std::move(full), std::move(server));
+    }
     throw PgError(std::move(full), std::move(sqlstate), field(PG_DIAG_MESSAGE_DETAIL),
                   field(PG_DIAG_MESSAGE_HINT), std::move(server));
 }

@@ -3,7 +3,24 @@
 #include "authsync/status/fields.hpp"
 #include "authsync/status/router.hpp"
 
+#include "authsync/core/utf8.hpp"
+
 namespace authsync::status {
+
+namespace {
+
+// Error messages carry server text in whatever encoding: ill-formed UTF-8 is written as \xHH,
+// as on the page and in /metrics (core/utf8.hpp).
+void escape_ill_formed_strings(Json& j) {
+    if (j.is_string()) {
+        auto& text = j.get_ref<std::string&>();
+        if (!is_valid_utf8(text)) text = escape_ill_formed_utf8(text);
+    } else if (j.is_structured()) {
+        for (auto& v : j) escape_ill_formed_strings(v);
+    }
+}
+
+}  // namespace
 
 std::string render_status_json(const Report& report, std::span<const Field> list) {
     Json j = Json::object();
@@ -12,7 +29,9 @@ std::string render_status_json(const Report& report, std::span<const Field> list
         Json& into = field.json->group.empty() ? j : j[std::string(field.json->group)];
         into[std::string(field.name)] = field.json->write(report);
     }
-    // Error messages carry server text in whatever encoding: replace, never throw.
+    escape_ill_formed_strings(j);
+    // Object keys (mapping names from the configuration) are not escaped above: the encoder
+    // replaces what is ill-formed in them rather than throw.
     return j.dump(2, ' ', false, Json::error_handler_t::replace) + "\n";
 }
 

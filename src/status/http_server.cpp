@@ -15,6 +15,7 @@
 #include <spdlog/spdlog.h>
 
 #include "authsync/core/error.hpp"
+#include "authsync/core/host_port.hpp"
 
 namespace authsync::status {
 
@@ -34,16 +35,13 @@ constexpr auto kAcceptBackoff = std::chrono::milliseconds(100);
 constexpr auto kShutdownTimeout = std::chrono::seconds(1);
 
 tcp::endpoint parse_listen(const std::string& listen) {
-    std::string host, port;
-    if (!listen.empty() && listen.front() == '[') {
-        auto close = listen.find(']');
-        host = listen.substr(1, close - 1);
-        port = listen.substr(close + 2);
-    } else {
-        auto colon = listen.rfind(':');
-        host = listen.substr(0, colon);
-        port = listen.substr(colon + 1);
+    const HostPort hp = split_host_port(listen);
+    if (!hp.problem.empty() || !hp.port) {
+        throw ConfigError(fmt::format("status.listen: \"{}\" {}", listen,
+                                      hp.problem.empty() ? "has no port" : hp.problem));
     }
+    std::string host(hp.host);
+    const std::string port(*hp.port);
     if (host == "localhost") host = "127.0.0.1";
     boost::system::error_code ec;
     auto address = asio::ip::make_address(host, ec);

@@ -8,6 +8,9 @@
 
 #include "authsync/status/fields.hpp"
 
+#include "authsync/core/ascii.hpp"
+#include "authsync/core/utf8.hpp"
+
 namespace authsync::status {
 
 namespace {
@@ -24,19 +27,6 @@ std::string not_ready_reason(const Snapshot& s, const RouteOptions& options) {
 
 std::string_view path_of(std::string_view target) {
     return target.substr(0, target.find('?'));
-}
-
-std::string_view trim(std::string_view s) {
-    const auto first = s.find_first_not_of(" \t");
-    if (first == std::string_view::npos) return {};
-    return s.substr(first, s.find_last_not_of(" \t") - first + 1);
-}
-
-bool iequals_ascii(std::string_view a, std::string_view b) {
-    return std::equal(a.begin(), a.end(), b.begin(), b.end(), [](char x, char y) {
-        const auto lower = [](char c) { return c >= 'A' && c <= 'Z' ? char(c - 'A' + 'a') : c; };
-        return lower(x) == lower(y);
-    });
 }
 
 // The time taken depends on the length of what the client sent, never on where it differs from
@@ -56,13 +46,14 @@ bool authorized(const Request& request, const RouteOptions& options) {
     if (!options.token) return true;
     if (!request.authorization) return false;
     constexpr std::string_view kScheme = "bearer";
-    const std::string_view header = trim(*request.authorization);
+    constexpr std::string_view kWhitespace = " \t";  // HTTP's optional whitespace
+    const std::string_view header = trim(*request.authorization, kWhitespace);
     if (header.size() <= kScheme.size() ||
         !iequals_ascii(header.substr(0, kScheme.size()), kScheme))
         return false;
     const char separator = header[kScheme.size()];
     if (separator != ' ' && separator != '\t') return false;
-    const std::string_view credentials = trim(header.substr(kScheme.size() + 1));
+    const std::string_view credentials = trim(header.substr(kScheme.size() + 1), kWhitespace);
     return !credentials.empty() && constant_time_equal(credentials, *options.token);
 }
 

@@ -1,5 +1,8 @@
-// Text helpers shared by the status renderers (private to src/status): UTF-8 repair, HTML and
-// Prometheus escaping, and number formatting Prometheus parses.
+// Text helpers shared by the status renderers (private to src/status): HTML and Prometheus
+// escaping, and number formatting Prometheus parses. Error messages may carry bytes from the
+// server in any encoding, and Prometheus rejects a scrape with invalid UTF-8 labels: both
+// escapes first write ill-formed UTF-8 as \xHH (escape_ill_formed_utf8, core/utf8.hpp), the
+// program's one repair policy, which hides nothing.
 #pragma once
 
 #include <string>
@@ -7,11 +10,7 @@
 
 namespace authsync::status::detail {
 
-// `text` with every invalid UTF-8 sequence replaced by U+FFFD. Error messages may carry bytes
-// from the server in any encoding; Prometheus rejects a scrape with invalid UTF-8 labels.
-std::string valid_utf8(std::string_view text);
-
-// For HTML text and attribute values: & < > " ' as entities (after valid_utf8).
+// For HTML text and attribute values: & < > " ' as entities.
 std::string html_escape(std::string_view text);
 
 // A label value per the text exposition format: backslash, double quote and newline escaped.

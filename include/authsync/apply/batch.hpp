@@ -13,6 +13,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <vector>
 
@@ -79,6 +80,19 @@ private:
 // A PostgreSQL array literal of text elements: {"a","b\"c",NULL}.
 std::string text_array_literal(const std::vector<const std::string*>& elements);
 std::string text_array_literal(const std::vector<std::string>& elements);
+
+// What an upsert does with the raw_json of a user the users_sync table already holds.
+enum class RawJson {
+    Replace,  // the new image is the whole row
+    Merge,    // a partial image (unchanged TOASTed values absent) merged over the stored one
+};
+
+// The one upsert into a users_sync table (`table` quoted): `rows` is a query or VALUES list
+// yielding (raw_json, updated_at, deleted_at). A user already there takes the new raw_json and
+// updated_at and is deleted no longer. Callers may append a WHERE for the conflict action and
+// a RETURNING.
+std::string users_sync_upsert(const std::string& table, std::string_view rows,
+                              RawJson raw_json = RawJson::Replace);
 
 // Statements that soft-delete (or remove) every row of a target table, for TRUNCATE; with a
 // `condition` (SQL over the target's columns), the rows it holds for.

@@ -1,8 +1,9 @@
 // The one flat hierarchy of authsync's exceptions.
 //
-// Every failure that crosses a module boundary is one of these. The supervisor decides what is
-// transient (reconnect) and what is permanent (stop); nothing else catches and carries on.
-// PgError, which carries SQLSTATE, lives with the libpq shell and derives from Error too.
+// Every failure that crosses a module boundary is one of these. What each means (reconnect,
+// set the change aside, stop) is decided in one place, pg::classify (pg/error_class.hpp);
+// nothing else catches and carries on. PgError, which carries SQLSTATE, lives with the libpq
+// shell and derives from Error too.
 #pragma once
 
 #include <stdexcept>
@@ -29,6 +30,15 @@ public:
 
 // A source row that cannot be mapped to a target row.
 class MappingError : public Error {
+public:
+    using Error::Error;
+};
+
+// A replication slot that another process is reading, seen by authsync itself (the slot's
+// `active` in pg_replication_slots) before it asks the server for the slot. Another instance
+// may be letting go of it (a restart, a takeover), so it is worth waiting for. Its own type,
+// not a PgError: the server did not report it, and no SQLSTATE is made up for it.
+class SlotBusyError : public Error {
 public:
     using Error::Error;
 };

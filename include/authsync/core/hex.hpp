@@ -1,4 +1,5 @@
-// Hex text <-> bytes, for fixtures, `authsync decode` and logs at debug level. Pure.
+// Hex text <-> bytes, for fixtures, `authsync decode` and logs at debug level, and the hex
+// digits of COPY escapes and percent-encoding. Pure.
 #pragma once
 
 #include <cstddef>
@@ -8,6 +9,9 @@
 #include <vector>
 
 namespace authsync {
+
+// The value of one hex digit (either case), or -1 when `c` is not one.
+int hex_value(char c);
 
 // Decodes hex digits (either case), with an optional leading `\x`. Throws ProtocolError on an odd
 // number of digits or a non-hex character, naming its position.

@@ -1,7 +1,8 @@
 // UTF-8 well-formedness (Unicode table 3-7: no overlong forms, no surrogates, nothing above
-// U+10FFFF). Pure; one definition for the whole program. What to do with an ill-formed
-// sequence is the caller's policy: the mapper passes it on for the target to reject (a row
-// error, never a silent U+FFFD), the status page shows U+FFFD in place of it.
+// U+10FFFF). Pure; one definition for the whole program. The mapper passes an ill-formed
+// sequence on for the target to reject (a row error, never a silent U+FFFD); where text must
+// be shown or stored anyway (dead letters, the status endpoint) escape_ill_formed_utf8 is the
+// one repair.
 #pragma once
 
 #include <string>

@@ -31,6 +31,9 @@ class PgError : public Error {
 public:
     PgError(std::string message, std::string sqlstate = {}, std::string detail = {},
             std::string hint = {}, std::string server_message = {});
+    // libpq reports the connection lost (CONNECTION_BAD): the server sent no SQLSTATE, and
+    // none is made up. The one error without a SQLSTATE that is worth a reconnect.
+    static PgError connection_loss(std::string message, std::string server_message = {});
 
     const std::string& sqlstate() const { return sqlstate_; }
     // The server's primary message (after the context), which may quote row values: only for
@@ -41,21 +44,25 @@ public:
     const std::string& detail() const { return detail_; }
     const std::string& hint() const { return hint_; }
 
-    // Class 08 (connection exception), 57P01-57P03 (admin shutdown, crash shutdown, cannot
-    // connect now), or no SQLSTATE at all (libpq lost the connection).
+    // Made by connection_loss.
+    bool is_connection_loss() const { return connection_loss_; }
+    // 55006 object in use: e.g. a replication slot that another process holds.
+    bool is_object_in_use() const;
+
+    // Transitional, for src/engine/engine.cpp until it decides with pg::classify
+    // (pg/error_class.hpp); then they go. is_connection_failure takes any error without a
+    // SQLSTATE for a lost connection, which classify does not.
+    // Class 08, 57P01-57P03, or no SQLSTATE at all.
     bool is_connection_failure() const;
     // 40001 serialization failure, 40P01 deadlock detected.
     bool is_serialization_failure() const;
-    // 55006 object in use: e.g. a replication slot that another process holds.
-    bool is_object_in_use() const;
-    // Class 23 (integrity constraint violation).
-    bool is_constraint_violation() const;
 
 private:
     std::string sqlstate_;
     std::string detail_;
     std::string hint_;
     std::string server_message_;
+    bool connection_loss_ = false;
 };
 
 // Every connection authsync opens runs with client_encoding UTF8 and

@@ -24,7 +24,7 @@ TEST_CASE("the classes whose server messages may quote row values are withheld",
 }
 
 TEST_CASE("an error authsync made keeps its message as the server message", "[pg]") {
-    pg::PgError made("could not connect to host=h: refused", "08001");
+    const auto made = pg::PgError::connection_loss("could not connect to host=h: refused");
     CHECK(made.server_message() == made.what());
     pg::PgError server("apply: invalid_text_representation (SQLSTATE 22P02)", "22P02", "", "",
                        "invalid input syntax for type bigint: \"v\" (SQLSTATE 22P02)");
