@@ -14,7 +14,9 @@ std::size_t image_bytes(const mapping::RowImage& image) {
     return n;
 }
 
-std::string timestamp_param(PgTimestamp t) { return t.to_iso8601(); }
+std::string timestamp_param(PgTimestamp t) {
+    return t.to_iso8601();
+}
 
 // The batch's images and commit times, as the array parameters $1 and $2.
 constexpr std::string_view kUnnestImages =
@@ -202,13 +204,15 @@ std::vector<Statement> Batch::statements() const {
         }
         if (!soft.empty()) {
             out.push_back(soft.statement(
-                "UPDATE " + target + " AS t SET deleted_at = x.d "
-                "FROM unnest($1::text[], $2::timestamptz[]) AS x(id, d) WHERE t.id = x.id",
+                "UPDATE " + target +
+                    " AS t SET deleted_at = x.d "
+                    "FROM unnest($1::text[], $2::timestamptz[]) AS x(id, d) WHERE t.id = x.id",
                 Statement::Kind::SoftDelete));
         }
         if (!hard.empty()) {
-            out.push_back(hard.statement("DELETE FROM " + target + " AS t USING unnest($1::text[]) "
-                                         "AS x(id) WHERE t.id = x.id",
+            out.push_back(hard.statement("DELETE FROM " + target +
+                                             " AS t USING unnest($1::text[]) "
+                                             "AS x(id) WHERE t.id = x.id",
                                          Statement::Kind::HardDelete));
         }
     }
@@ -235,7 +239,8 @@ Statement truncate_statement(const mapping::MappingRule& rule, PgTimestamp commi
         if (!condition.empty()) sql += " WHERE " + condition;
         return plain(sql, {}, Statement::Kind::HardDelete);
     }
-    std::string sql = "UPDATE " + target + " SET deleted_at = $1::timestamptz WHERE deleted_at IS NULL";
+    std::string sql =
+        "UPDATE " + target + " SET deleted_at = $1::timestamptz WHERE deleted_at IS NULL";
     if (!condition.empty()) sql += " AND " + condition;
     return plain(sql, {commit_time.to_iso8601()}, Statement::Kind::SoftDelete);
 }
@@ -246,12 +251,13 @@ Statement checkpoint_statement(const std::string& slot, Lsn end_lsn,
     // Without a commit time (an idle acknowledgement) the stored one stays.
     std::optional<std::string> time;
     if (commit_time) time = commit_time->to_iso8601();
-    return plain("INSERT INTO authsync.checkpoint (slot, end_lsn, commit_time, updated_at, "
-                 "covers_acknowledged) VALUES ($1, $2::pg_lsn, $3::timestamptz, now(), true) ON "
-                 "CONFLICT (slot) DO UPDATE SET end_lsn = EXCLUDED.end_lsn, commit_time = "
-                 "coalesce(EXCLUDED.commit_time, authsync.checkpoint.commit_time), updated_at = "
-                 "now(), covers_acknowledged = true",
-                 {slot, end_lsn.to_string(), time}, Statement::Kind::UpsertFull);
+    return plain(
+        "INSERT INTO authsync.checkpoint (slot, end_lsn, commit_time, updated_at, "
+        "covers_acknowledged) VALUES ($1, $2::pg_lsn, $3::timestamptz, now(), true) ON "
+        "CONFLICT (slot) DO UPDATE SET end_lsn = EXCLUDED.end_lsn, commit_time = "
+        "coalesce(EXCLUDED.commit_time, authsync.checkpoint.commit_time), updated_at = "
+        "now(), covers_acknowledged = true",
+        {slot, end_lsn.to_string(), time}, Statement::Kind::UpsertFull);
 }
 
 std::string checkpoint_key(const std::string& slot, std::size_t lane) {

@@ -110,9 +110,10 @@ std::string affected_select(const MirrorSource& s) {
     std::string branches;
     for (const auto& a : s.affects) {
         if (!branches.empty()) branches += " UNION ALL ";
-        branches += fmt::format("SELECT {}::text AS target, ({})::text AS key, changed.authsync_at "
-                                "AS at FROM changed {}",
-                                quote_literal(a.target), a.key, a.join);
+        branches += fmt::format(
+            "SELECT {}::text AS target, ({})::text AS key, changed.authsync_at "
+            "AS at FROM changed {}",
+            quote_literal(a.target), a.key, a.join);
     }
     if (branches.empty()) {
         branches = "SELECT NULL::text AS target, NULL::text AS key, NULL::timestamptz AS at";
@@ -121,7 +122,9 @@ std::string affected_select(const MirrorSource& s) {
            branches + ") AS a WHERE a.key IS NOT NULL GROUP BY 1, 2";
 }
 
-std::string mirror_table(const MirrorSource& s) { return quote_qualified("authsync", s.mirror_table); }
+std::string mirror_table(const MirrorSource& s) {
+    return quote_qualified("authsync", s.mirror_table);
+}
 
 // The mirror rows a change replaces, as they were (with the change's time), and the tail that
 // puts them with the new rows and selects what both affect.
@@ -156,7 +159,8 @@ std::string upsert_sql(const MirrorSource& s) {
         fmt::arg("mcols", column_list(s, "m.")), fmt::arg("m", m),
         fmt::arg("cols", column_list(s, "")), fmt::arg("casts", casts), fmt::arg("keys", keys),
         fmt::arg("sets", sets), fmt::arg("tail", changed_and_affected(s)),
-        fmt::arg("filter", s.mirror_filter.empty() ? std::string() : " WHERE (" + s.mirror_filter + ")"));
+        fmt::arg("filter",
+                 s.mirror_filter.empty() ? std::string() : " WHERE (" + s.mirror_filter + ")"));
 }
 
 // An update of the present columns only: unchanged TOAST keeps the mirror's value, and a row
@@ -173,7 +177,8 @@ std::string update_sql(const MirrorSource& s, const std::vector<bool>& present) 
         }
     }
     std::string key_text;
-    for (const auto& k : s.key_columns) key_text += (key_text.empty() ? "x." : ", x.") + quote_identifier(k);
+    for (const auto& k : s.key_columns)
+        key_text += (key_text.empty() ? "x." : ", x.") + quote_identifier(k);
     const auto m = mirror_table(s);
     return fmt::format(
         "WITH {x}, {old}, "
@@ -185,7 +190,8 @@ std::string update_sql(const MirrorSource& s, const std::vector<bool>& present) 
         fmt::arg("mcols", column_list(s, "m.")), fmt::arg("m", m),
         fmt::arg("match", key_match(s, "m", "x")), fmt::arg("sets", sets),
         fmt::arg("tail", changed_and_affected(s)), fmt::arg("key_text", key_text),
-        fmt::arg("filter", s.mirror_filter.empty() ? std::string() : " AND (" + s.mirror_filter + ")"));
+        fmt::arg("filter",
+                 s.mirror_filter.empty() ? std::string() : " AND (" + s.mirror_filter + ")"));
 }
 
 std::string delete_sql(const MirrorSource& s) {
@@ -287,8 +293,8 @@ std::vector<Statement> MirrorBatch::statements() const {
             out.push_back(full.statement(upsert_sql(s), Statement::Kind::MirrorUpsert, name));
         }
         for (const auto& [present, arrays] : partial) {
-            out.push_back(arrays.statement(update_sql(s, present), Statement::Kind::MirrorUpsert,
-                                           name));
+            out.push_back(
+                arrays.statement(update_sql(s, present), Statement::Kind::MirrorUpsert, name));
         }
         if (!deletes.empty()) {
             out.push_back(deletes.statement(delete_sql(s), Statement::Kind::MirrorDelete, name));
@@ -301,25 +307,28 @@ Statement mirror_truncate_statement(const mapping::MirrorSource& source, PgTimes
                                     const std::string& condition) {
     Statement st;
     st.kind = Statement::Kind::MirrorDelete;
-    st.sql = fmt::format("WITH changed AS (DELETE FROM {} AS m{} RETURNING {}, $1::timestamptz AS "
-                         "authsync_at) {}",
-                         mirror_table(source), condition.empty() ? "" : " WHERE " + condition,
-                         column_list(source, "m."), affected_select(source));
+    st.sql = fmt::format(
+        "WITH changed AS (DELETE FROM {} AS m{} RETURNING {}, $1::timestamptz AS "
+        "authsync_at) {}",
+        mirror_table(source), condition.empty() ? "" : " WHERE " + condition,
+        column_list(source, "m."), affected_select(source));
     st.params.emplace_back(commit_time.to_iso8601());
     return st;
 }
 
 namespace {
 
-constexpr std::string_view kAtExpression = "(timestamptz 'epoch' + a.at_us * interval '1 microsecond')";
+constexpr std::string_view kAtExpression =
+    "(timestamptz 'epoch' + a.at_us * interval '1 microsecond')";
 
 // What a recompute returns, one row: (target, rows written, rows removed). A users target's
 // soft delete counts as removed, also one written with its deleted_at set; rows found equal to
 // what was computed count as neither.
 std::string counts_select(const mapping::ComposedTarget& t) {
-    return fmt::format("SELECT {}::text, (SELECT count(*) FROM upserted WHERE NOT gone), "
-                       "(SELECT count(*) FROM removed) + (SELECT count(*) FROM upserted WHERE gone)",
-                       quote_literal(t.target_name()));
+    return fmt::format(
+        "SELECT {}::text, (SELECT count(*) FROM upserted WHERE NOT gone), "
+        "(SELECT count(*) FROM removed) + (SELECT count(*) FROM upserted WHERE gone)",
+        quote_literal(t.target_name()));
 }
 
 std::string recompute_sql(const mapping::ComposedTarget& t, const std::string& affected) {
@@ -328,7 +337,8 @@ std::string recompute_sql(const mapping::ComposedTarget& t, const std::string& a
         return fmt::format(
             "WITH affected AS ({affected}), computed AS ({compute}), "
             "upserted AS (INSERT INTO {table} AS t (raw_json, updated_at, deleted_at) "
-            "SELECT DISTINCT ON (c.id) c.raw_json, {at}, (to_jsonb(c) ->> 'deleted_at')::timestamptz "
+            "SELECT DISTINCT ON (c.id) c.raw_json, {at}, (to_jsonb(c) ->> "
+            "'deleted_at')::timestamptz "
             "FROM computed AS c JOIN affected AS a ON a.key = c.id ORDER BY c.id, c.raw_json::text "
             "ON CONFLICT (id) DO UPDATE SET raw_json = EXCLUDED.raw_json, updated_at = "
             "EXCLUDED.updated_at, deleted_at = EXCLUDED.deleted_at WHERE t.raw_json IS DISTINCT "
@@ -365,7 +375,8 @@ std::string recompute_sql(const mapping::ComposedTarget& t, const std::string& a
     }
     return fmt::format(
         "WITH affected AS ({affected}), computed AS ({compute}), "
-        "removed AS (DELETE FROM {table} AS t USING affected AS a WHERE t.{group}::text = a.key AND "
+        "removed AS (DELETE FROM {table} AS t USING affected AS a WHERE t.{group}::text = a.key "
+        "AND "
         "NOT EXISTS (SELECT 1 FROM computed AS c WHERE {key_match}) RETURNING 1), "
         "upserted AS (INSERT INTO {table} AS t ({cols}) SELECT DISTINCT ON ({keys}) {cols} FROM "
         "computed ON CONFLICT ({keys}) {conflict} RETURNING false AS gone) {counts}",
@@ -388,8 +399,8 @@ Statement recompute_statement(const mapping::ComposedTarget& target, const std::
 
 std::string recompute_all_sql(const mapping::ComposedTarget& target) {
     const auto table = quote_qualified(target.target_schema, target.target_table);
-    std::string held = fmt::format("SELECT {}::text FROM {}", quote_identifier(target.group_column),
-                                   table);
+    std::string held =
+        fmt::format("SELECT {}::text FROM {}", quote_identifier(target.group_column), table);
     if (target.kind == mapping::TargetKind::Users) held += " WHERE deleted_at IS NULL";
     return recompute_sql(target, fmt::format("SELECT k.key, $1::int8 AS at_us FROM (({}) UNION "
                                              "({})) AS k(key)",
@@ -398,7 +409,8 @@ std::string recompute_all_sql(const mapping::ComposedTarget& target) {
 
 std::string mirror_ddl(const mapping::MirrorSource& s) {
     std::string cols, keys;
-    for (const auto& c : s.columns) cols += fmt::format("  {} {},\n", quote_identifier(c.name), c.type);
+    for (const auto& c : s.columns)
+        cols += fmt::format("  {} {},\n", quote_identifier(c.name), c.type);
     for (const auto& k : s.key_columns) keys += (keys.empty() ? "" : ", ") + quote_identifier(k);
     std::string ddl = fmt::format(
         "CREATE TABLE IF NOT EXISTS {} (\n{}  authsync_changed_at timestamptz,\n  PRIMARY KEY "

@@ -2,6 +2,8 @@
 
 #include <utility>  // before Asio (Boost 1.74)
 
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
@@ -9,13 +11,10 @@
 #include <csignal>
 #include <iostream>
 #include <optional>
-#include <spdlog/sinks/stdout_color_sinks.h>
-#include <spdlog/spdlog.h>
 
 #include "authsync/apply/batch.hpp"
 #include "authsync/cli/exposure.hpp"
 #include "authsync/cli/service_notify.hpp"
-#include "authsync/apply/batch.hpp"
 #include "authsync/config/config.hpp"
 #include "authsync/core/sql.hpp"
 #include "authsync/engine/engine.hpp"
@@ -104,8 +103,9 @@ int run_engine(const std::string& config_path, engine::SessionOptions session_op
             listen.certificate_file = status_config.tls->certificate;
             listen.key_file = status_config.tls->key;
         }
-        http = std::make_unique<status::HttpServer>(io.get_executor(), std::move(listen), options,
-                                                    [&supervisor] { return supervisor.snapshot(); });
+        http =
+            std::make_unique<status::HttpServer>(io.get_executor(), std::move(listen), options,
+                                                 [&supervisor] { return supervisor.snapshot(); });
         try {
             http->start();
         } catch (const Error& e) {
@@ -134,7 +134,8 @@ int run_engine(const std::string& config_path, engine::SessionOptions session_op
         if (notifier.watchdog()) notifier.notify("WATCHDOG=1");
         auto period = std::chrono::milliseconds(1000);
         if (auto w = notifier.watchdog()) {
-            period = std::min(period, std::chrono::duration_cast<std::chrono::milliseconds>(*w / 2));
+            period =
+                std::min(period, std::chrono::duration_cast<std::chrono::milliseconds>(*w / 2));
         }
         notify_timer.expires_after(period);
         notify_timer.async_wait([&](const boost::system::error_code& ec) {
@@ -176,8 +177,8 @@ int run_engine(const std::string& config_path, engine::SessionOptions session_op
 int check_command(const std::string& config_path) {
     auto config = load(config_path);
     if (!config) return 1;
-    std::cout << "config " << config_path << ": ok (" << config->mappings.size()
-              << " mapping(s), " << config->composites.size() << " preset(s))\n";
+    std::cout << "config " << config_path << ": ok (" << config->mappings.size() << " mapping(s), "
+              << config->composites.size() << " preset(s))\n";
     for (const auto& w : exposure_warnings(*config, config::process_env())) {
         std::cout << "warning: " << w << '\n';
     }
@@ -266,8 +267,7 @@ int teardown_command(const std::string& config_path) {
         run_on_loop([&]() -> awaitable<int> {
             auto ex = co_await asio::this_coro::executor;
             pg::AsyncConnection source(ex);
-            co_await source.connect(config->source.dsn,
-                                    "authsync teardown");
+            co_await source.connect(config->source.dsn, "authsync teardown");
             if (co_await engine::find_slot(source, config->source.slot)) {
                 co_await source.query_params("SELECT pg_drop_replication_slot($1)",
                                              pg::params(config->source.slot));
@@ -294,8 +294,7 @@ int teardown_command(const std::string& config_path) {
                 std::cout << "source: dropped publication " << config->source.publication << '\n';
             }
             pg::AsyncConnection target(ex);
-            co_await target.connect(config->target.dsn,
-                                    "authsync teardown");
+            co_await target.connect(config->target.dsn, "authsync teardown");
             // The checkpoint belongs to the dropped slot; the synced users stay.
             auto state = co_await target.query("SELECT to_regclass('authsync.checkpoint')");
             if (!state.is_null(0, 0)) {
@@ -417,8 +416,9 @@ int dead_letter_command(const std::string& config_path, const std::string& actio
                         if (rule->on_delete == mapping::OnDelete::Hard) {
                             sql = "DELETE FROM " + table + " WHERE id = $1";
                         }
-                        sql += " AND (updated_at IS NULL OR $2::timestamptz IS NULL OR "
-                               "updated_at <= $2::timestamptz) RETURNING 1";
+                        sql +=
+                            " AND (updated_at IS NULL OR $2::timestamptz IS NULL OR "
+                            "updated_at <= $2::timestamptz) RETURNING 1";
                         auto r = co_await target.query_params(
                             sql, pg::params(std::string(rows.get(i, 3)), rows.get_optional(i, 6)));
                         newer = r.rows() == 0;

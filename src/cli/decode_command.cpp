@@ -43,13 +43,15 @@ int run_decode(std::istream& in, std::ostream& out, std::ostream& err,
             if (options.copydata) {
                 auto frame = wire::decode_server_message(bytes);
                 if (auto* x = std::get_if<wire::XLogData>(&frame)) {
-                    j = {{"frame", "XLogData"}, {"start_lsn", x->start.to_string()},
+                    j = {{"frame", "XLogData"},
+                         {"start_lsn", x->start.to_string()},
                          {"wal_end", x->wal_end.to_string()},
                          {"send_time", x->send_time.to_iso8601()},
                          {"message", decode_pgoutput(decoder, relations, x->payload)}};
                 } else {
                     const auto& k = std::get<wire::PrimaryKeepalive>(frame);
-                    j = {{"frame", "Keepalive"}, {"wal_end", k.wal_end.to_string()},
+                    j = {{"frame", "Keepalive"},
+                         {"wal_end", k.wal_end.to_string()},
                          {"send_time", k.send_time.to_iso8601()},
                          {"reply_requested", k.reply_requested}};
                 }

@@ -2,10 +2,10 @@
 
 #include <fmt/chrono.h>
 #include <fmt/format.h>
-#include <nlohmann/json.hpp>
 #include <spdlog/formatter.h>
 #include <spdlog/pattern_formatter.h>
 #include <spdlog/spdlog.h>
+#include <nlohmann/json.hpp>
 
 namespace authsync::cli {
 
@@ -44,9 +44,10 @@ class JsonFormatter final : public spdlog::formatter {
 public:
     void format(const spdlog::details::log_msg& msg, spdlog::memory_buf_t& dest) override {
         const auto level = spdlog::level::to_string_view(msg.level);
-        const auto line = json_log_line(msg.time, std::string_view(level.data(), level.size()),
-                                        std::string_view(msg.logger_name.data(), msg.logger_name.size()),
-                                        std::string_view(msg.payload.data(), msg.payload.size()));
+        const auto line =
+            json_log_line(msg.time, std::string_view(level.data(), level.size()),
+                          std::string_view(msg.logger_name.data(), msg.logger_name.size()),
+                          std::string_view(msg.payload.data(), msg.payload.size()));
         dest.append(line.data(), line.data() + line.size());
         dest.push_back('\n');
     }
@@ -102,7 +103,8 @@ std::string json_log_line(std::chrono::system_clock::time_point time, std::strin
     const auto ms = duration_cast<milliseconds>(time.time_since_epoch()).count() % 1000;
     const auto seconds = time_point_cast<std::chrono::seconds>(time);
     nlohmann::ordered_json out = nlohmann::ordered_json::object();
-    out["time"] = fmt::format("{:%Y-%m-%dT%H:%M:%S}.{:03}Z", fmt::gmtime(system_clock::to_time_t(seconds)), ms);
+    out["time"] = fmt::format("{:%Y-%m-%dT%H:%M:%S}.{:03}Z",
+                              fmt::gmtime(system_clock::to_time_t(seconds)), ms);
     out["level"] = std::string(level);
     out["logger"] = std::string(logger);
     out["message"] = std::string(message);
@@ -110,6 +112,8 @@ std::string json_log_line(std::chrono::system_clock::time_point time, std::strin
     return out.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
 }
 
-std::unique_ptr<spdlog::formatter> make_json_formatter() { return std::make_unique<JsonFormatter>(); }
+std::unique_ptr<spdlog::formatter> make_json_formatter() {
+    return std::make_unique<JsonFormatter>();
+}
 
 }  // namespace authsync::cli

@@ -26,8 +26,9 @@ int main(int argc, char** argv) {
         cmd->add_option("-c,--config", config_path, "YAML configuration file")
             ->capture_default_str();
     };
-    auto* run = app.add_subcommand("run", "Stream the provider's slot into the target until "
-                                          "SIGTERM/SIGINT");
+    auto* run = app.add_subcommand("run",
+                                   "Stream the provider's slot into the target until "
+                                   "SIGTERM/SIGINT");
     add_config(run);
     auto* check = app.add_subcommand(
         "check", "Validate the config and both connections; report every problem with a hint");
@@ -36,8 +37,9 @@ int main(int argc, char** argv) {
         "init", "Create what is missing (publication, slot, target schema) and exit");
     add_config(init);
     auto* resync = app.add_subcommand(
-        "resync", "Rebuild: drop and re-create the slot, copy every user again, reconcile the "
-                  "target; then exit (after a lost slot or a mapping change)");
+        "resync",
+        "Rebuild: drop and re-create the slot, copy every user again, reconcile the "
+        "target; then exit (after a lost slot or a mapping change)");
     add_config(resync);
     auto* teardown = app.add_subcommand(
         "teardown", "Drop the slot and publication; leave users_sync and its data in place");
@@ -45,7 +47,8 @@ int main(int argc, char** argv) {
 
     std::string dead_letter_action;
     auto* dead_letter = app.add_subcommand(
-        "dead-letter", "List or retry the changes the target rejected (apply.on_error: dead_letter)");
+        "dead-letter",
+        "List or retry the changes the target rejected (apply.on_error: dead_letter)");
     add_config(dead_letter);
     dead_letter->add_option("action", dead_letter_action, "list or retry")
         ->required()
@@ -65,8 +68,9 @@ int main(int argc, char** argv) {
     std::string status_url = "http://127.0.0.1:8080";
     bool status_json = false;
     auto* status = app.add_subcommand(
-        "status", "Summarize a running authsync's status endpoint (exit 0 ready, 1 lagging or "
-                  "failed, 2 unreachable)");
+        "status",
+        "Summarize a running authsync's status endpoint (exit 0 ready, 1 lagging or "
+        "failed, 2 unreachable)");
     status->add_option("--url", status_url, "the status endpoint")->capture_default_str();
     status->add_flag("--json", status_json, "print the endpoint's JSON");
     std::string status_cacert;
@@ -79,8 +83,9 @@ int main(int argc, char** argv) {
         "decode",
         "Decode pgoutput messages given as hex, one per line on stdin (the data column of "
         "pg_logical_slot_peek_binary_changes), and print one JSON object per message");
-    decode_cmd->add_option("--proto-version", decode.decoder.proto_version,
-                           "pgoutput protocol version the messages were produced with")
+    decode_cmd
+        ->add_option("--proto-version", decode.decoder.proto_version,
+                     "pgoutput protocol version the messages were produced with")
         ->check(CLI::Range(1, 4))
         ->capture_default_str();
     decode_cmd->add_flag("--streaming-parallel", decode.decoder.streaming_parallel,
@@ -95,9 +100,8 @@ int main(int argc, char** argv) {
         // CLI11's own numbers.
         return app.exit(e) == 0 ? 0 : 2;
     }
-    authsync::cli::setup_logging(log_level, log_format == "json"
-                                                ? authsync::cli::LogFormat::Json
-                                                : authsync::cli::LogFormat::Text);
+    authsync::cli::setup_logging(log_level, log_format == "json" ? authsync::cli::LogFormat::Json
+                                                                 : authsync::cli::LogFormat::Text);
 
     if (decode_cmd->parsed()) {
         return authsync::cli::run_decode(std::cin, std::cout, std::cerr, decode);
@@ -111,6 +115,7 @@ int main(int argc, char** argv) {
         return authsync::cli::dead_letter_command(config_path, dead_letter_action);
     }
     if (peek->parsed()) return authsync::cli::peek_command(config_path, peek_limit);
-    if (status->parsed()) return authsync::cli::status_command(status_url, status_json, status_cacert);
+    if (status->parsed())
+        return authsync::cli::status_command(status_url, status_json, status_cacert);
     return 2;
 }

@@ -36,8 +36,7 @@ bool ServiceNotifier::notify(std::string_view state) {
     addr.sun_family = AF_UNIX;
     std::memcpy(addr.sun_path, address_.data(), address_.size());
     if (addr.sun_path[0] == '@') addr.sun_path[0] = '\0';  // abstract namespace
-    const auto len =
-        static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + address_.size());
+    const auto len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + address_.size());
     const auto sent = ::sendto(fd_, state.data(), state.size(), MSG_NOSIGNAL,
                                reinterpret_cast<const sockaddr*>(&addr), len);
     return sent == static_cast<ssize_t>(state.size());

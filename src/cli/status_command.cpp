@@ -152,16 +152,14 @@ int status_command(const std::string& url, bool as_json, const std::string& cace
         return 2;
     }
     if (http_status == 401) {
-        std::cerr << "authsync status: " << url
-                  << " wants a token (set AUTHSYNC_STATUS_TOKEN)\n";
+        std::cerr << "authsync status: " << url << " wants a token (set AUTHSYNC_STATUS_TOKEN)\n";
         return 2;
     }
     // The document is read with the status model's own declaration (status/fields.hpp), and
     // the summary is rendered from it the same way.
     const auto report = status::read_status_json(body, status::fields());
     if (!report) {
-        std::cerr << "authsync status: " << url << " answered " << http_status
-                  << " without JSON\n";
+        std::cerr << "authsync status: " << url << " answered " << http_status << " without JSON\n";
         return 2;
     }
     if (as_json) {

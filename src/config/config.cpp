@@ -43,27 +43,27 @@ constexpr std::string_view kTargetKeys[] = {"dsn"};
 constexpr std::string_view kStatusKeys[] = {"listen", "token", "max_ready_lag_seconds",
                                             "max_connections", "tls"};
 constexpr std::string_view kStatusTlsKeys[] = {"certificate", "key"};
-constexpr std::string_view kApplyKeys[] = {"batch_max_rows", "batch_max_bytes", "batch_max_delay",
-                                           "on_error", "synchronous_commit", "lanes"};
+constexpr std::string_view kApplyKeys[] = {"batch_max_rows",     "batch_max_bytes",
+                                           "batch_max_delay",    "on_error",
+                                           "synchronous_commit", "lanes"};
 constexpr std::string_view kReconnectKeys[] = {"initial_backoff", "max_backoff"};
 constexpr std::string_view kMappingKeys[] = {"source", "target", "key", "fields", "on_delete"};
 constexpr std::string_view kFieldKeys[] = {"column", "as"};
 constexpr std::string_view kPresetMappingKeys[] = {"preset", "preset_options"};
 // A preset file (conf/presets/NAME.yaml).
-constexpr std::string_view kPresetKeys[] = {"preset", "description", "options", "lookups",
-                                            "sources", "targets"};
+constexpr std::string_view kPresetKeys[] = {"preset",  "description", "options",
+                                            "lookups", "sources",     "targets"};
 constexpr std::string_view kPresetOptionKeys[] = {"required", "default", "description", "kind"};
 // literal: {{name}} in the preset's SQL becomes a quoted SQL literal; identifier: <<name>>
 // anywhere in the preset file becomes the value itself (a table or column name).
 constexpr std::string_view kOptionKinds[] = {"literal", "identifier"};
-constexpr std::string_view kPresetSourceKeys[] = {"source",        "mirror",  "key",
-                                                  "columns",       "row_filter",
-                                                  "row_filter_columns", "mirror_filter",
-                                                  "indexes",       "affects"};
+constexpr std::string_view kPresetSourceKeys[] = {
+    "source",        "mirror",  "key",    "columns", "row_filter", "row_filter_columns",
+    "mirror_filter", "indexes", "affects"};
 constexpr std::string_view kPresetColumnKeys[] = {"type", "optional"};
 constexpr std::string_view kPresetAffectsKeys[] = {"key", "join"};
-constexpr std::string_view kPresetTargetKeys[] = {"name", "table", "kind", "key", "group",
-                                                  "columns", "ddl", "all_keys", "compute"};
+constexpr std::string_view kPresetTargetKeys[] = {"name",    "table", "kind",     "key",    "group",
+                                                  "columns", "ddl",   "all_keys", "compute"};
 constexpr std::string_view kTargetKinds[] = {"users", "rows"};
 constexpr std::string_view kConversions[] = {"auto", "epoch_millis", "text"};
 constexpr std::string_view kOnError[] = {"stop", "dead_letter"};
@@ -284,7 +284,8 @@ private:
                                                                  const std::string& path) const;
     std::vector<std::string> string_list(const Entry& e, const std::string& path) const;
     std::vector<YAML::Node> parse_documents(std::string_view yaml) const;
-    mapping::MirrorSource parse_preset_source(const YAML::Node& node, const std::string& path) const;
+    mapping::MirrorSource parse_preset_source(const YAML::Node& node,
+                                              const std::string& path) const;
     mapping::ComposedTarget parse_preset_target(const YAML::Node& node,
                                                 const std::string& path) const;
 
@@ -494,7 +495,8 @@ std::optional<std::size_t> Parser::get_count(const Section& s, std::string_view 
     std::string path = s.key_path(key);
     auto value = is_digits(*text) ? parse_unsigned(*text) : std::nullopt;
     if (!value || *value == 0 || *value > std::numeric_limits<std::size_t>::max()) {
-        fail(e.mark(), fmt::format("{} must be a positive integer, not {}", path, in_quotes(*text)));
+        fail(e.mark(),
+             fmt::format("{} must be a positive integer, not {}", path, in_quotes(*text)));
     }
     return static_cast<std::size_t>(*value);
 }
@@ -506,8 +508,8 @@ std::optional<std::size_t> Parser::get_choice(const Section& s, std::string_view
     auto it = std::find(choices.begin(), choices.end(), *text);
     if (it == choices.end()) {
         fail(s.find(key)->mark(),
-             fmt::format("{} {} is not one of {}{}", s.key_path(key), in_quotes(*text), join(choices),
-                         suggestion(*text, choices)));
+             fmt::format("{} {} is not one of {}{}", s.key_path(key), in_quotes(*text),
+                         join(choices), suggestion(*text, choices)));
     }
     return static_cast<std::size_t>(it - choices.begin());
 }
@@ -519,8 +521,8 @@ void Parser::check_identifier(std::string_view id, const YAML::Mark& mark,
         fail(mark, fmt::format("{}: identifier {} contains a NUL byte", path, in_quotes(id)));
     }
     if (id.size() > kMaxIdentifierBytes) {
-        fail(mark, fmt::format("{}: identifier {} is {} bytes long (at most {})", path, in_quotes(id),
-                               id.size(), kMaxIdentifierBytes));
+        fail(mark, fmt::format("{}: identifier {} is {} bytes long (at most {})", path,
+                               in_quotes(id), id.size(), kMaxIdentifierBytes));
     }
 }
 
@@ -551,8 +553,8 @@ std::pair<std::string, std::string> Parser::qualified_name(std::string_view text
                 part += text[pos++];
             }
             if (!closed) {
-                fail(mark,
-                     fmt::format("{}: unterminated quoted identifier in {}", path, in_quotes(text)));
+                fail(mark, fmt::format("{}: unterminated quoted identifier in {}", path,
+                                       in_quotes(text)));
             }
             check_identifier(part, mark, path);
         } else {
@@ -891,18 +893,18 @@ void Parser::parse_mappings(const Section& top, Config& c) const {
         for (const auto& composite : c.composites) {
             for (const auto& t : composite.targets) {
                 if (t.target_name() == rule.target_name()) {
-                    fail(e->mark(), fmt::format("target {} is written both by preset {} and by "
-                                                "the mapping of {}",
-                                                t.target_name(), composite.preset,
-                                                rule.source_name()));
+                    fail(e->mark(),
+                         fmt::format("target {} is written both by preset {} and by "
+                                     "the mapping of {}",
+                                     t.target_name(), composite.preset, rule.source_name()));
                 }
             }
         }
     }
 }
 
-std::vector<std::pair<std::string, YAML::Mark>> Parser::string_items(const Entry& e,
-                                                                     const std::string& path) const {
+std::vector<std::pair<std::string, YAML::Mark>> Parser::string_items(
+    const Entry& e, const std::string& path) const {
     std::vector<std::pair<std::string, YAML::Mark>> out;
     if (e.value.IsScalar()) {
         out.emplace_back(scalar(e, path), e.mark());
@@ -958,8 +960,11 @@ mapping::MirrorSource Parser::parse_preset_source(const YAML::Node& node,
     }
     for (const auto& k : src.key_columns) {
         const auto* c = src.column(k);
-        if (!c) fail(key->mark(), fmt::format("{}: key column {} is not among the columns", path, in_quotes(k)));
-        if (c->optional) fail(key->mark(), fmt::format("{}: key column {} is optional", path, in_quotes(k)));
+        if (!c)
+            fail(key->mark(),
+                 fmt::format("{}: key column {} is not among the columns", path, in_quotes(k)));
+        if (c->optional)
+            fail(key->mark(), fmt::format("{}: key column {} is optional", path, in_quotes(k)));
     }
     src.row_filter = get_string(s, "row_filter").value_or("");
     if (const Entry* rc = s.find("row_filter_columns")) {
@@ -984,7 +989,8 @@ mapping::MirrorSource Parser::parse_preset_source(const YAML::Node& node,
     }
     if (const Entry* idx = s.find("indexes")) {
         if (!idx->value.IsSequence()) {
-            fail(idx->mark(), fmt::format("{} must be a list of column lists", s.key_path("indexes")));
+            fail(idx->mark(),
+                 fmt::format("{} must be a list of column lists", s.key_path("indexes")));
         }
         std::size_t i = 0;
         for (const auto& item : idx->value) {
@@ -993,8 +999,8 @@ mapping::MirrorSource Parser::parse_preset_source(const YAML::Node& node,
             auto list = string_list(item_entry, item_path);
             for (const auto& c : list) {
                 if (!src.column(c)) {
-                    fail(item_entry.mark(), fmt::format("{}: {} is not a mirrored column",
-                                                        item_path, in_quotes(c)));
+                    fail(item_entry.mark(),
+                         fmt::format("{}: {} is not a mirrored column", item_path, in_quotes(c)));
                 }
             }
             src.indexes.push_back(std::move(list));
@@ -1013,7 +1019,8 @@ mapping::MirrorSource Parser::parse_preset_source(const YAML::Node& node,
         }
         src.affects.push_back(std::move(affected));
     }
-    if (src.affects.empty()) fail(s.mark, fmt::format("{}: affects must name at least one target", path));
+    if (src.affects.empty())
+        fail(s.mark, fmt::format("{}: affects must name at least one target", path));
     return src;
 }
 
@@ -1033,12 +1040,14 @@ mapping::ComposedTarget Parser::parse_preset_target(const YAML::Node& node,
     t.all_keys = require_string(s, "all_keys");
     if (t.kind == mapping::TargetKind::Users) {
         for (auto k : {"key", "group", "columns", "ddl"}) {
-            if (s.find(k)) fail(s.find(k)->key_mark, fmt::format("{}: {} is for kind rows only", path, k));
+            if (s.find(k))
+                fail(s.find(k)->key_mark, fmt::format("{}: {} is for kind rows only", path, k));
         }
         return t;
     }
     for (auto k : {"key", "group", "columns", "ddl"}) {
-        if (!s.find(k)) fail(s.mark, fmt::format("missing required key \"{}\" in {} (kind rows)", k, path));
+        if (!s.find(k))
+            fail(s.mark, fmt::format("missing required key \"{}\" in {} (kind rows)", k, path));
     }
     t.key_columns = string_list(*s.find("key"), s.key_path("key"));
     t.group_column = require_string(s, "group");
@@ -1046,11 +1055,13 @@ mapping::ComposedTarget Parser::parse_preset_target(const YAML::Node& node,
     t.ddl = require_string(s, "ddl");
     for (const auto& k : t.key_columns) {
         if (std::find(t.columns.begin(), t.columns.end(), k) == t.columns.end()) {
-            fail(s.find("key")->mark(), fmt::format("{}: key column {} is not among the columns", path, in_quotes(k)));
+            fail(s.find("key")->mark(),
+                 fmt::format("{}: key column {} is not among the columns", path, in_quotes(k)));
         }
     }
     if (std::find(t.columns.begin(), t.columns.end(), t.group_column) == t.columns.end()) {
-        fail(s.find("group")->mark(), fmt::format("{}: group column {} is not among the columns", path, in_quotes(t.group_column)));
+        fail(s.find("group")->mark(), fmt::format("{}: group column {} is not among the columns",
+                                                  path, in_quotes(t.group_column)));
     }
     return t;
 }
@@ -1115,7 +1126,9 @@ mapping::CompositeRule Parser::parse_preset_mapping(const YAML::Node& node, cons
     const bool valid = !name.empty() && std::all_of(name.begin(), name.end(), [](char c) {
         return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_';
     });
-    if (!valid) fail(name_mark, fmt::format("{}.preset: {} is not a preset name ([a-z0-9_-]+)", path, in_quotes(name)));
+    if (!valid)
+        fail(name_mark, fmt::format("{}.preset: {} is not a preset name ([a-z0-9_-]+)", path,
+                                    in_quotes(name)));
     std::string file_path;
     for (const auto& dir : search) {
         std::error_code ec;
@@ -1132,8 +1145,8 @@ mapping::CompositeRule Parser::parse_preset_mapping(const YAML::Node& node, cons
     }
     std::string text;
     if (int err = read_file(file_path, text)) {
-        fail(name_mark, fmt::format("{}.preset: cannot read {}: {}", path, file_path,
-                                    std::strerror(err)));
+        fail(name_mark,
+             fmt::format("{}.preset: cannot read {}: {}", path, file_path, std::strerror(err)));
     }
     PresetFile file = Parser(file_path, env_, false).parse_preset(text);
     // Identifier options rename tables and columns: <<name>> is replaced in the file's text,
@@ -1168,9 +1181,12 @@ mapping::CompositeRule Parser::parse_preset_mapping(const YAML::Node& node, cons
     }
     if (renamed) file = Parser(file_path, env_, false).parse_preset(text);
     // Any <<name>> left names no identifier option (a typo would otherwise reach the SQL).
-    for (std::size_t open = text.find("<<"); open != std::string::npos; open = text.find("<<", open + 2)) {
+    for (std::size_t open = text.find("<<"); open != std::string::npos;
+         open = text.find("<<", open + 2)) {
         std::size_t end = open + 2;
-        while (end < text.size() && (std::isalnum(static_cast<unsigned char>(text[end])) || text[end] == '_')) ++end;
+        while (end < text.size() &&
+               (std::isalnum(static_cast<unsigned char>(text[end])) || text[end] == '_'))
+            ++end;
         if (end > open + 2 && text.compare(end, 2, ">>") == 0) {
             fail(name_mark, fmt::format("{}: preset {} uses {}, which is not an identifier option",
                                         path, name, text.substr(open, end + 2 - open)));
@@ -1188,8 +1204,8 @@ mapping::CompositeRule Parser::parse_preset_mapping(const YAML::Node& node, cons
     for (const auto& o : file.options) declared.push_back(o.name);
     for (const auto& o : options.entries) {
         if (std::find(declared.begin(), declared.end(), o.key) == declared.end()) {
-            fail(o.key_mark, fmt::format("unknown option {} for preset {}{}", in_quotes(o.key), name,
-                                         suggestion(o.key, declared)));
+            fail(o.key_mark, fmt::format("unknown option {} for preset {}{}", in_quotes(o.key),
+                                         name, suggestion(o.key, declared)));
         }
         values[o.key] = scalar(o, options.key_path(o.key));
         if (values[o.key].find("{{") != std::string::npos) {

@@ -9,7 +9,9 @@ namespace authsync::copy {
 
 namespace {
 
-bool is_octal(char c) { return c >= '0' && c <= '7'; }
+bool is_octal(char c) {
+    return c >= '0' && c <= '7';
+}
 
 // Unescapes one field [begin, end) of the row.
 void unescape(std::string_view field, std::string& out, std::size_t column) {
@@ -39,8 +41,10 @@ void unescape(std::string_view field, std::string& out, std::size_t column) {
                     v = v * 16 + hex_value(field[++i]);
                     ++digits;
                 }
-                if (digits == 0) out += 'x';  // "\x" without digits is a plain x, as in COPY
-                else out += static_cast<char>(v);
+                if (digits == 0)
+                    out += 'x';  // "\x" without digits is a plain x, as in COPY
+                else
+                    out += static_cast<char>(v);
                 break;
             }
             default:
@@ -60,19 +64,18 @@ void unescape(std::string_view field, std::string& out, std::size_t column) {
 
 }  // namespace
 
-void parse_text_row(std::string_view line, std::size_t expected_columns,
-                    pgoutput::TupleData& out) {
+void parse_text_row(std::string_view line, std::size_t expected_columns, pgoutput::TupleData& out) {
     if (!line.empty() && line.back() == '\n') line.remove_suffix(1);
     out.resize(expected_columns);
     std::size_t column = 0;
     std::size_t start = 0;
     for (;;) {
         std::size_t tab = line.find('\t', start);
-        std::string_view field =
-            line.substr(start, tab == std::string_view::npos ? std::string_view::npos : tab - start);
+        std::string_view field = line.substr(
+            start, tab == std::string_view::npos ? std::string_view::npos : tab - start);
         if (column >= expected_columns) {
-            throw ProtocolError(fmt::format("malformed COPY row: more than {} columns",
-                                            expected_columns));
+            throw ProtocolError(
+                fmt::format("malformed COPY row: more than {} columns", expected_columns));
         }
         auto& col = out[column];
         if (field == "\\N") {
@@ -87,8 +90,8 @@ void parse_text_row(std::string_view line, std::size_t expected_columns,
         start = tab + 1;
     }
     if (column != expected_columns) {
-        throw ProtocolError(fmt::format("malformed COPY row: {} columns, expected {}", column,
-                                        expected_columns));
+        throw ProtocolError(
+            fmt::format("malformed COPY row: {} columns, expected {}", column, expected_columns));
     }
 }
 

@@ -10,7 +10,9 @@ void ByteReader::fail_at(std::size_t offset, const std::string& message) const {
     throw ProtocolError(fmt::format("malformed {}: {} at offset {}", what_, message, offset));
 }
 
-void ByteReader::fail(const std::string& message) const { fail_at(pos_, message); }
+void ByteReader::fail(const std::string& message) const {
+    fail_at(pos_, message);
+}
 
 void ByteReader::need(std::size_t n, const char* field) const {
     if (remaining() < n) {
@@ -26,8 +28,8 @@ std::uint8_t ByteReader::read_u8() {
 
 std::int16_t ByteReader::read_i16() {
     need(2, "Int16");
-    std::uint16_t v = static_cast<std::uint16_t>(
-        (std::to_integer<unsigned>(bytes_[pos_]) << 8) | std::to_integer<unsigned>(bytes_[pos_ + 1]));
+    std::uint16_t v = static_cast<std::uint16_t>((std::to_integer<unsigned>(bytes_[pos_]) << 8) |
+                                                 std::to_integer<unsigned>(bytes_[pos_ + 1]));
     pos_ += 2;
     return static_cast<std::int16_t>(v);
 }
@@ -40,7 +42,9 @@ std::uint32_t ByteReader::read_u32() {
     return v;
 }
 
-std::int32_t ByteReader::read_i32() { return static_cast<std::int32_t>(read_u32()); }
+std::int32_t ByteReader::read_i32() {
+    return static_cast<std::int32_t>(read_u32());
+}
 
 std::uint64_t ByteReader::read_u64() {
     need(8, "Int64");
@@ -50,7 +54,9 @@ std::uint64_t ByteReader::read_u64() {
     return v;
 }
 
-std::int64_t ByteReader::read_i64() { return static_cast<std::int64_t>(read_u64()); }
+std::int64_t ByteReader::read_i64() {
+    return static_cast<std::int64_t>(read_u64());
+}
 
 std::string ByteReader::read_cstring() {
     for (std::size_t i = pos_; i < bytes_.size(); ++i) {

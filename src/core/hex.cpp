@@ -27,7 +27,8 @@ std::vector<std::byte> hex_decode(std::string_view text) {
         int lo = hex_value(digits[i + 1]);
         if (hi < 0 || lo < 0) {
             std::size_t bad = base + i + (hi < 0 ? 0 : 1);
-            throw ProtocolError(fmt::format("invalid hex: unexpected character at position {}", bad));
+            throw ProtocolError(
+                fmt::format("invalid hex: unexpected character at position {}", bad));
         }
         out.push_back(static_cast<std::byte>(hi * 16 + lo));
     }

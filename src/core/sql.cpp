@@ -18,8 +18,12 @@ std::string quote_with(std::string_view text, char q) {
 
 }  // namespace
 
-std::string quote_identifier(std::string_view name) { return quote_with(name, '"'); }
-std::string quote_literal(std::string_view text) { return quote_with(text, '\''); }
+std::string quote_identifier(std::string_view name) {
+    return quote_with(name, '"');
+}
+std::string quote_literal(std::string_view text) {
+    return quote_with(text, '\'');
+}
 std::string quote_qualified(std::string_view schema, std::string_view name) {
     return quote_identifier(schema) + "." + quote_identifier(name);
 }

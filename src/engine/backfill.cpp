@@ -10,10 +10,10 @@
 
 #include "authsync/apply/batch.hpp"
 #include "authsync/apply/composite.hpp"
-#include "authsync/engine/provisioning.hpp"
 #include "authsync/copy/text_format.hpp"
 #include "authsync/core/hex.hpp"
 #include "authsync/core/sql.hpp"
+#include "authsync/engine/provisioning.hpp"
 #include "authsync/mapping/mapper.hpp"
 
 namespace authsync::engine {
@@ -41,8 +41,8 @@ awaitable<pgoutput::Relation> describe(pg::AsyncConnection& source,
         "AND a.attgenerated = '' AND a.attname = ANY ($3::text[]) ORDER BY a.attnum",
         pg::params(rule.source_schema, rule.source_table, apply::text_array_literal(wanted)));
     if (r.rows() == 0) {
-        throw MappingError(fmt::format("mapping {}: table not found on the source",
-                                       rule.source_name()));
+        throw MappingError(
+            fmt::format("mapping {}: table not found on the source", rule.source_name()));
     }
     pgoutput::Relation rel;
     rel.relation_id = static_cast<pgoutput::RelationId>(std::stoul(std::string(r.get(0, 3))));
@@ -105,9 +105,10 @@ awaitable<std::string> begin_copy(pg::AsyncConnection& source, pg::AsyncConnecti
     // The text form the copy is read in (and mirrors are loaded from) must not depend on the
     // provider's settings: e.g. DateStyle SQL, DMY would swap days and months.
     // (As the replication connection has them: see pg/async_connection.cpp.)
-    co_await source.query("SET LOCAL DateStyle = ISO, MDY; SET LOCAL IntervalStyle = iso_8601; "
-                          "SET LOCAL TimeZone = 'UTC'; SET LOCAL extra_float_digits = 3; "
-                          "SET LOCAL bytea_output = hex");
+    co_await source.query(
+        "SET LOCAL DateStyle = ISO, MDY; SET LOCAL IntervalStyle = iso_8601; "
+        "SET LOCAL TimeZone = 'UTC'; SET LOCAL extra_float_digits = 3; "
+        "SET LOCAL bytea_output = hex");
     co_await target.query("BEGIN");
     co_await target.query(
         "CREATE TEMP TABLE authsync_stage (raw_json jsonb) ON COMMIT DROP;"
@@ -129,9 +130,9 @@ std::string select_list(const pgoutput::Relation& rel) {
 
 // Whether `rule` is the only table mapping that fills its target table.
 bool sole_mapping_of_target(const config::Config& config, const mapping::MappingRule& rule) {
-    const auto sharing = std::count_if(
-        config.mappings.begin(), config.mappings.end(),
-        [&](const auto& m) { return m.target_name() == rule.target_name(); });
+    const auto sharing =
+        std::count_if(config.mappings.begin(), config.mappings.end(),
+                      [&](const auto& m) { return m.target_name() == rule.target_name(); });
     return sharing == 1;
 }
 
@@ -139,7 +140,8 @@ bool sole_mapping_of_target(const config::Config& config, const mapping::Mapping
 awaitable<void> merge_stage(pg::AsyncConnection& target, const mapping::MappingRule& rule,
                             const std::string& table, const std::string& snapshot_time) {
     co_await target.query_params(
-        apply::users_sync_upsert(table, "SELECT raw_json, $1::timestamptz, NULL FROM authsync_stage"),
+        apply::users_sync_upsert(table,
+                                 "SELECT raw_json, $1::timestamptz, NULL FROM authsync_stage"),
         pg::params(snapshot_time));
     co_await target.query_params(
         "INSERT INTO authsync_seen SELECT $1, raw_json->>'id' FROM authsync_stage",
@@ -208,10 +210,11 @@ awaitable<void> reconcile_unseen(pg::AsyncConnection& target, const config::Conf
             r = co_await target.query_params("DELETE FROM " + table + " AS t WHERE " + unseen,
                                              pg::params(rule.target_name()));
         } else {
-            r = co_await target.query_params(
-                "UPDATE " + table + " AS t SET deleted_at = $2::timestamptz WHERE "
-                "t.deleted_at IS NULL AND " + unseen,
-                pg::params(rule.target_name(), snapshot_time));
+            r = co_await target.query_params("UPDATE " + table +
+                                                 " AS t SET deleted_at = $2::timestamptz WHERE "
+                                                 "t.deleted_at IS NULL AND " +
+                                                 unseen,
+                                             pg::params(rule.target_name(), snapshot_time));
         }
         log.info("reconciled {}: {} users no longer on the provider", rule.target_name(),
                  r.affected_rows());
@@ -248,9 +251,10 @@ awaitable<void> copy_mirror(pg::AsyncConnection& source, pg::AsyncConnection& ta
         pg::params(config.source.publication, s.source_schema, s.source_table));
     const std::string list = published_mirror_columns(s, published);
     if (list.empty()) {
-        throw Error(fmt::format("publication \"{}\" publishes none of the columns of "
-                                "{} that preset {} mirrors",
-                                config.source.publication, name, composite.preset));
+        throw Error(
+            fmt::format("publication \"{}\" publishes none of the columns of "
+                        "{} that preset {} mirrors",
+                        config.source.publication, name, composite.preset));
     }
     const auto mirror = quote_qualified("authsync", s.mirror_table);
     // Made anew: it may be missing, or shaped by another version of the preset.
@@ -305,15 +309,14 @@ awaitable<void> run_backfill(pg::AsyncConnection& source, pg::AsyncConnection& t
     std::uint64_t total = 0;
     std::set<std::string> targets;
     for (const auto& rule : config.mappings) {
-        const bool staged = co_await copy_mapping(source, target, config, rule, snapshot_time,
-                                                  status, total, *log);
+        const bool staged =
+            co_await copy_mapping(source, target, config, rule, snapshot_time, status, total, *log);
         if (staged) targets.insert(rule.target_name());
     }
     co_await reconcile_unseen(target, config, targets, snapshot_time, *log);
     co_await copy_composites(source, target, config, status, total, *log);
 
-    auto st = apply::checkpoint_statement(config.source.slot, consistent_point,
-                                          PgTimestamp::now());
+    auto st = apply::checkpoint_statement(config.source.slot, consistent_point, PgTimestamp::now());
     co_await target.query_params(st.sql, st.params);
     co_await target.query("COMMIT");
     co_await source.query("COMMIT");

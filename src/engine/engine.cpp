@@ -1,12 +1,12 @@
 #include "authsync/engine/engine.hpp"
 
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
-#include <fmt/format.h>
-#include <spdlog/spdlog.h>
 
 #include <algorithm>
 #include <functional>
@@ -19,6 +19,7 @@
 #include "authsync/engine/provisioning.hpp"
 #include "authsync/engine/target_writer.hpp"
 #include "authsync/pg/async_connection.hpp"
+#include "authsync/pg/error_class.hpp"
 #include "authsync/pgoutput/decoder.hpp"
 #include "authsync/pgoutput/relation_cache.hpp"
 #include "authsync/pipeline/change_router.hpp"
@@ -177,7 +178,7 @@ private:
 
     pgoutput::Decoder decoder_;
     pgoutput::RelationCache relations_;
-    std::optional<pipeline::ChangeRouter> router_;  // made once lookups are resolved
+    std::optional<pipeline::ChangeRouter> router_;        // made once lookups are resolved
     std::vector<std::unique_ptr<TargetWriter>> writers_;  // the lanes; lane 0 also provisions
     std::optional<pipeline::FlushTracker> tracker_;
     std::vector<pipeline::Operation> operations_;  // scratch, one change's
@@ -248,9 +249,10 @@ awaitable<void> Session::prepare() {
     co_await ensure_target_schema(target, config_);
     auto checkpoint = co_await read_checkpoint(target, src.slot);
     if (checkpoint && !options_.resync && !unusable_mirrors.empty()) {
-        throw FatalError(fmt::format("{}: the mirrors must be copied from the provider again; run "
-                                     "`authsync resync`",
-                                     unusable_mirrors.front()));
+        throw FatalError(
+            fmt::format("{}: the mirrors must be copied from the provider again; run "
+                        "`authsync resync`",
+                        unusable_mirrors.front()));
     }
     co_await source_.connect(src.dsn, "authsync");
     try {
@@ -300,9 +302,10 @@ awaitable<std::optional<std::string>> Session::scope_change(bool has_checkpoint)
         if (r.rows() == 0 || r.get(0, 0) != now) {
             std::string was = "no copy";
             if (r.rows() > 0) was = std::string(r.get(0, 0));
-            changed = fmt::format("preset {}'s mirrors were copied for [{}], the config now says "
-                                  "[{}]: run `authsync resync`",
-                                  composite.preset, was, now);
+            changed = fmt::format(
+                "preset {}'s mirrors were copied for [{}], the config now says "
+                "[{}]: run `authsync resync`",
+                composite.preset, was, now);
         }
     }
     co_return changed;
@@ -312,9 +315,10 @@ awaitable<void> Session::check_publication() {
     const auto& src = config_.source;
     if (!co_await publication_exists(source_, src.publication)) {
         if (!src.create_publication) {
-            throw FatalError(fmt::format("publication \"{}\" does not exist on the source (run "
-                                         "`authsync init`, or set source.create_publication)",
-                                         src.publication));
+            throw FatalError(
+                fmt::format("publication \"{}\" does not exist on the source (run "
+                            "`authsync init`, or set source.create_publication)",
+                            src.publication));
         }
         auto notes = co_await create_publication(source_, config_);
         log_->info("created publication {}", src.publication);
@@ -344,15 +348,16 @@ awaitable<bool> Session::prepare_slot(std::optional<Checkpoint> checkpoint,
     const auto& src = config_.source;
     auto slot = co_await find_slot(source_, src.slot);
     if (slot && slot->plugin != "pgoutput") {
-        throw FatalError(fmt::format("slot {} uses plugin {}, authsync needs pgoutput", src.slot,
-                                     slot->plugin));
+        throw FatalError(
+            fmt::format("slot {} uses plugin {}, authsync needs pgoutput", src.slot, slot->plugin));
     }
     bool resync = options_.resync;
     if (auto lost = slot_lost(src.slot, slot, checkpoint); lost && !resync) {
         if (src.on_slot_lost != config::OnSlotLost::Resync) {
-            throw FatalError(*lost + ": changes made since then are lost to this slot; run "
-                                     "`authsync resync` to rebuild the slot and copy the users "
-                                     "again");
+            throw FatalError(*lost +
+                             ": changes made since then are lost to this slot; run "
+                             "`authsync resync` to rebuild the slot and copy the users "
+                             "again");
         }
         log_->error("{}; resyncing (source.on_slot_lost: resync)", *lost);
         resync = true;
@@ -372,26 +377,25 @@ awaitable<bool> Session::prepare_slot(std::optional<Checkpoint> checkpoint,
         // The copy must see exactly the snapshot the slot starts from: only a slot created now
         // gives one. (A slot left by `init` or by an interrupted copy is simply made again.)
         if (slot->active) {
-            throw pg::PgError(fmt::format("slot {} is active in another process", src.slot),
-                              "55006");
+            throw SlotBusyError(fmt::format("slot {} is active in another process", src.slot));
         }
         co_await source_.query_params("SELECT pg_drop_replication_slot($1)", pg::params(src.slot));
-        log_->info("dropped slot {} to recreate it with a snapshot for the initial copy",
-                   src.slot);
+        log_->info("dropped slot {} to recreate it with a snapshot for the initial copy", src.slot);
         slot.reset();
     }
     Lsn copied_at;
     if (!slot) {
         if (!src.create_slot && !resync) {
-            throw FatalError(fmt::format("slot {} does not exist on the source (run `authsync "
-                                         "init`, or set source.create_slot)",
-                                         src.slot));
+            throw FatalError(
+                fmt::format("slot {} does not exist on the source (run `authsync "
+                            "init`, or set source.create_slot)",
+                            src.slot));
         }
         if (backfill) {
             co_await replication_.connect(src.dsn, "authsync", true);
-            auto created = co_await replication_.query(
-                "CREATE_REPLICATION_SLOT " + quote_identifier(src.slot) +
-                " LOGICAL pgoutput (SNAPSHOT 'export')");
+            auto created = co_await replication_.query("CREATE_REPLICATION_SLOT " +
+                                                       quote_identifier(src.slot) +
+                                                       " LOGICAL pgoutput (SNAPSHOT 'export')");
             copied_at = Lsn::parse_or_throw(created.get(0, 1));
             const std::string snapshot_name(created.get(0, 2));
             log_->info("created slot {} at {}; copying existing users", src.slot,
@@ -506,7 +510,7 @@ awaitable<void> Session::stream() {
             co_await check_durable();
             continue;
         }
-        if (!data) throw pg::PgError("the provider ended the replication stream");
+        if (!data) throw pg::PgError::connection_loss("the provider ended the replication stream");
         auto frame = wire::decode_server_message(data->bytes());
         if (auto* x = std::get_if<wire::XLogData>(&frame)) {
             co_await handle_xlog(*x);
@@ -561,8 +565,8 @@ awaitable<void> Session::handle_xlog(const wire::XLogData& x) {
         }
     } else if (!std::holds_alternative<pgoutput::Origin>(message)) {
         if (!in_transaction_) {
-            throw ProtocolError(fmt::format("{} message outside a transaction",
-                                            pgoutput::message_name(message)));
+            throw ProtocolError(
+                fmt::format("{} message outside a transaction", pgoutput::message_name(message)));
         }
         co_await handle_change(message);
     }
@@ -590,9 +594,10 @@ awaitable<void> Session::commit(const pgoutput::Commit& c) {
     if (!in_transaction_) throw ProtocolError("Commit message outside a transaction");
     // As worker.c: the Commit must close the transaction its Begin opened.
     if (c.commit_lsn != txn_final_lsn_) {
-        throw ProtocolError(fmt::format("Commit at {} closes a transaction that began with "
-                                        "final_lsn {}",
-                                        c.commit_lsn.to_string(), txn_final_lsn_.to_string()));
+        throw ProtocolError(
+            fmt::format("Commit at {} closes a transaction that began with "
+                        "final_lsn {}",
+                        c.commit_lsn.to_string(), txn_final_lsn_.to_string()));
     }
     in_transaction_ = false;
     tracker_->received(c.end_lsn);
@@ -605,8 +610,8 @@ awaitable<void> Session::commit(const pgoutput::Commit& c) {
     ++pending_txns_;
     // A full or old batch goes now; otherwise the stream loop applies it as soon as no more
     // data is waiting.
-    const bool full = std::any_of(writers_.begin(), writers_.end(),
-                                  [](const auto& w) { return w->full(); });
+    const bool full =
+        std::any_of(writers_.begin(), writers_.end(), [](const auto& w) { return w->full(); });
     const bool old = Clock::now() - batch_started_ >= config_.apply.batch_max_delay;
     if (full || old || stop_requested_) co_await apply_batch();
 }
@@ -806,12 +811,13 @@ awaitable<void> Session::check_slot_health() {
     if (auto v = r.get_optional(0, 1)) h.safe_wal_size_bytes = std::stoll(*v);
     if (auto v = r.get_optional(0, 2)) h.retained_wal_bytes = std::stoull(*v);
     if (h.wal_status != previous && (h.wal_status == "unreserved" || h.wal_status == "lost")) {
-        log_->error("slot {} wal_status is {}: the provider {} WAL this slot needs "
-                    "(max_slot_wal_keep_size); {}",
-                    config_.source.slot, *h.wal_status,
-                    *h.wal_status == "lost" ? "has removed" : "may soon remove",
-                    *h.wal_status == "lost" ? "run `authsync resync`"
-                                            : "catch up, or raise max_slot_wal_keep_size");
+        log_->error(
+            "slot {} wal_status is {}: the provider {} WAL this slot needs "
+            "(max_slot_wal_keep_size); {}",
+            config_.source.slot, *h.wal_status,
+            *h.wal_status == "lost" ? "has removed" : "may soon remove",
+            *h.wal_status == "lost" ? "run `authsync resync`"
+                                    : "catch up, or raise max_slot_wal_keep_size");
     }
 }
 
@@ -834,10 +840,11 @@ awaitable<void> Session::monitor_once(bool& heartbeats, Clock::time_point& last_
     } catch (const pg::PgError& e) {
         if (e.sqlstate() != "42501") throw;
         heartbeats = false;
-        log_->warn("heartbeats disabled: {} (GRANT EXECUTE ON FUNCTION "
-                   "pg_logical_emit_message(boolean, text, text) TO the source role to measure "
-                   "end-to-end latency)",
-                   e.what());
+        log_->warn(
+            "heartbeats disabled: {} (GRANT EXECUTE ON FUNCTION "
+            "pg_logical_emit_message(boolean, text, text) TO the source role to measure "
+            "end-to-end latency)",
+            e.what());
     }
 }
 
@@ -855,7 +862,7 @@ awaitable<void> Session::monitor_loop() {
         } catch (const pg::PgError& e) {
             if (!warned) log_->warn("provider monitor: {}", e.what());
             warned = true;
-            if (e.is_connection_failure()) source_.close();
+            if (pg::classify(e) == pg::ErrorClass::Transient) source_.close();
         }
         monitor_timer_.expires_after(std::min<std::chrono::milliseconds>(
             heartbeat_every.count() > 0 ? heartbeat_every : 5000ms, 1000ms));
@@ -882,8 +889,9 @@ void Supervisor::request_stop() {
     stop_deadline_.expires_after(kStopGrace);
     stop_deadline_.async_wait([this](const boost::system::error_code& ec) {
         if (ec || session_ == nullptr) return;
-        logger("engine")->warn("batch still in flight after {} s; rolling it back",
-                               std::chrono::duration_cast<std::chrono::seconds>(kStopGrace).count());
+        logger("engine")->warn(
+            "batch still in flight after {} s; rolling it back",
+            std::chrono::duration_cast<std::chrono::seconds>(kStopGrace).count());
         session_->abort();
     });
 }
@@ -921,15 +929,13 @@ awaitable<int> Supervisor::run() {
             if (stop_requested_ || session.finished()) break;
             // A resync asked for on the command line is done once it has copied.
             session_options_.resync = false;
-        } catch (const pg::PgError& e) {
+        } catch (const Error& e) {
+            // Decided once, by SQLSTATE class and exception type (pg/error_class.hpp).
             failure = e.what();
-            transient = e.is_connection_failure() || e.is_serialization_failure() ||
-                        e.is_object_in_use() || e.sqlstate() == "55P03" || e.sqlstate() == "57014";
+            transient = pg::classify(e) == pg::ErrorClass::Transient;
         } catch (const boost::system::system_error& e) {
             failure = e.what();
-            transient = true;
-        } catch (const Error& e) {
-            failure = e.what();
+            transient = pg::classify(e) == pg::ErrorClass::Transient;
         }
         session_ = nullptr;
         if (stop_requested_) break;

@@ -28,8 +28,7 @@ std::string users_sync_ddl(const std::string& schema, const std::string& table) 
         "  deleted_at timestamptz,\n"
         "  PRIMARY KEY (id));\n"
         "CREATE INDEX IF NOT EXISTS {index} ON {target} (deleted_at);\n",
-        fmt::arg("target", target),
-        fmt::arg("index", quote_identifier(table + "_deleted_at_idx")));
+        fmt::arg("target", target), fmt::arg("index", quote_identifier(table + "_deleted_at_idx")));
 }
 
 namespace {
@@ -103,7 +102,8 @@ awaitable<std::optional<SlotInfo>> find_slot(pg::AsyncConnection& source, const 
 }
 
 awaitable<bool> publication_exists(pg::AsyncConnection& source, const std::string& name) {
-    auto r = co_await source.query_params("SELECT 1 FROM pg_publication WHERE pubname = $1", pg::params(name));
+    auto r = co_await source.query_params("SELECT 1 FROM pg_publication WHERE pubname = $1",
+                                          pg::params(name));
     co_return r.rows() > 0;
 }
 
@@ -116,9 +116,10 @@ awaitable<void> resolve_lookups(pg::AsyncConnection& source, config::Config& con
                 r = co_await source.query(sql);
             } catch (const pg::PgError& e) {
                 if (pg::classify(e) == pg::ErrorClass::Transient) throw;
-                throw LookupError(fmt::format("preset {}: lookup {} failed on the source: {} (is "
-                                              "this the provider's database?)",
-                                              composite.preset, name, e.what()));
+                throw LookupError(
+                    fmt::format("preset {}: lookup {} failed on the source: {} (is "
+                                "this the provider's database?)",
+                                composite.preset, name, e.what()));
             }
             if (r.rows() != 1 || r.columns() != 1 || r.is_null(0, 0)) {
                 throw LookupError(fmt::format(
@@ -270,13 +271,15 @@ awaitable<void> check_published_columns(pg::AsyncConnection& source, const std::
         }
     }
     // (Not a conditional expression over strings: GCC 12 coroutines.)
-    std::string hint = fmt::format("ALTER PUBLICATION {} SET TABLE {} ({}), naming the "
-                                   "publication's other tables too (SET TABLE replaces them all)",
-                                   quote_identifier(pubname), name, column_list(need.columns));
+    std::string hint = fmt::format(
+        "ALTER PUBLICATION {} SET TABLE {} ({}), naming the "
+        "publication's other tables too (SET TABLE replaces them all)",
+        quote_identifier(pubname), name, column_list(need.columns));
     if (need.identity.full) {
-        hint = fmt::format("ALTER TABLE {} REPLICA IDENTITY DEFAULT (or USING INDEX), then "
-                           "{}",
-                           name, hint);
+        hint = fmt::format(
+            "ALTER TABLE {} REPLICA IDENTITY DEFAULT (or USING INDEX), then "
+            "{}",
+            name, hint);
     }
     if (!missing.empty()) {
         problems.push_back({fmt::format("source: publication \"{}\" does not send column(s) {} "
@@ -304,9 +307,10 @@ awaitable<void> add_mapping_tables(pg::AsyncConnection& source, const config::Co
         if (!tables.empty()) tables += ", ";
         tables += table;
         if (!lists) {
-            notes.push_back(fmt::format("{} is published with all its columns: column lists "
-                                        "need PostgreSQL 15 or later on the provider",
-                                        table));
+            notes.push_back(
+                fmt::format("{} is published with all its columns: column lists "
+                            "need PostgreSQL 15 or later on the provider",
+                            table));
             continue;
         }
         const auto published =
@@ -329,12 +333,14 @@ awaitable<void> add_mapping_tables(pg::AsyncConnection& source, const config::Co
 awaitable<void> require_column_lists_for_presets(pg::AsyncConnection& source,
                                                  const config::Config& config) {
     if (config.composites.empty()) co_return;
-    auto v = co_await source.query("SELECT current_setting('server_version_num')::int >= 150000, "
-                                   "current_setting('server_version')");
+    auto v = co_await source.query(
+        "SELECT current_setting('server_version_num')::int >= 150000, "
+        "current_setting('server_version')");
     if (v.get(0, 0) != "t") {
-        throw Error(fmt::format("presets need PostgreSQL 15 or later on the provider "
-                                "(publication column lists and row filters); it runs {}",
-                                v.get(0, 1)));
+        throw Error(
+            fmt::format("presets need PostgreSQL 15 or later on the provider "
+                        "(publication column lists and row filters); it runs {}",
+                        v.get(0, 1)));
     }
 }
 
@@ -402,8 +408,8 @@ awaitable<std::vector<std::string>> create_publication(pg::AsyncConnection& sour
 }
 
 awaitable<void> create_slot(pg::AsyncConnection& source, const std::string& slot) {
-    co_await source.query_params(
-        "SELECT pg_create_logical_replication_slot($1, 'pgoutput')", pg::params(slot));
+    co_await source.query_params("SELECT pg_create_logical_replication_slot($1, 'pgoutput')",
+                                 pg::params(slot));
 }
 
 awaitable<void> ensure_target_schema(pg::AsyncConnection& target, const config::Config& config) {
@@ -418,7 +424,8 @@ awaitable<void> ensure_target_schema(pg::AsyncConnection& target, const config::
     for (const auto& schema : schemas) {
         auto r = co_await target.query_params("SELECT to_regnamespace($1) IS NULL",
                                               pg::params(quote_identifier(schema)));
-        if (r.get(0, 0) == "t" && create_schemas.find(quote_identifier(schema) + ";") == std::string::npos) {
+        if (r.get(0, 0) == "t" &&
+            create_schemas.find(quote_identifier(schema) + ";") == std::string::npos) {
             create_schemas += "CREATE SCHEMA IF NOT EXISTS " + quote_identifier(schema) + ";\n";
         }
     }
@@ -442,12 +449,12 @@ awaitable<void> ensure_target_schema(pg::AsyncConnection& target, const config::
     }
     // One transaction, and an advisory lock so that two instances starting together do not
     // race on CREATE ... IF NOT EXISTS.
-    co_await target.query("BEGIN; SELECT pg_advisory_xact_lock(hashtext('authsync:ddl'));\n" +
-                          ddl + "COMMIT;");
+    co_await target.query("BEGIN; SELECT pg_advisory_xact_lock(hashtext('authsync:ddl'));\n" + ddl +
+                          "COMMIT;");
 }
 
 awaitable<std::vector<std::string>> inspect_mirrors(pg::AsyncConnection& target,
-                                                   const config::Config& config) {
+                                                    const config::Config& config) {
     std::vector<std::string> out;
     for (const auto& composite : config.composites) {
         for (const auto& s : composite.sources) {
@@ -458,8 +465,8 @@ awaitable<std::vector<std::string>> inspect_mirrors(pg::AsyncConnection& target,
                 "AND NOT a.attisdropped ORDER BY a.attnum",
                 pg::params(s.mirror_table));
             if (r.rows() == 0) {
-                out.push_back(fmt::format("mirror {} of preset {} does not exist",
-                                          s.mirror_name(), composite.preset));
+                out.push_back(fmt::format("mirror {} of preset {} does not exist", s.mirror_name(),
+                                          composite.preset));
                 continue;
             }
             std::vector<std::string> have, want;
@@ -467,9 +474,10 @@ awaitable<std::vector<std::string>> inspect_mirrors(pg::AsyncConnection& target,
             for (const auto& c : s.columns) want.push_back(c.name);
             want.emplace_back("authsync_changed_at");
             if (have != want) {
-                out.push_back(fmt::format("mirror {} does not have the columns preset {} mirrors "
-                                          "(it was made by another version of the preset)",
-                                          s.mirror_name(), composite.preset));
+                out.push_back(
+                    fmt::format("mirror {} does not have the columns preset {} mirrors "
+                                "(it was made by another version of the preset)",
+                                s.mirror_name(), composite.preset));
             }
         }
     }
@@ -482,7 +490,8 @@ awaitable<std::map<std::size_t, Checkpoint>> read_lane_checkpoints(pg::AsyncConn
         // (Through to_jsonb: `check` may read a checkpoint table older than the column.)
         std::string("SELECT slot, end_lsn::text, coalesce((to_jsonb(c) ->> "
                     "'covers_acknowledged')::boolean, false) FROM authsync.checkpoint AS c "
-                    "WHERE ") + apply::kSlotCheckpointRows,
+                    "WHERE ") +
+            apply::kSlotCheckpointRows,
         pg::params(slot));
     std::map<std::size_t, Checkpoint> lanes;
     for (int i = 0; i < r.rows(); ++i) {
@@ -531,8 +540,7 @@ awaitable<void> write_lane_rows(pg::AsyncConnection& target, const std::string& 
 
 awaitable<void> delete_lane_checkpoints(pg::AsyncConnection& target, const std::string& slot) {
     co_await target.query_params(
-        "DELETE FROM authsync.checkpoint WHERE starts_with(slot, $1 || '/lane')",
-        pg::params(slot));
+        "DELETE FROM authsync.checkpoint WHERE starts_with(slot, $1 || '/lane')", pg::params(slot));
 }
 
 awaitable<std::vector<Problem>> check_slot_position(pg::AsyncConnection& source,
@@ -546,8 +554,9 @@ awaitable<std::vector<Problem>> check_slot_position(pg::AsyncConnection& source,
     auto slot = co_await find_slot(source, config.source.slot);
     if (!slot) co_return problems;
     if (auto ahead = slot_ahead_of_checkpoint(config.source.slot, *slot, *checkpoint)) {
-        problems.push_back({*ahead, "`authsync resync` drops and re-creates the slot and copies "
-                                    "every user again; `run` stops until then"});
+        problems.push_back({*ahead,
+                            "`authsync resync` drops and re-creates the slot and copies "
+                            "every user again; `run` stops until then"});
     }
     co_return problems;
 }
@@ -556,19 +565,19 @@ std::optional<std::string> slot_lost(const std::string& slot_name,
                                      const std::optional<SlotInfo>& slot,
                                      const std::optional<Checkpoint>& checkpoint) {
     if (slot && slot->wal_status == "lost") {
-        return fmt::format("slot {} is lost (the provider removed WAL it still needed)",
-                           slot_name);
+        return fmt::format("slot {} is lost (the provider removed WAL it still needed)", slot_name);
     }
     if (checkpoint && !slot) {
-        return fmt::format("slot {} does not exist on the source, but the target has a "
-                           "checkpoint at {}",
-                           slot_name, checkpoint->end_lsn.to_string());
+        return fmt::format(
+            "slot {} does not exist on the source, but the target has a "
+            "checkpoint at {}",
+            slot_name, checkpoint->end_lsn.to_string());
     }
     return std::nullopt;
 }
 
-awaitable<std::optional<std::string>> table_missing_from_publication(
-    pg::AsyncConnection& source, const config::Config& config) {
+awaitable<std::optional<std::string>> table_missing_from_publication(pg::AsyncConnection& source,
+                                                                     const config::Config& config) {
     std::vector<std::string> tables;
     for (const auto& m : config.mappings) tables.push_back(m.source_name());
     for (const auto& c : config.composites) {
@@ -609,10 +618,10 @@ awaitable<std::vector<Problem>> check_publication_scope(pg::AsyncConnection& sou
                 "$2 AND tablename = $3",
                 pg::params(pubname, s.source_schema, s.source_table));
             if (pub.rows() == 0) {
-                problems.push_back({fmt::format("source: publication \"{}\" does not include {}",
-                                                pubname, table),
-                                    "drop the publication and let authsync create it (with the "
-                                    "preset's column lists and row filters)"});
+                problems.push_back(
+                    {fmt::format("source: publication \"{}\" does not include {}", pubname, table),
+                     "drop the publication and let authsync create it (with the "
+                     "preset's column lists and row filters)"});
                 continue;
             }
             if (s.row_filter.empty()) continue;
@@ -680,15 +689,15 @@ void check_mirror_columns(const mapping::CompositeRule& composite, const mapping
         if (row < 0) {
             if (!c.optional) {
                 problems.push_back(
-                    {fmt::format("source: column \"{}\" of {} (preset {}) does not exist",
-                                 c.name, table, composite.preset),
+                    {fmt::format("source: column \"{}\" of {} (preset {}) does not exist", c.name,
+                                 table, composite.preset),
                      "the provider's schema is older or newer than the preset expects "
                      "(docs/presets.md lists the columns it reads)"});
             }
             continue;
         }
-        const bool is_key = std::find(s.key_columns.begin(), s.key_columns.end(), c.name) !=
-                            s.key_columns.end();
+        const bool is_key =
+            std::find(s.key_columns.begin(), s.key_columns.end(), c.name) != s.key_columns.end();
         if (is_key && cols.get(row, 1) != "t") {
             problems.push_back(
                 {fmt::format("source: key column \"{}\" of {} is not part of its replica "
@@ -735,10 +744,10 @@ awaitable<void> check_mirror_source(pg::AsyncConnection& source, const config::C
         "'p')",
         pg::params(s.source_schema, s.source_table));
     if (rel.rows() == 0) {
-        problems.push_back({fmt::format("source: table {} of preset {} does not exist", table,
-                                        composite.preset),
-                            "check that the dsn names the provider's database, and the "
-                            "provider's version (docs/presets.md)"});
+        problems.push_back(
+            {fmt::format("source: table {} of preset {} does not exist", table, composite.preset),
+             "check that the dsn names the provider's database, and the "
+             "provider's version (docs/presets.md)"});
         co_return;
     }
     const std::string oid(rel.get(0, 0));
@@ -782,8 +791,7 @@ awaitable<void> check_composite_sources(pg::AsyncConnection& source, const confi
     }
     for (const auto& composite : resolved.composites) {
         for (const auto& s : composite.sources) {
-            co_await check_mirror_source(source, config, composite, s, have_publication,
-                                         problems);
+            co_await check_mirror_source(source, config, composite, s, have_publication, problems);
         }
     }
     if (!have_publication) co_return;
@@ -820,15 +828,15 @@ awaitable<void> check_slot(pg::AsyncConnection& source, const config::Config& co
             "SELECT (SELECT count(*) FROM pg_replication_slots), "
             "current_setting('max_replication_slots')::int");
         if (std::stol(std::string(slots.get(0, 0))) >= std::stol(std::string(slots.get(0, 1)))) {
-            problems.push_back({fmt::format("source: all {} replication slots are in use",
-                                            slots.get(0, 1)),
-                                "drop an unused slot (pg_drop_replication_slot) or raise "
-                                "max_replication_slots and restart the provider"});
+            problems.push_back(
+                {fmt::format("source: all {} replication slots are in use", slots.get(0, 1)),
+                 "drop an unused slot (pg_drop_replication_slot) or raise "
+                 "max_replication_slots and restart the provider"});
         }
         if (!config.source.create_slot) {
-            problems.push_back({fmt::format("source: replication slot \"{}\" does not exist",
-                                            config.source.slot),
-                                "run `authsync init`, or set source.create_slot: true"});
+            problems.push_back(
+                {fmt::format("source: replication slot \"{}\" does not exist", config.source.slot),
+                 "run `authsync init`, or set source.create_slot: true"});
         }
         co_return;
     }
@@ -838,9 +846,9 @@ awaitable<void> check_slot(pg::AsyncConnection& source, const config::Config& co
                             "drop it or choose another source.slot"});
     }
     if (slot->wal_status == "lost") {
-        problems.push_back({fmt::format("source: slot \"{}\" is lost (its WAL was removed)",
-                                        config.source.slot),
-                            "run `authsync resync` to rebuild the slot and copy again"});
+        problems.push_back(
+            {fmt::format("source: slot \"{}\" is lost (its WAL was removed)", config.source.slot),
+             "run `authsync resync` to rebuild the slot and copy again"});
     }
 }
 
@@ -960,9 +968,9 @@ awaitable<std::vector<Problem>> check_source(pg::AsyncConnection& source,
     co_await check_slot(source, config, problems);
     const bool have_publication = co_await publication_exists(source, config.source.publication);
     if (!have_publication && !config.source.create_publication) {
-        problems.push_back({fmt::format("source: publication \"{}\" does not exist",
-                                        config.source.publication),
-                            "run `authsync init`, or set source.create_publication: true"});
+        problems.push_back(
+            {fmt::format("source: publication \"{}\" does not exist", config.source.publication),
+             "run `authsync init`, or set source.create_publication: true"});
     }
     for (const auto& m : config.mappings) {
         co_await check_mapping_source(source, config, m, have_publication, problems);
@@ -1000,21 +1008,23 @@ awaitable<std::vector<Problem>> check_target(pg::AsyncConnection& target,
             const bool may_create = schema_exists ? sp.get(0, 0) == "t" : can_create;
             if (!may_create) {
                 // (No conditional expression over strings here: GCC 12 coroutines.)
-                std::string hint = "GRANT CREATE ON DATABASE <db> TO <role>, or create the schema "
-                                   "for the role (CREATE SCHEMA ... AUTHORIZATION)";
+                std::string hint =
+                    "GRANT CREATE ON DATABASE <db> TO <role>, or create the schema "
+                    "for the role (CREATE SCHEMA ... AUTHORIZATION)";
                 if (schema_exists) {
-                    hint = fmt::format("GRANT CREATE ON SCHEMA {} TO <role>, or run `authsync "
-                                       "init` as a role that may",
-                                       quote_identifier(schema));
+                    hint = fmt::format(
+                        "GRANT CREATE ON SCHEMA {} TO <role>, or run `authsync "
+                        "init` as a role that may",
+                        quote_identifier(schema));
                 }
                 problems.push_back(
                     {fmt::format("target: {} does not exist and the role may not create it", name),
                      hint});
             }
         } else if (r.get(0, 0) != "t") {
-            problems.push_back({fmt::format("target: missing SELECT/INSERT/UPDATE/DELETE on {}", name),
-                                fmt::format("GRANT SELECT, INSERT, UPDATE, DELETE ON {} TO <role>",
-                                            name)});
+            problems.push_back(
+                {fmt::format("target: missing SELECT/INSERT/UPDATE/DELETE on {}", name),
+                 fmt::format("GRANT SELECT, INSERT, UPDATE, DELETE ON {} TO <role>", name)});
         }
     }
     co_return problems;

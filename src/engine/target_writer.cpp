@@ -17,9 +17,13 @@ namespace {
 // Errors that one change can cause in the target (pg::classify's Row: constraint violations,
 // data exceptions, a trigger's RAISE EXCEPTION). Anything else is not the row's fault, and is
 // handled as a failure of the whole session.
-bool is_row_error(const pg::PgError& e) { return pg::classify(e) == pg::ErrorClass::Row; }
+bool is_row_error(const pg::PgError& e) {
+    return pg::classify(e) == pg::ErrorClass::Row;
+}
 
-pg::PipelineQuery query_of(std::string sql) { return {std::move(sql), {}}; }
+pg::PipelineQuery query_of(std::string sql) {
+    return {std::move(sql), {}};
+}
 
 // The first query of a pipeline that failed, if any.
 std::optional<std::size_t> first_failure(const std::vector<pg::PipelineOutcome>& outcomes) {
@@ -186,10 +190,11 @@ void TargetWriter::note_affected(const apply::Statement& st, const pg::Result& r
     for (int i = 0; i < r.rows(); ++i) {
         const auto target = r.get(i, 0);
         if (target == apply::kMissingMirrorRow) {
-            log_->warn("a row of {} with key {} was updated with unchanged TOASTed columns but "
-                       "is not in its mirror; it is left out until it changes again (run "
-                       "`authsync resync` to copy it)",
-                       st.mappings.empty() ? std::string() : st.mappings.front(), r.get(i, 1));
+            log_->warn(
+                "a row of {} with key {} was updated with unchanged TOASTed columns but "
+                "is not in its mirror; it is left out until it changes again (run "
+                "`authsync resync` to copy it)",
+                st.mappings.empty() ? std::string() : st.mappings.front(), r.get(i, 1));
             continue;
         }
         const std::int64_t at = std::stoll(std::string(r.get(i, 2)));
@@ -206,17 +211,17 @@ void TargetWriter::handle_result(const apply::Statement& st, const pg::Result& r
     } else if (st.kind == Kind::Recompute) {
         // (target, upserted, removed): a soft-deleted user or a removed member is a delete.
         for (int i = 0; i < r.rows(); ++i) {
-            batch_.count(std::string(r.get(i, 0)),
-                         {std::stoull(std::string(r.get(i, 1))),
-                          std::stoull(std::string(r.get(i, 2)))});
+            batch_.count(std::string(r.get(i, 0)), {std::stoull(std::string(r.get(i, 1))),
+                                                    std::stoull(std::string(r.get(i, 2)))});
         }
     } else if (st.kind == Kind::UpsertPartial) {
         for (int i = 0; i < r.rows(); ++i) {
             if (r.get(i, 1) != "t") continue;
-            log_->warn("user {} was updated with unchanged TOASTed columns but was not in the "
-                       "target; those keys are missing from its raw_json until they change (run "
-                       "`authsync resync` to copy them)",
-                       r.get(i, 0));
+            log_->warn(
+                "user {} was updated with unchanged TOASTed columns but was not in the "
+                "target; those keys are missing from its raw_json until they change (run "
+                "`authsync resync` to copy them)",
+                r.get(i, 0));
         }
     }
 }
@@ -315,10 +320,10 @@ awaitable<void> TargetWriter::set_aside(const apply::Statement& one, const pg::P
     std::optional<std::string> payload, change_time;
     if (has_payload) payload = one.row_values[0][0];
     if (has_payload && one.row_values[0].size() == 2) change_time = one.row_values[0][1];
-    pg::Params params = pg::params(config_.source.slot, txn_final_lsn_.to_string(), mapping,
-                                   target_of(mapping), escape_ill_formed_utf8(key),
-                                   std::string(upsert ? "upsert" : "delete"), payload, change_time,
-                                   failed.server_message(), failed.sqlstate());
+    pg::Params params =
+        pg::params(config_.source.slot, txn_final_lsn_.to_string(), mapping, target_of(mapping),
+                   escape_ill_formed_utf8(key), std::string(upsert ? "upsert" : "delete"), payload,
+                   change_time, failed.server_message(), failed.sqlstate());
     co_await record_dead_letter(std::move(params));
     ++dead_letters_;
     // what(), not the server's message that the row keeps: it may quote the row's values.
@@ -364,7 +369,8 @@ awaitable<CommitPositions> TargetWriter::commit(std::optional<Lsn> end_lsn,
     if (whole) {
         statements = batch_.take_statements();
         queries.push_back(query_of("BEGIN"));
-        for (auto& st : statements) queries.push_back({std::move(st.sql), std::move(st.params), true});
+        for (auto& st : statements)
+            queries.push_back({std::move(st.sql), std::move(st.params), true});
     } else {
         co_await flush_chunk();
         co_await settle();

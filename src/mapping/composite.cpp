@@ -38,7 +38,8 @@ void for_each_placeholder(std::string_view text, F&& f) {
         if (close == std::string_view::npos) return;
         auto name = text.substr(pos + 2, close - pos - 2);
         bool valid = !name.empty();
-        for (std::size_t i = 0; i < name.size() && valid; ++i) valid = is_name_char(name[i], i == 0);
+        for (std::size_t i = 0; i < name.size() && valid; ++i)
+            valid = is_name_char(name[i], i == 0);
         if (valid) {
             f(name, pos, close + 2);
             pos = close + 2;
@@ -76,16 +77,16 @@ void CompositeRule::resolve(const std::map<std::string, std::string>& values) {
     for (const auto& [name, value] : values) {
         // A value is data: "{{" in it would be taken for a placeholder by a later pass.
         if (value.find("{{") != std::string::npos) {
-            throw ConfigError(fmt::format("preset {}: the value of {} contains \"{{{{\"", preset,
-                                          name));
+            throw ConfigError(
+                fmt::format("preset {}: the value of {} contains \"{{{{\"", preset, name));
         }
     }
     this->values.insert(values.begin(), values.end());
     for_each_sql(*this, [&](std::string& sql) {
         sql = substitute(sql, values);
         if (auto left = first_placeholder(sql)) {
-            throw ConfigError(fmt::format("preset {} uses {{{{{}}}}}, which has no value", preset,
-                                          *left));
+            throw ConfigError(
+                fmt::format("preset {} uses {{{{{}}}}}, which has no value", preset, *left));
         }
     });
 }
@@ -125,8 +126,8 @@ BoundMirror BoundMirror::bind(const MirrorSource& source, const pgoutput::Relati
     b.relation_name_ = relation.namespace_name + "." + relation.relation_name;
     if (relation.namespace_name != source.source_schema ||
         relation.relation_name != source.source_table) {
-        throw MappingError(fmt::format("relation {} is not the mirrored table {}",
-                                       b.relation_name_, source.source_name()));
+        throw MappingError(fmt::format("relation {} is not the mirrored table {}", b.relation_name_,
+                                       source.source_name()));
     }
     b.column_count_ = relation.columns.size();
     for (const auto& c : source.columns) {
@@ -174,8 +175,8 @@ MirrorRow BoundMirror::map_new(const pgoutput::TupleData& tuple,
     for (std::size_t i = 0; i < positions_.size(); ++i) {
         if (positions_[i] < 0) continue;  // optional and absent: NULL
         const auto* col = &tuple[static_cast<std::size_t>(positions_[i])];
-        const bool is_key = std::find(key_indexes_.begin(), key_indexes_.end(), i) !=
-                            key_indexes_.end();
+        const bool is_key =
+            std::find(key_indexes_.begin(), key_indexes_.end(), i) != key_indexes_.end();
         if (col->kind == pgoutput::ColumnKind::UnchangedToast && is_key && old_tuple &&
             old_tuple->size() == column_count_) {
             col = &(*old_tuple)[static_cast<std::size_t>(positions_[i])];
@@ -184,9 +185,10 @@ MirrorRow BoundMirror::map_new(const pgoutput::TupleData& tuple,
             case pgoutput::ColumnKind::Null: break;
             case pgoutput::ColumnKind::UnchangedToast:
                 if (is_key) {
-                    throw MappingError(fmt::format("key column \"{}\" of {} was sent as unchanged "
-                                                   "TOAST without an old tuple",
-                                                   source_.columns[i].name, relation_name_));
+                    throw MappingError(
+                        fmt::format("key column \"{}\" of {} was sent as unchanged "
+                                    "TOAST without an old tuple",
+                                    source_.columns[i].name, relation_name_));
                 }
                 row.present[i] = false;
                 break;
@@ -212,9 +214,10 @@ std::vector<std::string> BoundMirror::key_of_old(const pgoutput::TupleData& old_
     for (auto i : key_indexes_) {
         const auto& col = old_tuple[static_cast<std::size_t>(positions_[i])];
         if (col.kind != pgoutput::ColumnKind::Text) {
-            throw MappingError(fmt::format("key column \"{}\" of {} is missing from the old tuple "
-                                           "(it must be part of the replica identity)",
-                                           source_.columns[i].name, relation_name_));
+            throw MappingError(
+                fmt::format("key column \"{}\" of {} is missing from the old tuple "
+                            "(it must be part of the replica identity)",
+                            source_.columns[i].name, relation_name_));
         }
         key.push_back(col.value);
     }

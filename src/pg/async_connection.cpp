@@ -2,16 +2,20 @@
 
 #include <libpq-fe.h>
 
-#include <boost/asio/use_awaitable.hpp>
 #include <fmt/format.h>
+#include <boost/asio/use_awaitable.hpp>
 
 namespace authsync::pg {
 
 using asio::use_awaitable;
 
-void CopyBuffer::Deleter::operator()(char* p) const { PQfreemem(p); }
+void CopyBuffer::Deleter::operator()(char* p) const {
+    PQfreemem(p);
+}
 
-AsyncConnection::~AsyncConnection() { close(); }
+AsyncConnection::~AsyncConnection() {
+    close();
+}
 
 void AsyncConnection::attach_socket() {
     detach_socket();
@@ -94,8 +98,9 @@ asio::awaitable<void> AsyncConnection::connect(std::string dsn, std::string appl
         keys.push_back("replication");
         values.push_back("database");
         keys.push_back("options");
-        values.push_back("-c datestyle=ISO -c timezone=UTC -c extra_float_digits=3 "
-                         "-c intervalstyle=iso_8601 -c standard_conforming_strings=on");
+        values.push_back(
+            "-c datestyle=ISO -c timezone=UTC -c extra_float_digits=3 "
+            "-c intervalstyle=iso_8601 -c standard_conforming_strings=on");
     }
     keys.push_back(nullptr);
     values.push_back(nullptr);
@@ -111,8 +116,10 @@ asio::awaitable<void> AsyncConnection::connect(std::string dsn, std::string appl
             throw_connection_error("could not connect to " + redacted_dsn_);
         }
         attach_socket();
-        if (poll == PGRES_POLLING_READING) co_await wait_readable();
-        else co_await wait_writable();
+        if (poll == PGRES_POLLING_READING)
+            co_await wait_readable();
+        else
+            co_await wait_writable();
         poll = PQconnectPoll(raw());
     }
     if (PQsetnonblocking(raw(), 1) != 0) throw_connection_error("could not set non-blocking mode");
@@ -123,8 +130,9 @@ asio::awaitable<void> AsyncConnection::connect(std::string dsn, std::string appl
     if (!session_settings_pinned(raw())) {
         co_await query(pin_session_settings_sql(raw()));
         if (!session_settings_pinned(raw())) {
-            throw PgError("the server did not take the session's client_encoding and "
-                          "standard_conforming_strings on");
+            throw PgError(
+                "the server did not take the session's client_encoding and "
+                "standard_conforming_strings on");
         }
     }
 }
@@ -278,8 +286,7 @@ asio::awaitable<Result> AsyncConnection::query_params(std::string sql, Params pa
     co_return co_await collect_results("");
 }
 
-asio::awaitable<void> AsyncConnection::start_copy(const std::string& command,
-                                                  int expected_status) {
+asio::awaitable<void> AsyncConnection::start_copy(const std::string& command, int expected_status) {
     if (!PQsendQuery(raw(), command.c_str())) throw_connection_error("could not send command");
     Result r = co_await collect_results("");
     if (!r || PQresultStatus(r.raw()) != expected_status) {

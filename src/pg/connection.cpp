@@ -27,16 +27,9 @@ PgError PgError::connection_loss(std::string message, std::string server_message
     return e;
 }
 
-bool PgError::is_connection_failure() const {
-    return sqlstate_.empty() || sqlstate_.rfind("08", 0) == 0 || sqlstate_ == "57P01" ||
-           sqlstate_ == "57P02" || sqlstate_ == "57P03";
+bool PgError::is_object_in_use() const {
+    return sqlstate_ == "55006";
 }
-
-bool PgError::is_serialization_failure() const {
-    return sqlstate_ == "40001" || sqlstate_ == "40P01";
-}
-
-bool PgError::is_object_in_use() const { return sqlstate_ == "55006"; }
 
 bool withholds_server_message(std::string_view sqlstate) {
     static constexpr std::string_view kClasses[] = {"22", "P0", "XX", "38", "39", "2F"};
@@ -162,9 +155,7 @@ std::string condition_name(std::string_view sqlstate) {
 void route_notices(pg_conn* conn) {
     PQsetNoticeProcessor(
         conn,
-        [](void*, const char* message) {
-            spdlog::debug("server notice: {}", one_line(message));
-        },
+        [](void*, const char* message) { spdlog::debug("server notice: {}", one_line(message)); },
         nullptr);
 }
 
@@ -253,8 +244,8 @@ std::size_t match_password(std::string_view text, std::string_view password) {
     if (text.size() >= 3 && text[0] == '%') {
         int hi = hex_value(text[1]);
         int lo = hex_value(text[2]);
-        if (hi >= 0 && lo >= 0 && static_cast<unsigned char>(hi * 16 + lo) ==
-                                      static_cast<unsigned char>(c)) {
+        if (hi >= 0 && lo >= 0 &&
+            static_cast<unsigned char>(hi * 16 + lo) == static_cast<unsigned char>(c)) {
             if (password.size() == 1) {
                 best = std::max<std::size_t>(best, 3);
             } else if (auto n = match_password(text.substr(3), password.substr(1))) {
@@ -343,11 +334,19 @@ std::string connection_message(pg_conn* conn, std::string_view message,
 
 Result::Result(pg_result* res) : res_(res) {}
 
-void Result::Deleter::operator()(pg_result* r) const { PQclear(r); }
+void Result::Deleter::operator()(pg_result* r) const {
+    PQclear(r);
+}
 
-int Result::rows() const { return PQntuples(res_.get()); }
-int Result::columns() const { return PQnfields(res_.get()); }
-bool Result::is_null(int row, int column) const { return PQgetisnull(res_.get(), row, column); }
+int Result::rows() const {
+    return PQntuples(res_.get());
+}
+int Result::columns() const {
+    return PQnfields(res_.get());
+}
+bool Result::is_null(int row, int column) const {
+    return PQgetisnull(res_.get(), row, column);
+}
 
 std::string_view Result::get(int row, int column) const {
     return {PQgetvalue(res_.get(), row, column),
@@ -359,14 +358,18 @@ std::optional<std::string> Result::get_optional(int row, int column) const {
     return std::string(get(row, column));
 }
 
-int Result::column_index(const char* name) const { return PQfnumber(res_.get(), name); }
+int Result::column_index(const char* name) const {
+    return PQfnumber(res_.get(), name);
+}
 
 std::uint64_t Result::affected_rows() const {
     const char* n = res_ ? PQcmdTuples(res_.get()) : "";
     return (n && *n) ? std::stoull(n) : 0;
 }
 
-void Connection::Deleter::operator()(pg_conn* c) const { PQfinish(c); }
+void Connection::Deleter::operator()(pg_conn* c) const {
+    PQfinish(c);
+}
 
 const char* session_encoding(pg_conn* conn) {
     const char* server = PQparameterStatus(conn, "server_encoding");
@@ -394,16 +397,17 @@ Connection Connection::connect(const std::string& dsn) {
     if (!c.conn_) throw PgError("could not allocate a connection");
     if (PQstatus(c.raw()) == CONNECTION_OK) route_notices(c.raw());
     if (PQstatus(c.raw()) != CONNECTION_OK) {
-        std::string reason = connection_message(c.raw(), PQerrorMessage(c.raw()),
-                                                dsn_password(dsn).value_or(""));
+        std::string reason =
+            connection_message(c.raw(), PQerrorMessage(c.raw()), dsn_password(dsn).value_or(""));
         throw PgError::connection_loss(
             fmt::format("could not connect to {}: {}", redact_dsn(dsn), reason));
     }
     if (!session_settings_pinned(c.raw())) {
         c.exec(pin_session_settings_sql(c.raw()));
         if (!session_settings_pinned(c.raw())) {
-            throw PgError("the server did not take the session's client_encoding and "
-                          "standard_conforming_strings on");
+            throw PgError(
+                "the server did not take the session's client_encoding and "
+                "standard_conforming_strings on");
         }
     }
     return c;
@@ -442,9 +446,10 @@ void throw_result_error(pg_conn* conn, pg_result* res, std::string_view context)
         if (auto constraint = field(PG_DIAG_CONSTRAINT_NAME); !constraint.empty()) {
             what += " constraint=" + constraint;
         }
-        shown = fmt::format("{} (SQLSTATE {}; the server's message is withheld: it may quote "
-                            "row values)",
-                            what, sqlstate);
+        shown = fmt::format(
+            "{} (SQLSTATE {}; the server's message is withheld: it may quote "
+            "row values)",
+            what, sqlstate);
         spdlog::debug("server message withheld from the error: {}", one_line(server));
     }
     std::string full = context.empty() ? shown : fmt::format("{}: {}", context, shown);
@@ -466,10 +471,8 @@ void check_result(pg_conn* conn, pg_result* res, std::string_view context) {
         case PGRES_COPY_OUT:
         case PGRES_COPY_BOTH:
         case PGRES_SINGLE_TUPLE:
-        case PGRES_PIPELINE_SYNC:
-            return;
-        default:
-            throw_result_error(conn, res, context);
+        case PGRES_PIPELINE_SYNC: return;
+        default: throw_result_error(conn, res, context);
     }
 }
 
@@ -489,7 +492,11 @@ Result Connection::exec_params(const std::string& sql, const Params& params) {
     return r;
 }
 
-int Connection::socket() const { return PQsocket(raw()); }
-int Connection::server_version() const { return PQserverVersion(raw()); }
+int Connection::socket() const {
+    return PQsocket(raw());
+}
+int Connection::server_version() const {
+    return PQserverVersion(raw());
+}
 
 }  // namespace authsync::pg

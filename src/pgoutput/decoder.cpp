@@ -37,8 +37,15 @@ const char* name_of_type_byte(char c) {
 // The minimum protocol version that may send each message type.
 int min_version_of(char c) {
     switch (c) {
-        case 'S': case 'E': case 'c': case 'A': return 2;
-        case 'b': case 'P': case 'K': case 'r': case 'p': return 3;
+        case 'S':
+        case 'E':
+        case 'c':
+        case 'A': return 2;
+        case 'b':
+        case 'P':
+        case 'K':
+        case 'r':
+        case 'p': return 3;
         default: return 1;
     }
 }
@@ -55,8 +62,12 @@ bool read_bool(ByteReader& r, const char* field) {
     return v == 1;
 }
 
-Lsn read_lsn(ByteReader& r) { return Lsn{r.read_u64()}; }
-PgTimestamp read_time(ByteReader& r) { return PgTimestamp{r.read_i64()}; }
+Lsn read_lsn(ByteReader& r) {
+    return Lsn{r.read_u64()};
+}
+PgTimestamp read_time(ByteReader& r) {
+    return PgTimestamp{r.read_i64()};
+}
 
 std::size_t read_length(ByteReader& r, const char* field) {
     auto at = r.offset();
@@ -87,8 +98,9 @@ TupleData read_tuple(ByteReader& r) {
                 break;
             }
             default:
-                r.fail_at(kind_at, fmt::format("unknown tuple column kind 0x{:02x} in column {}",
-                                               static_cast<unsigned>(static_cast<unsigned char>(kind)), i));
+                r.fail_at(kind_at,
+                          fmt::format("unknown tuple column kind 0x{:02x} in column {}",
+                                      static_cast<unsigned>(static_cast<unsigned char>(kind)), i));
         }
         tuple.push_back(std::move(col));
     }
@@ -138,8 +150,8 @@ RelationId read_relation_id(ByteReader& r) {
 
 Decoder::Decoder(DecoderOptions options) : options_(options) {
     if (options_.proto_version < 1 || options_.proto_version > 4) {
-        throw ProtocolError(fmt::format("unsupported pgoutput protocol version {}",
-                                        options_.proto_version));
+        throw ProtocolError(
+            fmt::format("unsupported pgoutput protocol version {}", options_.proto_version));
     }
 }
 
@@ -148,9 +160,9 @@ Message Decoder::decode(std::span<const std::byte> bytes) {
     const char type = std::to_integer<char>(bytes[0]);
     const char* what = name_of_type_byte(type);
     if (what == nullptr) {
-        throw ProtocolError(fmt::format(
-            "malformed pgoutput message: unknown message type 0x{:02x} at offset 0",
-            static_cast<unsigned>(static_cast<unsigned char>(type))));
+        throw ProtocolError(
+            fmt::format("malformed pgoutput message: unknown message type 0x{:02x} at offset 0",
+                        static_cast<unsigned>(static_cast<unsigned char>(type))));
     }
     ByteReader r(bytes, what);
     r.read_u8();
@@ -159,8 +171,16 @@ Message Decoder::decode(std::span<const std::byte> bytes) {
     }
     // Messages that may only appear outside, or only inside, a Stream Start/Stop block.
     switch (type) {
-        case 'B': case 'C': case 'S': case 'c': case 'A':
-        case 'b': case 'P': case 'K': case 'r': case 'p':
+        case 'B':
+        case 'C':
+        case 'S':
+        case 'c':
+        case 'A':
+        case 'b':
+        case 'P':
+        case 'K':
+        case 'r':
+        case 'p':
             if (in_stream_) r.fail_at(0, "inside a streamed block (no Stream Stop seen)");
             break;
         case 'E':

@@ -57,31 +57,42 @@ struct Renderer {
     const RelationCache& relations;
 
     json operator()(const Begin& m) const {
-        return {{"type", "Begin"}, {"final_lsn", m.final_lsn.to_string()},
-                {"commit_time", m.commit_time.to_iso8601()}, {"xid", m.xid}};
+        return {{"type", "Begin"},
+                {"final_lsn", m.final_lsn.to_string()},
+                {"commit_time", m.commit_time.to_iso8601()},
+                {"xid", m.xid}};
     }
     json operator()(const Commit& m) const {
-        return {{"type", "Commit"}, {"flags", m.flags}, {"commit_lsn", m.commit_lsn.to_string()},
-                {"end_lsn", m.end_lsn.to_string()}, {"commit_time", m.commit_time.to_iso8601()}};
+        return {{"type", "Commit"},
+                {"flags", m.flags},
+                {"commit_lsn", m.commit_lsn.to_string()},
+                {"end_lsn", m.end_lsn.to_string()},
+                {"commit_time", m.commit_time.to_iso8601()}};
     }
     json operator()(const Origin& m) const {
         return {{"type", "Origin"}, {"commit_lsn", m.commit_lsn.to_string()}, {"name", m.name}};
     }
     json operator()(const Relation& m) const {
-        json j = {{"type", "Relation"}, {"relation_id", m.relation_id},
-                  {"namespace", m.namespace_name}, {"name", m.relation_name},
+        json j = {{"type", "Relation"},
+                  {"relation_id", m.relation_id},
+                  {"namespace", m.namespace_name},
+                  {"name", m.relation_name},
                   {"replica_identity", std::string(1, static_cast<char>(m.replica_identity))}};
         put_xid(j, m.xid);
         json cols = json::array();
         for (const auto& c : m.columns) {
-            cols.push_back({{"name", c.name}, {"type_id", c.type_id},
-                            {"type_modifier", c.type_modifier}, {"key", c.part_of_key}});
+            cols.push_back({{"name", c.name},
+                            {"type_id", c.type_id},
+                            {"type_modifier", c.type_modifier},
+                            {"key", c.part_of_key}});
         }
         j["columns"] = std::move(cols);
         return j;
     }
     json operator()(const Type& m) const {
-        json j = {{"type", "Type"}, {"type_id", m.type_id}, {"namespace", m.namespace_name},
+        json j = {{"type", "Type"},
+                  {"type_id", m.type_id},
+                  {"namespace", m.namespace_name},
                   {"name", m.type_name}};
         put_xid(j, m.xid);
         return j;
@@ -116,7 +127,8 @@ struct Renderer {
         return j;
     }
     json operator()(const Truncate& m) const {
-        json j = {{"type", "Truncate"}, {"cascade", m.cascade()},
+        json j = {{"type", "Truncate"},
+                  {"cascade", m.cascade()},
                   {"restart_identity", m.restart_identity()}};
         put_xid(j, m.xid);
         json rels = json::array();
@@ -125,8 +137,10 @@ struct Renderer {
         return j;
     }
     json operator()(const LogicalMessage& m) const {
-        json j = {{"type", "Message"}, {"transactional", m.transactional},
-                  {"lsn", m.lsn.to_string()}, {"prefix", m.prefix}};
+        json j = {{"type", "Message"},
+                  {"transactional", m.transactional},
+                  {"lsn", m.lsn.to_string()},
+                  {"prefix", m.prefix}};
         put_xid(j, m.xid);
         // Content is arbitrary bytes: show it as text only when it is valid for JSON.
         try {
@@ -142,8 +156,11 @@ struct Renderer {
     }
     json operator()(const StreamStop&) const { return {{"type", "Stream Stop"}}; }
     json operator()(const StreamCommit& m) const {
-        return {{"type", "Stream Commit"}, {"xid", m.xid}, {"flags", m.flags},
-                {"commit_lsn", m.commit_lsn.to_string()}, {"end_lsn", m.end_lsn.to_string()},
+        return {{"type", "Stream Commit"},
+                {"xid", m.xid},
+                {"flags", m.flags},
+                {"commit_lsn", m.commit_lsn.to_string()},
+                {"end_lsn", m.end_lsn.to_string()},
                 {"commit_time", m.commit_time.to_iso8601()}};
     }
     json operator()(const StreamAbort& m) const {
@@ -153,26 +170,40 @@ struct Renderer {
         return j;
     }
     json operator()(const BeginPrepare& m) const {
-        return {{"type", "Begin Prepare"}, {"prepare_lsn", m.prepare_lsn.to_string()},
-                {"end_lsn", m.end_lsn.to_string()}, {"prepare_time", m.prepare_time.to_iso8601()},
-                {"xid", m.xid}, {"gid", m.gid}};
+        return {{"type", "Begin Prepare"},
+                {"prepare_lsn", m.prepare_lsn.to_string()},
+                {"end_lsn", m.end_lsn.to_string()},
+                {"prepare_time", m.prepare_time.to_iso8601()},
+                {"xid", m.xid},
+                {"gid", m.gid}};
     }
     json operator()(const Prepare& m) const {
-        return {{"type", m.streamed ? "Stream Prepare" : "Prepare"}, {"flags", m.flags},
-                {"prepare_lsn", m.prepare_lsn.to_string()}, {"end_lsn", m.end_lsn.to_string()},
-                {"prepare_time", m.prepare_time.to_iso8601()}, {"xid", m.xid}, {"gid", m.gid}};
+        return {{"type", m.streamed ? "Stream Prepare" : "Prepare"},
+                {"flags", m.flags},
+                {"prepare_lsn", m.prepare_lsn.to_string()},
+                {"end_lsn", m.end_lsn.to_string()},
+                {"prepare_time", m.prepare_time.to_iso8601()},
+                {"xid", m.xid},
+                {"gid", m.gid}};
     }
     json operator()(const CommitPrepared& m) const {
-        return {{"type", "Commit Prepared"}, {"flags", m.flags},
-                {"commit_lsn", m.commit_lsn.to_string()}, {"end_lsn", m.end_lsn.to_string()},
-                {"commit_time", m.commit_time.to_iso8601()}, {"xid", m.xid}, {"gid", m.gid}};
+        return {{"type", "Commit Prepared"},
+                {"flags", m.flags},
+                {"commit_lsn", m.commit_lsn.to_string()},
+                {"end_lsn", m.end_lsn.to_string()},
+                {"commit_time", m.commit_time.to_iso8601()},
+                {"xid", m.xid},
+                {"gid", m.gid}};
     }
     json operator()(const RollbackPrepared& m) const {
-        return {{"type", "Rollback Prepared"}, {"flags", m.flags},
+        return {{"type", "Rollback Prepared"},
+                {"flags", m.flags},
                 {"prepare_end_lsn", m.prepare_end_lsn.to_string()},
                 {"rollback_end_lsn", m.rollback_end_lsn.to_string()},
                 {"prepare_time", m.prepare_time.to_iso8601()},
-                {"rollback_time", m.rollback_time.to_iso8601()}, {"xid", m.xid}, {"gid", m.gid}};
+                {"rollback_time", m.rollback_time.to_iso8601()},
+                {"xid", m.xid},
+                {"gid", m.gid}};
     }
 };
 

@@ -10,7 +10,9 @@ void RelationCache::apply(const Relation& relation) {
     relations_.insert_or_assign(relation.relation_id, relation);
 }
 
-void RelationCache::apply(const Type& type) { types_.insert_or_assign(type.type_id, type); }
+void RelationCache::apply(const Type& type) {
+    types_.insert_or_assign(type.type_id, type);
+}
 
 const Relation* RelationCache::find(RelationId id) const {
     auto it = relations_.find(id);
@@ -19,8 +21,8 @@ const Relation* RelationCache::find(RelationId id) const {
 
 const Relation& RelationCache::get(RelationId id, const char* message) const {
     if (const Relation* r = find(id)) return *r;
-    throw ProtocolError(
-        fmt::format("{} message for unknown relation id {} (no Relation message seen)", message, id));
+    throw ProtocolError(fmt::format(
+        "{} message for unknown relation id {} (no Relation message seen)", message, id));
 }
 
 const Type* RelationCache::find_type(TypeId id) const {

@@ -22,7 +22,9 @@ Upsert upsert_of(const BoundMirror& m, const pgoutput::TupleData& tuple,
                  const pgoutput::TupleData* old_tuple) {
     return Upsert{{}, m.map_new(tuple, old_tuple)};
 }
-std::string key_text(const BoundMapping&, const Upsert& u) { return u.image.key; }
+std::string key_text(const BoundMapping&, const Upsert& u) {
+    return u.image.key;
+}
 std::string key_text(const BoundMirror& m, const Upsert& u) {
     return mirror_key_text(m.key_of(u.row));
 }
@@ -32,8 +34,12 @@ Remove remove_of(const BoundMapping& m, const pgoutput::TupleData& old_tuple) {
 Remove remove_of(const BoundMirror& m, const pgoutput::TupleData& old_tuple) {
     return Remove{{}, m.key_of_old(old_tuple)};
 }
-std::string key_text(const BoundMapping&, const Remove& r) { return r.key; }
-std::string key_text(const BoundMirror&, const Remove& r) { return mirror_key_text(r.mirror_key); }
+std::string key_text(const BoundMapping&, const Remove& r) {
+    return r.key;
+}
+std::string key_text(const BoundMirror&, const Remove& r) {
+    return mirror_key_text(r.mirror_key);
+}
 
 // `changed.id`, `changed."id"`, optionally cast `::text`: the changed row's own key column.
 bool names_key_column(std::string key, const std::string& column) {
@@ -66,8 +72,7 @@ bool ChangeRouter::routable(const mapping::CompositeRule& composite) {
 }
 
 ChangeRouter::ChangeRouter(const std::vector<mapping::MappingRule>& mappings,
-                           const std::vector<mapping::CompositeRule>& composites,
-                           std::size_t lanes)
+                           const std::vector<mapping::CompositeRule>& composites, std::size_t lanes)
     : mappings_(mappings), composites_(composites), lanes_(lanes) {
     if (lanes == 0) throw ConfigError("apply.lanes must be at least 1");
 }
@@ -134,8 +139,7 @@ void ChangeRouter::route_change(const Destination& d, const Bound& bound,
     }
 }
 
-void ChangeRouter::route(const pgoutput::Message& message,
-                         const pgoutput::RelationCache& relations,
+void ChangeRouter::route(const pgoutput::Message& message, const pgoutput::RelationCache& relations,
                          std::vector<Operation>& out) const {
     using pgoutput::RelationCache;
     if (auto* tr = std::get_if<pgoutput::Truncate>(&message)) {
@@ -168,9 +172,10 @@ void ChangeRouter::route(const pgoutput::Message& message,
         id = del->relation_id;
         RelationCache::check_tuple(relations.get(id, "Delete"), del->old_tuple, "Delete");
     } else {
-        throw ProtocolError(fmt::format("unexpected {} message (authsync asks for protocol 1 "
-                                        "without streaming or two-phase)",
-                                        pgoutput::message_name(message)));
+        throw ProtocolError(
+            fmt::format("unexpected {} message (authsync asks for protocol 1 "
+                        "without streaming or two-phase)",
+                        pgoutput::message_name(message)));
     }
     const auto* d = destination_for(id);
     if (!d) return;

@@ -40,7 +40,9 @@ Lsn FlushTracker::resume_lsn() const {
     return lowest;
 }
 
-void FlushTracker::received(Lsn end_lsn) { received_ = std::max(received_, end_lsn); }
+void FlushTracker::received(Lsn end_lsn) {
+    received_ = std::max(received_, end_lsn);
+}
 
 void FlushTracker::committed(WriterId w, Lsn end_lsn, std::optional<Lsn> target_point) {
     auto& writer = writers_.at(w);
@@ -60,8 +62,7 @@ void FlushTracker::target_flushed(WriterId w, Lsn flush) {
 void FlushTracker::advance(Writer& writer, std::optional<Lsn> flush) {
     while (!writer.unflushed.empty()) {
         const auto& front = writer.unflushed.front();
-        const bool durable =
-            !front.target_point || (flush && *front.target_point <= *flush);
+        const bool durable = !front.target_point || (flush && *front.target_point <= *flush);
         if (!durable) break;
         writer.durable = std::max(writer.durable, front.source_end_lsn);
         writer.unflushed.pop_front();

@@ -2,6 +2,8 @@
 
 #include <openssl/ssl.h>
 
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/redirect_error.hpp>
@@ -11,8 +13,6 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
-#include <fmt/format.h>
-#include <spdlog/spdlog.h>
 
 #include "authsync/core/error.hpp"
 #include "authsync/core/host_port.hpp"
@@ -60,7 +60,9 @@ HttpServer::HttpServer(asio::any_io_executor executor, ListenOptions listen, Rou
       options_(std::move(options)),
       snapshot_(std::move(snapshot)) {}
 
-HttpServer::~HttpServer() { stop(); }
+HttpServer::~HttpServer() {
+    stop();
+}
 
 void HttpServer::start() {
     auto endpoint = parse_listen(listen_.listen);
@@ -77,8 +79,8 @@ void HttpServer::start() {
         }
         tls->use_private_key_file(listen_.key_file, asio::ssl::context::pem, ec);
         if (ec) {
-            throw ConfigError(fmt::format("status.tls: cannot load key {}: {}", listen_.key_file,
-                                          ec.message()));
+            throw ConfigError(
+                fmt::format("status.tls: cannot load key {}: {}", listen_.key_file, ec.message()));
         }
         if (SSL_CTX_check_private_key(tls->native_handle()) != 1) {
             throw ConfigError(fmt::format("status.tls: key {} does not match certificate {}",
@@ -93,8 +95,8 @@ void HttpServer::start() {
     if (!ec) acceptor_->bind(endpoint, ec);
     if (!ec) acceptor_->listen(asio::socket_base::max_listen_connections, ec);
     if (ec) {
-        throw ConfigError(fmt::format("status endpoint: cannot listen on {}: {}", listen_.listen,
-                                      ec.message()));
+        throw ConfigError(
+            fmt::format("status endpoint: cannot listen on {}: {}", listen_.listen, ec.message()));
     }
     spdlog::info("status endpoint on {}://{}:{}/ max_connections={}", tls_ ? "https" : "http",
                  endpoint.address().to_string(), port(), listen_.max_connections);
@@ -122,9 +124,10 @@ asio::awaitable<void> HttpServer::accept_loop() {
         if (ec == asio::error::operation_aborted || !acceptor_->is_open()) co_return;
         if (ec) {
             if (!failing) {
-                spdlog::warn("status endpoint: cannot accept connections ({}); retrying every "
-                             "{} ms open={}",
-                             ec.message(), kAcceptBackoff.count(), open_);
+                spdlog::warn(
+                    "status endpoint: cannot accept connections ({}); retrying every "
+                    "{} ms open={}",
+                    ec.message(), kAcceptBackoff.count(), open_);
             }
             failing = true;
             backoff.expires_after(kAcceptBackoff);
@@ -139,9 +142,10 @@ asio::awaitable<void> HttpServer::accept_loop() {
             // Its descriptor goes back at once: a flood of connections cannot take the ones
             // the database connections need.
             if (!full) {
-                spdlog::warn("status endpoint: {} connections open, closing new ones until one "
-                             "ends max_connections={}",
-                             open_, listen_.max_connections);
+                spdlog::warn(
+                    "status endpoint: {} connections open, closing new ones until one "
+                    "ends max_connections={}",
+                    open_, listen_.max_connections);
             }
             full = true;
             socket.close(ec);

@@ -48,9 +48,9 @@ ServerMessage decode_server_message(std::span<const std::byte> copy_data) {
         r.expect_end();
         return k;
     }
-    throw ProtocolError(fmt::format(
-        "malformed CopyData: unknown replication message type 0x{:02x} at offset 0",
-        static_cast<unsigned>(std::to_integer<unsigned char>(copy_data[0]))));
+    throw ProtocolError(
+        fmt::format("malformed CopyData: unknown replication message type 0x{:02x} at offset 0",
+                    static_cast<unsigned>(std::to_integer<unsigned char>(copy_data[0]))));
 }
 
 std::array<std::byte, kStandbyStatusUpdateSize> encode_standby_status_update(

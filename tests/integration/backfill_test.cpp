@@ -25,12 +25,16 @@ const char* kTargetState =
     "WHERE deleted_at IS NULL";
 
 void add_users(SyncFixture& f, int from, int to) {
-    f.provider().exec("INSERT INTO public.users (id, name, email, metadata) SELECT 'u' || i, "
-                      "'User ' || i, 'user' || i || '@example.com', jsonb_build_object('i', i) "
-                      "FROM generate_series(" + std::to_string(from) + ", " + std::to_string(to) + ") i");
+    f.provider().exec(
+        "INSERT INTO public.users (id, name, email, metadata) SELECT 'u' || i, "
+        "'User ' || i, 'user' || i || '@example.com', jsonb_build_object('i', i) "
+        "FROM generate_series(" +
+        std::to_string(from) + ", " + std::to_string(to) + ") i");
 }
 
-bool in_sync(SyncFixture& f) { return f.provider_value(kProviderState) == f.target_value(kTargetState); }
+bool in_sync(SyncFixture& f) {
+    return f.provider_value(kProviderState) == f.target_value(kTargetState);
+}
 
 }  // namespace
 
@@ -39,9 +43,11 @@ TEST_CASE("existing users are copied before streaming starts", "[backfill][integ
     add_users(f, 1, 5000);
     f.provider().exec("UPDATE public.users SET email = NULL, version = 2 WHERE id = 'u7'");
     f.start();
-    REQUIRE(wait_until([&] { return f.target_value("SELECT count(*) FROM neon_auth.users_sync") == "5000"; }));
+    REQUIRE(wait_until(
+        [&] { return f.target_value("SELECT count(*) FROM neon_auth.users_sync") == "5000"; }));
     CHECK(in_sync(f));
-    CHECK(f.target_value("SELECT raw_json->>'server_metadata' FROM neon_auth.users_sync WHERE id = 'u42'") ==
+    CHECK(f.target_value(
+              "SELECT raw_json->>'server_metadata' FROM neon_auth.users_sync WHERE id = 'u42'") ==
           "{\"i\": 42}");
     // And the stream continues from the copy's consistent point.
     f.provider().exec("INSERT INTO public.users (id, name) VALUES ('after', 'After')");
@@ -50,7 +56,8 @@ TEST_CASE("existing users are copied before streaming starts", "[backfill][integ
     CHECK(in_sync(f));
     CHECK_THAT(f.process().log(), Catch::Contains("copied 5000 rows of public.users"));
     // /status keeps the copy's progress.
-    auto status = nlohmann::json::parse(test::run_shell_output("curl -s -m 5 " + f.status_url() + "/status"));
+    auto status =
+        nlohmann::json::parse(test::run_shell_output("curl -s -m 5 " + f.status_url() + "/status"));
     CHECK(status["snapshot"]["public.users"]["rows_copied"] == 5000);
     CHECK(status["snapshot"]["public.users"]["rows_estimated"].is_number());
     CHECK(f.stop() == 0);
@@ -70,11 +77,15 @@ TEST_CASE("changes made during the copy are neither lost nor doubled", "[backfil
             auto k = std::to_string(id(rng));
             switch (op(rng)) {
                 case 0: conn.exec("DELETE FROM public.users WHERE id = 'u" + k + "'"); break;
-                case 1: conn.exec("INSERT INTO public.users (id, name) VALUES ('u" +
-                                  std::to_string(next++) + "', 'new')"); break;
+                case 1:
+                    conn.exec("INSERT INTO public.users (id, name) VALUES ('u" +
+                              std::to_string(next++) + "', 'new')");
+                    break;
                 default:
-                    conn.exec("UPDATE public.users SET version = version + 1, name = 'changed' "
-                              "WHERE id = 'u" + k + "'");
+                    conn.exec(
+                        "UPDATE public.users SET version = version + 1, name = 'changed' "
+                        "WHERE id = 'u" +
+                        k + "'");
             }
             ++ops;
             // A steady trickle, not a flood: the point is overlap with the copy.
@@ -93,7 +104,8 @@ TEST_CASE("changes made during the copy are neither lost nor doubled", "[backfil
     // Not start(): the slot streams only after the copy, which takes long under sanitizers.
     f.start_unchecked();
     // Keep writing until the copy is over, and a little after.
-    wait_until([&] { return f.process().log().find("initial copy done") != std::string::npos; }, 300s);
+    wait_until([&] { return f.process().log().find("initial copy done") != std::string::npos; },
+               300s);
     std::this_thread::sleep_for(500ms);
     done = true;
     writer.join();
@@ -109,7 +121,8 @@ TEST_CASE("a copy killed halfway starts over cleanly", "[backfill][integration]"
     SyncFixture f;
     add_users(f, 1, 300000);
     f.start_unchecked();
-    REQUIRE(wait_until([&] { return f.process().log().find("copying existing users") != std::string::npos; }));
+    REQUIRE(wait_until(
+        [&] { return f.process().log().find("copying existing users") != std::string::npos; }));
     std::this_thread::sleep_for(300ms);
     REQUIRE(f.process().log().find("initial copy done") == std::string::npos);
     f.kill9();
@@ -117,7 +130,8 @@ TEST_CASE("a copy killed halfway starts over cleanly", "[backfill][integration]"
     CHECK(f.target_value("SELECT count(*) FROM authsync.checkpoint") == "0");
     f.provider().exec("DELETE FROM public.users WHERE id IN ('u1', 'u2')");
     f.start_unchecked();
-    REQUIRE(wait_until([&] { return f.process().log().find("initial copy done") != std::string::npos; }, 120s));
+    REQUIRE(wait_until(
+        [&] { return f.process().log().find("initial copy done") != std::string::npos; }, 120s));
     REQUIRE(f.wait_caught_up(60s));
     CHECK(in_sync(f));
     CHECK(f.target_value("SELECT count(*) FROM neon_auth.users_sync") == "299998");
@@ -137,7 +151,8 @@ TEST_CASE("snapshot: never streams only what changes", "[backfill][integration]"
     CHECK(f.stop() == 0);
 }
 
-TEST_CASE("a lost slot stops with advice; resync repairs it and reconciles deletions", "[backfill][integration]") {
+TEST_CASE("a lost slot stops with advice; resync repairs it and reconciles deletions",
+          "[backfill][integration]") {
     test::PgCluster small("small-wal", {"max_slot_wal_keep_size = 1MB", "wal_keep_size = 0",
                                         "max_wal_size = 32MB", "min_wal_size = 32MB"});
     test::SyncOptions options;
@@ -145,7 +160,8 @@ TEST_CASE("a lost slot stops with advice; resync repairs it and reconciles delet
     SyncFixture f(options);
     add_users(f, 1, 100);
     f.start();
-    REQUIRE(wait_until([&] { return f.target_value("SELECT count(*) FROM neon_auth.users_sync") == "100"; }));
+    REQUIRE(wait_until(
+        [&] { return f.target_value("SELECT count(*) FROM neon_auth.users_sync") == "100"; }));
     REQUIRE(f.stop() == 0);
 
     // While authsync is stopped: users change, and enough WAL goes by to invalidate the slot.
@@ -153,15 +169,20 @@ TEST_CASE("a lost slot stops with advice; resync repairs it and reconciles delet
     f.provider().exec("INSERT INTO public.users (id, name) VALUES ('while-away', 'W')");
     auto admin = small.connect(f.provider_db);
     for (int i = 0; i < 6; ++i) {
-        admin.exec("CREATE TABLE IF NOT EXISTS filler (x text); INSERT INTO filler SELECT repeat('x', 1000) FROM generate_series(1, 5000)");
+        admin.exec(
+            "CREATE TABLE IF NOT EXISTS filler (x text); INSERT INTO filler SELECT repeat('x', "
+            "1000) FROM generate_series(1, 5000)");
         admin.exec("SELECT pg_switch_wal()");
         admin.exec("CHECKPOINT");
     }
-    REQUIRE(wait_until([&] {
-        auto r = small.connect().exec_params(
-            "SELECT wal_status FROM pg_replication_slots WHERE slot_name = $1", pg::params(f.slot()));
-        return r.rows() == 1 && r.get(0, 0) == "lost";
-    }, 30s));
+    REQUIRE(wait_until(
+        [&] {
+            auto r = small.connect().exec_params(
+                "SELECT wal_status FROM pg_replication_slots WHERE slot_name = $1",
+                pg::params(f.slot()));
+            return r.rows() == 1 && r.get(0, 0) == "lost";
+        },
+        30s));
 
     f.start_unchecked();
     CHECK(f.process().wait(30s) == 1);

@@ -17,8 +17,8 @@ constexpr const char* kDir = "better-auth";
 
 SyncOptions camel_options() {
     SyncOptions o;
-    o.provider_ddl = read_preset_fixture(kDir, "schema.sql") + "\n" +
-                     read_preset_fixture(kDir, "workload.sql");
+    o.provider_ddl =
+        read_preset_fixture(kDir, "schema.sql") + "\n" + read_preset_fixture(kDir, "workload.sql");
     o.mappings_yaml = "  - preset: better-auth\n";
     o.log_level = "info";
     return o;
@@ -53,13 +53,15 @@ std::map<std::string, std::string> target_queries() {
         {"teams",
          "SELECT id, display_name, profile_image_url, client_metadata::text, "
          "client_read_only_metadata::text, server_metadata #>> '{}', to_char(created_at AT "
-         "TIME ZONE 'UTC', " + t + ") FROM neon_auth.teams_sync"},
+         "TIME ZONE 'UTC', " +
+             t + ") FROM neon_auth.teams_sync"},
         {"team_members",
          "SELECT team_id, user_id, display_name, role, is_selected::text, to_char(joined_at AT "
-         "TIME ZONE 'UTC', " + t + ") FROM neon_auth.team_members_sync"},
+         "TIME ZONE 'UTC', " +
+             t + ") FROM neon_auth.team_members_sync"},
         {"permissions",
-         "SELECT id, user_id, team_id, permission_id, to_char(granted_at AT TIME ZONE 'UTC', " +
-             t + ") FROM neon_auth.user_permissions_sync"},
+         "SELECT id, user_id, team_id, permission_id, to_char(granted_at AT TIME ZONE 'UTC', " + t +
+             ") FROM neon_auth.user_permissions_sync"},
     };
 }
 
@@ -78,7 +80,9 @@ void require_in_sync(SyncFixture& f, const std::string& suffix) {
     }
 }
 
-void call(SyncFixture& f, const std::string& sql) { f.provider().exec(sql); }
+void call(SyncFixture& f, const std::string& sql) {
+    f.provider().exec(sql);
+}
 
 }  // namespace
 

@@ -15,7 +15,8 @@ std::string write_config(const std::string& path, const std::string& source_dsn,
     std::ofstream f(path);
     f << "source:\n  dsn: \"" << source_dsn << "\"\n  slot: check_slot\n"
       << "target:\n  dsn: \"" << target_dsn << "\"\n"
-      << "mappings:\n" << mappings;
+      << "mappings:\n"
+      << mappings;
     return path;
 }
 
@@ -29,7 +30,8 @@ TEST_CASE("check passes on a well-prepared provider and target", "[commands][int
     CHECK_THAT(out.text, Catch::Contains("all checks passed"));
 }
 
-TEST_CASE("check reports every problem with a hint, and never a password", "[commands][integration]") {
+TEST_CASE("check reports every problem with a hint, and never a password",
+          "[commands][integration]") {
     SyncFixture f;
     f.provider().exec("CREATE TABLE public.nopk (id text, name text)");
     auto path = write_config(
@@ -55,9 +57,10 @@ TEST_CASE("check says when wal_level is not logical", "[commands][integration]")
     test::PgCluster replica_level("walreplica", {"wal_level = replica"});
     SyncFixture f;  // for its target
     replica_level.connect().exec("CREATE TABLE public.users (id text PRIMARY KEY, name text)");
-    auto path = write_config(f.config_path() + ".wal.yaml", replica_level.dsn("postgres"),
-                             test::target_cluster().dsn(f.target_db),
-                             "  - source: public.users\n    key: id\n    fields:\n      display_name: name\n");
+    auto path = write_config(
+        f.config_path() + ".wal.yaml", replica_level.dsn("postgres"),
+        test::target_cluster().dsn(f.target_db),
+        "  - source: public.users\n    key: id\n    fields:\n      display_name: name\n");
     auto out = test::run_cli("check --config " + path);
     INFO(out.text);
     CHECK(out.rc == 1);
@@ -65,12 +68,14 @@ TEST_CASE("check says when wal_level is not logical", "[commands][integration]")
                              Catch::Contains("ALTER SYSTEM SET wal_level = logical"));
 }
 
-TEST_CASE("init creates what is missing; teardown drops the slot and keeps the users", "[commands][integration]") {
+TEST_CASE("init creates what is missing; teardown drops the slot and keeps the users",
+          "[commands][integration]") {
     SyncFixture f;
     auto out = test::run_cli("init --config " + f.config_path());
     INFO(out.text);
     REQUIRE(out.rc == 0);
-    CHECK(f.provider_value("SELECT count(*) FROM pg_publication WHERE pubname = 'authsync'") == "1");
+    CHECK(f.provider_value("SELECT count(*) FROM pg_publication WHERE pubname = 'authsync'") ==
+          "1");
     auto slot = test::provider_cluster().connect().exec_params(
         "SELECT plugin FROM pg_replication_slots WHERE slot_name = $1", pg::params(f.slot()));
     REQUIRE(slot.rows() == 1);
@@ -81,7 +86,8 @@ TEST_CASE("init creates what is missing; teardown drops the slot and keeps the u
 
     f.start();
     f.provider().exec("INSERT INTO public.users (id, name) VALUES ('keep', 'Kept')");
-    REQUIRE(test::wait_until([&] { return f.target_value("SELECT count(*) FROM neon_auth.users_sync") == "1"; }));
+    REQUIRE(test::wait_until(
+        [&] { return f.target_value("SELECT count(*) FROM neon_auth.users_sync") == "1"; }));
     REQUIRE(f.stop() == 0);
 
     out = test::run_cli("teardown --config " + f.config_path());
@@ -89,9 +95,11 @@ TEST_CASE("init creates what is missing; teardown drops the slot and keeps the u
     CHECK(out.rc == 0);
     CHECK(test::provider_cluster()
               .connect()
-              .exec_params("SELECT 1 FROM pg_replication_slots WHERE slot_name = $1", pg::params(f.slot()))
+              .exec_params("SELECT 1 FROM pg_replication_slots WHERE slot_name = $1",
+                           pg::params(f.slot()))
               .rows() == 0);
-    CHECK(f.provider_value("SELECT count(*) FROM pg_publication WHERE pubname = 'authsync'") == "0");
+    CHECK(f.provider_value("SELECT count(*) FROM pg_publication WHERE pubname = 'authsync'") ==
+          "0");
     CHECK(f.target_value("SELECT name FROM neon_auth.users_sync WHERE id = 'keep'") == "Kept");
 }
 
@@ -127,7 +135,8 @@ TEST_CASE("a malformed config stops with exit code 1 and names the line", "[comm
 TEST_CASE("peek shows pending changes decoded, without consuming them", "[commands][integration]") {
     SyncFixture f;
     REQUIRE(test::run_cli("init --config " + f.config_path()).rc == 0);
-    f.provider().exec("INSERT INTO public.users (id, name, email) VALUES ('pk1', 'Peek', 'peek@example.com')");
+    f.provider().exec(
+        "INSERT INTO public.users (id, name, email) VALUES ('pk1', 'Peek', 'peek@example.com')");
     f.provider().exec("INSERT INTO public.users (id, name) VALUES ('pk2', 'Two')");
     auto first = test::run_cli("peek --config " + f.config_path());
     INFO(first.text);
@@ -174,12 +183,14 @@ TEST_CASE("peek stops after 1000 changes unless --limit 0 asks for the whole bac
     CHECK(all.rc == 0);
     CHECK(count_inserts(all.text) == 1500);
     CHECK_THAT(all.text, !Catch::Contains("--limit 0"));
-    CHECK_THAT(test::run_cli("peek --help").text, Catch::Contains("default: 1000") && Catch::Contains("0: all"));
+    CHECK_THAT(test::run_cli("peek --help").text,
+               Catch::Contains("default: 1000") && Catch::Contains("0: all"));
 }
 
-TEST_CASE("check warns of a status endpoint beyond loopback without token or tls, and of a "
-          "remote database without sslmode=verify-full",
-          "[commands][integration][tls]") {
+TEST_CASE(
+    "check warns of a status endpoint beyond loopback without token or tls, and of a "
+    "remote database without sslmode=verify-full",
+    "[commands][integration][tls]") {
     SyncFixture f;
     const auto path = f.config_path() + ".exposed.yaml";
     {

@@ -32,9 +32,12 @@ std::vector<json> decode_lines(const std::string& hex_lines, const std::string& 
     std::string line;
     int rc = -1;
     while (std::getline(lines, line)) {
-        if (line.rfind("rc=", 0) == 0) rc = std::stoi(line.substr(3));
-        else if (!line.empty() && line[0] == '{') rows.push_back(json::parse(line));
-        else UNSCOPED_INFO(line);
+        if (line.rfind("rc=", 0) == 0)
+            rc = std::stoi(line.substr(3));
+        else if (!line.empty() && line[0] == '{')
+            rows.push_back(json::parse(line));
+        else
+            UNSCOPED_INFO(line);
     }
     CHECK(rc == expected_rc);
     return rows;
@@ -42,7 +45,8 @@ std::vector<json> decode_lines(const std::string& hex_lines, const std::string& 
 
 }  // namespace
 
-TEST_CASE("authsync decode prints the changes peeked from a real pgoutput slot", "[decode][integration]") {
+TEST_CASE("authsync decode prints the changes peeked from a real pgoutput slot",
+          "[decode][integration]") {
     auto& pg = provider();
     auto db = pg.create_database("decode");
     auto conn = pg.connect(db);
@@ -53,7 +57,8 @@ TEST_CASE("authsync decode prints the changes peeked from a real pgoutput slot",
         CREATE PUBLICATION pub FOR TABLE public.users;
     )");
     conn.exec("SELECT pg_create_logical_replication_slot('s', 'pgoutput')");
-    conn.exec(R"(INSERT INTO public.users VALUES (1, 'Ada', 'ada@example.com', repeat('x', 10000), true, '{"a": 1}'))");
+    conn.exec(
+        R"(INSERT INTO public.users VALUES (1, 'Ada', 'ada@example.com', repeat('x', 10000), true, '{"a": 1}'))");
     conn.exec("UPDATE public.users SET name = 'Ada L' WHERE id = 1");
     conn.exec("DELETE FROM public.users WHERE id = 1");
     auto res = conn.exec(
@@ -92,8 +97,9 @@ TEST_CASE("authsync decode prints the changes peeked from a real pgoutput slot",
     CHECK(rows[3]["end_lsn"] != rows[6]["end_lsn"]);
 
     // Peeking did not consume anything.
-    auto again = conn.exec("SELECT count(*) FROM pg_logical_slot_peek_binary_changes('s', NULL, "
-                           "NULL, 'proto_version', '1', 'publication_names', 'pub')");
+    auto again = conn.exec(
+        "SELECT count(*) FROM pg_logical_slot_peek_binary_changes('s', NULL, "
+        "NULL, 'proto_version', '1', 'publication_names', 'pub')");
     CHECK(again.get(0, 0) == "10");
 }
 

@@ -65,9 +65,10 @@ TEST_CASE("generic: a renamed users table without a name column stays equal to t
     f.start();
     f.provider().exec("CALL members_workload(0.2, 2000)");
     REQUIRE(f.wait_caught_up(std::chrono::seconds(60)));
-    require_same_rows("users_sync", sorted_rows(f.provider().exec(kReference)),
-                      sorted_rows(f.target().exec("SELECT id, raw_json::text FROM "
-                                                  "neon_auth.users_sync WHERE deleted_at IS NULL")));
+    require_same_rows(
+        "users_sync", sorted_rows(f.provider().exec(kReference)),
+        sorted_rows(f.target().exec("SELECT id, raw_json::text FROM "
+                                    "neon_auth.users_sync WHERE deleted_at IS NULL")));
     CHECK(f.provider_value("SELECT array_to_string(attnames, ',') FROM pg_publication_tables "
                            "WHERE pubname = 'authsync'") == "member_id,mail,joined");
     CHECK(f.stop() == 0);
@@ -75,8 +76,9 @@ TEST_CASE("generic: a renamed users table without a name column stays equal to t
 
 TEST_CASE("generic: check names a sign-up column that is not a time", "[integration][generic]") {
     SyncOptions o;
-    o.provider_ddl = "CREATE TABLE public.accounts (id bigint PRIMARY KEY, email text, "
-                     "created_at bigint)";
+    o.provider_ddl =
+        "CREATE TABLE public.accounts (id bigint PRIMARY KEY, email text, "
+        "created_at bigint)";
     o.mappings_yaml = "  - preset: generic\n    preset_options: {table: accounts}\n";
     SyncFixture f(o);
     auto out = run_shell_output(std::string(AUTHSYNC_EXE) + " check --config " + f.config_path() +

@@ -1,8 +1,8 @@
 // Silent loss at the edges: savepoints, encodings, unstorable dead letters, durability at
 // start, and a slot ahead of the target's checkpoint. Real servers, one scenario per test.
-#include <catch2/catch.hpp>
 #include <signal.h>
 #include <stdlib.h>
+#include <catch2/catch.hpp>
 
 #include <thread>
 
@@ -37,12 +37,14 @@ std::string display_name(SyncFixture& f, const std::string& id) {
 }
 
 std::string checkpoint_lsn(SyncFixture& f) {
-    return f.target_value("SELECT end_lsn FROM authsync.checkpoint WHERE slot = '" + f.slot() + "'");
+    return f.target_value("SELECT end_lsn FROM authsync.checkpoint WHERE slot = '" + f.slot() +
+                          "'");
 }
 
 std::string confirmed_flush(SyncFixture& f) {
-    return f.provider_value("SELECT confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = '" +
-                            f.slot() + "'");
+    return f.provider_value(
+        "SELECT confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = '" + f.slot() +
+        "'");
 }
 
 // Streams u1, then u2, stops authsync, and puts the target back to a backup taken between
@@ -80,14 +82,15 @@ constexpr const char* kUsersMapping =
 
 }  // namespace
 
-TEST_CASE("a change rejected in the second statement of a target transaction leaves the first applied",
-          "[hardening][integration]") {
+TEST_CASE(
+    "a change rejected in the second statement of a target transaction leaves the first applied",
+    "[hardening][integration]") {
     // SQL_ASCII stores any bytes; 0xFF is no UTF-8, so the target rejects that change. Two
     // mappings make two statements in one target transaction (admins_sync goes first).
     auto options = with_dead_letters();
     options.provider_db_options = "ENCODING 'SQL_ASCII' LOCALE 'C' TEMPLATE template0";
-    options.provider_ddl = std::string(kUsersTable) +
-                           "CREATE TABLE public.admins (id text PRIMARY KEY, name text);";
+    options.provider_ddl =
+        std::string(kUsersTable) + "CREATE TABLE public.admins (id text PRIMARY KEY, name text);";
     options.mappings_yaml = std::string(kUsersMapping) +
                             "  - source: public.admins\n"
                             "    target: neon_auth.admins_sync\n"
@@ -98,8 +101,9 @@ TEST_CASE("a change rejected in the second statement of a target transaction lea
     SyncFixture f(options);
     f.start();
     auto p = f.provider();
-    p.exec("BEGIN; INSERT INTO public.admins (id, name) VALUES ('g1', 'Grace'); "
-           "INSERT INTO public.users (id, name) VALUES ('b1', E'Bad\\377Byte'); COMMIT");
+    p.exec(
+        "BEGIN; INSERT INTO public.admins (id, name) VALUES ('g1', 'Grace'); "
+        "INSERT INTO public.users (id, name) VALUES ('b1', E'Bad\\377Byte'); COMMIT");
     REQUIRE(f.wait_caught_up());
     CHECK(row_exists(f, "neon_auth.admins_sync", "g1"));  // the statement before stays
     CHECK_FALSE(user_exists(f, "b1"));
@@ -124,7 +128,8 @@ TEST_CASE("a LATIN1 provider's accented names arrive exact, copied and streamed"
     // The test's own connection speaks UTF-8; the provider stores LATIN1.
     f.provider().exec("INSERT INTO public.users (id, name) VALUES ('c1', 'Zoë Ångström')");
     f.start();
-    f.provider().exec("INSERT INTO public.users (id, name) VALUES ('s1', 'José Müller-Lüdenscheidt')");
+    f.provider().exec(
+        "INSERT INTO public.users (id, name) VALUES ('s1', 'José Müller-Lüdenscheidt')");
     REQUIRE(wait_until([&] { return user_exists(f, "s1"); }));
     CHECK(display_name(f, "c1") == "Zoë Ångström");
     CHECK(display_name(f, "s1") == "José Müller-Lüdenscheidt");
@@ -166,16 +171,19 @@ TEST_CASE("a json value with \\u0000 that jsonb refuses is dead-lettered as text
     SyncFixture f(options);
     f.start();
     auto p = f.provider();
-    p.exec("BEGIN; INSERT INTO public.users (id, name) VALUES ('good', 'Ada'); "
-           "INSERT INTO public.users (id, name, metadata) VALUES ('nul', 'Bob', '{\"a\": \"x\\u0000y\"}'); "
-           "COMMIT");
+    p.exec(
+        "BEGIN; INSERT INTO public.users (id, name) VALUES ('good', 'Ada'); "
+        "INSERT INTO public.users (id, name, metadata) VALUES ('nul', 'Bob', '{\"a\": "
+        "\"x\\u0000y\"}'); "
+        "COMMIT");
     REQUIRE(f.wait_caught_up());
     CHECK(f.process().running());
     CHECK(user_exists(f, "good"));
     CHECK_FALSE(user_exists(f, "nul"));
     CHECK(f.target_value("SELECT key || ' ' || sqlstate || ' ' || (payload IS NULL)::text FROM "
                          "authsync.dead_letter") == "nul 22P05 true");
-    CHECK(f.target_value("SELECT payload_text LIKE '%x\\\\u0000y%' FROM authsync.dead_letter") == "t");
+    CHECK(f.target_value("SELECT payload_text LIKE '%x\\\\u0000y%' FROM authsync.dead_letter") ==
+          "t");
     // `dead-letter list` reads it; the payload stays out of what it prints.
     auto listed = test::run_cli("dead-letter list --config " + f.config_path());
     CHECK(listed.rc == 0);
@@ -224,8 +232,10 @@ TEST_CASE("a restart does not confirm a checkpoint the target has not flushed ye
     CHECK(f.stop() == 0);
 }
 
-TEST_CASE("a target restored to an older checkpoint than the slot stops run and check, and resync repairs it",
-          "[hardening][integration]") {
+TEST_CASE(
+    "a target restored to an older checkpoint than the slot stops run and check, and resync "
+    "repairs it",
+    "[hardening][integration]") {
     SyncFixture f;
     f.start();
     auto p = f.provider();
@@ -283,7 +293,8 @@ TEST_CASE("after an idle period with unrelated provider WAL a restart streams on
                            "'") == "t");
     // What was acknowledged is recorded in the target first.
     CHECK(f.target_value("SELECT end_lsn >= '" + confirmed_flush(f) +
-                         "'::pg_lsn FROM authsync.checkpoint WHERE slot = '" + f.slot() + "'") == "t");
+                         "'::pg_lsn FROM authsync.checkpoint WHERE slot = '" + f.slot() + "'") ==
+          "t");
     f.kill9();
     f.start();
     std::this_thread::sleep_for(1s);

@@ -16,8 +16,8 @@ constexpr const char* kDir = "keycloak";
 
 SyncOptions keycloak_options() {
     SyncOptions o;
-    o.provider_ddl = read_preset_fixture(kDir, "schema.sql") + "\n" +
-                     read_preset_fixture(kDir, "workload.sql");
+    o.provider_ddl =
+        read_preset_fixture(kDir, "schema.sql") + "\n" + read_preset_fixture(kDir, "workload.sql");
     o.mappings_yaml = "  - preset: keycloak\n    preset_options: {realm: acme}\n";
     o.log_level = "info";
     return o;
@@ -34,13 +34,16 @@ void require_in_sync(SyncFixture& f) {
     };
     for (const auto& [name, sql] : target) {
         REQUIRE(refs.count(name) == 1);
-        require_same_rows("table " + name,
-                          sorted_rows(f.provider().exec_params(refs.at(name), {std::string("acme")})),
-                          sorted_rows(f.target().exec(sql)));
+        require_same_rows(
+            "table " + name,
+            sorted_rows(f.provider().exec_params(refs.at(name), {std::string("acme")})),
+            sorted_rows(f.target().exec(sql)));
     }
 }
 
-void call(SyncFixture& f, const std::string& sql) { f.provider().exec(sql); }
+void call(SyncFixture& f, const std::string& sql) {
+    f.provider().exec(sql);
+}
 
 }  // namespace
 
@@ -74,8 +77,7 @@ TEST_CASE("keycloak: kills during the workload lose nothing", "[integration][key
     CHECK(f.stop() == 0);
 }
 
-TEST_CASE("keycloak: an unknown realm is named by check and stops run",
-          "[integration][keycloak]") {
+TEST_CASE("keycloak: an unknown realm is named by check and stops run", "[integration][keycloak]") {
     auto o = keycloak_options();
     o.mappings_yaml = "  - preset: keycloak\n    preset_options: {realm: nosuch}\n";
     SyncFixture f(o);
@@ -110,8 +112,8 @@ TEST_CASE("keycloak: another realm in the config asks for resync, which switches
     // acme's users are soft-deleted, other's are live.
     require_same_rows(
         "users_sync",
-        sorted_rows(f.provider().exec_params(reference_queries(kDir).at("users"),
-                                             {std::string("other")})),
+        sorted_rows(
+            f.provider().exec_params(reference_queries(kDir).at("users"), {std::string("other")})),
         sorted_rows(f.target().exec(
             "SELECT id, raw_json::text FROM neon_auth.users_sync WHERE deleted_at IS NULL")));
 }

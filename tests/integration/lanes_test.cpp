@@ -35,9 +35,10 @@ void set_lanes(SyncFixture& f, std::size_t from, std::size_t to) {
 }
 
 std::string lane_rows(SyncFixture& f) {
-    return f.target_value("SELECT string_agg(slot || '=' || end_lsn, ',' ORDER BY slot) FROM "
-                          "authsync.checkpoint WHERE slot = '" + f.slot() + "' OR slot LIKE '" +
-                          f.slot() + "/lane%'");
+    return f.target_value(
+        "SELECT string_agg(slot || '=' || end_lsn, ',' ORDER BY slot) FROM "
+        "authsync.checkpoint WHERE slot = '" +
+        f.slot() + "' OR slot LIKE '" + f.slot() + "/lane%'");
 }
 
 }  // namespace
@@ -71,12 +72,14 @@ TEST_CASE("per-key order holds across four lanes under heavy updates of few user
           FOR EACH ROW EXECUTE FUNCTION public.record_applied();
     )");
     auto p = f.provider();
-    p.exec("INSERT INTO public.users (id, name, version) SELECT 'k' || i, 'start', "
-           "nextval('public.version_seq') FROM generate_series(1, 8) i");
+    p.exec(
+        "INSERT INTO public.users (id, name, version) SELECT 'k' || i, 'start', "
+        "nextval('public.version_seq') FROM generate_series(1, 8) i");
     // 4,000 one-row transactions over 8 users, and some that touch several users at once.
     for (int i = 0; i < 4000; ++i) {
         if (i % 50 == 0) {
-            p.exec("UPDATE public.users SET version = nextval('public.version_seq'), name = 'multi'");
+            p.exec(
+                "UPDATE public.users SET version = nextval('public.version_seq'), name = 'multi'");
         } else {
             p.exec("UPDATE public.users SET version = nextval('public.version_seq'), name = 'u" +
                    std::to_string(i) + "' WHERE id = 'k" + std::to_string(i % 8 + 1) + "'");
@@ -97,8 +100,8 @@ TEST_CASE("per-key order holds across four lanes under heavy updates of few user
     REQUIRE(lanes.size() > 1);
     CHECK(std::stoi(f.target_value("SELECT count(*) FROM authsync.checkpoint WHERE slot LIKE '" +
                                    f.slot() + "%' AND end_lsn > '0/0'")) >= 2);
-    CHECK(f.target_value("SELECT count(*) FROM authsync.checkpoint WHERE slot LIKE '" +
-                         f.slot() + "%'") == "4");
+    CHECK(f.target_value("SELECT count(*) FROM authsync.checkpoint WHERE slot LIKE '" + f.slot() +
+                         "%'") == "4");
     CHECK(f.stop() == 0);
 }
 
@@ -107,11 +110,13 @@ TEST_CASE("a truncate with four lanes soft-deletes every user, whatever its lane
     SyncFixture f(with_lanes(4));
     f.start();
     auto p = f.provider();
-    p.exec("INSERT INTO public.users (id, name) SELECT 't' || i, 'x' FROM generate_series(1, 200) i");
+    p.exec(
+        "INSERT INTO public.users (id, name) SELECT 't' || i, 'x' FROM generate_series(1, 200) i");
     REQUIRE(f.wait_caught_up());
-    p.exec("BEGIN; INSERT INTO public.users (id, name) VALUES ('before', 'b'); "
-           "TRUNCATE public.users; INSERT INTO public.users (id, name) VALUES ('after', 'a'); "
-           "COMMIT");
+    p.exec(
+        "BEGIN; INSERT INTO public.users (id, name) VALUES ('before', 'b'); "
+        "TRUNCATE public.users; INSERT INTO public.users (id, name) VALUES ('after', 'a'); "
+        "COMMIT");
     REQUIRE(f.wait_caught_up());
     CHECK(f.target_value("SELECT string_agg(id, ',') FROM neon_auth.users_sync WHERE deleted_at "
                          "IS NULL") == "after");
@@ -120,28 +125,32 @@ TEST_CASE("a truncate with four lanes soft-deletes every user, whatever its lane
     CHECK(f.stop() == 0);
 }
 
-TEST_CASE("a clean stop leaves the lanes together, so the lane count can change; lanes left "
-          "apart stop a run with another count",
-          "[lanes][integration]") {
+TEST_CASE(
+    "a clean stop leaves the lanes together, so the lane count can change; lanes left "
+    "apart stop a run with another count",
+    "[lanes][integration]") {
     SyncFixture f(with_lanes(4));
     f.start();
     auto p = f.provider();
-    p.exec("INSERT INTO public.users (id, name) SELECT 'c' || i, 'x' FROM generate_series(1, 50) i");
+    p.exec(
+        "INSERT INTO public.users (id, name) SELECT 'c' || i, 'x' FROM generate_series(1, 50) i");
     REQUIRE(f.wait_caught_up());
     p.exec("UPDATE public.users SET name = 'y' WHERE id = 'c1'");  // one lane moves ahead
     REQUIRE(f.wait_caught_up());
     REQUIRE(f.stop() == 0);
     const auto rows = lane_rows(f);
     INFO(rows);
-    CHECK(f.target_value("SELECT count(DISTINCT end_lsn) FROM authsync.checkpoint WHERE slot LIKE '" +
-                         f.slot() + "%'") == "1");
+    CHECK(
+        f.target_value("SELECT count(DISTINCT end_lsn) FROM authsync.checkpoint WHERE slot LIKE '" +
+                       f.slot() + "%'") == "1");
 
     set_lanes(f, 4, 2);
     f.start();
     p.exec("UPDATE public.users SET name = 'z'");
     REQUIRE(f.wait_caught_up());
-    CHECK(f.target_value("SELECT count(*) FROM neon_auth.users_sync WHERE raw_json->>'display_name' "
-                         "= 'z'") == "50");
+    CHECK(
+        f.target_value("SELECT count(*) FROM neon_auth.users_sync WHERE raw_json->>'display_name' "
+                       "= 'z'") == "50");
     CHECK(f.target_value("SELECT count(*) FROM authsync.checkpoint WHERE slot LIKE '" + f.slot() +
                          "%'") == "2");
     REQUIRE(f.stop() == 0);

@@ -1,11 +1,11 @@
 // Running authsync the way operators do: JSON logs for log shippers, systemd's notification
 // protocol (Type=notify), on real servers.
-#include <catch2/catch.hpp>
-#include <nlohmann/json.hpp>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
+#include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
 
 #include <cstdlib>
 #include <cstring>
@@ -28,7 +28,8 @@ TEST_CASE("--log-format json writes one JSON object per line, with slot and lsn 
     options.dsn_suffix = " password=sentinel-pw-7373";  // trust auth: the server ignores it
     SyncFixture f(options);
     f.start();
-    f.provider().exec("INSERT INTO public.users (id, name, email) VALUES ('j1', 'Jo', 'jo@example.com')");
+    f.provider().exec(
+        "INSERT INTO public.users (id, name, email) VALUES ('j1', 'Jo', 'jo@example.com')");
     REQUIRE(wait_until([&] {
         return f.target_value("SELECT count(*) FROM neon_auth.users_sync WHERE id = 'j1'") == "1";
     }));
@@ -110,8 +111,10 @@ private:
 
 }  // namespace
 
-TEST_CASE("under systemd's notify protocol: READY once running, WATCHDOG from the loop, STOPPING on SIGTERM",
-          "[operations][integration]") {
+TEST_CASE(
+    "under systemd's notify protocol: READY once running, WATCHDOG from the loop, STOPPING on "
+    "SIGTERM",
+    "[operations][integration]") {
     FakeSystemd systemd;
     // The child inherits the environment when it starts.
     ::setenv("NOTIFY_SOCKET", systemd.path().c_str(), 1);

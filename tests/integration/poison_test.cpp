@@ -50,20 +50,24 @@ std::vector<std::string> forged_lines(const std::string& log) {
 
 // The target rejects any user named 'evil' (SQLSTATE 23514).
 void forbid_evil(SyncFixture& f) {
-    f.target().exec("ALTER TABLE neon_auth.users_sync ADD CONSTRAINT no_evil CHECK (name <> 'evil')");
+    f.target().exec(
+        "ALTER TABLE neon_auth.users_sync ADD CONSTRAINT no_evil CHECK (name <> 'evil')");
 }
 
 }  // namespace
 
-TEST_CASE("a rejected change stops authsync with its key and SQLSTATE, never its values", "[poison][integration]") {
+TEST_CASE("a rejected change stops authsync with its key and SQLSTATE, never its values",
+          "[poison][integration]") {
     SyncFixture f;
     f.start();
     auto p = f.provider();
     forbid_evil(f);
     // A batch of good changes around the poison one: the whole transaction must stay out.
-    p.exec("BEGIN; INSERT INTO public.users (id, name) VALUES ('good1', 'a'); "
-           "INSERT INTO public.users (id, name, email) VALUES ('poison-key', 'evil', 'pii@example.com'); "
-           "INSERT INTO public.users (id, name) VALUES ('good2', 'b'); COMMIT");
+    p.exec(
+        "BEGIN; INSERT INTO public.users (id, name) VALUES ('good1', 'a'); "
+        "INSERT INTO public.users (id, name, email) VALUES ('poison-key', 'evil', "
+        "'pii@example.com'); "
+        "INSERT INTO public.users (id, name) VALUES ('good2', 'b'); COMMIT");
     CHECK(f.process().wait(20s) == 1);
     auto log = f.process().log();
     CHECK_THAT(log, Catch::Contains("public.users key poison-key") && Catch::Contains("23514"));
@@ -71,20 +75,24 @@ TEST_CASE("a rejected change stops authsync with its key and SQLSTATE, never its
     CHECK(f.target_value("SELECT count(*) FROM neon_auth.users_sync") == "0");
 }
 
-TEST_CASE("with on_error dead_letter a rejected change is set aside and the rest applies", "[poison][integration]") {
+TEST_CASE("with on_error dead_letter a rejected change is set aside and the rest applies",
+          "[poison][integration]") {
     SyncFixture f(dead_letter_options());
     f.start();
     auto p = f.provider();
     forbid_evil(f);
-    p.exec("BEGIN; INSERT INTO public.users (id, name) VALUES ('good1', 'a'); "
-           "INSERT INTO public.users (id, name) VALUES ('poison', 'evil'); "
-           "INSERT INTO public.users (id, name) VALUES ('good2', 'b'); COMMIT");
+    p.exec(
+        "BEGIN; INSERT INTO public.users (id, name) VALUES ('good1', 'a'); "
+        "INSERT INTO public.users (id, name) VALUES ('poison', 'evil'); "
+        "INSERT INTO public.users (id, name) VALUES ('good2', 'b'); COMMIT");
     REQUIRE(f.wait_caught_up());
-    CHECK(f.target_value("SELECT string_agg(id, ',' ORDER BY id) FROM neon_auth.users_sync") == "good1,good2");
-    CHECK(f.target_value("SELECT key || ' ' || op || ' ' || mapping || ' ' || sqlstate FROM authsync.dead_letter") ==
-          "poison upsert public.users 23514");
+    CHECK(f.target_value("SELECT string_agg(id, ',' ORDER BY id) FROM neon_auth.users_sync") ==
+          "good1,good2");
+    CHECK(f.target_value("SELECT key || ' ' || op || ' ' || mapping || ' ' || sqlstate FROM "
+                         "authsync.dead_letter") == "poison upsert public.users 23514");
     CHECK(f.target_value("SELECT payload->>'display_name' FROM authsync.dead_letter") == "evil");
-    auto status = nlohmann::json::parse(test::run_shell_output("curl -s -m 5 " + f.status_url() + "/status"));
+    auto status =
+        nlohmann::json::parse(test::run_shell_output("curl -s -m 5 " + f.status_url() + "/status"));
     CHECK(status["counters"]["dead_letters"] == 1);
     auto metrics = test::run_shell_output("curl -s -m 5 " + f.status_url() + "/metrics");
     CHECK_THAT(metrics, Catch::Contains("authsync_dead_letters_total 1"));
@@ -96,7 +104,7 @@ TEST_CASE("with on_error dead_letter a rejected change is set aside and the rest
     CHECK(f.target_value("SELECT attempts FROM authsync.dead_letter") == "2");
     out = test::run_cli("dead-letter list --config " + f.config_path());
     CHECK_THAT(out.text, Catch::Contains("poison") && Catch::Contains("1 dead letter(s)") &&
-                        !Catch::Contains("display_name"));
+                             !Catch::Contains("display_name"));
     // Fixed on the target: retry applies it.
     f.target().exec("ALTER TABLE neon_auth.users_sync DROP CONSTRAINT no_evil");
     out = test::run_cli("dead-letter retry --config " + f.config_path());
@@ -105,10 +113,11 @@ TEST_CASE("with on_error dead_letter a rejected change is set aside and the rest
     CHECK(f.target_value("SELECT name FROM neon_auth.users_sync WHERE id = 'poison'") == "evil");
     CHECK(f.target_value("SELECT count(*) FROM authsync.dead_letter") == "0");
     // A delete can be dead-lettered too, and the stream goes on.
-    f.target().exec("CREATE FUNCTION public.no_delete() RETURNS trigger LANGUAGE plpgsql AS $$ "
-                    "BEGIN IF NEW.deleted_at IS NOT NULL THEN RAISE EXCEPTION 'kept'; END IF; "
-                    "RETURN NEW; END $$; CREATE TRIGGER no_delete BEFORE UPDATE ON neon_auth.users_sync "
-                    "FOR EACH ROW EXECUTE FUNCTION public.no_delete()");
+    f.target().exec(
+        "CREATE FUNCTION public.no_delete() RETURNS trigger LANGUAGE plpgsql AS $$ "
+        "BEGIN IF NEW.deleted_at IS NOT NULL THEN RAISE EXCEPTION 'kept'; END IF; "
+        "RETURN NEW; END $$; CREATE TRIGGER no_delete BEFORE UPDATE ON neon_auth.users_sync "
+        "FOR EACH ROW EXECUTE FUNCTION public.no_delete()");
     p.exec("DELETE FROM public.users WHERE id = 'good1'");
     p.exec("INSERT INTO public.users (id, name) VALUES ('after', 'c')");
     REQUIRE(f.wait_caught_up());
@@ -142,8 +151,9 @@ TEST_CASE("dead-letter retry never writes back a change older than what the targ
     CHECK(f.stop() == 0);
 }
 
-TEST_CASE("a value the target cannot convert stops authsync with its key and SQLSTATE, never the value",
-          "[poison][integration]") {
+TEST_CASE(
+    "a value the target cannot convert stops authsync with its key and SQLSTATE, never the value",
+    "[poison][integration]") {
     SyncFixture f(bigint_poison_options());
     f.start();
     f.provider().exec(
@@ -174,8 +184,7 @@ TEST_CASE(
         "(E'dl-3\\n2030-01-01T00:00:00.000+0000 error [engine] forged by a key', 'c', 'zzz')");
     p.exec("INSERT INTO public.users (id, name, bio) VALUES ('good', 'd', '1700000000000')");
     REQUIRE(wait_until([&] {
-        return f.target_value("SELECT count(*) FROM neon_auth.users_sync WHERE id = 'good'") ==
-               "1";
+        return f.target_value("SELECT count(*) FROM neon_auth.users_sync WHERE id = 'good'") == "1";
     }));
     CHECK(f.target_value("SELECT count(*) FROM authsync.dead_letter WHERE sqlstate = '22P02'") ==
           "3");

@@ -280,11 +280,9 @@ TEST_CASE(
     };
     const std::vector<Case> cases = {
         // libpq: missing "=" after "horse"
-        {provider.dsn(f.provider_db) + " password=correct horse battery",
-         "correct horse battery"},
+        {provider.dsn(f.provider_db) + " password=correct horse battery", "correct horse battery"},
         // libpq: invalid percent-encoded token: "abc%zzTopSecret"
-        {"postgresql://postgres:abc%zzTopSecret@" + host_port + "/" + f.provider_db,
-         "zzTopSecret"},
+        {"postgresql://postgres:abc%zzTopSecret@" + host_port + "/" + f.provider_db, "zzTopSecret"},
         // libpq parses `p` as the password and `ssW0rdTail@127.0.0.1` as the host
         {"postgresql://postgres:p@ssW0rdTail@" + host_port + "/" + f.provider_db, "ssW0rdTail"},
     };
@@ -324,8 +322,7 @@ TEST_CASE(
         {"host=127.0.0.1 port=" + std::to_string(closed_port) +
              " dbname=auth user=postgres password='correct horse battery'",
          "correct horse battery"},
-        {"postgresql://postgres:Hunter2 secret@127.0.0.1:" + std::to_string(closed_port) +
-             "/auth",
+        {"postgresql://postgres:Hunter2 secret@127.0.0.1:" + std::to_string(closed_port) + "/auth",
          "Hunter2 secret"},
         // The server names the role, which here is the password: `role "..." does not exist`.
         {provider.dsn(f.provider_db) + " user=Zq9wRoleSecret password=Zq9wRoleSecret",
@@ -799,7 +796,8 @@ TEST_CASE("least-privilege roles as in docs/SECURITY.md sync users without readi
                 pg::params(f.slot())) == "0");
     CHECK(value(f.target(), "SELECT count(*) FROM authsync.checkpoint WHERE slot = $1",
                 pg::params(f.slot())) == "0");
-    CHECK(f.provider_value("SELECT count(*) FROM pg_publication WHERE pubname = 'authsync'") == "1");
+    CHECK(f.provider_value("SELECT count(*) FROM pg_publication WHERE pubname = 'authsync'") ==
+          "1");
 }
 
 TEST_CASE(
@@ -837,8 +835,9 @@ TEST_CASE(
     p.exec("DELETE FROM public.users WHERE id = 'cl1'");
     REQUIRE(wait_until(
         [&] {
-            return f.target_value("SELECT deleted_at IS NOT NULL FROM neon_auth.users_sync "
-                                  "WHERE id = 'cl1'") == "t";
+            return f.target_value(
+                       "SELECT deleted_at IS NOT NULL FROM neon_auth.users_sync "
+                       "WHERE id = 'cl1'") == "t";
         },
         30s));
     CHECK(f.target_value("SELECT count(*) FROM neon_auth.users_sync "

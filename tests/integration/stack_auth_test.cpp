@@ -20,13 +20,15 @@ constexpr const char* kTenancy = "11111111-1111-4111-8111-111111111111";
 constexpr const char* kOtherProject = "22222222-2222-4222-8222-222222222222";
 constexpr const char* kOtherBranch = "33333333-3333-4333-8333-333333333333";
 
-std::string read_fixture(const std::string& name) { return read_preset_fixture("stack-auth", name); }
+std::string read_fixture(const std::string& name) {
+    return read_preset_fixture("stack-auth", name);
+}
 
 std::string provider_ddl() {
     return read_fixture("schema.sql") + "\n" + read_fixture("workload.sql") + "\n" +
            "INSERT INTO \"Tenancy\" (id, \"projectId\", \"branchId\") VALUES ('" + kTenancy +
-           "', 'proj-a', 'main'), ('" + kOtherProject + "', 'proj-b', 'main'), ('" +
-           kOtherBranch + "', 'proj-a', 'dev');\n";
+           "', 'proj-a', 'main'), ('" + kOtherProject + "', 'proj-b', 'main'), ('" + kOtherBranch +
+           "', 'proj-a', 'dev');\n";
 }
 
 SyncOptions stack_options() {
@@ -46,18 +48,19 @@ constexpr const char* kTime = "'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'";
 std::map<std::string, std::string> target_queries() {
     const std::string t = kTime;
     return {
-        {"users",
-         "SELECT id, raw_json::text FROM neon_auth.users_sync WHERE deleted_at IS NULL"},
+        {"users", "SELECT id, raw_json::text FROM neon_auth.users_sync WHERE deleted_at IS NULL"},
         {"teams",
          "SELECT id, display_name, profile_image_url, client_metadata::text, "
          "client_read_only_metadata::text, server_metadata::text, to_char(created_at AT TIME "
-         "ZONE 'UTC', " + t + ") FROM neon_auth.teams_sync"},
+         "ZONE 'UTC', " +
+             t + ") FROM neon_auth.teams_sync"},
         {"team_members",
          "SELECT team_id, user_id, display_name, is_selected::text, to_char(joined_at AT TIME "
-         "ZONE 'UTC', " + t + ") FROM neon_auth.team_members_sync"},
+         "ZONE 'UTC', " +
+             t + ") FROM neon_auth.team_members_sync"},
         {"permissions",
-         "SELECT id, user_id, team_id, permission_id, to_char(granted_at AT TIME ZONE 'UTC', " +
-             t + ") FROM neon_auth.user_permissions_sync"},
+         "SELECT id, user_id, team_id, permission_id, to_char(granted_at AT TIME ZONE 'UTC', " + t +
+             ") FROM neon_auth.user_permissions_sync"},
     };
 }
 
@@ -75,13 +78,16 @@ void require_in_sync(SyncFixture& f) {
                           sorted_rows(target.exec(sql)));
     }
     // Users deleted on the provider are soft-deleted, never gone or alive.
-    auto live = provider.exec_params(
-        "SELECT count(*) FROM \"ProjectUser\" WHERE \"tenancyId\" = $1::uuid", {std::string(kTenancy)});
+    auto live =
+        provider.exec_params("SELECT count(*) FROM \"ProjectUser\" WHERE \"tenancyId\" = $1::uuid",
+                             {std::string(kTenancy)});
     CHECK(f.target_value("SELECT count(*) FROM neon_auth.users_sync WHERE deleted_at IS NULL") ==
           std::string(live.get(0, 0)));
 }
 
-void call(SyncFixture& f, const std::string& sql) { f.provider().exec(sql); }
+void call(SyncFixture& f, const std::string& sql) {
+    f.provider().exec(sql);
+}
 
 // counters.rows_applied of /status, by mapping or target ({} until it answers).
 nlohmann::json rows_applied(SyncFixture& f) {
@@ -135,11 +141,14 @@ TEST_CASE("stack-auth: initial copy, then a randomized workload, equal the provi
                          "NULL") == "0");  // Stack has permissions, not member roles
     // Published unfiltered, other projects' grants are dropped as they arrive.
     CHECK(f.target_value("SELECT count(*) FROM authsync.stack_user_permission WHERE "
-                         "\"tenancyId\" <> '" + std::string(kTenancy) + "'") == "0");
-    CHECK(std::stoi(f.provider_value("SELECT count(*) FROM \"ProjectUserDirectPermission\" "
-                                     "WHERE \"tenancyId\" <> '" + std::string(kTenancy) + "'")) > 0);
-    CHECK(f.target_value("SELECT count(*) FROM authsync.stack_project_user WHERE \"tenancyId\" <> '" +
+                         "\"tenancyId\" <> '" +
                          std::string(kTenancy) + "'") == "0");
+    CHECK(std::stoi(f.provider_value("SELECT count(*) FROM \"ProjectUserDirectPermission\" "
+                                     "WHERE \"tenancyId\" <> '" +
+                                     std::string(kTenancy) + "'")) > 0);
+    CHECK(
+        f.target_value("SELECT count(*) FROM authsync.stack_project_user WHERE \"tenancyId\" <> '" +
+                       std::string(kTenancy) + "'") == "0");
     CHECK(f.stop() == 0);
 }
 
@@ -151,7 +160,8 @@ TEST_CASE("stack-auth: kills during the workload lose nothing and apply nothing 
     REQUIRE(f.wait_caught_up(std::chrono::seconds(60)));
 
     const int kills = run_with_kills(
-        f, std::string("CALL stack_workload('") + kTenancy + "', '" + kOtherProject + "', 0.41, 3000)",
+        f,
+        std::string("CALL stack_workload('") + kTenancy + "', '" + kOtherProject + "', 0.41, 3000)",
         4, std::chrono::milliseconds(700));
     INFO(kills << " kills");
     CHECK(kills >= 1);
@@ -189,8 +199,9 @@ TEST_CASE("stack-auth: revoking a permission or deleting a user shows in the sam
     CHECK(f.stop() == 0);
 }
 
-TEST_CASE("stack-auth: removed users and memberships count as deletes of their targets, not upserts",
-          "[integration][stack-auth]") {
+TEST_CASE(
+    "stack-auth: removed users and memberships count as deletes of their targets, not upserts",
+    "[integration][stack-auth]") {
     SyncFixture f(stack_options());
     call(f, std::string("CALL stack_seed('") + kTenancy + "', 40, 0.55)");
     f.start();
@@ -216,12 +227,14 @@ TEST_CASE("stack-auth: removed users and memberships count as deletes of their t
     REQUIRE(victim_memberships >= 1);
 
     const auto before = rows_applied(f);
-    p.exec_params("DELETE FROM \"TeamMember\" WHERE \"tenancyId\" = $1::uuid AND "
-                  "\"projectUserId\" = $2::uuid AND \"teamId\" = $3::uuid",
-                  {tenancy, member_user, member_team});
-    p.exec_params("DELETE FROM \"ProjectUser\" WHERE \"tenancyId\" = $1::uuid AND "
-                  "\"projectUserId\" = $2::uuid",
-                  {tenancy, user});
+    p.exec_params(
+        "DELETE FROM \"TeamMember\" WHERE \"tenancyId\" = $1::uuid AND "
+        "\"projectUserId\" = $2::uuid AND \"teamId\" = $3::uuid",
+        {tenancy, member_user, member_team});
+    p.exec_params(
+        "DELETE FROM \"ProjectUser\" WHERE \"tenancyId\" = $1::uuid AND "
+        "\"projectUserId\" = $2::uuid",
+        {tenancy, user});
     require_in_sync(f);
     const char* users = "neon_auth.users_sync";
     const char* members = "neon_auth.team_members_sync";
@@ -261,7 +274,8 @@ TEST_CASE("stack-auth: check names a missing column, and a project without a ten
                    "does not exist") != std::string::npos);
     CHECK(out.find("rc=1") != std::string::npos);
 
-    f.provider().exec("DELETE FROM \"Tenancy\" WHERE \"projectId\" = 'proj-a' AND \"branchId\" = 'main'");
+    f.provider().exec(
+        "DELETE FROM \"Tenancy\" WHERE \"projectId\" = 'proj-a' AND \"branchId\" = 'main'");
     out = check();
     INFO(out);
     CHECK(out.find("lookup tenancy_id found 0 rows") != std::string::npos);
@@ -316,14 +330,17 @@ TEST_CASE("stack-auth: a lost mirror or another project's publication stops auth
     // A publication made for another project would stream the wrong users.
     f.provider().exec("DROP PUBLICATION authsync");
     f.provider().exec(std::string("CREATE PUBLICATION authsync FOR TABLE \"ProjectUser\" WHERE "
-                                  "(\"tenancyId\" = '") + kOtherProject + "'), \"ContactChannel\", "
+                                  "(\"tenancyId\" = '") +
+                      kOtherProject +
+                      "'), \"ContactChannel\", "
                       "\"PasswordAuthMethod\", \"OtpAuthMethod\", \"PasskeyAuthMethod\", "
                       "\"ProjectUserOAuthAccount\", \"Team\", \"TeamMember\", "
                       "\"ProjectUserDirectPermission\", \"TeamMemberDirectPermission\"");
     f.start_unchecked();
     CHECK(f.process().wait(std::chrono::seconds(30)) == 1);
-    CHECK_THAT(f.process().log(), Catch::Contains("has a row filter without tenancy_id " +
-                                                  std::string(kTenancy) + " on \"public\".\"ProjectUser\""));
+    CHECK_THAT(f.process().log(),
+               Catch::Contains("has a row filter without tenancy_id " + std::string(kTenancy) +
+                               " on \"public\".\"ProjectUser\""));
 }
 
 }  // namespace authsync::test

@@ -145,13 +145,15 @@ private:
 
 int count_of(const std::string& text, const std::string& needle) {
     int n = 0;
-    for (auto pos = text.find(needle); pos != std::string::npos; pos = text.find(needle, pos + 1)) ++n;
+    for (auto pos = text.find(needle); pos != std::string::npos; pos = text.find(needle, pos + 1))
+        ++n;
     return n;
 }
 
 }  // namespace
 
-TEST_CASE("lag grows while the target is blocked and returns to zero after", "[status][integration]") {
+TEST_CASE("lag grows while the target is blocked and returns to zero after",
+          "[status][integration]") {
     test::SyncOptions options;
     options.max_ready_lag_seconds = 1;
     SyncFixture f(options);
@@ -167,7 +169,8 @@ TEST_CASE("lag grows while the target is blocked and returns to zero after", "[s
     auto blocker = f.target();
     blocker.exec("BEGIN; LOCK TABLE neon_auth.users_sync IN ACCESS EXCLUSIVE MODE");
     for (int i = 0; i < 20; ++i) {
-        p.exec("INSERT INTO public.users (id, name) VALUES ('l" + std::to_string(i + 1) + "', 'x')");
+        p.exec("INSERT INTO public.users (id, name) VALUES ('l" + std::to_string(i + 1) +
+               "', 'x')");
     }
     REQUIRE(wait_until([&] { return status_json(f)["lag_seconds"].get<double>() > 1.5; }));
     s = status_json(f);
@@ -198,7 +201,8 @@ TEST_CASE("lag grows while the target is blocked and returns to zero after", "[s
     CHECK(f.stop() == 0);
 }
 
-TEST_CASE("heartbeats keep an idle slot moving and measure end-to-end latency", "[status][integration]") {
+TEST_CASE("heartbeats keep an idle slot moving and measure end-to-end latency",
+          "[status][integration]") {
     test::SyncOptions options;
     options.heartbeat_interval = "300ms";
     SyncFixture f(options);
@@ -240,7 +244,8 @@ TEST_CASE("a configured token guards every endpoint but /healthz", "[status][int
     CHECK(f.stop() == 0);
 }
 
-TEST_CASE("authsync status summarizes the endpoint and sets its exit code", "[status][integration]") {
+TEST_CASE("authsync status summarizes the endpoint and sets its exit code",
+          "[status][integration]") {
     SyncFixture f;
     f.start();
     REQUIRE(wait_until([&] { return http_get(f.status_url() + "/readyz").code == 200; }));
@@ -256,16 +261,26 @@ TEST_CASE("authsync status summarizes the endpoint and sets its exit code", "[st
     CHECK_THAT(out, Catch::Contains("rc=2"));
 }
 
-TEST_CASE("the status endpoint survives malformed and oversized requests", "[status][integration]") {
+TEST_CASE("the status endpoint survives malformed and oversized requests",
+          "[status][integration]") {
     SyncFixture f;
     f.start();
     auto port = f.status_url().substr(f.status_url().rfind(':') + 1);
     // Garbage, a huge header, a request that never finishes: each answered or closed.
-    test::run_shell("printf 'NOT HTTP AT ALL\\r\\n\\r\\n' | timeout 5 bash -c 'cat > /dev/tcp/127.0.0.1/" + port + "' || true");
-    test::run_shell("head -c 20000 /dev/zero | tr '\\0' a | sed 's/^/GET \\/status HTTP\\/1.1\\r\\nX-Big: /' | timeout 5 bash -c 'cat > /dev/tcp/127.0.0.1/" + port + "' || true");
-    auto big = test::run_shell_output("curl -s -m 5 -o /dev/null -w '%{http_code}' -H \"X-Big: $(head -c 20000 /dev/zero | tr '\\0' a)\" " + f.status_url() + "/status || true");
+    test::run_shell(
+        "printf 'NOT HTTP AT ALL\\r\\n\\r\\n' | timeout 5 bash -c 'cat > /dev/tcp/127.0.0.1/" +
+        port + "' || true");
+    test::run_shell(
+        "head -c 20000 /dev/zero | tr '\\0' a | sed 's/^/GET \\/status HTTP\\/1.1\\r\\nX-Big: /' | "
+        "timeout 5 bash -c 'cat > /dev/tcp/127.0.0.1/" +
+        port + "' || true");
+    auto big = test::run_shell_output(
+        "curl -s -m 5 -o /dev/null -w '%{http_code}' -H \"X-Big: $(head -c 20000 /dev/zero | tr "
+        "'\\0' a)\" " +
+        f.status_url() + "/status || true");
     CHECK(big == "413");
-    auto post = test::run_shell_output("curl -s -m 5 -o /dev/null -w '%{http_code}' -X POST " + f.status_url() + "/status || true");
+    auto post = test::run_shell_output("curl -s -m 5 -o /dev/null -w '%{http_code}' -X POST " +
+                                       f.status_url() + "/status || true");
     CHECK(post == "405");
     CHECK(http_get(f.status_url() + "/nope").code == 404);
     CHECK(http_get(f.status_url() + "/healthz").code == 200);
@@ -291,22 +306,27 @@ TEST_CASE("over status.max_connections the endpoint closes new connections at on
     CHECK(f.stop() == 0);
 }
 
-TEST_CASE("the engine streams and reconnects while thousands of connections are held open to "
-          "the status port",
-          "[status][integration]") {
+TEST_CASE(
+    "the engine streams and reconnects while thousands of connections are held open to "
+    "the status port",
+    "[status][integration]") {
     SyncOptions o;
     o.open_files_limit = 512;  // fewer than the connections held below
     SyncFixture f(o);
     f.start();
     auto p = f.provider();
     p.exec("INSERT INTO public.users (id, name) VALUES ('fl1', 'before')");
-    REQUIRE(wait_until([&] { return f.target_value("SELECT name FROM neon_auth.users_sync WHERE id = 'fl1'") == "before"; }));
+    REQUIRE(wait_until([&] {
+        return f.target_value("SELECT name FROM neon_auth.users_sync WHERE id = 'fl1'") == "before";
+    }));
 
     ConnectionFlood flood(f.status_port(), 3000);
     flood.keep_up(200);
     // Streaming goes on.
     p.exec("INSERT INTO public.users (id, name) VALUES ('fl2', 'during')");
-    CHECK(wait_until([&] { return f.target_value("SELECT name FROM neon_auth.users_sync WHERE id = 'fl2'") == "during"; }));
+    CHECK(wait_until([&] {
+        return f.target_value("SELECT name FROM neon_auth.users_sync WHERE id = 'fl2'") == "during";
+    }));
     // A new walsender connection needs a descriptor: terminate the current one.
     const auto walsender = f.provider_value(
         "SELECT active_pid FROM pg_replication_slots WHERE slot_name = '" + f.slot() + "'");
@@ -314,7 +334,10 @@ TEST_CASE("the engine streams and reconnects while thousands of connections are 
     test::provider_cluster().connect().exec_params("SELECT pg_terminate_backend($1::int)",
                                                    pg::params(walsender));
     p.exec("INSERT INTO public.users (id, name) VALUES ('fl3', 'reconnected')");
-    CHECK(wait_until([&] { return f.target_value("SELECT name FROM neon_auth.users_sync WHERE id = 'fl3'") == "reconnected"; }));
+    CHECK(wait_until([&] {
+        return f.target_value("SELECT name FROM neon_auth.users_sync WHERE id = 'fl3'") ==
+               "reconnected";
+    }));
     const auto again = f.provider_value(
         "SELECT active_pid FROM pg_replication_slots WHERE slot_name = '" + f.slot() + "'");
     CHECK(again != "<null>");
@@ -343,7 +366,9 @@ TEST_CASE("accept errors back off with one warning per burst instead of spinning
     CHECK(wait_until([&] { return http_get(f.status_url() + "/healthz").code == 200; }));
     auto p = f.provider();
     p.exec("INSERT INTO public.users (id, name) VALUES ('ae1', 'after')");
-    CHECK(wait_until([&] { return f.target_value("SELECT name FROM neon_auth.users_sync WHERE id = 'ae1'") == "after"; }));
+    CHECK(wait_until([&] {
+        return f.target_value("SELECT name FROM neon_auth.users_sync WHERE id = 'ae1'") == "after";
+    }));
     // Each failed accept waits 100 ms and only the first of a burst is logged: a handful of
     // lines, not one per attempt.
     const auto warnings = count_of(f.process().log(), "status endpoint: cannot accept");
@@ -359,8 +384,9 @@ TEST_CASE("with status.tls the endpoint answers over https only", "[status][inte
     // A self-signed certificate for 127.0.0.1, made here.
     REQUIRE(test::run_shell_output(
                 "openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=127.0.0.1 "
-                "-addext subjectAltName=IP:127.0.0.1 -keyout " + dir + "/key.pem -out " + dir +
-                "/cert.pem >/dev/null 2>&1 && echo made") == "made\n");
+                "-addext subjectAltName=IP:127.0.0.1 -keyout " +
+                dir + "/key.pem -out " + dir + "/cert.pem >/dev/null 2>&1 && echo made") ==
+            "made\n");
     SyncOptions o;
     o.status_token = "tls-t0ken";
     o.status_yaml = "  tls:\n    certificate: " + dir + "/cert.pem\n    key: " + dir + "/key.pem\n";
@@ -368,8 +394,8 @@ TEST_CASE("with status.tls the endpoint answers over https only", "[status][inte
     f.start();
     const auto https = "https://127.0.0.1:" + std::to_string(f.status_port());
     auto get = [&](const std::string& url, const std::string& extra) {
-        auto out = test::run_shell_output("curl -s -m 5 -w '\\n%{http_code}' " + extra + " '" + url +
-                                          "' || true");
+        auto out = test::run_shell_output("curl -s -m 5 -w '\\n%{http_code}' " + extra + " '" +
+                                          url + "' || true");
         auto nl = out.rfind('\n');
         return HttpResult{std::atoi(out.substr(nl + 1).c_str()), out.substr(0, nl)};
     };
@@ -386,19 +412,21 @@ TEST_CASE("with status.tls the endpoint answers over https only", "[status][inte
     CHECK(plain.code == 0);
     CHECK_THAT(plain.body, !Catch::Contains("ok"));
     // `authsync status` speaks https too: it verifies the certificate against --cacert.
-    auto summary = test::run_shell_output("AUTHSYNC_STATUS_TOKEN=tls-t0ken " AUTHSYNC_EXE
-                                          " status --url " + https + " --cacert " + dir +
-                                          "/cert.pem 2>&1; echo rc=$?");
+    auto summary =
+        test::run_shell_output("AUTHSYNC_STATUS_TOKEN=tls-t0ken " AUTHSYNC_EXE " status --url " +
+                               https + " --cacert " + dir + "/cert.pem 2>&1; echo rc=$?");
     CHECK_THAT(summary, Catch::Contains("streaming") && Catch::Contains("rc=0"));
-    auto untrusted = test::run_shell_output("AUTHSYNC_STATUS_TOKEN=tls-t0ken " AUTHSYNC_EXE
-                                            " status --url " + https + " 2>&1; echo rc=$?");
+    auto untrusted =
+        test::run_shell_output("AUTHSYNC_STATUS_TOKEN=tls-t0ken " AUTHSYNC_EXE " status --url " +
+                               https + " 2>&1; echo rc=$?");
     CHECK_THAT(untrusted, Catch::Contains("certificate verify failed") && Catch::Contains("rc=2"));
     CHECK(f.process().running());
     CHECK(f.stop() == 0);
     std::filesystem::remove_all(dir);
 }
 
-TEST_CASE("the status page renders the state and the lag chart in headless Chromium", "[status][integration][browser]") {
+TEST_CASE("the status page renders the state and the lag chart in headless Chromium",
+          "[status][integration][browser]") {
     SyncFixture f;
     f.start();
     f.provider().exec("INSERT INTO public.users (id, name) VALUES ('page', 'P')");
@@ -408,7 +436,8 @@ TEST_CASE("the status page renders the state and the lag chart in headless Chrom
     const std::string chromium =
         "chromium --headless --no-sandbox --disable-gpu --disable-quic --no-first-run "
         "--disable-background-networking --disable-component-update --disable-sync "
-        "--user-data-dir=" + profile + " ";
+        "--user-data-dir=" +
+        profile + " ";
     // --dump-dom prints the DOM after the page's scripts ran.
     auto dom = test::run_shell_output(chromium + "--virtual-time-budget=3000 --dump-dom " +
                                       f.status_url() + "/ 2>/dev/null");

@@ -4,7 +4,6 @@
 // an initial copy, and on an older Supabase without is_anonymous.
 #include <catch2/catch.hpp>
 
-
 #include "preset_support.hpp"
 #include "sync_fixture.hpp"
 
@@ -40,7 +39,8 @@ void require_in_sync(SyncFixture& f, const std::string& reference = "users") {
     Rows held;
     for (const auto& row : soft_deleted) {
         auto r = f.target().exec_params(
-            "SELECT id, to_char(deleted_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') "
+            "SELECT id, to_char(deleted_at AT TIME ZONE 'UTC', "
+            "'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') "
             "FROM neon_auth.users_sync WHERE id = $1",
             {row.at(0)});
         for (const auto& r_row : sorted_rows(r)) held.push_back(r_row);
@@ -49,12 +49,15 @@ void require_in_sync(SyncFixture& f, const std::string& reference = "users") {
 }
 
 std::string target_deleted_at(SyncFixture& f, const std::string& id) {
-    return f.target_value("SELECT to_char(deleted_at AT TIME ZONE 'UTC', "
-                          "'YYYY-MM-DD\"T\"HH24:MI:SS.US') FROM neon_auth.users_sync WHERE id = '" +
-                          id + "'");
+    return f.target_value(
+        "SELECT to_char(deleted_at AT TIME ZONE 'UTC', "
+        "'YYYY-MM-DD\"T\"HH24:MI:SS.US') FROM neon_auth.users_sync WHERE id = '" +
+        id + "'");
 }
 
-void call(SyncFixture& f, const std::string& sql) { f.provider().exec(sql); }
+void call(SyncFixture& f, const std::string& sql) {
+    f.provider().exec(sql);
+}
 
 }  // namespace
 
@@ -80,16 +83,19 @@ TEST_CASE("supabase: initial copy, then a randomized workload, equal the provide
     CHECK(f.stop() == 0);
 }
 
-TEST_CASE("supabase: a user soft-deleted before the initial copy is copied soft-deleted, and "
-          "stays so when it is deleted",
-          "[integration][supabase]") {
+TEST_CASE(
+    "supabase: a user soft-deleted before the initial copy is copied soft-deleted, and "
+    "stays so when it is deleted",
+    "[integration][supabase]") {
     SyncFixture f(supabase_options());
     call(f, "CALL supabase_seed(30, 0.15)");
-    const auto id = f.provider_value("SELECT id::text FROM auth.users WHERE deleted_at IS NULL "
-                                     "ORDER BY id LIMIT 1");
-    f.provider().exec_params("SELECT supabase_soft_delete($1::uuid, '2024-05-06 "
-                             "07:08:09.123456+00')",
-                             {id});
+    const auto id = f.provider_value(
+        "SELECT id::text FROM auth.users WHERE deleted_at IS NULL "
+        "ORDER BY id LIMIT 1");
+    f.provider().exec_params(
+        "SELECT supabase_soft_delete($1::uuid, '2024-05-06 "
+        "07:08:09.123456+00')",
+        {id});
     f.start();
     require_in_sync(f);
     CHECK(target_deleted_at(f, id) == "2024-05-06T07:08:09.123456");
@@ -103,9 +109,10 @@ TEST_CASE("supabase: a user soft-deleted before the initial copy is copied soft-
     CHECK(f.stop() == 0);
 }
 
-TEST_CASE("supabase: a user inserted soft-deleted while streaming is held soft-deleted, then "
-          "deleted",
-          "[integration][supabase]") {
+TEST_CASE(
+    "supabase: a user inserted soft-deleted while streaming is held soft-deleted, then "
+    "deleted",
+    "[integration][supabase]") {
     SyncFixture f(supabase_options());
     call(f, "CALL supabase_seed(20, 0.16)");
     f.start();
@@ -140,14 +147,16 @@ TEST_CASE("supabase: banned_until keeps the provider's microseconds, as GoTrue w
         {"2030-01-02 03:04:00+00", "2030-01-02T03:04:00Z"},
     };
     for (std::size_t i = 0; i < 3; ++i) {
-        f.provider().exec_params("UPDATE auth.users SET banned_until = $2::timestamptz WHERE id = "
-                                 "$1::uuid",
-                                 {ids[i][0], bans[i].first});
+        f.provider().exec_params(
+            "UPDATE auth.users SET banned_until = $2::timestamptz WHERE id = "
+            "$1::uuid",
+            {ids[i][0], bans[i].first});
     }
     require_in_sync(f);
     for (std::size_t i = 0; i < 3; ++i) {
         CHECK(f.target_value("SELECT raw_json ->> 'banned_until' FROM neon_auth.users_sync WHERE "
-                             "id = '" + ids[i][0] + "'") == bans[i].second);
+                             "id = '" +
+                             ids[i][0] + "'") == bans[i].second);
     }
     CHECK(f.stop() == 0);
 }
@@ -157,8 +166,8 @@ TEST_CASE("supabase: kills during the workload lose nothing", "[integration][sup
     call(f, "CALL supabase_seed(100, 0.31)");
     f.start();
     REQUIRE(f.wait_caught_up(std::chrono::seconds(60)));
-    const int kills = run_with_kills(f, "CALL supabase_workload(0.41, 3000)", 4,
-                                     std::chrono::milliseconds(500));
+    const int kills =
+        run_with_kills(f, "CALL supabase_workload(0.41, 3000)", 4, std::chrono::milliseconds(500));
     CHECK(kills >= 1);
     require_in_sync(f);
     CHECK(f.stop() == 0);
@@ -195,10 +204,12 @@ TEST_CASE("supabase: check warns that row-level security would hide users from t
     // As on Supabase: RLS on auth.users with no policy, and a replication role that is not
     // its owner and cannot bypass it.
     f.provider().exec("ALTER TABLE auth.users ENABLE ROW LEVEL SECURITY");
-    f.provider().exec("DO $$ BEGIN CREATE ROLE supa_repl LOGIN REPLICATION; EXCEPTION WHEN "
-                      "duplicate_object THEN NULL; END $$");
-    f.provider().exec("GRANT USAGE ON SCHEMA auth TO supa_repl; GRANT SELECT ON auth.users TO "
-                      "supa_repl");
+    f.provider().exec(
+        "DO $$ BEGIN CREATE ROLE supa_repl LOGIN REPLICATION; EXCEPTION WHEN "
+        "duplicate_object THEN NULL; END $$");
+    f.provider().exec(
+        "GRANT USAGE ON SCHEMA auth TO supa_repl; GRANT SELECT ON auth.users TO "
+        "supa_repl");
     // The source DSN's user (the first DSN in the file).
     replace_in_config(f, "dbname=" + f.provider_db + " user=postgres",
                       "dbname=" + f.provider_db + " user=supa_repl");

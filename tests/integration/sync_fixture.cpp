@@ -101,8 +101,7 @@ SyncFixture::SyncFixture(SyncOptions options)
       << "  max_ready_lag_seconds: " << options_.max_ready_lag_seconds << "\n"
       << (options_.status_token.empty() ? std::string()
                                         : "  token: \"" + options_.status_token + "\"\n")
-      << options_.status_yaml
-      << "reconnect:\n"
+      << options_.status_yaml << "reconnect:\n"
       << "  initial_backoff: 100ms\n"
       << "  max_backoff: 1s\n"
       << options_.extra_yaml << "\n"
@@ -125,8 +124,9 @@ SyncFixture::SyncFixture(SyncOptions options)
           << "      version: version\n";
     }
     f.close();
-    std::vector<std::string> argv{AUTHSYNC_EXE, "--log-level", options_.log_level, "--log-format",
-                                  options_.log_format, "run", "--config", config_path_};
+    std::vector<std::string> argv{AUTHSYNC_EXE,   "--log-level",       options_.log_level,
+                                  "--log-format", options_.log_format, "run",
+                                  "--config",     config_path_};
     if (options_.open_files_limit > 0) {
         // The shell lowers the limit and execs authsync in its place (same pid).
         argv.insert(argv.begin(), {"/bin/sh", "-c",
@@ -156,8 +156,12 @@ SyncFixture::~SyncFixture() {
     std::filesystem::remove_all(dir_, ec);
 }
 
-pg::Connection SyncFixture::provider() const { return cluster_->connect(provider_db); }
-pg::Connection SyncFixture::target() const { return target_cluster().connect(target_db); }
+pg::Connection SyncFixture::provider() const {
+    return cluster_->connect(provider_db);
+}
+pg::Connection SyncFixture::target() const {
+    return target_cluster().connect(target_db);
+}
 
 std::string SyncFixture::target_value(const std::string& sql) const {
     auto r = target().exec(sql);
@@ -175,13 +179,15 @@ void SyncFixture::start() {
     process_->start();
     // Ready when the slot is streaming to it (the target schema exists by then). Not just
     // active: the slot is active during an initial copy too, before START_REPLICATION.
-    bool streaming = wait_until([&] {
-        auto r = cluster_->connect().exec_params(
-            "SELECT r.state FROM pg_replication_slots s JOIN pg_stat_replication r ON r.pid = "
-            "s.active_pid WHERE s.slot_name = $1",
-            pg::params(slot_));
-        return r.rows() == 1 && (r.get(0, 0) == "streaming" || r.get(0, 0) == "catchup");
-    }, std::chrono::seconds(120));  // an initial copy comes first (slow under sanitizers)
+    bool streaming = wait_until(
+        [&] {
+            auto r = cluster_->connect().exec_params(
+                "SELECT r.state FROM pg_replication_slots s JOIN pg_stat_replication r ON r.pid = "
+                "s.active_pid WHERE s.slot_name = $1",
+                pg::params(slot_));
+            return r.rows() == 1 && (r.get(0, 0) == "streaming" || r.get(0, 0) == "catchup");
+        },
+        std::chrono::seconds(120));  // an initial copy comes first (slow under sanitizers)
     if (!streaming) {
         throw std::runtime_error("authsync did not start streaming:\n" + process_->log());
     }

@@ -15,19 +15,19 @@ PgCluster& target_cluster();
 
 struct SyncOptions {
     std::string on_delete = "soft";
-    std::string extra_yaml;     // appended at the top level (e.g. an apply: section)
+    std::string extra_yaml;  // appended at the top level (e.g. an apply: section)
     std::string status_interval = "200ms";
     std::string heartbeat_interval = "10s";
-    std::string status_token;            // empty: no token
-    std::string status_yaml;             // more keys of the status: section, indented by two
-    int open_files_limit = 0;            // > 0: authsync runs under `ulimit -n` this
+    std::string status_token;  // empty: no token
+    std::string status_yaml;   // more keys of the status: section, indented by two
+    int open_files_limit = 0;  // > 0: authsync runs under `ulimit -n` this
     int max_ready_lag_seconds = 60;
-    PgCluster* provider = nullptr;       // default: the shared provider_cluster()
-    std::string provider_db_options;     // CREATE DATABASE options (e.g. an encoding)
+    PgCluster* provider = nullptr;    // default: the shared provider_cluster()
+    std::string provider_db_options;  // CREATE DATABASE options (e.g. an encoding)
     std::string snapshot = "initial";
-    std::string dsn_suffix;              // appended to both DSNs (e.g. " password=...")
-    std::string log_level = "debug";     // authsync's --log-level
-    std::string log_format = "text";     // authsync's --log-format
+    std::string dsn_suffix;           // appended to both DSNs (e.g. " password=...")
+    std::string log_level = "debug";  // authsync's --log-level
+    std::string log_format = "text";  // authsync's --log-format
     // Replace the default provider tables (public.users, public.unrelated) and mappings.
     std::string provider_ddl;
     std::string mappings_yaml;  // the items under "mappings:", indented by two spaces

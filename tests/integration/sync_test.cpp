@@ -1,7 +1,7 @@
 // The sync engine end to end: provider -> authsync run -> target, on real servers.
+#include <signal.h>
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
-#include <signal.h>
 
 #include <thread>
 
@@ -23,12 +23,15 @@ json raw_json(SyncFixture& f, const std::string& id) {
 }
 
 bool row_exists(SyncFixture& f, const std::string& id) {
-    return f.target().exec_params("SELECT 1 FROM neon_auth.users_sync WHERE id = $1", {id}).rows() == 1;
+    return f.target()
+               .exec_params("SELECT 1 FROM neon_auth.users_sync WHERE id = $1", {id})
+               .rows() == 1;
 }
 
 }  // namespace
 
-TEST_CASE("inserts, updates and deletes arrive in users_sync with their types", "[sync][integration]") {
+TEST_CASE("inserts, updates and deletes arrive in users_sync with their types",
+          "[sync][integration]") {
     SyncFixture f;
     f.start();
     auto p = f.provider();
@@ -63,7 +66,9 @@ TEST_CASE("inserts, updates and deletes arrive in users_sync with their types", 
 
     p.exec("DELETE FROM public.users WHERE id = 'u1'");
     REQUIRE(wait_until([&] {
-        return f.target_value("SELECT deleted_at IS NOT NULL FROM neon_auth.users_sync WHERE id = 'u1'") == "t";
+        return f.target_value(
+                   "SELECT deleted_at IS NOT NULL FROM neon_auth.users_sync WHERE id = 'u1'") ==
+               "t";
     }));
     // Soft delete keeps the row and its data.
     CHECK(raw_json(f, "u1")["display_name"] == "Ada L");
@@ -71,7 +76,8 @@ TEST_CASE("inserts, updates and deletes arrive in users_sync with their types", 
     // A re-created user comes back.
     p.exec("INSERT INTO public.users (id, name, version) VALUES ('u1', 'Ada again', 3)");
     REQUIRE(wait_until([&] { return raw_json(f, "u1")["version"] == 3; }));
-    CHECK(f.target_value("SELECT deleted_at IS NULL FROM neon_auth.users_sync WHERE id = 'u1'") == "t");
+    CHECK(f.target_value("SELECT deleted_at IS NULL FROM neon_auth.users_sync WHERE id = 'u1'") ==
+          "t");
     CHECK(f.stop() == 0);
 }
 
@@ -89,12 +95,14 @@ TEST_CASE("on_delete hard removes the row", "[sync][integration]") {
     CHECK(f.stop() == 0);
 }
 
-TEST_CASE("an update that leaves a TOASTed column unchanged keeps its value", "[sync][integration]") {
+TEST_CASE("an update that leaves a TOASTed column unchanged keeps its value",
+          "[sync][integration]") {
     SyncFixture f;
     f.start();
     auto p = f.provider();
-    p.exec("INSERT INTO public.users (id, name, bio) VALUES ('t1', 'Tom', "
-           "(SELECT string_agg(md5(i::text), '') FROM generate_series(1, 1000) i))");
+    p.exec(
+        "INSERT INTO public.users (id, name, bio) VALUES ('t1', 'Tom', "
+        "(SELECT string_agg(md5(i::text), '') FROM generate_series(1, 1000) i))");
     REQUIRE(wait_until([&] { return row_exists(f, "t1"); }));
     const auto bio = raw_json(f, "t1")["bio"].get<std::string>();
     REQUIRE(bio.size() == 32000);
@@ -118,25 +126,30 @@ TEST_CASE("a key change moves the user", "[sync][integration]") {
     p.exec("UPDATE public.users SET id = 'k2' WHERE id = 'k1'");
     REQUIRE(wait_until([&] { return row_exists(f, "k2"); }));
     CHECK(raw_json(f, "k2")["display_name"] == "Kim");
-    CHECK(f.target_value("SELECT deleted_at IS NOT NULL FROM neon_auth.users_sync WHERE id = 'k1'") == "t");
+    CHECK(f.target_value(
+              "SELECT deleted_at IS NOT NULL FROM neon_auth.users_sync WHERE id = 'k1'") == "t");
     CHECK(f.stop() == 0);
 }
 
-TEST_CASE("TRUNCATE soft-deletes every user of the mapping, in order with other changes", "[sync][integration]") {
+TEST_CASE("TRUNCATE soft-deletes every user of the mapping, in order with other changes",
+          "[sync][integration]") {
     SyncFixture f;
     f.start();
     auto p = f.provider();
     p.exec("INSERT INTO public.users (id, name) VALUES ('a', 'A'), ('b', 'B')");
     REQUIRE(wait_until([&] { return row_exists(f, "a") && row_exists(f, "b"); }));
-    p.exec("BEGIN; INSERT INTO public.users (id, name) VALUES ('c', 'C'); TRUNCATE public.users; "
-           "INSERT INTO public.users (id, name) VALUES ('d', 'D'); COMMIT;");
+    p.exec(
+        "BEGIN; INSERT INTO public.users (id, name) VALUES ('c', 'C'); TRUNCATE public.users; "
+        "INSERT INTO public.users (id, name) VALUES ('d', 'D'); COMMIT;");
     REQUIRE(f.wait_caught_up());
-    CHECK(f.target_value("SELECT string_agg(id || ':' || (deleted_at IS NOT NULL), ',' ORDER BY id) "
-                         "FROM neon_auth.users_sync") == "a:true,b:true,c:true,d:false");
+    CHECK(
+        f.target_value("SELECT string_agg(id || ':' || (deleted_at IS NOT NULL), ',' ORDER BY id) "
+                       "FROM neon_auth.users_sync") == "a:true,b:true,c:true,d:false");
     CHECK(f.stop() == 0);
 }
 
-TEST_CASE("columns added and dropped on the provider mid-stream keep the stream going", "[sync][integration]") {
+TEST_CASE("columns added and dropped on the provider mid-stream keep the stream going",
+          "[sync][integration]") {
     SyncFixture f;
     f.start();
     auto p = f.provider();
@@ -153,7 +166,8 @@ TEST_CASE("columns added and dropped on the provider mid-stream keep the stream 
     CHECK(f.stop() == 0);
 }
 
-TEST_CASE("kill -9 before the status update, then restart: nothing lost, nothing applied twice", "[sync][integration]") {
+TEST_CASE("kill -9 before the status update, then restart: nothing lost, nothing applied twice",
+          "[sync][integration]") {
     // A status interval far away: the provider never hears of the applied transactions before
     // the kill, so it re-sends them and the checkpoint alone must prevent a second apply.
     test::SyncOptions options;
@@ -174,20 +188,24 @@ TEST_CASE("kill -9 before the status update, then restart: nothing lost, nothing
     )");
     auto p = f.provider();
     for (int v = 1; v <= 5; ++v) {
-        if (v == 1) p.exec("INSERT INTO public.users (id, name) VALUES ('x', 'X')");
-        else p.exec("UPDATE public.users SET version = " + std::to_string(v) + " WHERE id = 'x'");
+        if (v == 1)
+            p.exec("INSERT INTO public.users (id, name) VALUES ('x', 'X')");
+        else
+            p.exec("UPDATE public.users SET version = " + std::to_string(v) + " WHERE id = 'x'");
         REQUIRE(wait_until([&] { return raw_json(f, "x")["version"] == v; }));
         f.kill9();
         f.start();
     }
     p.exec("UPDATE public.users SET version = 6 WHERE id = 'x'");
     REQUIRE(wait_until([&] { return raw_json(f, "x")["version"] == 6; }));
-    CHECK(f.target_value("SELECT string_agg(version::text, ',' ORDER BY version) FROM public.applied") ==
+    CHECK(f.target_value(
+              "SELECT string_agg(version::text, ',' ORDER BY version) FROM public.applied") ==
           "1,2,3,4,5,6");
     CHECK(f.stop() == 0);
 }
 
-TEST_CASE("an idle provider with unrelated WAL traffic still advances the slot", "[sync][integration]") {
+TEST_CASE("an idle provider with unrelated WAL traffic still advances the slot",
+          "[sync][integration]") {
     SyncFixture f;
     f.start();
     auto p = f.provider();
@@ -213,15 +231,19 @@ TEST_CASE("a terminated walsender is followed by a reconnect", "[sync][integrati
     CHECK(f.stop() == 0);
 }
 
-TEST_CASE("a constraint violation in the target stops authsync and leaves the checkpoint", "[sync][integration]") {
+TEST_CASE("a constraint violation in the target stops authsync and leaves the checkpoint",
+          "[sync][integration]") {
     SyncFixture f;
     f.start();
     auto p = f.provider();
     p.exec("INSERT INTO public.users (id, name) VALUES ('ok', 'Fine')");
     REQUIRE(wait_until([&] { return row_exists(f, "ok"); }));
     auto before = f.target_value("SELECT end_lsn FROM authsync.checkpoint");
-    f.target().exec("ALTER TABLE neon_auth.users_sync ADD CONSTRAINT no_evil CHECK (name <> 'evil')");
-    p.exec("INSERT INTO public.users (id, name, email) VALUES ('bad', 'evil', 'secret-pii@example.com')");
+    f.target().exec(
+        "ALTER TABLE neon_auth.users_sync ADD CONSTRAINT no_evil CHECK (name <> 'evil')");
+    p.exec(
+        "INSERT INTO public.users (id, name, email) VALUES ('bad', 'evil', "
+        "'secret-pii@example.com')");
     CHECK(f.process().wait(20s) == 1);
     CHECK(f.target_value("SELECT end_lsn FROM authsync.checkpoint") == before);
     CHECK_FALSE(row_exists(f, "bad"));
@@ -234,8 +256,10 @@ TEST_CASE("SIGTERM stops authsync cleanly with exit code 0", "[sync][integration
     SyncFixture f;
     f.start();
     auto p = f.provider();
-    p.exec("INSERT INTO public.users (id, name) SELECT 's' || i, 'S' FROM generate_series(1, 500) i");
-    REQUIRE(wait_until([&] { return f.target_value("SELECT count(*) FROM neon_auth.users_sync") == "500"; }));
+    p.exec(
+        "INSERT INTO public.users (id, name) SELECT 's' || i, 'S' FROM generate_series(1, 500) i");
+    REQUIRE(wait_until(
+        [&] { return f.target_value("SELECT count(*) FROM neon_auth.users_sync") == "500"; }));
     auto start = std::chrono::steady_clock::now();
     CHECK(f.stop(10s) == 0);
     CHECK(std::chrono::steady_clock::now() - start < 10s);
@@ -279,8 +303,10 @@ TEST_CASE("a target restart is followed by a reconnect", "[sync][integration][re
     CHECK(f.stop() == 0);
 }
 
-TEST_CASE("values with quotes, backslashes and non-ASCII text arrive byte for byte, in small and large batches",
-          "[sync][integration]") {
+TEST_CASE(
+    "values with quotes, backslashes and non-ASCII text arrive byte for byte, in small and large "
+    "batches",
+    "[sync][integration]") {
     SyncFixture f;
     f.start();
     auto p = f.provider();
@@ -289,9 +315,10 @@ TEST_CASE("values with quotes, backslashes and non-ASCII text arrive byte for by
     p.exec_params("INSERT INTO public.users (id, name) VALUES ('q1', $1)", {tricky});
     REQUIRE(wait_until([&] { return row_exists(f, "q1"); }));
     CHECK(raw_json(f, "q1")["display_name"] == tricky);
-    p.exec_params("INSERT INTO public.users (id, name) SELECT 'qb' || i, $1 || i "
-                  "FROM generate_series(1, 3000) i",
-                  {tricky});
+    p.exec_params(
+        "INSERT INTO public.users (id, name) SELECT 'qb' || i, $1 || i "
+        "FROM generate_series(1, 3000) i",
+        {tricky});
     REQUIRE(wait_until([&] { return row_exists(f, "qb3000"); }));
     CHECK(raw_json(f, "qb1")["display_name"] == tricky + "1");
     CHECK(raw_json(f, "qb3000")["display_name"] == tricky + "3000");
@@ -313,10 +340,12 @@ TEST_CASE("a target crash before its WAL flush loses nothing: flush is reported 
     REQUIRE(wait_until([&] { return row_exists(f, "c1"); }));
     std::this_thread::sleep_for(500ms);  // several durability checks and status updates
     // Committed in the target (visible), not yet flushed there...
-    REQUIRE(f.target_value("SELECT pg_current_wal_flush_lsn() < pg_current_wal_insert_lsn()") == "t");
+    REQUIRE(f.target_value("SELECT pg_current_wal_flush_lsn() < pg_current_wal_insert_lsn()") ==
+            "t");
     // ...so the provider has not been told it may forget the change.
     CHECK(f.provider_value("SELECT confirmed_flush_lsn < '" + after_insert +
-                           "'::pg_lsn FROM pg_replication_slots WHERE slot_name = '" + f.slot() + "'") == "t");
+                           "'::pg_lsn FROM pg_replication_slots WHERE slot_name = '" + f.slot() +
+                           "'") == "t");
 
     target.stop("immediate");  // the unflushed commit is gone with the crash
     target.start();
@@ -329,7 +358,8 @@ TEST_CASE("a target crash before its WAL flush loses nothing: flush is reported 
     CHECK(f.stop() == 0);
 }
 
-TEST_CASE("a second instance on the same slot waits, then takes over when the first dies", "[sync][integration]") {
+TEST_CASE("a second instance on the same slot waits, then takes over when the first dies",
+          "[sync][integration]") {
     SyncFixture f;
     f.start();
     // Same slot and target, its own status port.
@@ -339,7 +369,8 @@ TEST_CASE("a second instance on the same slot waits, then takes over when the fi
     test::Process second({AUTHSYNC_EXE, "run", "--config", second_config},
                          f.config_path() + ".second.log");
     second.start();
-    REQUIRE(wait_until([&] { return second.log().find("waiting to take over") != std::string::npos; }));
+    REQUIRE(
+        wait_until([&] { return second.log().find("waiting to take over") != std::string::npos; }));
     auto p = f.provider();
     p.exec("INSERT INTO public.users (id, name) VALUES ('s1', 'first')");
     REQUIRE(wait_until([&] { return row_exists(f, "s1"); }));
@@ -351,12 +382,15 @@ TEST_CASE("a second instance on the same slot waits, then takes over when the fi
     CHECK(second.wait(15s) == 0);
 }
 
-TEST_CASE("a 1,000,000-row transaction is applied with bounded memory", "[sync][integration][large]") {
+TEST_CASE("a 1,000,000-row transaction is applied with bounded memory",
+          "[sync][integration][large]") {
     SyncFixture f;
     f.start();
     auto p = f.provider();
-    p.exec("INSERT INTO public.users (id, name, email, metadata) SELECT 'big' || i, 'User ' || i, "
-           "'user' || i || '@example.com', jsonb_build_object('n', i) FROM generate_series(1, 1000000) i");
+    p.exec(
+        "INSERT INTO public.users (id, name, email, metadata) SELECT 'big' || i, 'User ' || i, "
+        "'user' || i || '@example.com', jsonb_build_object('n', i) FROM generate_series(1, "
+        "1000000) i");
     long peak = 0;
     REQUIRE(wait_until(
         [&] {
@@ -373,7 +407,8 @@ TEST_CASE("a 1,000,000-row transaction is applied with bounded memory", "[sync][
     CHECK(f.stop() == 0);
 }
 
-TEST_CASE("SIGTERM while the target is blocked rolls back and exits; nothing is lost", "[sync][integration]") {
+TEST_CASE("SIGTERM while the target is blocked rolls back and exits; nothing is lost",
+          "[sync][integration]") {
     SyncFixture f;
     f.start();
     auto p = f.provider();

@@ -59,9 +59,10 @@ void torture(std::size_t lanes) {
                 // A 50,000-row transaction.
                 int from = next;
                 next += 50000;
-                conn.exec("INSERT INTO public.users (id, name, version) SELECT 'c' || i, 'bulk', "
-                          "nextval('public.version_seq') FROM generate_series(" +
-                          std::to_string(from) + ", " + std::to_string(next - 1) + ") i");
+                conn.exec(
+                    "INSERT INTO public.users (id, name, version) SELECT 'c' || i, 'bulk', "
+                    "nextval('public.version_seq') FROM generate_series(" +
+                    std::to_string(from) + ", " + std::to_string(next - 1) + ") i");
                 for (int i = from; i < next; i += 97) live.push_back(i);  // a sample to touch later
                 ++large;
             } else if (truncates == 0 && elapsed > 15s) {
@@ -73,16 +74,18 @@ void torture(std::size_t lanes) {
                 const bool toast = op < 5;
                 conn.exec("INSERT INTO public.users (id, name, bio, version) VALUES ('c" +
                           std::to_string(next) + "', 'new', " +
-                          (toast ? "(SELECT string_agg(md5(random()::text), '') FROM generate_series(1, 400))"
+                          (toast ? "(SELECT string_agg(md5(random()::text), '') FROM "
+                                   "generate_series(1, 400))"
                                  : "'short'") +
                           ", nextval('public.version_seq'))");
                 live.push_back(next++);
             } else if (op < 65) {
                 int id = live[std::uniform_int_distribution<std::size_t>(0, live.size() - 1)(rng)];
                 const bool touch_bio = op < 45;
-                conn.exec(std::string("UPDATE public.users SET name = 'upd', version = nextval('public.version_seq')") +
-                          (touch_bio ? ", bio = md5(random()::text)" : "") +
-                          " WHERE id = 'c" + std::to_string(id) + "'");
+                conn.exec(std::string("UPDATE public.users SET name = 'upd', version = "
+                                      "nextval('public.version_seq')") +
+                          (touch_bio ? ", bio = md5(random()::text)" : "") + " WHERE id = 'c" +
+                          std::to_string(id) + "'");
             } else if (op < 85) {
                 int id = pick(live);
                 conn.exec("DELETE FROM public.users WHERE id = 'c" + std::to_string(id) + "'");
@@ -90,7 +93,8 @@ void torture(std::size_t lanes) {
             } else if (!deleted.empty()) {
                 int id = pick(deleted);
                 conn.exec("INSERT INTO public.users (id, name, version) VALUES ('c" +
-                          std::to_string(id) + "', 'again', nextval('public.version_seq')) "
+                          std::to_string(id) +
+                          "', 'again', nextval('public.version_seq')) "
                           "ON CONFLICT (id) DO NOTHING");
                 live.push_back(id);
             }
@@ -103,8 +107,8 @@ void torture(std::size_t lanes) {
     std::mt19937 rng(11);
     int kills = 0;
     for (; kills < 20; ++kills) {
-        std::this_thread::sleep_for(std::chrono::milliseconds(
-            std::uniform_int_distribution<int>(300, 1800)(rng)));
+        std::this_thread::sleep_for(
+            std::chrono::milliseconds(std::uniform_int_distribution<int>(300, 1800)(rng)));
         f.kill9();
         f.start_unchecked();
     }
@@ -126,14 +130,16 @@ void torture(std::size_t lanes) {
     CHECK(f.provider_value(provider_state) == f.target_value(target_state));
     CHECK(f.provider_value("SELECT count(*) FROM public.users") ==
           f.target_value("SELECT count(*) FROM neon_auth.users_sync WHERE deleted_at IS NULL"));
-    CHECK(f.target_value("SELECT count(*) FROM (SELECT id, version FROM public.applied GROUP BY 1, 2 "
-                         "HAVING count(*) > 1) d") == "0");
+    CHECK(
+        f.target_value("SELECT count(*) FROM (SELECT id, version FROM public.applied GROUP BY 1, 2 "
+                       "HAVING count(*) > 1) d") == "0");
     CHECK(f.stop() == 0);
 }
 
 }  // namespace
 
-TEST_CASE("twenty SIGKILLs under a mixed workload lose nothing and apply nothing twice", "[torture][integration]") {
+TEST_CASE("twenty SIGKILLs under a mixed workload lose nothing and apply nothing twice",
+          "[torture][integration]") {
     torture(1);
 }
 

@@ -29,7 +29,8 @@ std::vector<Bytes> load_hex_fixture(const std::string& relative_path) {
 std::vector<std::string> list_hex_fixtures(const std::string& dir) {
     std::vector<std::string> out;
     for (const auto& entry : std::filesystem::directory_iterator(fixture_path(dir))) {
-        if (entry.path().extension() == ".hex") out.push_back(dir + "/" + entry.path().filename().string());
+        if (entry.path().extension() == ".hex")
+            out.push_back(dir + "/" + entry.path().filename().string());
     }
     std::sort(out.begin(), out.end());
     return out;

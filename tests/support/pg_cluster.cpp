@@ -17,13 +17,17 @@ namespace authsync::test {
 
 namespace {
 
-bool is_root() { return geteuid() == 0; }
+bool is_root() {
+    return geteuid() == 0;
+}
 
 std::string shell_quote(const std::string& s) {
     std::string out = "'";
     for (char c : s) {
-        if (c == '\'') out += "'\\''";
-        else out += c;
+        if (c == '\'')
+            out += "'\\''";
+        else
+            out += c;
     }
     return out + "'";
 }
@@ -151,7 +155,8 @@ pg::Connection PgCluster::connect(const std::string& dbname) const {
 
 std::string PgCluster::create_database(const std::string& prefix, const std::string& options) {
     std::string name = prefix + "_" + std::to_string(++db_counter_);
-    connect().exec("CREATE DATABASE " + quote_identifier(name) + (options.empty() ? "" : " " + options));
+    connect().exec("CREATE DATABASE " + quote_identifier(name) +
+                   (options.empty() ? "" : " " + options));
     return name;
 }
 

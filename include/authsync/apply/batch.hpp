@@ -32,13 +32,21 @@ struct Statement {
     std::size_t rows = 0;  // changes it carries
     // Mirror: a composite mapping's mirror change, whose result rows name affected targets;
     // Recompute: a composite target rebuilt from its mirrors.
-    enum class Kind { UpsertFull, UpsertPartial, SoftDelete, HardDelete, MirrorUpsert, MirrorDelete, Recompute };
+    enum class Kind {
+        UpsertFull,
+        UpsertPartial,
+        SoftDelete,
+        HardDelete,
+        MirrorUpsert,
+        MirrorDelete,
+        Recompute
+    };
     Kind kind = Kind::UpsertFull;
     // Per change, for a statement that the target rejects: its key, its element of each array
     // parameter (so it can be sent alone), and the mapping it came from.
     std::vector<std::string> keys;
     std::vector<std::vector<std::optional<std::string>>> row_values;  // nullopt: NULL
-    std::vector<std::string> mappings;  // source table of each change
+    std::vector<std::string> mappings;                                // source table of each change
 
     // The same statement for change `i` alone.
     Statement single(std::size_t i) const;

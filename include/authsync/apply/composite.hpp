@@ -29,7 +29,8 @@ inline constexpr std::string_view kMissingMirrorRow = "";
 
 class MirrorBatch {
 public:
-    void upsert(const mapping::BoundMirror& mirror, mapping::MirrorRow row, PgTimestamp commit_time);
+    void upsert(const mapping::BoundMirror& mirror, mapping::MirrorRow row,
+                PgTimestamp commit_time);
     void remove(const mapping::BoundMirror& mirror, std::vector<std::string> key,
                 PgTimestamp commit_time);
 
@@ -43,8 +44,8 @@ public:
 private:
     struct Pending {
         bool deleted = false;
-        mapping::MirrorRow row;         // when !deleted
-        std::vector<std::string> key;   // key column values
+        mapping::MirrorRow row;        // when !deleted
+        std::vector<std::string> key;  // key column values
         PgTimestamp commit_time;
     };
     struct Table {

@@ -27,8 +27,8 @@ enum class Snapshot { Initial, Never };
 enum class OnSlotLost { Stop, Resync };
 
 struct SourceConfig {
-    std::string dsn;                      // required
-    std::string slot = "authsync";        // a valid replication slot name: [a-z0-9_]{1,63}
+    std::string dsn;                // required
+    std::string slot = "authsync";  // a valid replication slot name: [a-z0-9_]{1,63}
     std::string publication = "authsync";
     bool create_slot = true;
     bool create_publication = true;
@@ -61,8 +61,8 @@ struct StatusConfig {
 enum class OnError { Stop, DeadLetter };
 
 struct ApplyConfig {
-    std::size_t batch_max_rows = 10'000;        // rows per target transaction (and per chunk)
-    std::size_t batch_max_bytes = 16u << 20;    // bytes of decoded changes per batch
+    std::size_t batch_max_rows = 10'000;             // rows per target transaction (and per chunk)
+    std::size_t batch_max_bytes = 16u << 20;         // bytes of decoded changes per batch
     std::chrono::milliseconds batch_max_delay{200};  // longest a batch waits for more data
     OnError on_error = OnError::Stop;
     // Whether a target COMMIT waits for its WAL flush. Off by default, as for PostgreSQL's

@@ -16,8 +16,7 @@ namespace authsync::copy {
 
 // Parses one row (with or without its trailing newline) into `out` (cleared first). Throws
 // ProtocolError when the row does not have `expected_columns` columns or holds a bad escape.
-void parse_text_row(std::string_view line, std::size_t expected_columns,
-                    pgoutput::TupleData& out);
+void parse_text_row(std::string_view line, std::size_t expected_columns, pgoutput::TupleData& out);
 
 // Appends `value` escaped for COPY text input (backslash, tab, newline, carriage return).
 void append_text_field(std::string& out, std::string_view value);

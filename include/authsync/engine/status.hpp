@@ -25,10 +25,10 @@ struct EngineStatus : status::Progress {
     // Commit time of the oldest received source transaction not yet durable in the target.
     std::optional<PgTimestamp> oldest_pending_commit_time;
     // Seconds; buckets from 1 ms to about 1 min.
-    status::Histogram batch_apply_seconds{{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
-                                           0.5, 1, 2.5, 5, 10, 30, 60}};
-    status::Histogram e2e_latency_seconds{{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
-                                           0.5, 1, 2.5, 5, 10, 30, 60}};
+    status::Histogram batch_apply_seconds{
+        {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60}};
+    status::Histogram e2e_latency_seconds{
+        {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60}};
     status::LagHistory lag_history;
     std::chrono::steady_clock::time_point started_at = std::chrono::steady_clock::now();
 };

@@ -58,7 +58,9 @@ public:
 
     // The source transaction being received: dead letters name its commit LSN.
     void set_source_transaction(Lsn final_lsn) { txn_final_lsn_ = final_lsn; }
-    void add(const pipeline::Operation& op, PgTimestamp commit_time) { batch_.add(op, commit_time); }
+    void add(const pipeline::Operation& op, PgTimestamp commit_time) {
+        batch_.add(op, commit_time);
+    }
     // A TRUNCATE, in order: what came before it goes in first.
     asio::awaitable<void> truncate(const pipeline::Operation& op, PgTimestamp commit_time);
     bool full() const;

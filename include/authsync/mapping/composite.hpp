@@ -60,7 +60,8 @@ struct MirrorSource {
 };
 
 enum class TargetKind {
-    Users,  // a users_sync table: compute yields (id, raw_json[, deleted_at]); a missing id is soft-deleted
+    Users,  // a users_sync table: compute yields (id, raw_json[, deleted_at]); a missing id is
+            // soft-deleted
     Rows,   // a plain table: compute yields `columns`; rows of an affected group not yielded go
 };
 

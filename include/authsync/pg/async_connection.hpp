@@ -50,9 +50,9 @@ struct PipelineQuery {
     bool prepared = false;
 };
 struct PipelineOutcome {
-    Result result;                  // when it ran
-    std::optional<PgError> error;   // when it failed
-    bool skipped = false;           // the server skipped it after an earlier failure
+    Result result;                 // when it ran
+    std::optional<PgError> error;  // when it failed
+    bool skipped = false;          // the server skipped it after an earlier failure
 };
 
 class AsyncConnection {
@@ -76,7 +76,8 @@ public:
     // Runs `queries` in one round trip with libpq's pipeline mode: all are sent, then one sync
     // point; outcomes come back in order. After the first failure the server skips the rest
     // (skipped), and an explicit transaction is left aborted. The connection must be idle.
-    asio::awaitable<std::vector<PipelineOutcome>> pipeline(const std::vector<PipelineQuery>& queries);
+    asio::awaitable<std::vector<PipelineOutcome>> pipeline(
+        const std::vector<PipelineQuery>& queries);
     // pipeline() in two halves, so that the caller can work while the server executes:
     // pipeline_send returns once the queries are on the wire, and pipeline_results must come
     // before anything else is sent on this connection.

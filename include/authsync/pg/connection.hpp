@@ -49,14 +49,6 @@ public:
     // 55006 object in use: e.g. a replication slot that another process holds.
     bool is_object_in_use() const;
 
-    // Transitional, for src/engine/engine.cpp until it decides with pg::classify
-    // (pg/error_class.hpp); then they go. is_connection_failure takes any error without a
-    // SQLSTATE for a lost connection, which classify does not.
-    // Class 08, 57P01-57P03, or no SQLSTATE at all.
-    bool is_connection_failure() const;
-    // 40001 serialization failure, 40P01 deadlock detected.
-    bool is_serialization_failure() const;
-
 private:
     std::string sqlstate_;
     std::string detail_;

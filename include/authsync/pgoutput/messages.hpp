@@ -152,7 +152,7 @@ struct StreamCommit {
 struct StreamAbort {
     Xid xid = 0;
     Xid subxid = 0;
-    std::optional<Lsn> abort_lsn;             // protocol 4 with streaming = parallel
+    std::optional<Lsn> abort_lsn;           // protocol 4 with streaming = parallel
     std::optional<PgTimestamp> abort_time;  // likewise
 };
 
@@ -196,8 +196,7 @@ struct RollbackPrepared {
 
 using Message = std::variant<Begin, Commit, Origin, Relation, Type, Insert, Update, Delete,
                              Truncate, LogicalMessage, StreamStart, StreamStop, StreamCommit,
-                             StreamAbort, BeginPrepare, Prepare, CommitPrepared,
-                             RollbackPrepared>;
+                             StreamAbort, BeginPrepare, Prepare, CommitPrepared, RollbackPrepared>;
 
 // A short name for logs and errors: "Begin", "Insert", "Stream Prepare", ...
 const char* message_name(const Message& message);

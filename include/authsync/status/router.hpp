@@ -23,8 +23,8 @@
 namespace authsync::status {
 
 struct Request {
-    std::string method;  // "GET", ...
-    std::string target;  // path with optional query string
+    std::string method;                        // "GET", ...
+    std::string target;                        // path with optional query string
     std::optional<std::string> authorization;  // the Authorization header, if sent
 };
 

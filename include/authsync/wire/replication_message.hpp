@@ -2,8 +2,8 @@
 // that START_REPLICATION enters).
 //
 // From the server:
-//   'w' XLogData           Int64 start LSN | Int64 current WAL end | Int64 send time | Byte[n] payload
-//   'k' Primary keepalive  Int64 WAL end   | Int64 send time       | Byte1 reply requested
+//   'w' XLogData           Int64 start LSN | Int64 current WAL end | Int64 send time | Byte[n]
+//   payload 'k' Primary keepalive  Int64 WAL end   | Int64 send time       | Byte1 reply requested
 // From the client:
 //   'r' Standby status     Int64 write | Int64 flush | Int64 apply | Int64 send time | Byte1 reply
 // Times are microseconds since 2000-01-01 UTC. Pure: decodes and encodes bytes, no I/O. The

@@ -59,7 +59,8 @@ TEST_CASE("changes to one key collapse to its final state", "[apply]") {
 TEST_CASE("a partial image merges over an earlier full one and becomes full", "[apply]") {
     auto r = rule();
     Batch b;
-    b.upsert(r, image("1", {{"id", "\"1\""}, {"bio", "\"long\""}, {"name", "\"a\""}}), PgTimestamp{1});
+    b.upsert(r, image("1", {{"id", "\"1\""}, {"bio", "\"long\""}, {"name", "\"a\""}}),
+             PgTimestamp{1});
     b.upsert(r, image("1", {{"id", "\"1\""}, {"name", "\"b\""}}, true), PgTimestamp{2});
     auto sts = b.statements();
     REQUIRE(sts.size() == 1);
@@ -86,7 +87,8 @@ TEST_CASE("an upsert after a delete revives the user; hard deletes remove", "[ap
     b.remove(hard, "2", PgTimestamp{3});
     auto sts = b.statements();
     REQUIRE(sts.size() == 2);
-    CHECK(find(sts, Statement::Kind::UpsertFull)->params[0] == std::string(R"({"{\"id\":\"1\"}"})"));
+    CHECK(find(sts, Statement::Kind::UpsertFull)->params[0] ==
+          std::string(R"({"{\"id\":\"1\"}"})"));
     CHECK(find(sts, Statement::Kind::HardDelete)->params[0] == std::string("{\"2\"}"));
     b.clear();
     CHECK(b.empty());
@@ -128,5 +130,6 @@ TEST_CASE("every checkpoint write marks the row as covering what is acknowledged
 TEST_CASE("an idle acknowledgement keeps the stored commit time", "[apply]") {
     auto st = checkpoint_statement("my_slot", Lsn(0x16B3748), std::nullopt);
     CHECK_FALSE(st.params.at(2).has_value());
-    CHECK_THAT(st.sql, Catch::Contains("coalesce(EXCLUDED.commit_time, authsync.checkpoint.commit_time)"));
+    CHECK_THAT(st.sql,
+               Catch::Contains("coalesce(EXCLUDED.commit_time, authsync.checkpoint.commit_time)"));
 }

@@ -8,8 +8,8 @@ using namespace authsync;
 using namespace authsync::apply;
 using authsync::mapping::MirrorRow;
 using authsync::pgoutput::Message;
-using Catch::Contains;
 using authsync::test::line;
+using Catch::Contains;
 
 namespace {
 

@@ -69,8 +69,10 @@ TEST_CASE("decode of CopyData frames shows keepalives and XLogData", "[cli][deco
     REQUIRE(r.rc == 0);
     std::size_t keepalives = 0;
     for (const auto& row : r.rows) {
-        if (row["frame"] == "Keepalive") ++keepalives;
-        else CHECK(row["message"].contains("type"));
+        if (row["frame"] == "Keepalive")
+            ++keepalives;
+        else
+            CHECK(row["message"].contains("type"));
     }
     CHECK(keepalives >= 2);
 }

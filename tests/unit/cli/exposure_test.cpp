@@ -16,7 +16,8 @@ config::EnvLookup env_of(std::map<std::string, std::string> vars) {
     };
 }
 
-config::Config config_with(const std::string& source_dsn, const std::string& listen = "127.0.0.1:8080") {
+config::Config config_with(const std::string& source_dsn,
+                           const std::string& listen = "127.0.0.1:8080") {
     config::Config c;
     c.source.dsn = source_dsn;
     c.target.dsn = "host=/var/run/postgresql dbname=app";
@@ -38,8 +39,8 @@ TEST_CASE("local hosts are sockets, localhost, 127/8 and ::1", "[cli][exposure]"
         INFO(h);
         CHECK(cli::is_local_host(h));
     }
-    for (const char* h : {"0.0.0.0", "::", "10.0.0.5", "db.internal", "128.0.0.1", "localhost.evil",
-                          "[::2]"}) {
+    for (const char* h :
+         {"0.0.0.0", "::", "10.0.0.5", "db.internal", "128.0.0.1", "localhost.evil", "[::2]"}) {
         INFO(h);
         CHECK_FALSE(cli::is_local_host(h));
     }
@@ -47,7 +48,8 @@ TEST_CASE("local hosts are sockets, localhost, 127/8 and ::1", "[cli][exposure]"
 
 TEST_CASE("a remote database without sslmode=verify-full is a warning", "[cli][exposure]") {
     const auto none = env_of({});
-    CHECK(cli::exposure_warnings(config_with("host=db.internal sslmode=verify-full"), none).empty());
+    CHECK(
+        cli::exposure_warnings(config_with("host=db.internal sslmode=verify-full"), none).empty());
     CHECK(cli::exposure_warnings(config_with("host=127.0.0.1 sslmode=disable"), none).empty());
     CHECK(cli::exposure_warnings(config_with("dbname=auth"), none).empty());  // the Unix socket
     for (const char* mode : {"disable", "allow", "prefer", "require", "verify-ca"}) {
@@ -55,27 +57,29 @@ TEST_CASE("a remote database without sslmode=verify-full is a warning", "[cli][e
             config_with(std::string("host=db.internal password=pw sslmode=") + mode), none);
         REQUIRE(w.size() == 1);
         CHECK_THAT(w[0], Contains("source.dsn: host db.internal") &&
-                             Contains(std::string("sslmode=") + mode) &&
-                             !Contains("pw"));
+                             Contains(std::string("sslmode=") + mode) && !Contains("pw"));
     }
     // libpq's default is prefer; URIs, host lists, hostaddr and PG* variables count too.
     CHECK_THAT(joined(cli::exposure_warnings(config_with("host=db.internal"), none)),
                Contains("sslmode=prefer"));
-    CHECK_THAT(joined(cli::exposure_warnings(
-                   config_with("postgresql://u:secret@db.internal:5432/auth?sslmode=require"), none)),
-               Contains("host db.internal") && !Contains("secret"));
+    CHECK_THAT(
+        joined(cli::exposure_warnings(
+            config_with("postgresql://u:secret@db.internal:5432/auth?sslmode=require"), none)),
+        Contains("host db.internal") && !Contains("secret"));
     CHECK_THAT(joined(cli::exposure_warnings(config_with("host=localhost,db2.internal"), none)),
                Contains("host db2.internal"));
     CHECK_THAT(joined(cli::exposure_warnings(config_with("hostaddr=10.0.0.5"), none)),
                Contains("host 10.0.0.5"));
-    CHECK_THAT(joined(cli::exposure_warnings(config_with("dbname=auth"), env_of({{"PGHOST", "db.internal"}}))),
+    CHECK_THAT(joined(cli::exposure_warnings(config_with("dbname=auth"),
+                                             env_of({{"PGHOST", "db.internal"}}))),
                Contains("host db.internal"));
     CHECK(cli::exposure_warnings(config_with("host=db.internal"),
                                  env_of({{"PGSSLMODE", "verify-full"}}))
               .empty());
 }
 
-TEST_CASE("a status endpoint beyond loopback without token or tls is a warning", "[cli][exposure]") {
+TEST_CASE("a status endpoint beyond loopback without token or tls is a warning",
+          "[cli][exposure]") {
     const auto none = env_of({});
     const auto local = "host=/tmp";
     CHECK(cli::exposure_warnings(config_with(local, "127.0.0.1:8080"), none).empty());

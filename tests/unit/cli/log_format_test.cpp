@@ -1,7 +1,7 @@
-#include <catch2/catch.hpp>
-#include <nlohmann/json.hpp>
 #include <spdlog/sinks/ostream_sink.h>
 #include <spdlog/spdlog.h>
+#include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
 #include <sstream>
 
 #include "authsync/cli/log_format.hpp"
@@ -35,8 +35,8 @@ TEST_CASE("key=value words of a message become fields", "[cli]") {
     CHECK(j["lsn"] == "0/16B3748");
     CHECK(j["message"] == "streaming slot=authsync_1 from lsn=0/16B3748");
     // Trailing punctuation is not part of a value; reserved and odd keys are left alone.
-    j = json::parse(json_log_line(at(0), "warn", "engine",
-                                  "a x=1, level=boom Key=2 =3 y= z=(4) lsn=0/1:"));
+    j = json::parse(
+        json_log_line(at(0), "warn", "engine", "a x=1, level=boom Key=2 =3 y= z=(4) lsn=0/1:"));
     CHECK(j["x"] == "1");
     CHECK(j["level"] == "warn");
     CHECK_FALSE(j.contains("Key"));
@@ -56,11 +56,13 @@ TEST_CASE("quotes, control characters and invalid UTF-8 stay one valid JSON line
 
 TEST_CASE("a json log line starts with time, level, logger and message, in that order", "[cli]") {
     const auto line = json_log_line(at(0), "info", "engine", "streaming slot=s lsn=0/1");
-    CHECK_THAT(line, Catch::StartsWith(R"({"time":"1970-01-01T00:00:00.000Z","level":"info","logger":"engine","message":")"));
+    CHECK_THAT(
+        line,
+        Catch::StartsWith(
+            R"({"time":"1970-01-01T00:00:00.000Z","level":"info","logger":"engine","message":")"));
 }
 
-TEST_CASE("the text format escapes control characters, so a message cannot start a line",
-          "[cli]") {
+TEST_CASE("the text format escapes control characters, so a message cannot start a line", "[cli]") {
     CHECK(escape_control("key a\n2030-01-01 error [engine] forged") ==
           "key a\\n2030-01-01 error [engine] forged");
     CHECK(escape_control("cr\r tab\t esc\x1b del\x7f nul") == "cr\\r tab\\t esc\\x1b del\\x7f nul");

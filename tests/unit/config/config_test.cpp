@@ -308,8 +308,9 @@ TEST_CASE("an empty listen address disables the status endpoint", "[config]") {
 
 TEST_CASE("status.max_connections caps the endpoint's connections, 64 by default", "[config]") {
     CHECK(parse("source: {dsn: x}\n" + kTail).status.max_connections == 64);
-    CHECK(parse("source: {dsn: x}\nstatus: {max_connections: 8}\n" + kTail).status.max_connections ==
-          8);
+    CHECK(
+        parse("source: {dsn: x}\nstatus: {max_connections: 8}\n" + kTail).status.max_connections ==
+        8);
     check_error("source: {dsn: x}\nstatus:\n  max_connections: 0\n" + kTail, "3:20",
                 "status.max_connections must be a positive integer, not \"0\"");
     check_error("source: {dsn: x}\nstatus:\n  max_connections: many\n" + kTail, "3:20",
@@ -318,11 +319,11 @@ TEST_CASE("status.max_connections caps the endpoint's connections, 64 by default
 
 TEST_CASE("status.tls names a certificate and a key, both required", "[config]") {
     CHECK_FALSE(parse("source: {dsn: x}\n" + kTail).status.tls);
-    auto c = parse("source: {dsn: x}\nstatus:\n  tls: {certificate: /c.pem, key: \"${K}\"}\n" +
-                       kTail,
-                   [](const std::string& n) -> std::optional<std::string> {
-                       return n == "K" ? std::optional<std::string>("/k.pem") : std::nullopt;
-                   });
+    auto c =
+        parse("source: {dsn: x}\nstatus:\n  tls: {certificate: /c.pem, key: \"${K}\"}\n" + kTail,
+              [](const std::string& n) -> std::optional<std::string> {
+                  return n == "K" ? std::optional<std::string>("/k.pem") : std::nullopt;
+              });
     REQUIRE(c.status.tls);
     CHECK(c.status.tls->certificate == "/c.pem");
     CHECK(c.status.tls->key == "/k.pem");
@@ -330,9 +331,9 @@ TEST_CASE("status.tls names a certificate and a key, both required", "[config]")
                 "missing required key \"key\" in status.tls");
     check_error("source: {dsn: x}\nstatus:\n  tls: on\n" + kTail, "3:8",
                 "status.tls must be a mapping with certificate and key");
-    check_error("source: {dsn: x}\nstatus:\n  tls: {certificate: /c.pem, key: /k.pem, ca: x}\n" +
-                    kTail,
-                "3:43", "unknown key \"ca\" in status.tls");
+    check_error(
+        "source: {dsn: x}\nstatus:\n  tls: {certificate: /c.pem, key: /k.pem, ca: x}\n" + kTail,
+        "3:43", "unknown key \"ca\" in status.tls");
 }
 
 TEST_CASE("a field named id may map the single key column", "[config]") {

@@ -108,7 +108,8 @@ TEST_CASE("preset options are checked against the preset", "[config][preset]") {
     e = error_of(head() + "  - preset: stack-auth\n    preset_options: {projct_id: x}\n");
     CHECK_THAT(e, StartsWith("t.yaml:6:22: unknown option \"projct_id\" for preset stack-auth"));
     CHECK_THAT(e, Contains("did you mean \"project_id\""));
-    e = error_of(head() + "  - preset: stack-auth\n    preset_options: {project_id: x}\n    fields: {}\n");
+    e = error_of(head() +
+                 "  - preset: stack-auth\n    preset_options: {project_id: x}\n    fields: {}\n");
     CHECK_THAT(e, Contains("unknown key \"fields\" in mappings[0]"));
 }
 
@@ -119,15 +120,18 @@ TEST_CASE("an unknown preset names where it was looked for", "[config][preset]")
     CHECK_THAT(e, Contains("is not a preset name"));
 }
 
-TEST_CASE("presets come from one directory: configured, $AUTHSYNC_PRESETS_DIR, the build's "
-          "tree for an uninstalled binary, else the installed one",
-          "[config][preset]") {
+TEST_CASE(
+    "presets come from one directory: configured, $AUTHSYNC_PRESETS_DIR, the build's "
+    "tree for an uninstalled binary, else the installed one",
+    "[config][preset]") {
     const config::EnvLookup none = [](const std::string&) { return std::optional<std::string>(); };
     const config::EnvLookup with_var = [](const std::string& name) {
         return name == "AUTHSYNC_PRESETS_DIR" ? std::optional<std::string>("/from/env")
-                                               : std::optional<std::string>();
+                                              : std::optional<std::string>();
     };
-    const config::EnvLookup empty_var = [](const std::string&) { return std::optional<std::string>(""); };
+    const config::EnvLookup empty_var = [](const std::string&) {
+        return std::optional<std::string>("");
+    };
     const std::string installed = "/usr/local/bin/authsync";
     const std::string uninstalled = AUTHSYNC_BUILD_DIR "/authsync";
     CHECK(config::presets_directory("/p", with_var, uninstalled) == "/p");
@@ -155,9 +159,10 @@ TEST_CASE("a preset beside the config file is not read", "[config][preset]") {
     std::ofstream(dir / "presets" / "mini.yaml") << kMinimalPreset;
     std::string e;
     try {
-        config::parse_config("source: {dsn: \"host=a\"}\ntarget: {dsn: \"host=b\"}\nmappings:\n"
-                             "  - preset: mini\n    preset_options: {tenant: a}\n",
-                             (dir / "authsync.yaml").string(), kNoEnv);
+        config::parse_config(
+            "source: {dsn: \"host=a\"}\ntarget: {dsn: \"host=b\"}\nmappings:\n"
+            "  - preset: mini\n    preset_options: {tenant: a}\n",
+            (dir / "authsync.yaml").string(), kNoEnv);
     } catch (const ConfigError& err) {
         e = err.what();
     }
@@ -207,7 +212,8 @@ TEST_CASE("mistakes in a preset file are reported in that file", "[config][prese
     }
     {
         PresetDir d("mini", broken("key: id", "key: uid"));
-        CHECK_THAT(error_of(head(d.dir) + mapping), Contains("key column \"uid\" is not among the columns"));
+        CHECK_THAT(error_of(head(d.dir) + mapping),
+                   Contains("key column \"uid\" is not among the columns"));
     }
     {
         PresetDir d("mini", broken("kind: users", "kind: people"));
@@ -220,10 +226,12 @@ TEST_CASE("mistakes in a preset file are reported in that file", "[config][prese
     }
     {
         PresetDir d("mini", broken("    row_filter_columns: [tenant_id]\n", ""));
-        CHECK_THAT(error_of(head(d.dir) + mapping), Contains("a row_filter needs row_filter_columns"));
+        CHECK_THAT(error_of(head(d.dir) + mapping),
+                   Contains("a row_filter needs row_filter_columns"));
     }
     {
-        PresetDir d("mini", broken("row_filter_columns: [tenant_id]", "row_filter_columns: [tenant]"));
+        PresetDir d("mini",
+                    broken("row_filter_columns: [tenant_id]", "row_filter_columns: [tenant]"));
         CHECK_THAT(error_of(head(d.dir) + mapping),
                    Contains("row filter column \"tenant\" is not a mirrored column"));
     }
@@ -234,9 +242,11 @@ TEST_CASE("mistakes in a preset file are reported in that file", "[config][prese
 }
 
 TEST_CASE("presets need the initial copy", "[config][preset]") {
-    auto e = error_of("source: {dsn: \"host=a\", snapshot: never}\ntarget: {dsn: \"host=b\"}\n"
-                      "presets_dir: \"" AUTHSYNC_CONF_DIR "/presets\"\nmappings:\n"
-                      "  - preset: stack-auth\n    preset_options: {project_id: p}\n");
+    auto e = error_of(
+        "source: {dsn: \"host=a\", snapshot: never}\ntarget: {dsn: \"host=b\"}\n"
+        "presets_dir: \"" AUTHSYNC_CONF_DIR
+        "/presets\"\nmappings:\n"
+        "  - preset: stack-auth\n    preset_options: {project_id: p}\n");
     CHECK_THAT(e, Contains("source.snapshot: never cannot be used with preset stack-auth"));
 }
 
@@ -245,10 +255,10 @@ TEST_CASE("a preset file names itself; option values stay data", "[config][prese
     CHECK_THAT(error_of(head(d.dir) + "  - preset: other\n    preset_options: {tenant: a}\n"),
                Contains("says it is preset \"mini\", not \"other\""));
     PresetDir m("mini", kMinimalPreset);
-    CHECK_THAT(error_of(head(m.dir) + "  - preset: mini\n    preset_options: {tenant: \"{{tenant_id}}\"}\n"),
+    CHECK_THAT(error_of(head(m.dir) +
+                        "  - preset: mini\n    preset_options: {tenant: \"{{tenant_id}}\"}\n"),
                Contains("\"{{\" is not allowed in an option's value"));
 }
-
 
 TEST_CASE("the supabase preset parses: auth.users, secrets left out", "[config][preset]") {
     auto c = parse(head() + "  - preset: supabase\n");
@@ -273,8 +283,9 @@ TEST_CASE("identifier options rename tables and columns", "[config][preset]") {
     CHECK(rule.sources[0].column("emailVerified") != nullptr);
     CHECK_THAT(rule.targets[0].compute, Contains("u.\"createdAt\""));
 
-    c = parse(head() + "  - preset: better-auth\n    preset_options: {user_table: users, "
-                       "created_at: created_at, email_verified: email_verified}\n");
+    c = parse(head() +
+              "  - preset: better-auth\n    preset_options: {user_table: users, "
+              "created_at: created_at, email_verified: email_verified}\n");
     rule = c.composites[0];
     CHECK(rule.sources[0].source_name() == "public.users");
     CHECK(rule.sources[0].column("email_verified") != nullptr);
@@ -305,8 +316,9 @@ TEST_CASE("the generic preset needs a table; its columns are renamed by options"
           "[config][preset]") {
     CHECK_THAT(error_of(head() + "  - preset: generic\n"),
                Contains("preset generic needs preset_options.table"));
-    auto c = parse(head() + "  - preset: generic\n    preset_options: {table: members, "
-                            "id_column: member_id}\n");
+    auto c = parse(head() +
+                   "  - preset: generic\n    preset_options: {table: members, "
+                   "id_column: member_id}\n");
     const auto& s = c.composites.at(0).sources.at(0);
     CHECK(s.source_name() == "public.members");
     CHECK(s.mirror_table == "generic_members");

@@ -39,7 +39,8 @@ TEST_CASE("captured COPY rows parse into the values that were inserted", "[copy]
     CHECK(t[1].kind == ColumnKind::Null);
     CHECK(t[6].kind == ColumnKind::Text);
     CHECK(t[6].value == "tab\there\nnewline \\ backslash \r cr");
-    CHECK(t[12].value == "{\"nl\": \"a\\nb\", \"uni\": \"\xc3\xa9\", \"quote\": \"say \\\"hi\\\"\"}");
+    CHECK(t[12].value ==
+          "{\"nl\": \"a\\nb\", \"uni\": \"\xc3\xa9\", \"quote\": \"say \\\"hi\\\"\"}");
     CHECK(t[13].kind == ColumnKind::Null);
     CHECK(t[15].value == "{\"x\ty\"}");
 }
@@ -51,8 +52,10 @@ TEST_CASE("escaping for COPY input round-trips through the parser", "[copy]") {
     std::string line;
     for (std::size_t i = 0; i < t.size(); ++i) {
         if (i) line += '\t';
-        if (t[i].kind == ColumnKind::Null) line += "\\N";
-        else copy::append_text_field(line, t[i].value);
+        if (t[i].kind == ColumnKind::Null)
+            line += "\\N";
+        else
+            copy::append_text_field(line, t[i].value);
     }
     copy::parse_text_row(line, 16, again);
     CHECK(again == t);

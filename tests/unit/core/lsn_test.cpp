@@ -3,8 +3,8 @@
 #include "authsync/core/error.hpp"
 #include "authsync/core/lsn.hpp"
 
-using authsync::Lsn;
 using authsync::durable_point;
+using authsync::Lsn;
 
 TEST_CASE("an LSN parses and formats as X/X in upper-case hex", "[lsn]") {
     auto lsn = Lsn::parse("0/16B3748");

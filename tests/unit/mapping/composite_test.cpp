@@ -9,8 +9,8 @@ using namespace authsync;
 using namespace authsync::mapping;
 using authsync::pgoutput::ColumnKind;
 using authsync::pgoutput::Message;
-using Catch::Contains;
 using authsync::test::line;
+using Catch::Contains;
 
 namespace {
 

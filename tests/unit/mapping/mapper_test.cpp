@@ -12,8 +12,8 @@ using namespace authsync::mapping;
 using authsync::pgoutput::ColumnKind;
 using authsync::pgoutput::Message;
 using authsync::pgoutput::TupleData;
-using Catch::Contains;
 using authsync::test::line;
+using Catch::Contains;
 
 namespace {
 
@@ -129,8 +129,7 @@ TEST_CASE("multi-column keys never collide: a ':' or backslash inside a part is 
     CHECK(key({"", ":"}) != key({":", ""}));
 }
 
-TEST_CASE("a two-column key is built alike from the new tuple and from the old one",
-          "[mapping]") {
+TEST_CASE("a two-column key is built alike from the new tuple and from the old one", "[mapping]") {
     const auto m = test::decode_fixture("insert");
     auto rule = users_rule();
     rule.key_columns = {"name", "email"};
@@ -667,9 +666,9 @@ TEST_CASE("invalid UTF-8 is passed on as it is for the target to reject, never r
     // A SQL_ASCII provider can hold any bytes: the target's UTF-8 check makes such a change a
     // row error (dead letter or stop), instead of a silent U+FFFD in users_sync.
     CHECK(json_quote("\xFF") == "\"\xFF\"");
-    CHECK(json_quote("a\xC3") == "\"a\xC3\"");              // truncated at the end
-    CHECK(json_quote("\xE2\x82x") == "\"\xE2\x82x\"");      // truncated
-    CHECK(json_quote("\xC0\x80") == "\"\xC0\x80\"");        // overlong
+    CHECK(json_quote("a\xC3") == "\"a\xC3\"");                // truncated at the end
+    CHECK(json_quote("\xE2\x82x") == "\"\xE2\x82x\"");        // truncated
+    CHECK(json_quote("\xC0\x80") == "\"\xC0\x80\"");          // overlong
     CHECK(json_quote("\xED\xA0\x80") == "\"\xED\xA0\x80\"");  // a surrogate
     // The bytes of an ill-formed sequence never swallow a quote or a backslash after them.
     CHECK(json_quote("\x80\"") == "\"\x80\\\"\"");

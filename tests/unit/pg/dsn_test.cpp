@@ -26,8 +26,9 @@ void check_no_words_of(const std::string& text, const std::string& password) {
 }  // namespace
 
 TEST_CASE("redact_dsn masks the password of a keyword/value dsn and keeps the rest", "[pg]") {
-    auto shown = pg::redact_dsn("host=db.internal port=5433 dbname=auth user=sync password=s3cr3t "
-                                "sslmode=verify-full");
+    auto shown = pg::redact_dsn(
+        "host=db.internal port=5433 dbname=auth user=sync password=s3cr3t "
+        "sslmode=verify-full");
     CHECK(shown ==
           "host=db.internal port=5433 dbname=auth user=sync password=*** sslmode=verify-full");
 }
@@ -40,9 +41,9 @@ TEST_CASE("redact_dsn masks a quoted password with spaces", "[pg]") {
 
 TEST_CASE("redact_dsn shows no part of a dsn libpq cannot parse", "[pg]") {
     // Unquoted spaces: libpq says `missing "=" after "horse"`.
-    for (const char* dsn : {"host=h user=u password=correct horse battery",
-                            "host=h password='correct horse battery",
-                            "postgresql://u:abc%zz@h/db"}) {
+    for (const char* dsn :
+         {"host=h user=u password=correct horse battery", "host=h password='correct horse battery",
+          "postgresql://u:abc%zz@h/db"}) {
         auto shown = pg::redact_dsn(dsn);
         INFO(dsn);
         CHECK_THAT(shown, Contains("invalid connection string"));
@@ -70,8 +71,7 @@ TEST_CASE("redact_dsn shows nothing of a URI whose password holds an unencoded @
     CHECK_THROWS_AS(pg::validate_dsn("postgresql://u:p@ss@h/db", "source.dsn"), ConfigError);
 }
 
-TEST_CASE("redact_dsn quotes values with spaces and shows a bare database name as dbname",
-          "[pg]") {
+TEST_CASE("redact_dsn quotes values with spaces and shows a bare database name as dbname", "[pg]") {
     CHECK(pg::redact_dsn("host=h options='-c search_path=a'") ==
           "host=h options='-c search_path=a'");
     CHECK(pg::redact_dsn("auth") == "dbname=auth");
@@ -85,8 +85,8 @@ TEST_CASE("redact_dsn masks the password wherever else the dsn repeats it", "[pg
 
 TEST_CASE("validate_dsn names the setting and never echoes the dsn or libpq's parse error",
           "[pg]") {
-    for (const char* dsn : {"host=h user=u password=correct horse battery",
-                            "postgresql://u:abc%zz@h/db"}) {
+    for (const char* dsn :
+         {"host=h user=u password=correct horse battery", "postgresql://u:abc%zz@h/db"}) {
         INFO(dsn);
         try {
             pg::validate_dsn(dsn, "source.dsn");
@@ -112,12 +112,11 @@ TEST_CASE("dsn_password finds the password of either dsn form", "[pg]") {
     CHECK(pg::dsn_password("host=h password=a b") == std::nullopt);  // does not parse
 }
 
-TEST_CASE("scrub_password removes the password, raw and percent-encoded, from a message",
-          "[pg]") {
+TEST_CASE("scrub_password removes the password, raw and percent-encoded, from a message", "[pg]") {
     CHECK(pg::scrub_password("role \"correct horse battery\" does not exist",
                              "correct horse battery") == "role \"***\" does not exist");
-    CHECK(pg::scrub_password("bad token \"Hunter2%20secret\" and Hunter2 secret", "Hunter2 secret") ==
-          "bad token \"***\" and ***");
+    CHECK(pg::scrub_password("bad token \"Hunter2%20secret\" and Hunter2 secret",
+                             "Hunter2 secret") == "bad token \"***\" and ***");
     CHECK(pg::scrub_password("x p%40ss y p%40SS", "p@ss") == "x *** y p%40SS");
     CHECK(pg::scrub_password("host=%7e%7E!", "~~") == "host=***!");
     CHECK(pg::scrub_password("a 100%25 b", "100%") == "a *** b");

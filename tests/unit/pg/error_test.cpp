@@ -6,8 +6,8 @@
 using namespace authsync;
 
 TEST_CASE("the classes whose server messages may quote row values are withheld", "[pg]") {
-    for (const char* s : {"22P02", "22001", "22003", "P0001", "P0004", "XX000", "38000", "39P01",
-                          "2F005"}) {
+    for (const char* s :
+         {"22P02", "22001", "22003", "P0001", "P0004", "XX000", "38000", "39P01", "2F005"}) {
         INFO(s);
         CHECK(pg::withholds_server_message(s));
     }
@@ -29,5 +29,6 @@ TEST_CASE("an error authsync made keeps its message as the server message", "[pg
     pg::PgError server("apply: invalid_text_representation (SQLSTATE 22P02)", "22P02", "", "",
                        "invalid input syntax for type bigint: \"v\" (SQLSTATE 22P02)");
     CHECK(std::string(server.what()).find("\"v\"") == std::string::npos);
-    CHECK(server.server_message() == "invalid input syntax for type bigint: \"v\" (SQLSTATE 22P02)");
+    CHECK(server.server_message() ==
+          "invalid input syntax for type bigint: \"v\" (SQLSTATE 22P02)");
 }

@@ -14,12 +14,17 @@ using Names = std::vector<std::string>;
 
 namespace {
 
-TupleColumn text(std::string v) { return {ColumnKind::Text, std::move(v)}; }
-TupleColumn null() { return {ColumnKind::Null, {}}; }
+TupleColumn text(std::string v) {
+    return {ColumnKind::Text, std::move(v)};
+}
+TupleColumn null() {
+    return {ColumnKind::Null, {}};
+}
 
 }  // namespace
 
-TEST_CASE("an insert transaction decodes to Begin, Relation, Insert, Insert, Commit", "[pgoutput]") {
+TEST_CASE("an insert transaction decodes to Begin, Relation, Insert, Insert, Commit",
+          "[pgoutput]") {
     auto msgs = decode_fixture("insert");
     REQUIRE(message_names(msgs) == Names{"Begin", "Relation", "Insert", "Insert", "Commit"});
     const auto& begin = std::get<Begin>(msgs[0]);
@@ -46,8 +51,8 @@ TEST_CASE("an insert transaction decodes to Begin, Relation, Insert, Insert, Com
     const auto& alice = std::get<Insert>(msgs[2]);
     CHECK(alice.relation_id == rel.relation_id);
     CHECK(alice.new_tuple == TupleData{text("1"), text("alice"), text("alice@example.com"),
-                                       text("2024-01-02 03:04:05+00"), text("{\"role\": \"admin\"}"),
-                                       text("t"), null()});
+                                       text("2024-01-02 03:04:05+00"),
+                                       text("{\"role\": \"admin\"}"), text("t"), null()});
     const auto& bob = std::get<Insert>(msgs[3]);
     CHECK(bob.new_tuple[2] == null());
     CHECK(bob.new_tuple[5] == text("f"));
@@ -101,7 +106,8 @@ TEST_CASE("an update of the primary key carries the old key with 'K'", "[pgoutpu
     CHECK(u.new_tuple[1] == text("alice"));
 }
 
-TEST_CASE("an update that leaves a TOASTed column alone marks it unchanged, not null", "[pgoutput]") {
+TEST_CASE("an update that leaves a TOASTed column alone marks it unchanged, not null",
+          "[pgoutput]") {
     auto msgs = decode_fixture("toast_unchanged");
     REQUIRE(message_names(msgs) == Names{"Begin", "Relation", "Update", "Commit"});
     const auto& u = std::get<Update>(msgs[2]);
@@ -110,7 +116,8 @@ TEST_CASE("an update that leaves a TOASTed column alone marks it unchanged, not 
     CHECK(u.new_tuple[6].value.empty());
 }
 
-TEST_CASE("TRUNCATE carries its relations and the CASCADE and RESTART IDENTITY flags", "[pgoutput]") {
+TEST_CASE("TRUNCATE carries its relations and the CASCADE and RESTART IDENTITY flags",
+          "[pgoutput]") {
     auto msgs = decode_fixture("truncate");
     REQUIRE(message_names(msgs) == Names{"Begin", "Relation", "Relation", "Truncate", "Commit",
                                          "Begin", "Relation", "Truncate", "Commit"});
@@ -181,9 +188,9 @@ TEST_CASE("binary mode sends columns as their binary send format", "[pgoutput]")
 
 TEST_CASE("a re-sent Relation message reflects added and dropped columns", "[pgoutput]") {
     auto msgs = decode_fixture("relation_resent");
-    REQUIRE(message_names(msgs) ==
-            Names{"Begin", "Relation", "Insert", "Commit", "Begin", "Relation", "Insert", "Commit",
-                  "Begin", "Relation", "Insert", "Commit"});
+    REQUIRE(message_names(msgs) == Names{"Begin", "Relation", "Insert", "Commit", "Begin",
+                                         "Relation", "Insert", "Commit", "Begin", "Relation",
+                                         "Insert", "Commit"});
     const auto& r1 = std::get<Relation>(msgs[1]);
     const auto& r2 = std::get<Relation>(msgs[5]);
     const auto& r3 = std::get<Relation>(msgs[9]);
@@ -209,7 +216,8 @@ TEST_CASE("common types arrive in their text output form", "[pgoutput]") {
     CHECK(t[15] == text("{a,\"b c\",NULL,\"d\\\"e\"}"));
 }
 
-TEST_CASE("a large transaction streamed with protocol 2 nests xids inside stream blocks", "[pgoutput][stream]") {
+TEST_CASE("a large transaction streamed with protocol 2 nests xids inside stream blocks",
+          "[pgoutput][stream]") {
     auto msgs = decode_fixture("stream");
     REQUIRE(std::holds_alternative<StreamStart>(msgs.front()));
     const auto& first = std::get<StreamStart>(msgs.front());
@@ -249,10 +257,9 @@ TEST_CASE("a large transaction streamed with protocol 2 nests xids inside stream
 
 TEST_CASE("two-phase commit with protocol 3", "[pgoutput][two_phase]") {
     auto msgs = decode_fixture("two_phase");
-    REQUIRE(message_names(msgs) ==
-            Names{"Begin Prepare", "Relation", "Insert", "Prepare", "Commit Prepared",
-                  "Begin Prepare", "Insert", "Prepare", "Rollback Prepared", "Begin", "Insert",
-                  "Commit"});
+    REQUIRE(message_names(msgs) == Names{"Begin Prepare", "Relation", "Insert", "Prepare",
+                                         "Commit Prepared", "Begin Prepare", "Insert", "Prepare",
+                                         "Rollback Prepared", "Begin", "Insert", "Commit"});
     const auto& bp = std::get<BeginPrepare>(msgs[0]);
     const auto& p = std::get<Prepare>(msgs[3]);
     const auto& cp = std::get<CommitPrepared>(msgs[4]);
@@ -284,7 +291,8 @@ TEST_CASE("a streamed prepared transaction ends with Stream Prepare", "[pgoutput
           "gid_stream");
 }
 
-TEST_CASE("protocol 4 Stream Abort carries the abort LSN and time with parallel streaming", "[pgoutput][stream]") {
+TEST_CASE("protocol 4 Stream Abort carries the abort LSN and time with parallel streaming",
+          "[pgoutput][stream]") {
     // PostgreSQL 15 cannot produce protocol 4; this extends a captured v2 Stream Abort with the
     // two v4 fields, laid out as PostgreSQL 16's logicalrep_write_stream_abort writes them.
     auto v2 = test::load_hex_fixture("pgoutput/stream.hex");
@@ -294,7 +302,9 @@ TEST_CASE("protocol 4 Stream Abort carries the abort LSN and time with parallel 
     }
     REQUIRE(abort.size() == 9);
     auto v4 = abort;
-    auto tail = hex_decode("0000000004303168" "0002b0ec8515f340");
+    auto tail = hex_decode(
+        "0000000004303168"
+        "0002b0ec8515f340");
     v4.insert(v4.end(), tail.begin(), tail.end());
 
     Decoder parallel({4, true});
@@ -322,9 +332,9 @@ TEST_CASE("malformed messages raise ProtocolError naming the message and offset"
     SECTION("bad tuple kind") {
         auto bytes = insert[2];  // the first Insert: 'I' relid 'N' ncols 't' ...
         bytes[8] = std::byte{'x'};
-        CHECK_THROWS_WITH(fresh().decode(bytes),
-                          Catch::Contains("Insert message") && Catch::Contains("kind 0x78") &&
-                              Catch::Contains("offset 8"));
+        CHECK_THROWS_WITH(fresh().decode(bytes), Catch::Contains("Insert message") &&
+                                                     Catch::Contains("kind 0x78") &&
+                                                     Catch::Contains("offset 8"));
     }
     SECTION("negative column length") {
         auto bytes = insert[2];

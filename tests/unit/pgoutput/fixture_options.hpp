@@ -1,4 +1,5 @@
-// The decoder options each captured fixture was produced with (see tests/fixtures/pgoutput/README.md).
+// The decoder options each captured fixture was produced with (see
+// tests/fixtures/pgoutput/README.md).
 #pragma once
 
 #include <string>

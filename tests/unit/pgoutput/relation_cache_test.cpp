@@ -37,12 +37,13 @@ TEST_CASE("a re-sent Relation message replaces the cached schema", "[pgoutput][r
 TEST_CASE("DML for an unknown relation is a protocol error", "[pgoutput][relation_cache]") {
     RelationCache cache;
     CHECK_THROWS_AS(cache.get(42, "Insert"), ProtocolError);
-    CHECK_THROWS_WITH(cache.get(42, "Update"),
-                      Catch::Contains("Update message") && Catch::Contains("unknown relation id 42"));
+    CHECK_THROWS_WITH(cache.get(42, "Update"), Catch::Contains("Update message") &&
+                                                   Catch::Contains("unknown relation id 42"));
     CHECK(cache.find(42) == nullptr);
 }
 
-TEST_CASE("a tuple whose width differs from its relation is a protocol error", "[pgoutput][relation_cache]") {
+TEST_CASE("a tuple whose width differs from its relation is a protocol error",
+          "[pgoutput][relation_cache]") {
     auto rel = users({"id", "name"});
     TupleData two(2), three(3);
     CHECK_NOTHROW(RelationCache::check_tuple(rel, two, "Insert"));

@@ -9,7 +9,8 @@
 
 using namespace authsync;
 
-TEST_CASE("every truncated prefix of every fixture raises ProtocolError", "[pgoutput][truncation]") {
+TEST_CASE("every truncated prefix of every fixture raises ProtocolError",
+          "[pgoutput][truncation]") {
     auto files = test::list_hex_fixtures("pgoutput");
     REQUIRE(files.size() >= 10);
     std::size_t prefixes_checked = 0;
@@ -36,7 +37,8 @@ TEST_CASE("every truncated prefix of every fixture raises ProtocolError", "[pgou
     CHECK(prefixes_checked > 1000);
 }
 
-TEST_CASE("every fixture message with a trailing byte raises ProtocolError", "[pgoutput][truncation]") {
+TEST_CASE("every fixture message with a trailing byte raises ProtocolError",
+          "[pgoutput][truncation]") {
     for (const auto& file : test::list_hex_fixtures("pgoutput")) {
         INFO(file);
         pgoutput::Decoder decoder(test::options_for_fixture(file));

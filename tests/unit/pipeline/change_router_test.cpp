@@ -77,13 +77,11 @@ void feed(const std::string& name, ChangeRouter& router, Routed& out) {
         router.route(m, cache, ops);
         for (auto& op : ops) {
             if (auto* u = std::get_if<Upsert>(&op.change)) {
-                out.kinds.push_back("upsert " + (op.destination->mapping
-                                                     ? u->image.key
-                                                     : *u->row.values.front()));
+                out.kinds.push_back(
+                    "upsert " + (op.destination->mapping ? u->image.key : *u->row.values.front()));
             } else if (auto* rm = std::get_if<Remove>(&op.change)) {
-                out.kinds.push_back("remove " + (op.destination->mapping
-                                                     ? rm->key
-                                                     : rm->mirror_key.front()));
+                out.kinds.push_back("remove " +
+                                    (op.destination->mapping ? rm->key : rm->mirror_key.front()));
             } else {
                 out.kinds.push_back("truncate");
             }
@@ -124,9 +122,10 @@ TEST_CASE("a key change removes the old key in its lane and upserts the new one 
     CHECK(routed.ops[1].writer == lane_of("100", 8));
 }
 
-TEST_CASE("a mirror whose changes affect only its own key's user is routed by that key, with "
-          "the same code path as a mapping",
-          "[pipeline]") {
+TEST_CASE(
+    "a mirror whose changes affect only its own key's user is routed by that key, with "
+    "the same code path as a mapping",
+    "[pipeline]") {
     auto r = route_fixture("key_change", {}, {users_composite("changed.id")}, 4);
     const auto& routed = *r;
     CHECK(routed.kinds == std::vector<std::string>{"remove 1", "upsert 100"});

@@ -8,7 +8,9 @@ using namespace std::chrono_literals;
 
 namespace {
 
-Lsn at(std::uint64_t v) { return Lsn(v); }
+Lsn at(std::uint64_t v) {
+    return Lsn(v);
+}
 
 // A tracker of `n` writers started with no checkpoint and a slot that confirmed nothing.
 FlushTracker fresh(std::size_t n) {
@@ -99,9 +101,10 @@ TEST_CASE("what is acknowledged never moves back", "[pipeline]") {
     CHECK(t.acknowledged() == at(0x600));
 }
 
-TEST_CASE("a stored checkpoint is acknowledged only once the target flushed past its position "
-          "at start",
-          "[pipeline]") {
+TEST_CASE(
+    "a stored checkpoint is acknowledged only once the target flushed past its position "
+    "at start",
+    "[pipeline]") {
     FlushTracker t(1);
     // The checkpoint 0x500 may have been committed asynchronously by a process that died.
     t.start_writer(0, at(0x500), at(0x8000));
@@ -143,9 +146,10 @@ TEST_CASE("streaming resumes at the lowest checkpoint and each writer skips what
     CHECK(t.checkpoint(2) == at(0x400));
 }
 
-TEST_CASE("an idle keepalive is recorded only when everything is applied and durable, at most "
-          "once per interval",
-          "[pipeline]") {
+TEST_CASE(
+    "an idle keepalive is recorded only when everything is applied and durable, at most "
+    "once per interval",
+    "[pipeline]") {
     auto t = fresh(2);
     const auto t0 = FlushTracker::Clock::time_point{} + 1h;
     t.committed(0, at(0x100), at(0x5000));

@@ -2,8 +2,8 @@
 
 #include <catch2/catch.hpp>
 
-#include "authsync/core/error.hpp"
 #include <fmt/format.h>
+#include "authsync/core/error.hpp"
 
 using namespace authsync;
 using namespace authsync::pipeline;
@@ -25,7 +25,8 @@ TEST_CASE("md5 gives RFC 1321's test vectors", "[pipeline]") {
     CHECK(md5_hex("abc") == "900150983cd24fb0d6963f7d28e17f72");
     CHECK(md5_hex("message digest") == "f96b697d7cb7938d525a2f31aaf161d0");
     CHECK(md5_hex("abcdefghijklmnopqrstuvwxyz") == "c3fcd3d76192e4007dfb496cca67e13b");
-    CHECK(md5_hex("12345678901234567890123456789012345678901234567890123456789012345678901234567890") ==
+    CHECK(md5_hex(
+              "12345678901234567890123456789012345678901234567890123456789012345678901234567890") ==
           "57edf4a22be3c955ac49da2e2107b67a");
     // The padding's edge cases: a tail of 55, 56, 0 (64) bytes, and two blocks and more.
     CHECK(md5_hex(std::string(55, 'x')) == "04364420e25c512fd958a70738aa8f72");

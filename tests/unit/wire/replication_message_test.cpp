@@ -76,8 +76,8 @@ TEST_CASE("keepalive fields are validated", "[wire]") {
 }
 
 TEST_CASE("standby status updates encode as PostgreSQL expects", "[wire]") {
-    StandbyStatusUpdate u{Lsn{0x16B3748}, Lsn{0x16B3700}, Lsn{0x16B3700}, PgTimestamp{0x0102030405060708},
-                          true};
+    StandbyStatusUpdate u{Lsn{0x16B3748}, Lsn{0x16B3700}, Lsn{0x16B3700},
+                          PgTimestamp{0x0102030405060708}, true};
     auto bytes = encode_standby_status_update(u);
     CHECK(hex_encode(bytes) ==
           "72"
