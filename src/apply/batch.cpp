@@ -1,5 +1,9 @@
 #include "authsync/apply/batch.hpp"
 
+#include <charconv>
+#include <cstdint>
+#include <stdexcept>
+
 #include "authsync/core/error.hpp"
 #include "authsync/core/sql.hpp"
 
@@ -90,6 +94,76 @@ void Batch::clear() {
     bytes_ = 0;
 }
 
+namespace {
+
+void put_u32(std::string& out, std::uint32_t v) {
+    for (int shift = 24; shift >= 0; shift -= 8) out += static_cast<char>((v >> shift) & 0xff);
+}
+
+void put_i64(std::string& out, std::int64_t value) {
+    const auto v = static_cast<std::uint64_t>(value);
+    for (int shift = 56; shift >= 0; shift -= 8) out += static_cast<char>((v >> shift) & 0xff);
+}
+
+constexpr std::uint32_t element_oid(ArrayType type) {
+    switch (type) {
+        case ArrayType::Text: return 25;
+        case ArrayType::Timestamptz: return 1184;
+        case ArrayType::Int8: return 20;
+    }
+    return 0;
+}
+
+void put_element(std::string& out, ArrayType type, const std::string& value) {
+    if (type == ArrayType::Text) {
+        put_u32(out, static_cast<std::uint32_t>(value.size()));
+        out += value;
+        return;
+    }
+    std::int64_t v = 0;
+    if (type == ArrayType::Timestamptz) {
+        auto t = PgTimestamp::parse_iso8601(value);
+        if (!t) throw std::invalid_argument("binary_array: not a timestamp written by authsync");
+        v = t->micros;
+    } else {
+        auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), v);
+        if (ec != std::errc() || end != value.data() + value.size()) {
+            throw std::invalid_argument("binary_array: not an int8");
+        }
+    }
+    put_u32(out, 8);
+    put_i64(out, v);
+}
+
+}  // namespace
+
+// array_recv's input: ndim 1, a has-nulls flag, the element type's OID, the dimension's
+// length and lower bound 1, then each element as a length (-1: NULL) and its bytes.
+std::string binary_array(ArrayType type, const std::vector<const std::string*>& elements) {
+    std::size_t size = 20;
+    bool nulls = false;
+    for (const auto* e : elements) {
+        size += 4 + (e ? e->size() : 0);
+        nulls = nulls || e == nullptr;
+    }
+    std::string out;
+    out.reserve(size);
+    put_u32(out, elements.empty() ? 0 : 1);  // an empty array has no dimension
+    put_u32(out, nulls ? 1 : 0);
+    put_u32(out, element_oid(type));
+    if (elements.empty()) return out;
+    put_u32(out, static_cast<std::uint32_t>(elements.size()));
+    put_u32(out, 1);
+    for (const auto* e : elements) {
+        if (e == nullptr) {
+            put_u32(out, 0xffffffffu);
+        } else {
+            put_element(out, type, *e);
+        }
+    }
+    return out;
+}
+
 std::string text_array_literal(const std::vector<const std::string*>& elements) {
     std::size_t size = 2;
     for (const auto* e : elements) size += (e ? e->size() + 3 : 5);
@@ -126,11 +200,12 @@ namespace {
 
 // The changes of one kind for one target table: column vectors plus what single() needs.
 struct Columns {
+    std::vector<ArrayType> types;                  // of each array parameter
     std::vector<std::vector<std::string>> arrays;  // one vector per array parameter
     std::vector<std::string> keys;
     std::vector<std::string> mappings;
 
-    explicit Columns(std::size_t n) : arrays(n) {}
+    explicit Columns(std::vector<ArrayType> t) : types(std::move(t)), arrays(types.size()) {}
     void add(const std::string& key, const std::string& mapping,
              std::initializer_list<std::string> values) {
         std::size_t i = 0;
@@ -145,7 +220,13 @@ struct Columns {
         st.sql = std::move(sql);
         st.kind = kind;
         st.rows = keys.size();
-        for (const auto& a : arrays) st.params.emplace_back(text_array_literal(a));
+        st.arrays = types;
+        std::vector<const std::string*> elements;
+        for (std::size_t i = 0; i < arrays.size(); ++i) {
+            elements.clear();
+            for (const auto& e : arrays[i]) elements.push_back(&e);
+            st.params.emplace_back(binary_array(types[i], elements));
+        }
         st.keys = keys;
         st.row_values.resize(keys.size());
         for (std::size_t r = 0; r < keys.size(); ++r) {
@@ -163,9 +244,12 @@ Statement Statement::single(std::size_t i) const {
     st.sql = sql;
     st.kind = kind;
     st.rows = 1;
-    for (const auto& v : row_values.at(i)) {
-        std::vector<const std::string*> element{v ? &*v : nullptr};
-        st.params.emplace_back(text_array_literal(element));
+    st.arrays = arrays;
+    const auto& values = row_values.at(i);
+    for (std::size_t k = 0; k < values.size(); ++k) {
+        std::vector<const std::string*> element{values[k] ? &*values[k] : nullptr};
+        st.params.emplace_back(arrays.empty() ? text_array_literal(element)
+                                              : binary_array(arrays.at(k), element));
     }
     st.keys = {keys.at(i)};
     st.row_values = {row_values.at(i)};
@@ -177,7 +261,9 @@ std::vector<Statement> Batch::statements() const {
     std::vector<Statement> out;
     for (const auto& [name, table] : tables_) {
         const std::string target = quote_qualified(table.target_schema, table.target_table);
-        Columns full(2), part(2), soft(2), hard(1);
+        using enum ArrayType;
+        Columns full({Text, Timestamptz}), part({Text, Timestamptz}), soft({Text, Timestamptz}),
+            hard({Text});
         for (const auto& [key, p] : table.rows) {
             if (p.deleted) {
                 if (p.on_delete == mapping::OnDelete::Hard) {

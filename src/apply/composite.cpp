@@ -41,10 +41,17 @@ std::size_t row_bytes(const mapping::MirrorRow& row) {
 
 // Array parameters built row by row.
 struct Arrays {
+    std::vector<ArrayType> types;  // of each array parameter
     std::vector<std::vector<std::optional<std::string>>> columns;
     std::vector<std::string> keys;
 
-    explicit Arrays(std::size_t n) : columns(n) {}
+    explicit Arrays(std::vector<ArrayType> t) : types(std::move(t)), columns(types.size()) {}
+    // `n` text arrays, then the change times (unnest_cte's parameters).
+    static Arrays text_then_time(std::size_t n) {
+        std::vector<ArrayType> t(n, ArrayType::Text);
+        t.push_back(ArrayType::Timestamptz);
+        return Arrays(std::move(t));
+    }
     void add(const std::string& key, std::vector<std::optional<std::string>> values) {
         for (std::size_t i = 0; i < values.size(); ++i) columns[i].push_back(std::move(values[i]));
         keys.push_back(key);
@@ -56,11 +63,12 @@ struct Arrays {
         st.sql = std::move(sql);
         st.kind = kind;
         st.rows = keys.size();
-        for (const auto& c : columns) {
+        st.arrays = types;
+        for (std::size_t i = 0; i < columns.size(); ++i) {
             std::vector<const std::string*> ptrs;
-            ptrs.reserve(c.size());
-            for (const auto& v : c) ptrs.push_back(v ? &*v : nullptr);
-            st.params.emplace_back(text_array_literal(ptrs));
+            ptrs.reserve(columns[i].size());
+            for (const auto& v : columns[i]) ptrs.push_back(v ? &*v : nullptr);
+            st.params.emplace_back(binary_array(types.at(i), ptrs));
         }
         st.keys = keys;
         st.row_values.resize(keys.size());
@@ -264,7 +272,8 @@ std::vector<Statement> MirrorBatch::statements() const {
     for (const auto& [name, table] : tables_) {
         const auto& s = table.source;
         const std::size_t n = s.columns.size();
-        Arrays full(n + 1), deletes(s.key_columns.size() + 1);
+        auto full = Arrays::text_then_time(n);
+        auto deletes = Arrays::text_then_time(s.key_columns.size());
         std::map<std::vector<bool>, Arrays> partial;  // by the columns present
         for (const auto& [encoded, p] : table.rows) {
             const auto key = display_key(p.key);
@@ -286,8 +295,9 @@ std::vector<Statement> MirrorBatch::statements() const {
                 if (p.row.present[i]) values.push_back(p.row.values[i]);
             }
             values.emplace_back(at);
-            std::size_t width = values.size();
-            partial.try_emplace(p.row.present, width).first->second.add(key, std::move(values));
+            const std::size_t width = values.size() - 1;
+            partial.try_emplace(p.row.present, Arrays::text_then_time(width))
+                .first->second.add(key, std::move(values));
         }
         if (!full.empty()) {
             out.push_back(full.statement(upsert_sql(s), Statement::Kind::MirrorUpsert, name));
@@ -390,7 +400,7 @@ std::string recompute_sql(const mapping::ComposedTarget& t, const std::string& a
 
 Statement recompute_statement(const mapping::ComposedTarget& target, const std::string& mapping,
                               const AffectedKeys& keys) {
-    Arrays arrays(2);
+    Arrays arrays({ArrayType::Text, ArrayType::Int8});
     for (const auto& [key, at] : keys) arrays.add(key, {key, std::to_string(at)});
     return arrays.statement(
         recompute_sql(target, "SELECT * FROM unnest($1::text[], $2::int8[]) AS a(key, at_us)"),

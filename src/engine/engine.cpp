@@ -132,8 +132,19 @@ private:
     void begin(const pgoutput::Begin& b);
     awaitable<void> commit(const pgoutput::Commit& c);
     awaitable<void> handle_change(const pgoutput::Message& m);
+    // What a batch was, for the status once its commit is read.
+    struct BatchRecord {
+        std::optional<Lsn> end_lsn;  // none: no source transaction (nothing to checkpoint)
+        std::optional<PgTimestamp> commit_time;
+        std::size_t txns = 0;
+        std::optional<PgTimestamp> heartbeat;  // commit time of its newest heartbeat
+        Clock::time_point started;
+        std::vector<TargetWriter*> committing;
+    };
     awaitable<void> apply_batch();
-    void batch_applied(Clock::time_point started);
+    void batch_applied(const BatchRecord& batch);
+    awaitable<void> send_batch(BatchRecord batch, bool all);
+    awaitable<void> join_batch();
     awaitable<void> commit_writers(std::optional<Lsn> end_lsn,
                                    std::optional<PgTimestamp> commit_time, bool all);
     awaitable<void> rollback();
@@ -156,7 +167,7 @@ private:
     }
     TargetWriter& primary() { return *writers_.front(); }
     bool idle() const {
-        if (in_transaction_ || pending_txns_ > 0) return false;
+        if (in_transaction_ || pending_txns_ > 0 || sent_batch_) return false;
         for (const auto& w : writers_) {
             if (w->has_work()) return false;
         }
@@ -197,6 +208,9 @@ private:
     std::size_t pending_txns_ = 0;
     Clock::time_point batch_started_;
     std::optional<PgTimestamp> pending_heartbeat_;  // commit time of its newest heartbeat
+    // The batch whose commit was sent and not read yet (send_batch); the next is received
+    // meanwhile.
+    std::optional<BatchRecord> sent_batch_;
 
     bool stop_requested_ = false;
     bool streaming_ = false;
@@ -494,9 +508,21 @@ bool Session::more_data_waiting() {
 
 awaitable<void> Session::stream() {
     for (;;) {
-        // Whole transactions are waiting in the batch and nothing more has arrived: apply
-        // them now, so that at low load every transaction is applied as soon as it arrives.
-        if (pending_txns_ > 0 && !in_transaction_ && !more_data_waiting()) co_await apply_batch();
+        if (!more_data_waiting()) {
+            // Caught up with the provider while the target executes the batch sent: wait for
+            // it (what arrives meanwhile waits in the socket and joins the next batch, so
+            // batches grow with the target's own pace), then look again.
+            if (sent_batch_) {
+                co_await join_batch();
+                continue;
+            }
+            // Whole transactions are waiting in the batch and nothing more has arrived: apply
+            // them now, so that at low load every transaction is applied as soon as it arrives.
+            if (pending_txns_ > 0 && !in_transaction_) {
+                co_await apply_batch();
+                continue;
+            }
+        }
         if (tracker_->has_unflushed() && !lookahead_) arm_durability_wakeup();
         std::optional<pg::CopyBuffer> data;
         try {
@@ -520,10 +546,12 @@ awaitable<void> Session::stream() {
     }
     // Clean stop: a whole batch commits, a half-received transaction rolls back.
     status_.state = State::Stopping;
+    co_await join_batch();
     if (in_transaction_) {
         co_await rollback();
     } else if (!idle()) {
         co_await apply_batch();
+        co_await join_batch();
     }
     co_await finish_together();
     co_await wait_durable_at_stop();
@@ -623,92 +651,130 @@ awaitable<void> Session::handle_change(const pgoutput::Message& message) {
         if (skipping_[op.writer]) continue;
         auto& writer = *writers_[op.writer];
         if (std::holds_alternative<pipeline::Truncate>(op.change)) {
+            co_await join_batch();
             co_await writer.truncate(op, txn_commit_time_);
             continue;
         }
         writer.add(op, txn_commit_time_);
         // Bounded memory for transactions of any size: a full batch goes into the open target
         // transaction now; it commits with the source transaction's Commit.
-        if (writer.full()) co_await writer.flush_chunk();
+        if (writer.full()) {
+            co_await join_batch();
+            co_await writer.flush_chunk();
+        }
     }
 }
 
+// Sends the batch's commit and returns: the target executes it while the stream goes on, and
+// join_batch() reads the outcome before anything else goes to the writers.
 awaitable<void> Session::apply_batch() {
-    const auto started = Clock::now();
-    std::optional<Lsn> end_lsn;
-    if (pending_txns_ > 0) end_lsn = pending_end_lsn_;
-    co_await commit_writers(end_lsn, pending_commit_time_, false);
-    batch_applied(started);
+    co_await join_batch();
+    BatchRecord batch;
+    batch.started = Clock::now();
+    if (pending_txns_ > 0) {
+        batch.end_lsn = pending_end_lsn_;
+        batch.commit_time = pending_commit_time_;
+    }
+    batch.txns = std::exchange(pending_txns_, 0);
+    batch.heartbeat = std::exchange(pending_heartbeat_, std::nullopt);
+    status_.oldest_pending_commit_time.reset();
+    co_await send_batch(std::move(batch), false);
 }
 
 // Each writer with work commits the batch with its checkpoint, in parallel; one always does,
 // so that some checkpoint row holds every end_lsn reported. A writer with nothing to write
 // covers the batch as soon as its earlier commits are durable. `all`: every writer commits
 // (an idle record, or the lanes finishing together).
-awaitable<void> Session::commit_writers(std::optional<Lsn> end_lsn,
-                                        std::optional<PgTimestamp> commit_time, bool all) {
-    std::vector<TargetWriter*> committing;
+awaitable<void> Session::send_batch(BatchRecord batch, bool all) {
     for (auto& w : writers_) {
-        if (all || w->has_work()) committing.push_back(w.get());
+        if (all || w->has_work()) batch.committing.push_back(w.get());
     }
-    if (committing.empty()) committing.push_back(&primary());
+    if (batch.committing.empty()) batch.committing.push_back(&primary());
+    // Every writer's batch is taken before the first suspension (send_commit): what the
+    // stream adds meanwhile belongs to the next batch.
     std::vector<std::function<awaitable<void>()>> tasks;
-    for (auto* w : committing) {
-        tasks.push_back([this, w, end_lsn, commit_time]() -> awaitable<void> {
-            auto positions = co_await w->commit(end_lsn, commit_time);
+    for (auto* w : batch.committing) {
+        tasks.push_back([w, end = batch.end_lsn, at = batch.commit_time]() {
+            return w->send_commit(end, at);
+        });
+    }
+    sent_batch_ = std::move(batch);
+    co_await in_parallel(std::move(tasks));
+}
+
+awaitable<void> Session::join_batch() {
+    if (!sent_batch_) co_return;
+    const auto& batch = *sent_batch_;
+    std::vector<std::function<awaitable<void>()>> tasks;
+    for (auto* w : batch.committing) {
+        tasks.push_back([this, w, &batch]() -> awaitable<void> {
+            auto positions = co_await w->finish_commit();
             if (positions.committed_at) {
-                tracker_->committed(w->lane(), *end_lsn, positions.committed_at);
+                tracker_->committed(w->lane(), *batch.end_lsn, positions.committed_at);
             }
             // One target: its flush position holds for every lane.
             for (auto& other : writers_) tracker_->target_flushed(other->lane(), positions.flushed);
         });
     }
     co_await in_parallel(std::move(tasks));
-    if (end_lsn) {
+    if (batch.end_lsn) {
         for (auto& w : writers_) {
-            if (std::find(committing.begin(), committing.end(), w.get()) == committing.end()) {
-                tracker_->committed(w->lane(), *end_lsn, std::nullopt);
+            if (std::find(batch.committing.begin(), batch.committing.end(), w.get()) ==
+                batch.committing.end()) {
+                tracker_->committed(w->lane(), *batch.end_lsn, std::nullopt);
             }
         }
     }
     status_.applied_lsn = std::max(status_.applied_lsn, tracker_->committed_lsn());
+    auto done = std::move(*sent_batch_);
+    sent_batch_.reset();
+    batch_applied(done);
 }
 
-void Session::batch_applied(Clock::time_point started) {
+awaitable<void> Session::commit_writers(std::optional<Lsn> end_lsn,
+                                        std::optional<PgTimestamp> commit_time, bool all) {
+    co_await join_batch();
+    BatchRecord batch;
+    batch.end_lsn = end_lsn;
+    batch.commit_time = commit_time;
+    batch.started = Clock::now();
+    co_await send_batch(std::move(batch), all);
+    co_await join_batch();
+}
+
+void Session::batch_applied(const BatchRecord& batch) {
     for (auto& w : writers_) {
         status_.dead_letters += w->take_dead_letters();
         auto counts = w->take_counts();
-        if (pending_txns_ == 0) continue;
+        if (batch.txns == 0) continue;
         for (const auto& [name, rows] : counts) {
             auto& total = status_.rows_applied[name];
             total.upserts += rows.upserts;
             total.deletes += rows.deletes;
         }
     }
-    if (pending_txns_ > 0) {
-        status_.last_commit_time = pending_commit_time_;
-        status_.last_applied_at = PgTimestamp::now();
-        status_.txns_applied += pending_txns_;
-        ++status_.batches;
-        const double apply_seconds = std::chrono::duration<double>(Clock::now() - started).count();
-        status_.batch_apply_seconds.observe(apply_seconds);
-        log_->debug("applied {} transactions up to lsn={} in {:.1f} ms", pending_txns_,
-                    pending_end_lsn_.to_string(), apply_seconds * 1000);
-        if (pending_heartbeat_) {
-            const auto us = status_.last_applied_at->micros - pending_heartbeat_->micros;
-            const double seconds = us > 0 ? static_cast<double>(us) / 1e6 : 0.0;
-            status_.e2e_latency_ms = seconds * 1000.0;
-            status_.e2e_latency_seconds.observe(seconds);
-        }
+    if (batch.txns == 0) return;
+    status_.last_commit_time = batch.commit_time;
+    status_.last_applied_at = PgTimestamp::now();
+    status_.txns_applied += batch.txns;
+    ++status_.batches;
+    const double apply_seconds =
+        std::chrono::duration<double>(Clock::now() - batch.started).count();
+    status_.batch_apply_seconds.observe(apply_seconds);
+    log_->debug("applied {} transactions up to lsn={} in {:.1f} ms", batch.txns,
+                batch.end_lsn->to_string(), apply_seconds * 1000);
+    if (batch.heartbeat) {
+        const auto us = status_.last_applied_at->micros - batch.heartbeat->micros;
+        const double seconds = us > 0 ? static_cast<double>(us) / 1e6 : 0.0;
+        status_.e2e_latency_ms = seconds * 1000.0;
+        status_.e2e_latency_seconds.observe(seconds);
     }
-    pending_heartbeat_.reset();
-    status_.oldest_pending_commit_time.reset();
-    pending_txns_ = 0;
 }
 
 // Between batches: has the target flushed what it committed? (Inside a transaction the next
 // commit will tell.) One target: any lane not inside a transaction can ask.
 awaitable<void> Session::check_durable() {
+    co_await join_batch();
     if (!tracker_->has_unflushed()) co_return;
     for (auto& w : writers_) {
         if (w->busy()) continue;
@@ -740,6 +806,7 @@ void Session::arm_durability_wakeup() {
 // At a clean stop every lane records the same position, so that a restart with another lane
 // count finds them together (pipeline::lane_start_positions).
 awaitable<void> Session::finish_together() {
+    co_await join_batch();
     if (writers_.size() == 1 || in_transaction_) co_return;
     const auto at = tracker_->committed_lsn();
     bool apart = false;
@@ -760,6 +827,7 @@ awaitable<void> Session::wait_durable_at_stop() {
 }
 
 awaitable<void> Session::rollback() {
+    co_await join_batch();
     for (auto& w : writers_) {
         co_await w->rollback();
         w->take_counts();

@@ -87,6 +87,7 @@ awaitable<std::vector<pg::PipelineOutcome>> TargetWriter::run(
 }
 
 awaitable<void> TargetWriter::send(std::vector<pg::PipelineQuery> queries) {
+    if (sent_commit_) throw std::logic_error("a query was sent before the last commit was read");
     if (begin_pending_) {
         queries.insert(queries.begin(), query_of("BEGIN"));
         begun_in_pipeline_ = true;
@@ -158,7 +159,7 @@ awaitable<void> TargetWriter::send_statement(apply::Statement st) {
     in_flight_savepoint_ = fmt::format("authsync_statement_{}", ++savepoint_seq_);
     std::vector<pg::PipelineQuery> queries;
     queries.push_back(query_of("SAVEPOINT " + in_flight_savepoint_));
-    queries.push_back({st.sql, std::move(st.params), true});
+    queries.push_back({st.sql, std::move(st.params), true, !st.arrays.empty()});
     queries.push_back(query_of("RELEASE SAVEPOINT " + in_flight_savepoint_));
     co_await send(std::move(queries));
     st.params = {};
@@ -181,8 +182,11 @@ std::vector<apply::Statement> TargetWriter::recompute_statements() {
 }
 
 awaitable<void> TargetWriter::execute(const apply::Statement& st) {
-    auto r = co_await run_one(st.sql, st.params);
-    handle_result(st, r);
+    std::vector<pg::PipelineQuery> queries;
+    queries.push_back({st.sql, st.params, false, !st.arrays.empty()});
+    auto outcomes = co_await run(std::move(queries));
+    if (outcomes.front().error) throw *outcomes.front().error;
+    handle_result(st, outcomes.front().result);
 }
 
 void TargetWriter::note_affected(const apply::Statement& st, const pg::Result& r) {
@@ -266,7 +270,7 @@ awaitable<void> TargetWriter::apply_one_by_one(const apply::Statement& st) {
         auto one = st.single(i);
         std::vector<pg::PipelineQuery> queries;
         queries.push_back(query_of("SAVEPOINT authsync_row"));
-        queries.push_back({one.sql, one.params, true});
+        queries.push_back({one.sql, one.params, true, !one.arrays.empty()});
         queries.push_back(query_of("RELEASE SAVEPOINT authsync_row"));
         auto outcomes = co_await run(std::move(queries));
         const auto failed = first_failure(outcomes);
@@ -355,29 +359,10 @@ awaitable<void> TargetWriter::record_dead_letter(pg::Params params) {
     co_await run_one(fmt::format(kInsert, "payload_text", "$7"), std::move(params));
 }
 
-// The checkpoint (when given), the COMMIT and the target's WAL positions in one round trip
-// (libpq's pipeline mode). A batch that has not begun in the target goes in that same round
-// trip, without savepoints: when the target rejects one of its changes, the transaction rolls
-// back and the batch goes again statement by statement, each under its savepoint.
-// With synchronous_commit off (or a target that runs so), the commit is visible before it is
-// durable: the FlushTracker reports its end_lsn once the target's flush passes `committed_at`.
-awaitable<CommitPositions> TargetWriter::commit(std::optional<Lsn> end_lsn,
-                                                std::optional<PgTimestamp> commit_time) {
+// The checkpoint (when given), the COMMIT and the target's WAL positions, to end a pipeline.
+std::vector<pg::PipelineQuery> TargetWriter::commit_queries(
+    std::optional<Lsn> end_lsn, std::optional<PgTimestamp> commit_time) const {
     std::vector<pg::PipelineQuery> queries;
-    std::vector<apply::Statement> statements;
-    const bool whole = !tx_open_ && !batch_.has_mirrors();
-    if (whole) {
-        statements = batch_.take_statements();
-        queries.push_back(query_of("BEGIN"));
-        for (auto& st : statements)
-            queries.push_back({std::move(st.sql), std::move(st.params), true});
-    } else {
-        co_await flush_chunk();
-        co_await settle();
-        // A transaction opened but not begun in the target yet (nothing was sent in it)
-        // begins in this pipeline.
-        if (std::exchange(begin_pending_, false)) queries.push_back(query_of("BEGIN"));
-    }
     if (end_lsn) {
         auto cp = apply::checkpoint_statement(checkpoint_key_, *end_lsn, commit_time);
         queries.push_back({std::move(cp.sql), std::move(cp.params), true});
@@ -385,35 +370,98 @@ awaitable<CommitPositions> TargetWriter::commit(std::optional<Lsn> end_lsn,
     queries.push_back(query_of("COMMIT"));
     queries.push_back(
         {"SELECT pg_current_wal_insert_lsn()::text, pg_current_wal_flush_lsn()::text", {}});
-    auto outcomes = co_await target_.pipeline(queries);
-    tx_open_ = false;
-    for (std::size_t i = 0; i < outcomes.size(); ++i) {
-        if (!outcomes[i].error) continue;
-        const bool statement = whole && i >= 1 && i <= statements.size();
-        if (!statement || !is_row_error(*outcomes[i].error)) throw *outcomes[i].error;
-        co_await target_.query("ROLLBACK");
-        for (std::size_t k = 0; k < statements.size(); ++k) {
-            statements[k].sql = std::move(queries[k + 1].sql);
-            statements[k].params = std::move(queries[k + 1].params);
-        }
-        open_transaction();
-        for (auto& st : statements) co_await send_statement(std::move(st));
-        co_return co_await commit(end_lsn, commit_time);
-    }
-    for (std::size_t k = 0; k < statements.size(); ++k) {
-        handle_result(statements[k], outcomes[k + 1].result);
-    }
-    const auto& wal = outcomes.back().result;
+    return queries;
+}
+
+// With synchronous_commit off (or a target that runs so), the commit is visible before it is
+// durable: the FlushTracker reports its end_lsn once the target's flush passes `committed_at`.
+CommitPositions TargetWriter::positions_of(const pg::Result& wal, bool checkpointed) const {
     if (wal.rows() != 1) throw ProtocolError("the target did not report its WAL position");
     CommitPositions positions;
-    if (end_lsn) {
+    if (checkpointed) {
         positions.committed_at = durable_point(Lsn::parse_or_throw(wal.get(0, 0)), wal_block_size_);
     }
     positions.flushed = Lsn::parse_or_throw(wal.get(0, 1));
-    co_return positions;
+    return positions;
+}
+
+// A batch that has not begun in the target goes whole, in one round trip, without
+// savepoints: BEGIN, its statements, the checkpoint, COMMIT, the WAL positions. When the
+// target rejects one of its changes, finish_commit() rolls back and sends the batch again
+// statement by statement, each under its savepoint. A batch that has begun (chunks of a large
+// transaction, or composite mirrors, whose results decide what to recompute) sends its rest
+// first, then the checkpoint and COMMIT.
+awaitable<void> TargetWriter::send_commit(std::optional<Lsn> end_lsn,
+                                          std::optional<PgTimestamp> commit_time) {
+    if (sent_commit_) throw std::logic_error("a commit was sent before the last one was read");
+    SentCommit sent{end_lsn, commit_time, {}, {}, txn_final_lsn_};
+    const bool whole = !tx_open_ && !batch_.has_mirrors();
+    if (whole) {
+        sent.statements = batch_.take_statements();
+        sent.queries.push_back(query_of("BEGIN"));
+        for (auto& st : sent.statements) {
+            const bool binary = !st.arrays.empty();
+            sent.queries.push_back({std::move(st.sql), std::move(st.params), true, binary});
+        }
+    } else {
+        co_await flush_chunk();
+        co_await settle();
+        // A transaction opened but not begun in the target yet (nothing was sent in it)
+        // begins in this pipeline.
+        if (std::exchange(begin_pending_, false)) sent.queries.push_back(query_of("BEGIN"));
+    }
+    for (auto& q : commit_queries(end_lsn, commit_time)) sent.queries.push_back(std::move(q));
+    tx_open_ = false;
+    co_await target_.pipeline_send(sent.queries);
+    sent_commit_ = std::move(sent);
+}
+
+awaitable<CommitPositions> TargetWriter::finish_commit() {
+    if (!sent_commit_) throw std::logic_error("no commit was sent");
+    auto outcomes = co_await target_.pipeline_results();
+    auto sent = std::move(*sent_commit_);
+    sent_commit_.reset();
+    const std::size_t n = sent.statements.size();
+    for (std::size_t i = 0; i < outcomes.size(); ++i) {
+        if (!outcomes[i].error) continue;
+        const bool statement = n > 0 && i >= 1 && i <= n;
+        if (!statement || !is_row_error(*outcomes[i].error)) throw *outcomes[i].error;
+        co_await target_.query("ROLLBACK");
+        co_return co_await replay_one_by_one(std::move(sent));
+    }
+    for (std::size_t k = 0; k < n; ++k) handle_result(sent.statements[k], outcomes[k + 1].result);
+    co_return positions_of(outcomes.back().result, sent.end_lsn.has_value());
+}
+
+// A whole batch the target rejected a change of, again, statement by statement under
+// savepoints; the culprits stop the session or become dead letters. The batch's own source
+// transaction names them (the stream may have gone on since).
+awaitable<CommitPositions> TargetWriter::replay_one_by_one(SentCommit sent) {
+    const auto receiving = std::exchange(txn_final_lsn_, sent.final_lsn);
+    open_transaction();
+    for (std::size_t k = 0; k < sent.statements.size(); ++k) {
+        auto& st = sent.statements[k];
+        st.sql = std::move(sent.queries[k + 1].sql);
+        st.params = std::move(sent.queries[k + 1].params);
+        co_await send_statement(std::move(st));
+    }
+    co_await settle();
+    txn_final_lsn_ = receiving;
+    // begin_pending_ is false here: the first statement's pipeline carried the BEGIN.
+    auto outcomes = co_await run(commit_queries(sent.end_lsn, sent.commit_time));
+    tx_open_ = false;
+    if (auto f = first_failure(outcomes)) throw *outcomes[*f].error;
+    co_return positions_of(outcomes.back().result, sent.end_lsn.has_value());
+}
+
+awaitable<CommitPositions> TargetWriter::commit(std::optional<Lsn> end_lsn,
+                                                std::optional<PgTimestamp> commit_time) {
+    co_await send_commit(end_lsn, commit_time);
+    co_return co_await finish_commit();
 }
 
 awaitable<void> TargetWriter::rollback() {
+    if (sent_commit_) throw std::logic_error("a rollback came before the last commit was read");
     batch_.clear();
     affected_.clear();
     dead_letters_ = 0;
@@ -427,6 +475,7 @@ awaitable<void> TargetWriter::rollback() {
 }
 
 awaitable<Lsn> TargetWriter::flush_lsn() {
+    if (sent_commit_) throw std::logic_error("a query was sent before the last commit was read");
     auto r = co_await target_.query("SELECT pg_current_wal_flush_lsn()::text");
     co_return Lsn::parse_or_throw(r.get(0, 0));
 }

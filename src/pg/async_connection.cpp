@@ -205,6 +205,14 @@ asio::awaitable<void> AsyncConnection::pipeline_send(const std::vector<PipelineQ
         values.reserve(q.params.size());
         for (const auto& p : q.params) values.push_back(p ? p->c_str() : nullptr);
         const int n = static_cast<int>(values.size());
+        // Binary parameters carry their lengths (they may hold NUL bytes).
+        std::vector<int> lengths, formats;
+        if (q.binary) {
+            for (const auto& p : q.params) lengths.push_back(p ? static_cast<int>(p->size()) : 0);
+            formats.assign(q.params.size(), 1);
+        }
+        const int* length_ptr = q.binary ? lengths.data() : nullptr;
+        const int* format_ptr = q.binary ? formats.data() : nullptr;
         int sent = 0;
         if (q.prepared) {
             auto [it, fresh] = prepared_.try_emplace(q.sql);
@@ -215,11 +223,11 @@ asio::awaitable<void> AsyncConnection::pipeline_send(const std::vector<PipelineQ
                 }
                 pipeline_items_.push_back({i, &it->first});
             }
-            sent = PQsendQueryPrepared(raw(), it->second.c_str(), n, values.data(), nullptr,
-                                       nullptr, 0);
+            sent = PQsendQueryPrepared(raw(), it->second.c_str(), n, values.data(), length_ptr,
+                                       format_ptr, 0);
         } else {
-            sent = PQsendQueryParams(raw(), q.sql.c_str(), n, nullptr, values.data(), nullptr,
-                                     nullptr, 0);
+            sent = PQsendQueryParams(raw(), q.sql.c_str(), n, nullptr, values.data(), length_ptr,
+                                     format_ptr, 0);
         }
         if (!sent) throw_connection_error("could not send query");
         pipeline_items_.push_back({i, nullptr});

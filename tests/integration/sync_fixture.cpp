@@ -40,8 +40,14 @@ CliOutput run_cli(const std::string& args) {
 
 SlowTargetWalWriter::SlowTargetWalWriter() {
     auto c = target_cluster().connect();
+    // Nothing else flushes the WAL meanwhile either: no autovacuum (after the large tests it
+    // writes plenty), and no background writer (writing a dirty page flushes the WAL up to it);
+    // what earlier tests left dirty is written now.
     c.exec("ALTER SYSTEM SET wal_writer_delay = '10s'");
+    c.exec("ALTER SYSTEM SET autovacuum = off");
+    c.exec("ALTER SYSTEM SET bgwriter_lru_maxpages = 0");
     c.exec("SELECT pg_reload_conf()");
+    c.exec("CHECKPOINT");
     std::this_thread::sleep_for(std::chrono::milliseconds(300));  // taken after its nap
 }
 
@@ -49,6 +55,8 @@ SlowTargetWalWriter::~SlowTargetWalWriter() {
     try {
         auto c = target_cluster().connect();
         c.exec("ALTER SYSTEM RESET wal_writer_delay");
+        c.exec("ALTER SYSTEM RESET autovacuum");
+        c.exec("ALTER SYSTEM RESET bgwriter_lru_maxpages");
         c.exec("SELECT pg_reload_conf()");
     } catch (const std::exception&) {
         // Tests work with either delay; the cluster goes at the end of the run.

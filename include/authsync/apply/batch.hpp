@@ -26,6 +26,12 @@ namespace authsync::apply {
 
 using Params = std::vector<std::optional<std::string>>;
 
+// The element type of an array parameter. Array parameters go in PostgreSQL's binary array
+// format (array_recv): the target reads each element's length instead of scanning and
+// unescaping a text literal, which measured a third less target CPU on realistic rows
+// (bench/statements).
+enum class ArrayType { Text, Timestamptz, Int8 };
+
 struct Statement {
     std::string sql;
     Params params;
@@ -42,6 +48,9 @@ struct Statement {
         Recompute
     };
     Kind kind = Kind::UpsertFull;
+    // Per parameter when the parameters are arrays, sent in binary (binary_array); empty: the
+    // parameters are text.
+    std::vector<ArrayType> arrays;
     // Per change, for a statement that the target rejects: its key, its element of each array
     // parameter (so it can be sent alone), and the mapping it came from.
     std::vector<std::string> keys;
@@ -84,6 +93,11 @@ private:
     std::size_t rows_ = 0;
     std::size_t bytes_ = 0;
 };
+
+// One-dimensional array of `elements` (null: NULL) in PostgreSQL's binary format: the element
+// values are the text forms authsync writes (to_iso8601 for timestamps, decimal for int8).
+// Throws std::invalid_argument for a value that is not of the type.
+std::string binary_array(ArrayType type, const std::vector<const std::string*>& elements);
 
 // A PostgreSQL array literal of text elements: {"a","b\"c",NULL}.
 std::string text_array_literal(const std::vector<const std::string*>& elements);

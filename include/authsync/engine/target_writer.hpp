@@ -8,10 +8,11 @@
 // WAL position a commit reports is the FlushTracker's business, not the writer's.
 //
 // Every query goes through libpq's pipeline mode. A batch that fits one chunk goes with its
-// checkpoint and COMMIT in one round trip (commit()). A larger one goes chunk by chunk into the
-// open transaction while the stream goes on, each statement in a pipeline with a savepoint of
-// its own and its RELEASE; its results are read just before the next query on the connection
-// (settle).
+// checkpoint and COMMIT in one round trip (send_commit, then finish_commit reads the results:
+// in between the session decodes the next batch while the target executes this one). A larger
+// one goes chunk by chunk into the open transaction while the stream goes on, each statement
+// in a pipeline with a savepoint of its own and its RELEASE; its results are read just before
+// the next query on the connection (settle).
 #pragma once
 
 #include <utility>  // before Asio (Boost 1.74)
@@ -68,8 +69,18 @@ public:
     asio::awaitable<void> flush_chunk();
     // Whether this writer has anything to commit (a batch, or an open transaction).
     bool has_work() const { return !batch_.empty() || tx_open_ || !affected_.empty(); }
-    bool busy() const { return tx_open_ || in_flight_.has_value(); }
-    // Sends the rest, then the checkpoint (with `end_lsn`) and COMMIT, in one round trip.
+    bool busy() const { return tx_open_ || in_flight_.has_value() || sent_commit_.has_value(); }
+    // Sends the rest, then the checkpoint (with `end_lsn`) and COMMIT, in one round trip whose
+    // results finish_commit() reads: nothing else may go on this connection in between. What
+    // the batch holds is taken before the first suspension, so that changes added meanwhile
+    // belong to the next batch.
+    asio::awaitable<void> send_commit(std::optional<Lsn> end_lsn,
+                                      std::optional<PgTimestamp> commit_time);
+    bool commit_sent() const { return sent_commit_.has_value(); }
+    // Reads what send_commit() sent; a change the target rejected is found (and stops the
+    // session or becomes a dead letter, as apply.on_error says) and the batch committed again.
+    asio::awaitable<CommitPositions> finish_commit();
+    // send_commit() and finish_commit() at once.
     asio::awaitable<CommitPositions> commit(std::optional<Lsn> end_lsn,
                                             std::optional<PgTimestamp> commit_time);
     // Rolls back the open transaction and drops the batch.
@@ -82,6 +93,16 @@ public:
     std::uint64_t take_dead_letters() { return std::exchange(dead_letters_, 0); }
 
 private:
+    // The commit sent and not read yet (send_commit); a whole batch keeps its queries for a
+    // replay under savepoints.
+    struct SentCommit {
+        std::optional<Lsn> end_lsn;
+        std::optional<PgTimestamp> commit_time;
+        std::vector<apply::Statement> statements;  // a whole batch's, without sql and params
+        std::vector<pg::PipelineQuery> queries;    // what went, BEGIN first for a whole batch
+        Lsn final_lsn;                             // names dead letters
+    };
+
     asio::awaitable<void> send_statement(apply::Statement st);
     asio::awaitable<void> settle();
     asio::awaitable<void> discard_in_flight();
@@ -99,6 +120,10 @@ private:
     asio::awaitable<std::vector<pg::PipelineOutcome>> results();
     asio::awaitable<pg::Result> run_one(std::string sql, pg::Params params = {});
     asio::awaitable<void> roll_back_to(const std::string& savepoint);
+    std::vector<pg::PipelineQuery> commit_queries(std::optional<Lsn> end_lsn,
+                                                  std::optional<PgTimestamp> commit_time) const;
+    CommitPositions positions_of(const pg::Result& wal, bool checkpointed) const;
+    asio::awaitable<CommitPositions> replay_one_by_one(SentCommit sent);
 
     const config::Config& config_;
     pipeline::WriterId lane_;
@@ -112,6 +137,7 @@ private:
     // The last statement sent, executing while the stream goes on; it keeps its per-change
     // values for a one-by-one retry. settle() before any other query.
     std::optional<apply::Statement> in_flight_;
+    std::optional<SentCommit> sent_commit_;
     std::string in_flight_savepoint_;  // the savepoint taken just before in_flight_
     std::uint64_t savepoint_seq_ = 0;
     bool tx_open_ = false;

@@ -48,6 +48,8 @@ struct PipelineQuery {
     // Run as a prepared statement, prepared (in the same pipeline) the first time this
     // connection sees the text: parsed and planned once, not on every batch.
     bool prepared = false;
+    // The parameters are in binary format (e.g. apply::binary_array), not text.
+    bool binary = false;
 };
 struct PipelineOutcome {
     Result result;                 // when it ran

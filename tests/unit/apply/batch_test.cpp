@@ -26,6 +26,26 @@ RowImage image(std::string key, std::vector<std::pair<std::string, std::string>>
     return i;
 }
 
+// An array parameter as authsync sends it (binary_array is checked against the server below).
+std::string texts(std::vector<std::string> elements) {
+    std::vector<const std::string*> ptrs;
+    for (const auto& e : elements) ptrs.push_back(&e);
+    return binary_array(ArrayType::Text, ptrs);
+}
+std::string times(std::vector<std::string> elements) {
+    std::vector<const std::string*> ptrs;
+    for (const auto& e : elements) ptrs.push_back(&e);
+    return binary_array(ArrayType::Timestamptz, ptrs);
+}
+
+std::string unhex(std::string_view hex) {
+    std::string out;
+    for (std::size_t i = 0; i + 1 < hex.size(); i += 2) {
+        out += static_cast<char>(std::stoi(std::string(hex.substr(i, 2)), nullptr, 16));
+    }
+    return out;
+}
+
 const Statement* find(const std::vector<Statement>& sts, Statement::Kind kind) {
     for (const auto& s : sts) {
         if (s.kind == kind) return &s;
@@ -48,11 +68,12 @@ TEST_CASE("changes to one key collapse to its final state", "[apply]") {
     const auto* up = find(sts, Statement::Kind::UpsertFull);
     REQUIRE(up);
     CHECK(up->rows == 1);
-    CHECK(up->params[0] == std::string(R"({"{\"id\":\"1\",\"v\":2}"})"));
-    CHECK(up->params[1] == std::string("{\"2000-01-01T00:00:00.000020Z\"}"));
+    CHECK(up->arrays == std::vector<ArrayType>{ArrayType::Text, ArrayType::Timestamptz});
+    CHECK(up->params[0] == texts({R"({"id":"1","v":2})"}));
+    CHECK(up->params[1] == times({"2000-01-01T00:00:00.000020Z"}));
     const auto* del = find(sts, Statement::Kind::SoftDelete);
     REQUIRE(del);
-    CHECK(del->params[0] == std::string("{\"2\"}"));
+    CHECK(del->params[0] == texts({"2"}));
     CHECK_THAT(del->sql, Catch::Contains("\"neon_auth\".\"users_sync\""));
 }
 
@@ -65,7 +86,7 @@ TEST_CASE("a partial image merges over an earlier full one and becomes full", "[
     auto sts = b.statements();
     REQUIRE(sts.size() == 1);
     CHECK(sts[0].kind == Statement::Kind::UpsertFull);
-    CHECK(sts[0].params[0] == std::string(R"({"{\"id\":\"1\",\"bio\":\"long\",\"name\":\"b\"}"})"));
+    CHECK(sts[0].params[0] == texts({R"({"id":"1","bio":"long","name":"b"})"}));
 }
 
 TEST_CASE("a partial image alone is merged into the target's raw_json", "[apply]") {
@@ -87,9 +108,8 @@ TEST_CASE("an upsert after a delete revives the user; hard deletes remove", "[ap
     b.remove(hard, "2", PgTimestamp{3});
     auto sts = b.statements();
     REQUIRE(sts.size() == 2);
-    CHECK(find(sts, Statement::Kind::UpsertFull)->params[0] ==
-          std::string(R"({"{\"id\":\"1\"}"})"));
-    CHECK(find(sts, Statement::Kind::HardDelete)->params[0] == std::string("{\"2\"}"));
+    CHECK(find(sts, Statement::Kind::UpsertFull)->params[0] == texts({R"({"id":"1"})"}));
+    CHECK(find(sts, Statement::Kind::HardDelete)->params[0] == texts({"2"}));
     b.clear();
     CHECK(b.empty());
     CHECK(b.bytes() == 0);
@@ -132,4 +152,36 @@ TEST_CASE("an idle acknowledgement keeps the stored commit time", "[apply]") {
     CHECK_FALSE(st.params.at(2).has_value());
     CHECK_THAT(st.sql,
                Catch::Contains("coalesce(EXCLUDED.commit_time, authsync.checkpoint.commit_time)"));
+}
+
+// Bytes from PostgreSQL 15: encode(array_send(ARRAY[...]::T[]), 'hex').
+TEST_CASE("array parameters are in PostgreSQL's binary array format", "[apply]") {
+    const std::string a = "a", q = "b\"c";
+    CHECK(binary_array(ArrayType::Text, {&a, nullptr, &q}) ==
+          unhex("00000001000000010000001900000003000000010000000161ffffffff00000003622263"));
+    const std::string t = "2024-05-01T12:00:00.123456Z";
+    CHECK(binary_array(ArrayType::Timestamptz, {&t}) ==
+          unhex("0000000100000000000004a00000000100000001000000080002ba61fea33240"));
+    const std::string n42 = "42", m1 = "-1";
+    CHECK(binary_array(ArrayType::Int8, {&n42, &m1}) ==
+          unhex("000000010000000000000014000000020000000100000008000000000000002a00000008ffffffffff"
+                "ffffff"));
+    CHECK(binary_array(ArrayType::Text, {}) == unhex("000000000000000000000019"));
+    const std::string bad = "yesterday";
+    CHECK_THROWS_AS(binary_array(ArrayType::Timestamptz, {&bad}), std::invalid_argument);
+    CHECK_THROWS_AS(binary_array(ArrayType::Int8, {&bad}), std::invalid_argument);
+}
+
+TEST_CASE("a change sent alone keeps its array types", "[apply]") {
+    auto r = rule();
+    Batch b;
+    b.upsert(r, image("1", {{"id", "\"1\""}}), PgTimestamp{20});
+    b.upsert(r, image("2", {{"id", "\"2\""}}), PgTimestamp{20});
+    auto sts = b.statements();
+    REQUIRE(sts.size() == 1);
+    const std::size_t i = sts[0].keys[0] == "2" ? 0 : 1;
+    auto one = sts[0].single(i);
+    CHECK(one.arrays == sts[0].arrays);
+    CHECK(one.params[0] == texts({R"({"id":"2"})"}));
+    CHECK(one.params[1] == times({"2000-01-01T00:00:00.000020Z"}));
 }
