@@ -1,7 +1,8 @@
 // bench_statements: what one target statement form costs the target, on realistic users_sync
 // rows. Issue 15 asks whether COPY into a temporary table, then one INSERT ... SELECT ... ON
 // CONFLICT, beats authsync's `unnest` of text arrays; this measures both, the same `unnest`
-// with binary array parameters (what authsync sends since), and the floor (the same rows already in the target as jsonb).
+// with binary array parameters (what authsync sends since), and the floor (the same rows already in
+// the target as jsonb).
 //
 // Each form writes the same rows in batches (one transaction each, synchronous_commit off, as
 // authsync's writer), first as new users (inserts), then again (every row a conflict: the
@@ -12,6 +13,7 @@
 
 #include <arpa/inet.h>
 
+#include <unistd.h>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
@@ -24,7 +26,6 @@
 #include <sstream>
 #include <stdexcept>
 #include <string>
-#include <unistd.h>
 #include <vector>
 
 #include "authsync/apply/batch.hpp"
@@ -77,8 +78,9 @@ double cpu_seconds(int pid) {
 // One W1-shaped user as authsync's mapping of bench/run's app.users writes it.
 authsync::mapping::RowImage user(std::size_t i) {
     char uuid[40];
-    std::snprintf(uuid, sizeof uuid, "%08zx-%04zx-4%03zx-8%03zx-%012zx", i * 2654435761u % 4294967296u,
-                  i % 65536, i % 4096, (i / 7) % 4096, static_cast<std::size_t>(i * 11400714819323198485ull % 281474976710656ull));
+    std::snprintf(uuid, sizeof uuid, "%08zx-%04zx-4%03zx-8%03zx-%012zx",
+                  i * 2654435761u % 4294967296u, i % 65536, i % 4096, (i / 7) % 4096,
+                  static_cast<std::size_t>(i * 11400714819323198485ull % 281474976710656ull));
     const std::string n = std::to_string(i);
     const std::string plans[] = {"free", "pro", "team"};
     authsync::mapping::RowImage image;
@@ -127,7 +129,8 @@ std::string binary_array(std::uint32_t element_oid, const std::vector<std::strin
 std::string binary_timestamp(PgTimestamp t) {
     std::uint64_t v = static_cast<std::uint64_t>(t.micros);
     std::string out(8, '\0');
-    for (int i = 7; i >= 0; --i, v >>= 8) out[static_cast<std::size_t>(i)] = static_cast<char>(v & 0xff);
+    for (int i = 7; i >= 0; --i, v >>= 8)
+        out[static_cast<std::size_t>(i)] = static_cast<char>(v & 0xff);
     return out;
 }
 
@@ -184,10 +187,10 @@ struct Bench {
             json.push_back(images[i].to_json());
             times.push_back(at.to_iso8601());
         }
-        exec_params(statements.front().sql,
-                    {authsync::apply::text_array_literal(json),
-                     authsync::apply::text_array_literal(times)},
-                    {0, 0});
+        exec_params(
+            statements.front().sql,
+            {authsync::apply::text_array_literal(json), authsync::apply::text_array_literal(times)},
+            {0, 0});
     }
 
     // authsync's statement as it goes now: apply::Batch's arrays in binary.
@@ -210,10 +213,14 @@ struct Bench {
         std::string data;
         for (std::size_t i = first; i < first + count; ++i) {
             for (char c : images[i].to_json()) {  // COPY text format: escape \, tab, newline
-                if (c == '\\') data += "\\\\";
-                else if (c == '\t') data += "\\t";
-                else if (c == '\n') data += "\\n";
-                else data += c;
+                if (c == '\\')
+                    data += "\\\\";
+                else if (c == '\t')
+                    data += "\\t";
+                else if (c == '\n')
+                    data += "\\n";
+                else
+                    data += c;
             }
             data += '\t';
             data += time;
@@ -235,9 +242,9 @@ struct Bench {
     // The floor: the rows already in the target as jsonb, inserted server-side.
     void floor(std::size_t first, std::size_t count) {
         conn.exec(authsync::apply::users_sync_upsert(
-            "neon_auth.users_sync", "SELECT raw_json, now(), NULL FROM floor_rows WHERE n >= " +
-                                        std::to_string(first) +
-                                        " AND n < " + std::to_string(first + count)));
+            "neon_auth.users_sync",
+            "SELECT raw_json, now(), NULL FROM floor_rows WHERE n >= " + std::to_string(first) +
+                " AND n < " + std::to_string(first + count)));
     }
 };
 
@@ -271,19 +278,25 @@ int main(int argc, char** argv) {
             for (std::size_t i = first; i < std::min(rows, first + 10000); ++i) {
                 json.push_back(b.images[i].to_json());
             }
-            b.exec_params("INSERT INTO floor_rows SELECT $1::bigint + o - 1, r::jsonb FROM "
-                          "unnest($2::text[]) WITH ORDINALITY AS x(r, o)",
-                          {std::to_string(first), binary_array(25, json)}, {0, 1});  // NOLINT
+            b.exec_params(
+                "INSERT INTO floor_rows SELECT $1::bigint + o - 1, r::jsonb FROM "
+                "unnest($2::text[]) WITH ORDINALITY AS x(r, o)",
+                {std::to_string(first), binary_array(25, json)}, {0, 1});  // NOLINT
         }
         std::printf("%-14s %8s %6s  %-7s %8s %8s %10s\n", "form", "rows", "batch", "pass", "wall s",
                     "cpu s", "rows/s");
         for (const auto& form : forms) {
             std::function<void(std::size_t, std::size_t)> f;
-            if (form == "unnest-text") f = [&](auto a, auto n) { b.unnest_text(a, n); };
-            else if (form == "unnest-binary") f = [&](auto a, auto n) { b.unnest_binary(a, n); };
-            else if (form == "copy") f = [&](auto a, auto n) { b.copy_then_insert(a, n); };
-            else if (form == "floor") f = [&](auto a, auto n) { b.floor(a, n); };
-            else throw std::runtime_error("unknown form " + form);
+            if (form == "unnest-text")
+                f = [&](auto a, auto n) { b.unnest_text(a, n); };
+            else if (form == "unnest-binary")
+                f = [&](auto a, auto n) { b.unnest_binary(a, n); };
+            else if (form == "copy")
+                f = [&](auto a, auto n) { b.copy_then_insert(a, n); };
+            else if (form == "floor")
+                f = [&](auto a, auto n) { b.floor(a, n); };
+            else
+                throw std::runtime_error("unknown form " + form);
             conn.exec("TRUNCATE neon_auth.users_sync");
             conn.exec("CHECKPOINT");
             for (const char* pass : {"insert", "update"}) {

@@ -206,16 +206,17 @@ struct Columns {
     std::vector<std::string> mappings;
 
     explicit Columns(std::vector<ArrayType> t) : types(std::move(t)), arrays(types.size()) {}
-    void add(const std::string& key, const std::string& mapping,
-             std::initializer_list<std::string> values) {
+    template <typename... Values>
+    void add(const std::string& key, const std::string& mapping, Values&&... values) {
         std::size_t i = 0;
-        for (const auto& v : values) arrays[i++].push_back(v);
+        (arrays[i++].emplace_back(std::forward<Values>(values)), ...);
         keys.push_back(key);
         mappings.push_back(mapping);
     }
     bool empty() const { return keys.empty(); }
 
-    Statement statement(std::string sql, Statement::Kind kind) const {
+    // Consumes the columns: the values move on into the statement's per-change values.
+    Statement statement(std::string sql, Statement::Kind kind) && {
         Statement st;
         st.sql = std::move(sql);
         st.kind = kind;
@@ -227,12 +228,13 @@ struct Columns {
             for (const auto& e : arrays[i]) elements.push_back(&e);
             st.params.emplace_back(binary_array(types[i], elements));
         }
-        st.keys = keys;
         st.row_values.resize(keys.size());
         for (std::size_t r = 0; r < keys.size(); ++r) {
-            for (const auto& a : arrays) st.row_values[r].push_back(a[r]);
+            st.row_values[r].reserve(arrays.size());
+            for (auto& a : arrays) st.row_values[r].emplace_back(std::move(a[r]));
         }
-        st.mappings = mappings;
+        st.keys = std::move(keys);
+        st.mappings = std::move(mappings);
         return st;
     }
 };
@@ -267,39 +269,40 @@ std::vector<Statement> Batch::statements() const {
         for (const auto& [key, p] : table.rows) {
             if (p.deleted) {
                 if (p.on_delete == mapping::OnDelete::Hard) {
-                    hard.add(key, p.mapping, {key});
+                    hard.add(key, p.mapping, key);
                 } else {
-                    soft.add(key, p.mapping, {key, timestamp_param(p.commit_time)});
+                    soft.add(key, p.mapping, key, timestamp_param(p.commit_time));
                 }
             } else if (p.image.partial) {
-                part.add(key, p.mapping, {p.image.to_json(), timestamp_param(p.commit_time)});
+                part.add(key, p.mapping, p.image.to_json(), timestamp_param(p.commit_time));
             } else {
-                full.add(key, p.mapping, {p.image.to_json(), timestamp_param(p.commit_time)});
+                full.add(key, p.mapping, p.image.to_json(), timestamp_param(p.commit_time));
             }
         }
         if (!full.empty()) {
-            out.push_back(full.statement(users_sync_upsert(target, kUnnestImages),
-                                         Statement::Kind::UpsertFull));
+            out.push_back(std::move(full).statement(users_sync_upsert(target, kUnnestImages),
+                                                    Statement::Kind::UpsertFull));
         }
         if (!part.empty()) {
             // Unchanged TOASTed values are absent from the image: merging keeps what the
             // target already holds for them. RETURNING tells which rows had nothing to merge.
-            out.push_back(part.statement(users_sync_upsert(target, kUnnestImages, RawJson::Merge) +
-                                             " RETURNING t.id, (xmax = 0) AS inserted",
-                                         Statement::Kind::UpsertPartial));
+            out.push_back(
+                std::move(part).statement(users_sync_upsert(target, kUnnestImages, RawJson::Merge) +
+                                              " RETURNING t.id, (xmax = 0) AS inserted",
+                                          Statement::Kind::UpsertPartial));
         }
         if (!soft.empty()) {
-            out.push_back(soft.statement(
+            out.push_back(std::move(soft).statement(
                 "UPDATE " + target +
                     " AS t SET deleted_at = x.d "
                     "FROM unnest($1::text[], $2::timestamptz[]) AS x(id, d) WHERE t.id = x.id",
                 Statement::Kind::SoftDelete));
         }
         if (!hard.empty()) {
-            out.push_back(hard.statement("DELETE FROM " + target +
-                                             " AS t USING unnest($1::text[]) "
-                                             "AS x(id) WHERE t.id = x.id",
-                                         Statement::Kind::HardDelete));
+            out.push_back(std::move(hard).statement("DELETE FROM " + target +
+                                                        " AS t USING unnest($1::text[]) "
+                                                        "AS x(id) WHERE t.id = x.id",
+                                                    Statement::Kind::HardDelete));
         }
     }
     return out;

@@ -143,8 +143,20 @@ private:
     };
     awaitable<void> apply_batch();
     void batch_applied(const BatchRecord& batch);
+    // A batch sent: its outcome, read by finish_batch while the stream goes on.
+    struct SentBatch {
+        SentBatch(BatchRecord r, const asio::any_io_executor& ex)
+            : record(std::move(r)), finished(ex, asio::steady_timer::time_point::max()) {}
+        BatchRecord record;
+        std::vector<CommitPositions> positions;  // per committing writer
+        bool done = false;
+        std::exception_ptr error;
+        asio::steady_timer finished;  // cancelled when done
+    };
     awaitable<void> send_batch(BatchRecord batch, bool all);
+    awaitable<void> finish_batch(std::shared_ptr<SentBatch> sent);
     awaitable<void> join_batch();
+    awaitable<void> abandon_batch();
     awaitable<void> commit_writers(std::optional<Lsn> end_lsn,
                                    std::optional<PgTimestamp> commit_time, bool all);
     awaitable<void> rollback();
@@ -208,9 +220,11 @@ private:
     std::size_t pending_txns_ = 0;
     Clock::time_point batch_started_;
     std::optional<PgTimestamp> pending_heartbeat_;  // commit time of its newest heartbeat
-    // The batch whose commit was sent and not read yet (send_batch); the next is received
+    // The batch whose commit was sent and not taken yet (send_batch); the next is received
     // meanwhile.
-    std::optional<BatchRecord> sent_batch_;
+    std::shared_ptr<SentBatch> sent_batch_;
+    bool reading_stream_ = false;  // the reader waits on the provider
+    bool batch_wakeup_ = false;    // ... and was woken by the sent batch's outcome
 
     bool stop_requested_ = false;
     bool streaming_ = false;
@@ -236,17 +250,19 @@ awaitable<void> Session::run() {
     };
     asio::co_spawn(ex, status_loop(), report("status updates"));
     asio::co_spawn(ex, monitor_loop(), report("provider monitor"));
+    std::exception_ptr failure;
     try {
         co_await stream();
     } catch (...) {
-        streaming_ = false;
-        status_timer_.cancel();
-        monitor_timer_.cancel();
-        throw;
+        failure = std::current_exception();
     }
     streaming_ = false;
     status_timer_.cancel();
     monitor_timer_.cancel();
+    if (failure) {
+        co_await abandon_batch();
+        std::rethrow_exception(failure);
+    }
 }
 
 awaitable<void> Session::prepare() {
@@ -509,28 +525,36 @@ bool Session::more_data_waiting() {
 awaitable<void> Session::stream() {
     for (;;) {
         if (!more_data_waiting()) {
-            // Caught up with the provider while the target executes the batch sent: wait for
-            // it (what arrives meanwhile waits in the socket and joins the next batch, so
-            // batches grow with the target's own pace), then look again.
-            if (sent_batch_) {
+            // Caught up with the provider, and the batch sent is through: take its outcome,
+            // then look again. (Batches so grow with the target's own pace.)
+            if (sent_batch_ && sent_batch_->done) {
                 co_await join_batch();
                 continue;
             }
             // Whole transactions are waiting in the batch and nothing more has arrived: apply
             // them now, so that at low load every transaction is applied as soon as it arrives.
-            if (pending_txns_ > 0 && !in_transaction_) {
+            // (With a batch still executing, the reader waits for whichever comes first: more
+            // from the provider, or that batch's outcome, which wakes it.)
+            if (!sent_batch_ && pending_txns_ > 0 && !in_transaction_) {
                 co_await apply_batch();
                 continue;
             }
         }
         if (tracker_->has_unflushed() && !lookahead_) arm_durability_wakeup();
         std::optional<pg::CopyBuffer> data;
+        reading_stream_ = true;
         try {
             data = co_await next_copy_data();
         } catch (const boost::system::system_error& e) {
+            reading_stream_ = false;
             if (e.code() != asio::error::operation_aborted) throw;
         }
+        reading_stream_ = false;
         if (stop_requested_) break;
+        if (!data && batch_wakeup_) {
+            batch_wakeup_ = false;
+            continue;
+        }
         if (!data && durability_wakeup_) {
             durability_wakeup_ = false;
             co_await check_durable();
@@ -694,29 +718,60 @@ awaitable<void> Session::send_batch(BatchRecord batch, bool all) {
     // stream adds meanwhile belongs to the next batch.
     std::vector<std::function<awaitable<void>()>> tasks;
     for (auto* w : batch.committing) {
-        tasks.push_back([w, end = batch.end_lsn, at = batch.commit_time]() {
-            return w->send_commit(end, at);
-        });
+        tasks.push_back(
+            [w, end = batch.end_lsn, at = batch.commit_time]() { return w->send_commit(end, at); });
     }
-    sent_batch_ = std::move(batch);
+    co_await in_parallel(std::move(tasks));
+    // The outcomes are read as they come, while the stream goes on; join_batch() takes them.
+    auto ex = co_await asio::this_coro::executor;
+    auto sent = std::make_shared<SentBatch>(std::move(batch), ex);
+    sent_batch_ = sent;
+    asio::co_spawn(ex, finish_batch(sent), [this, sent](std::exception_ptr e) {
+        sent->error = e;
+        sent->done = true;
+        sent->finished.cancel();
+        // The reader waits on the provider: wake it to take the outcome (and, at low load,
+        // send what arrived meanwhile).
+        if (reading_stream_ && sent_batch_ == sent) {
+            batch_wakeup_ = true;
+            replication_.cancel();
+        }
+    });
+}
+
+awaitable<void> Session::finish_batch(std::shared_ptr<SentBatch> sent) {
+    std::vector<std::function<awaitable<void>()>> tasks;
+    sent->positions.resize(sent->record.committing.size());
+    for (std::size_t i = 0; i < sent->record.committing.size(); ++i) {
+        tasks.push_back(
+            [w = sent->record.committing[i], &out = sent->positions[i]]() -> awaitable<void> {
+                out = co_await w->finish_commit();
+            });
+    }
     co_await in_parallel(std::move(tasks));
 }
 
 awaitable<void> Session::join_batch() {
     if (!sent_batch_) co_return;
-    const auto& batch = *sent_batch_;
-    std::vector<std::function<awaitable<void>()>> tasks;
-    for (auto* w : batch.committing) {
-        tasks.push_back([this, w, &batch]() -> awaitable<void> {
-            auto positions = co_await w->finish_commit();
-            if (positions.committed_at) {
-                tracker_->committed(w->lane(), *batch.end_lsn, positions.committed_at);
-            }
-            // One target: its flush position holds for every lane.
-            for (auto& other : writers_) tracker_->target_flushed(other->lane(), positions.flushed);
-        });
+    auto sent = sent_batch_;
+    while (!sent->done) {
+        boost::system::error_code ec;
+        co_await sent->finished.async_wait(asio::redirect_error(use_awaitable, ec));
     }
-    co_await in_parallel(std::move(tasks));
+    sent_batch_.reset();
+    if (sent->error) std::rethrow_exception(sent->error);
+    const auto& batch = sent->record;
+    Lsn flushed;
+    for (std::size_t i = 0; i < batch.committing.size(); ++i) {
+        const auto& positions = sent->positions[i];
+        if (positions.committed_at) {
+            tracker_->committed(batch.committing[i]->lane(), *batch.end_lsn,
+                                positions.committed_at);
+        }
+        flushed = std::max(flushed, positions.flushed);
+    }
+    // One target: its flush position holds for every lane.
+    for (auto& w : writers_) tracker_->target_flushed(w->lane(), flushed);
     if (batch.end_lsn) {
         for (auto& w : writers_) {
             if (std::find(batch.committing.begin(), batch.committing.end(), w.get()) ==
@@ -726,9 +781,24 @@ awaitable<void> Session::join_batch() {
         }
     }
     status_.applied_lsn = std::max(status_.applied_lsn, tracker_->committed_lsn());
-    auto done = std::move(*sent_batch_);
-    sent_batch_.reset();
-    batch_applied(done);
+    batch_applied(batch);
+}
+
+// A session that fails with a batch's outcome still awaited: its connections close, and the
+// reading task ends before the session goes.
+awaitable<void> Session::abandon_batch() {
+    if (!sent_batch_) co_return;
+    auto sent = std::exchange(sent_batch_, nullptr);
+    if (!sent->done) {
+        for (auto& w : writers_) {
+            w->connection().cancel_query();
+            w->close();
+        }
+    }
+    while (!sent->done) {
+        boost::system::error_code ec;
+        co_await sent->finished.async_wait(asio::redirect_error(use_awaitable, ec));
+    }
 }
 
 awaitable<void> Session::commit_writers(std::optional<Lsn> end_lsn,
