@@ -25,6 +25,12 @@ pg::PipelineQuery query_of(std::string sql) {
     return {std::move(sql), {}};
 }
 
+// The same, prepared once per connection: the queries of every batch's commit, parsed (and
+// the WAL-position query planned) once instead of at every commit.
+pg::PipelineQuery prepared_of(std::string sql) {
+    return {std::move(sql), {}, true};
+}
+
 // The first query of a pipeline that failed, if any.
 std::optional<std::size_t> first_failure(const std::vector<pg::PipelineOutcome>& outcomes) {
     for (std::size_t i = 0; i < outcomes.size(); ++i) {
@@ -367,9 +373,9 @@ std::vector<pg::PipelineQuery> TargetWriter::commit_queries(
         auto cp = apply::checkpoint_statement(checkpoint_key_, *end_lsn, commit_time);
         queries.push_back({std::move(cp.sql), std::move(cp.params), true});
     }
-    queries.push_back(query_of("COMMIT"));
+    queries.push_back(prepared_of("COMMIT"));
     queries.push_back(
-        {"SELECT pg_current_wal_insert_lsn()::text, pg_current_wal_flush_lsn()::text", {}});
+        prepared_of("SELECT pg_current_wal_insert_lsn()::text, pg_current_wal_flush_lsn()::text"));
     return queries;
 }
 
@@ -398,7 +404,7 @@ awaitable<void> TargetWriter::send_commit(std::optional<Lsn> end_lsn,
     const bool whole = !tx_open_ && !batch_.has_mirrors();
     if (whole) {
         sent.statements = batch_.take_statements();
-        sent.queries.push_back(query_of("BEGIN"));
+        sent.queries.push_back(prepared_of("BEGIN"));
         for (auto& st : sent.statements) {
             const bool binary = !st.arrays.empty();
             sent.queries.push_back({std::move(st.sql), std::move(st.params), true, binary});
