@@ -815,6 +815,7 @@ awaitable<void> Session::commit_writers(std::optional<Lsn> end_lsn,
 void Session::batch_applied(const BatchRecord& batch) {
     for (auto& w : writers_) {
         status_.dead_letters += w->take_dead_letters();
+        status_.target_round_trips += w->take_round_trips();
         auto counts = w->take_counts();
         if (batch.txns == 0) continue;
         for (const auto& [name, rows] : counts) {

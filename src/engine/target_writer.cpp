@@ -99,6 +99,7 @@ awaitable<void> TargetWriter::send(std::vector<pg::PipelineQuery> queries) {
         begun_in_pipeline_ = true;
     }
     begin_pending_ = false;
+    ++round_trips_;
     co_await target_.pipeline_send(queries);
 }
 
@@ -418,6 +419,7 @@ awaitable<void> TargetWriter::send_commit(std::optional<Lsn> end_lsn,
     }
     for (auto& q : commit_queries(end_lsn, commit_time)) sent.queries.push_back(std::move(q));
     tx_open_ = false;
+    ++round_trips_;
     co_await target_.pipeline_send(sent.queries);
     sent_commit_ = std::move(sent);
 }
@@ -432,7 +434,7 @@ awaitable<CommitPositions> TargetWriter::finish_commit() {
         if (!outcomes[i].error) continue;
         const bool statement = n > 0 && i >= 1 && i <= n;
         if (!statement || !is_row_error(*outcomes[i].error)) throw *outcomes[i].error;
-        co_await target_.query("ROLLBACK");
+        co_await rollback_transaction();
         co_return co_await replay_one_by_one(std::move(sent));
     }
     for (std::size_t k = 0; k < n; ++k) handle_result(sent.statements[k], outcomes[k + 1].result);
@@ -466,6 +468,11 @@ awaitable<CommitPositions> TargetWriter::commit(std::optional<Lsn> end_lsn,
     co_return co_await finish_commit();
 }
 
+awaitable<void> TargetWriter::rollback_transaction() {
+    ++round_trips_;
+    co_await target_.query("ROLLBACK");
+}
+
 awaitable<void> TargetWriter::rollback() {
     if (sent_commit_) throw std::logic_error("a rollback came before the last commit was read");
     batch_.clear();
@@ -474,7 +481,7 @@ awaitable<void> TargetWriter::rollback() {
     if (tx_open_) {
         co_await discard_in_flight();
         // A BEGIN still pending never reached the server: nothing to roll back there.
-        if (!begin_pending_) co_await target_.query("ROLLBACK");
+        if (!begin_pending_) co_await rollback_transaction();
         begin_pending_ = false;
         tx_open_ = false;
     }

@@ -267,6 +267,12 @@ std::vector<Field> declare() {
          .json = as_is(&Snapshot::batches, "counters"),
          .metric = metric_of("authsync_batches_total", kCounter, "Batches committed to the target.",
                              &Snapshot::batches)},
+        {.name = "target_round_trips",
+         .json = as_is(&Snapshot::target_round_trips, "counters"),
+         .metric = metric_of("authsync_target_round_trips_total", kCounter,
+                             "Round trips to the target to apply changes (pipelines and queries; "
+                             "durability probes not counted).",
+                             &Snapshot::target_round_trips)},
         {.name = "reconnects",
          .json = as_is(&Snapshot::reconnects, "counters"),
          .metric = metric_of("authsync_reconnects_total", kCounter,

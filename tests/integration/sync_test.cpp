@@ -28,6 +28,12 @@ bool row_exists(SyncFixture& f, const std::string& id) {
                .rows() == 1;
 }
 
+json counters(SyncFixture& f) {
+    auto j = json::parse(test::run_shell_output("curl -s -m 5 " + f.status_url() + "/status"),
+                         nullptr, false);
+    return j.is_discarded() ? json::object() : j["counters"];
+}
+
 }  // namespace
 
 TEST_CASE("inserts, updates and deletes arrive in users_sync with their types",
@@ -425,5 +431,36 @@ TEST_CASE("SIGTERM while the target is blocked rolls back and exits; nothing is 
     CHECK_FALSE(row_exists(f, "b1"));
     f.start();
     CHECK(wait_until([&] { return row_exists(f, "b1"); }));
+    CHECK(f.stop() == 0);
+}
+
+// Issue 15: pipeline mode keeps a batch at one round trip to the target at low load (BEGIN,
+// the statements, the checkpoint, COMMIT and the WAL positions go together).
+TEST_CASE("at low load each transaction costs one round trip to the target", "[sync][integration]") {
+    SyncFixture f;
+    f.start();
+    auto p = f.provider();
+    p.exec("INSERT INTO public.users (id, name) VALUES ('rt0', 'warm up')");
+    REQUIRE(wait_until([&] { return row_exists(f, "rt0"); }));
+    REQUIRE(wait_until([&] { return counters(f).value("batches", 0) >= 1; }));
+    const auto before = counters(f);
+    constexpr int kTransactions = 20;
+    for (int i = 1; i <= kTransactions; ++i) {
+        const auto id = "rt" + std::to_string(i);
+        p.exec("INSERT INTO public.users (id, name) VALUES ('" + id + "', 'one at a time')");
+        REQUIRE(wait_until([&] { return row_exists(f, id); }));
+    }
+    json after;
+    REQUIRE(wait_until([&] {
+        after = counters(f);
+        return after.value("txns_applied", 0) >= before.value("txns_applied", 0) + kTransactions;
+    }));
+    const auto batches = after.value("batches", 0) - before.value("batches", 0);
+    const auto trips = after.value("target_round_trips", 0) - before.value("target_round_trips", 0);
+    WARN("low load: " << batches << " batches, " << trips << " round trips to the target");
+    CHECK(batches >= kTransactions);  // one at a time: each its own batch
+    // One each; at most two (an idle acknowledgement between them also commits, in one).
+    CHECK(trips >= batches);
+    CHECK(trips <= 2 * batches);
     CHECK(f.stop() == 0);
 }

@@ -91,6 +91,8 @@ public:
     // status once the commit is through.
     std::map<std::string, pipeline::RowCounts> take_counts() { return batch_.take_counts(); }
     std::uint64_t take_dead_letters() { return std::exchange(dead_letters_, 0); }
+    // Round trips made to apply since the last call (status: target_round_trips).
+    std::uint64_t take_round_trips() { return std::exchange(round_trips_, 0); }
 
 private:
     // The commit sent and not read yet (send_commit); a whole batch keeps its queries for a
@@ -120,6 +122,7 @@ private:
     asio::awaitable<std::vector<pg::PipelineOutcome>> results();
     asio::awaitable<pg::Result> run_one(std::string sql, pg::Params params = {});
     asio::awaitable<void> roll_back_to(const std::string& savepoint);
+    asio::awaitable<void> rollback_transaction();
     std::vector<pg::PipelineQuery> commit_queries(std::optional<Lsn> end_lsn,
                                                   std::optional<PgTimestamp> commit_time) const;
     CommitPositions positions_of(const pg::Result& wal, bool checkpointed) const;
@@ -146,6 +149,7 @@ private:
     std::uint64_t wal_block_size_ = 8192;
     Lsn txn_final_lsn_;
     std::uint64_t dead_letters_ = 0;
+    std::uint64_t round_trips_ = 0;
 };
 
 }  // namespace authsync::engine

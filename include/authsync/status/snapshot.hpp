@@ -86,6 +86,9 @@ struct Progress {
     SlotHealth slot_health;
     std::uint64_t txns_applied = 0;
     std::uint64_t batches = 0;
+    // Round trips to the target made to apply (pipelines and queries of the writers; the
+    // durability probes between batches not counted): per batch at low load, one.
+    std::uint64_t target_round_trips = 0;
     std::uint64_t reconnects = 0;
     std::uint64_t errors = 0;
     std::uint64_t dead_letters = 0;  // changes set aside (apply.on_error: dead_letter)

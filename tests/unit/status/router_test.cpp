@@ -66,6 +66,7 @@ struct Engine {
         s.txns_applied = 42;
         s.rows_applied["public.users"] = MappingRows{40, 2};
         s.batches = 7;
+        s.target_round_trips = 9;
         s.reconnects = 1;
         s.errors = 3;
         s.last_error = "connection to provider lost";
@@ -348,6 +349,7 @@ TEST_CASE("every metric family has HELP and TYPE before its samples and every li
                                "authsync_transactions_applied_total",
                                "authsync_rows_applied_total",
                                "authsync_batches_total",
+                               "authsync_target_round_trips_total",
                                "authsync_reconnects_total",
                                "authsync_errors_total",
                                "authsync_slot_retained_wal_bytes",
@@ -379,6 +381,7 @@ TEST_CASE("metric samples carry the snapshot's values in base units", "[status]"
     CHECK(e.value("authsync_rows_applied_total", {{"mapping", "public.users"}, {"op", "delete"}}) ==
           2.0);
     CHECK(e.value("authsync_batches_total") == 7.0);
+    CHECK(e.value("authsync_target_round_trips_total") == 9.0);
     CHECK(e.value("authsync_reconnects_total") == 1.0);
     CHECK(e.value("authsync_errors_total") == 3.0);
     CHECK(e.value("authsync_slot_retained_wal_bytes") == 1048576.0);
