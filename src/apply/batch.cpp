@@ -241,6 +241,21 @@ struct Columns {
 
 }  // namespace
 
+Params Statement::array_params() const {
+    if (arrays.empty()) return params;
+    Params out;
+    std::vector<const std::string*> elements;
+    for (std::size_t k = 0; k < arrays.size(); ++k) {
+        elements.clear();
+        for (const auto& values : row_values) {
+            const auto& v = values.at(k);
+            elements.push_back(v ? &*v : nullptr);
+        }
+        out.emplace_back(binary_array(arrays[k], elements));
+    }
+    return out;
+}
+
 Statement Statement::single(std::size_t i) const {
     Statement st;
     st.sql = sql;

@@ -13,7 +13,7 @@ int main(int argc, char** argv) {
     // of them): keep them in the heap for the next batch instead of mapping, unmapping and
     // page-faulting them every time (a tenth of the reader's CPU while draining, perf).
     mallopt(M_MMAP_THRESHOLD, 64 << 20);
-    mallopt(M_TRIM_THRESHOLD, 128 << 20);
+    mallopt(M_TRIM_THRESHOLD, 16 << 20);
     CLI::App app{"authsync: keeps neon_auth.users_sync in sync with an auth provider's database"};
     app.set_version_flag("--version", std::string("authsync ") + authsync::kVersion);
     app.require_subcommand(1);

@@ -421,6 +421,11 @@ awaitable<void> TargetWriter::send_commit(std::optional<Lsn> end_lsn,
     tx_open_ = false;
     ++round_trips_;
     co_await target_.pipeline_send(sent.queries);
+    // libpq holds its copy now: a replay rebuilds the arrays from the per-change values, so
+    // the batch is not held twice while the next one is received.
+    for (std::size_t k = 0; k < sent.statements.size(); ++k) {
+        if (!sent.statements[k].arrays.empty()) sent.queries[k + 1].params = {};
+    }
     sent_commit_ = std::move(sent);
 }
 
@@ -450,7 +455,7 @@ awaitable<CommitPositions> TargetWriter::replay_one_by_one(SentCommit sent) {
     for (std::size_t k = 0; k < sent.statements.size(); ++k) {
         auto& st = sent.statements[k];
         st.sql = std::move(sent.queries[k + 1].sql);
-        st.params = std::move(sent.queries[k + 1].params);
+        st.params = st.arrays.empty() ? std::move(sent.queries[k + 1].params) : st.array_params();
         co_await send_statement(std::move(st));
     }
     co_await settle();

@@ -436,7 +436,8 @@ TEST_CASE("SIGTERM while the target is blocked rolls back and exits; nothing is 
 
 // Issue 15: pipeline mode keeps a batch at one round trip to the target at low load (BEGIN,
 // the statements, the checkpoint, COMMIT and the WAL positions go together).
-TEST_CASE("at low load each transaction costs one round trip to the target", "[sync][integration]") {
+TEST_CASE("at low load each transaction costs one round trip to the target",
+          "[sync][integration]") {
     SyncFixture f;
     f.start();
     auto p = f.provider();

@@ -59,6 +59,9 @@ struct Statement {
 
     // The same statement for change `i` alone.
     Statement single(std::size_t i) const;
+    // The array parameters again, from the per-change values (a statement whose parameters
+    // were dropped once sent keeps only those); a statement without arrays keeps its own.
+    Params array_params() const;
 };
 
 class Batch {

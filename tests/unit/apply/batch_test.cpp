@@ -185,3 +185,12 @@ TEST_CASE("a change sent alone keeps its array types", "[apply]") {
     CHECK(one.params[0] == texts({R"({"id":"2"})"}));
     CHECK(one.params[1] == times({"2000-01-01T00:00:00.000020Z"}));
 }
+
+TEST_CASE("a statement's array parameters are rebuilt from its per-change values", "[apply]") {
+    auto r = rule();
+    Batch b;
+    b.upsert(r, image("1", {{"id", "\"1\""}}), PgTimestamp{20});
+    b.upsert(r, image("2", {{"id", "\"2\""}}), PgTimestamp{30});
+    b.remove(r, "3", PgTimestamp{40});
+    for (const auto& st : b.statements()) CHECK(st.array_params() == st.params);
+}
