@@ -128,6 +128,9 @@ private:
     };
     std::vector<PipelineItem> pipeline_items_;
     std::size_t pipeline_queries_ = 0;
+    // try_read_copy_data saw the COPY end (PQgetCopyData -1): read_copy_data reports why, and
+    // libpq must not be asked for copy data again meanwhile ("no COPY in progress").
+    bool copy_ended_ = false;
     // Prepared statements of this connection: SQL text -> name ("" while being prepared).
     std::unordered_map<std::string, std::string> prepared_;
     std::uint64_t prepared_seq_ = 0;
