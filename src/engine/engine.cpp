@@ -152,6 +152,12 @@ private:
         bool done = false;
         std::exception_ptr error;
         asio::steady_timer finished;  // cancelled when done
+        awaitable<void> wait() {
+            while (!done) {
+                boost::system::error_code ec;
+                co_await finished.async_wait(asio::redirect_error(use_awaitable, ec));
+            }
+        }
     };
     awaitable<void> send_batch(BatchRecord batch, bool all);
     awaitable<void> finish_batch(std::shared_ptr<SentBatch> sent);
@@ -524,21 +530,21 @@ bool Session::more_data_waiting() {
 
 awaitable<void> Session::stream() {
     for (;;) {
-        if (!more_data_waiting()) {
-            // Caught up with the provider, and the batch sent is through: take its outcome,
-            // then look again. (Batches so grow with the target's own pace.)
-            if (sent_batch_ && sent_batch_->done) {
+        // Caught up with the provider (asked only when it decides something: a peek costs a
+        // recv when nothing is buffered), and the batch sent is through: take its outcome,
+        // then look again, so batches grow with the target's own pace. Or nothing executes and
+        // whole transactions wait: apply them now, so that at low load every transaction is
+        // applied as soon as it arrives. With a batch still executing, the reader waits for
+        // whichever comes first: more from the provider, or that batch's outcome, which wakes it.
+        const bool take_outcome = sent_batch_ && sent_batch_->done;
+        const bool can_apply = !sent_batch_ && pending_txns_ > 0 && !in_transaction_;
+        if ((take_outcome || can_apply) && !more_data_waiting()) {
+            if (take_outcome) {
                 co_await join_batch();
-                continue;
-            }
-            // Whole transactions are waiting in the batch and nothing more has arrived: apply
-            // them now, so that at low load every transaction is applied as soon as it arrives.
-            // (With a batch still executing, the reader waits for whichever comes first: more
-            // from the provider, or that batch's outcome, which wakes it.)
-            if (!sent_batch_ && pending_txns_ > 0 && !in_transaction_) {
+            } else {
                 co_await apply_batch();
-                continue;
             }
+            continue;
         }
         if (tracker_->has_unflushed() && !lookahead_) arm_durability_wakeup();
         std::optional<pg::CopyBuffer> data;
@@ -546,7 +552,6 @@ awaitable<void> Session::stream() {
         try {
             data = co_await next_copy_data();
         } catch (const boost::system::system_error& e) {
-            reading_stream_ = false;
             if (e.code() != asio::error::operation_aborted) throw;
         }
         reading_stream_ = false;
@@ -753,12 +758,8 @@ awaitable<void> Session::finish_batch(std::shared_ptr<SentBatch> sent) {
 
 awaitable<void> Session::join_batch() {
     if (!sent_batch_) co_return;
-    auto sent = sent_batch_;
-    while (!sent->done) {
-        boost::system::error_code ec;
-        co_await sent->finished.async_wait(asio::redirect_error(use_awaitable, ec));
-    }
-    sent_batch_.reset();
+    auto sent = std::exchange(sent_batch_, nullptr);
+    co_await sent->wait();
     if (sent->error) std::rethrow_exception(sent->error);
     const auto& batch = sent->record;
     Lsn flushed;
@@ -795,10 +796,7 @@ awaitable<void> Session::abandon_batch() {
             w->close();
         }
     }
-    while (!sent->done) {
-        boost::system::error_code ec;
-        co_await sent->finished.async_wait(asio::redirect_error(use_awaitable, ec));
-    }
+    co_await sent->wait();
 }
 
 awaitable<void> Session::commit_writers(std::optional<Lsn> end_lsn,

@@ -93,7 +93,7 @@ awaitable<std::vector<pg::PipelineOutcome>> TargetWriter::run(
 }
 
 awaitable<void> TargetWriter::send(std::vector<pg::PipelineQuery> queries) {
-    if (sent_commit_) throw std::logic_error("a query was sent before the last commit was read");
+    require_commit_read("a query");
     if (begin_pending_) {
         queries.insert(queries.begin(), query_of("BEGIN"));
         begun_in_pipeline_ = true;
@@ -400,7 +400,7 @@ CommitPositions TargetWriter::positions_of(const pg::Result& wal, bool checkpoin
 // first, then the checkpoint and COMMIT.
 awaitable<void> TargetWriter::send_commit(std::optional<Lsn> end_lsn,
                                           std::optional<PgTimestamp> commit_time) {
-    if (sent_commit_) throw std::logic_error("a commit was sent before the last one was read");
+    require_commit_read("a commit");
     SentCommit sent{end_lsn, commit_time, {}, {}, txn_final_lsn_};
     const bool whole = !tx_open_ && !batch_.has_mirrors();
     if (whole) {
@@ -467,10 +467,9 @@ awaitable<CommitPositions> TargetWriter::replay_one_by_one(SentCommit sent) {
     co_return positions_of(outcomes.back().result, sent.end_lsn.has_value());
 }
 
-awaitable<CommitPositions> TargetWriter::commit(std::optional<Lsn> end_lsn,
-                                                std::optional<PgTimestamp> commit_time) {
-    co_await send_commit(end_lsn, commit_time);
-    co_return co_await finish_commit();
+void TargetWriter::require_commit_read(const char* what) const {
+    if (sent_commit_)
+        throw std::logic_error(fmt::format("{} came before the last commit was read", what));
 }
 
 awaitable<void> TargetWriter::rollback_transaction() {
@@ -479,7 +478,7 @@ awaitable<void> TargetWriter::rollback_transaction() {
 }
 
 awaitable<void> TargetWriter::rollback() {
-    if (sent_commit_) throw std::logic_error("a rollback came before the last commit was read");
+    require_commit_read("a rollback");
     batch_.clear();
     affected_.clear();
     dead_letters_ = 0;
@@ -493,7 +492,7 @@ awaitable<void> TargetWriter::rollback() {
 }
 
 awaitable<Lsn> TargetWriter::flush_lsn() {
-    if (sent_commit_) throw std::logic_error("a query was sent before the last commit was read");
+    require_commit_read("a query");
     auto r = co_await target_.query("SELECT pg_current_wal_flush_lsn()::text");
     co_return Lsn::parse_or_throw(r.get(0, 0));
 }

@@ -91,9 +91,7 @@ TEST_CASE("with on_error dead_letter a rejected change is set aside and the rest
     CHECK(f.target_value("SELECT key || ' ' || op || ' ' || mapping || ' ' || sqlstate FROM "
                          "authsync.dead_letter") == "poison upsert public.users 23514");
     CHECK(f.target_value("SELECT payload->>'display_name' FROM authsync.dead_letter") == "evil");
-    auto status =
-        nlohmann::json::parse(test::run_shell_output("curl -s -m 5 " + f.status_url() + "/status"));
-    CHECK(status["counters"]["dead_letters"] == 1);
+    CHECK(f.status()["counters"]["dead_letters"] == 1);
     auto metrics = test::run_shell_output("curl -s -m 5 " + f.status_url() + "/metrics");
     CHECK_THAT(metrics, Catch::Contains("authsync_dead_letters_total 1"));
 

@@ -183,6 +183,12 @@ std::string SyncFixture::provider_value(const std::string& sql) const {
     return std::string(r.get(0, 0));
 }
 
+nlohmann::json SyncFixture::status() const {
+    auto j = nlohmann::json::parse(run_shell_output("curl -s -m 5 " + status_url() + "/status"),
+                                   nullptr, false);
+    return j.is_object() ? j : nlohmann::json::object();
+}
+
 void SyncFixture::start() {
     process_->start();
     // Ready when the slot is streaming to it (the target schema exists by then). Not just

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
 
 #include "pg_cluster.hpp"
@@ -74,6 +75,8 @@ public:
     PgCluster& provider_cluster_of() const { return *cluster_; }
     // http://127.0.0.1:<port> of this instance's status endpoint.
     std::string status_url() const { return "http://127.0.0.1:" + std::to_string(status_port_); }
+    // The /status document, or an empty object while the endpoint does not answer.
+    nlohmann::json status() const;
     int status_port() const { return status_port_; }
     const std::string& config_path() const { return config_path_; }
     std::string provider_db, target_db;

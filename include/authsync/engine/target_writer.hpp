@@ -80,9 +80,6 @@ public:
     // Reads what send_commit() sent; a change the target rejected is found (and stops the
     // session or becomes a dead letter, as apply.on_error says) and the batch committed again.
     asio::awaitable<CommitPositions> finish_commit();
-    // send_commit() and finish_commit() at once.
-    asio::awaitable<CommitPositions> commit(std::optional<Lsn> end_lsn,
-                                            std::optional<PgTimestamp> commit_time);
     // Rolls back the open transaction and drops the batch.
     asio::awaitable<void> rollback();
     asio::awaitable<Lsn> flush_lsn();
@@ -123,6 +120,8 @@ private:
     asio::awaitable<pg::Result> run_one(std::string sql, pg::Params params = {});
     asio::awaitable<void> roll_back_to(const std::string& savepoint);
     asio::awaitable<void> rollback_transaction();
+    // Throws std::logic_error while a commit's results are unread (nothing may go before).
+    void require_commit_read(const char* what) const;
     std::vector<pg::PipelineQuery> commit_queries(std::optional<Lsn> end_lsn,
                                                   std::optional<PgTimestamp> commit_time) const;
     CommitPositions positions_of(const pg::Result& wal, bool checkpointed) const;
