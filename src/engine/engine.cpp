@@ -176,8 +176,6 @@ private:
     awaitable<void> monitor_once(bool& heartbeats, Clock::time_point& last_heartbeat,
                                  Clock::time_point& last_slot_check);
     awaitable<void> check_slot_health();
-    awaitable<std::optional<pg::CopyBuffer>> next_copy_data();
-    bool more_data_waiting();
     void cancel_timers() {
         status_timer_.cancel();
         monitor_timer_.cancel();
@@ -211,8 +209,7 @@ private:
     std::vector<std::unique_ptr<TargetWriter>> writers_;  // the lanes; lane 0 also provisions
     std::optional<pipeline::FlushTracker> tracker_;
     std::vector<pipeline::Operation> operations_;  // scratch, one change's
-    std::optional<pg::CopyBuffer> lookahead_;
-    Lsn start_lsn_;  // where streaming starts
+    Lsn start_lsn_;                                // where streaming starts
 
     // The source transaction being received.
     bool in_transaction_ = false;  // between Begin and Commit
@@ -513,44 +510,28 @@ awaitable<void> Session::start_streaming() {
                writers_.size());
 }
 
-awaitable<std::optional<pg::CopyBuffer>> Session::next_copy_data() {
-    if (lookahead_) {
-        auto b = std::move(lookahead_);
-        lookahead_.reset();
-        co_return b;
-    }
-    co_return co_await replication_.read_copy_data();
-}
-
-bool Session::more_data_waiting() {
-    if (lookahead_) return true;
-    lookahead_ = replication_.try_read_copy_data();
-    return lookahead_.has_value();
-}
-
 awaitable<void> Session::stream() {
     for (;;) {
-        // Caught up with the provider (asked only when it decides something: a peek costs a
-        // recv when nothing is buffered), and the batch sent is through: take its outcome,
-        // then look again, so batches grow with the target's own pace. Or nothing executes and
-        // whole transactions wait: apply them now, so that at low load every transaction is
-        // applied as soon as it arrives. With a batch still executing, the reader waits for
-        // whichever comes first: more from the provider, or that batch's outcome, which wakes it.
-        const bool take_outcome = sent_batch_ && sent_batch_->done;
-        const bool can_apply = !sent_batch_ && pending_txns_ > 0 && !in_transaction_;
-        if ((take_outcome || can_apply) && !more_data_waiting()) {
-            if (take_outcome) {
-                co_await join_batch();
-            } else {
-                co_await apply_batch();
-            }
+        // The batch sent is through: take its outcome. Nothing executes and whole transactions
+        // wait: apply them now, even with more waiting on the provider (the target would idle
+        // while the reader filled a batch). So a batch grows while the one before executes, at
+        // the target's own pace: at low load one transaction, from a backlog what arrives
+        // during one execution, up to the batch limits. With a batch still executing, the
+        // reader waits for whichever comes first: more from the provider, or that batch's
+        // outcome, which wakes it.
+        if (sent_batch_ && sent_batch_->done) {
+            co_await join_batch();
             continue;
         }
-        if (tracker_->has_unflushed() && !lookahead_) arm_durability_wakeup();
+        if (!sent_batch_ && pending_txns_ > 0 && !in_transaction_) {
+            co_await apply_batch();
+            continue;
+        }
+        if (tracker_->has_unflushed()) arm_durability_wakeup();
         std::optional<pg::CopyBuffer> data;
         reading_stream_ = true;
         try {
-            data = co_await next_copy_data();
+            data = co_await replication_.read_copy_data();
         } catch (const boost::system::system_error& e) {
             if (e.code() != asio::error::operation_aborted) throw;
         }
@@ -594,7 +575,7 @@ awaitable<void> Session::handle_keepalive(const wire::PrimaryKeepalive& k) {
     // holds nothing more for us. It becomes every lane's checkpoint first, and is acknowledged
     // (the slot advances) once that is durable: the slot is then never ahead of the target's
     // checkpoints (slot_ahead_of_checkpoint).
-    const bool applied_all = idle() && !lookahead_;
+    const bool applied_all = idle();
     if (auto record = tracker_->idle_record(k.wal_end, applied_all, Clock::now(),
                                             config_.source.status_interval)) {
         co_await commit_writers(*record, std::nullopt, true);
@@ -685,9 +666,9 @@ awaitable<void> Session::handle_change(const pgoutput::Message& message) {
             continue;
         }
         writer.add(op, txn_commit_time_);
-        // Bounded memory for transactions of any size: a full batch goes into the open target
+        // Bounded memory for transactions of any size: the batch goes into the open target
         // transaction now; it commits with the source transaction's Commit.
-        if (writer.full()) {
+        if (writer.must_flush_chunk()) {
             co_await join_batch();
             co_await writer.flush_chunk();
         }
@@ -697,6 +678,9 @@ awaitable<void> Session::handle_change(const pgoutput::Message& message) {
 // Sends the batch's commit and returns: the target executes it while the stream goes on, and
 // join_batch() reads the outcome before anything else goes to the writers.
 awaitable<void> Session::apply_batch() {
+    // Built while the previous batch still executes in the target: W1's target idled for
+    // the array building of every batch between one commit and the next.
+    for (auto& w : writers_) w->stage_commit();
     co_await join_batch();
     BatchRecord batch;
     batch.started = Clock::now();

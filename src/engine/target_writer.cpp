@@ -79,6 +79,12 @@ bool TargetWriter::full() const {
            batch_.bytes() >= config_.apply.batch_max_bytes;
 }
 
+bool TargetWriter::must_flush_chunk() const {
+    const std::size_t rows = config_.apply.batch_max_rows;
+    return batch_.bytes() >= config_.apply.batch_max_bytes ||
+           batch_.rows() >= (tx_open_ ? rows : 2 * rows);
+}
+
 void TargetWriter::open_transaction() {
     if (tx_open_) return;
     begin_pending_ = true;
@@ -402,9 +408,13 @@ awaitable<void> TargetWriter::send_commit(std::optional<Lsn> end_lsn,
                                           std::optional<PgTimestamp> commit_time) {
     require_commit_read("a commit");
     SentCommit sent{end_lsn, commit_time, {}, {}, txn_final_lsn_};
+    if (staged_ && !batch_.empty()) {
+        throw std::logic_error("changes were added to a batch after it was staged");
+    }
     const bool whole = !tx_open_ && !batch_.has_mirrors();
     if (whole) {
-        sent.statements = batch_.take_statements();
+        sent.statements = staged_ ? std::move(*staged_) : batch_.take_statements();
+        staged_.reset();
         sent.queries.push_back(prepared_of("BEGIN"));
         for (auto& st : sent.statements) {
             const bool binary = !st.arrays.empty();
@@ -467,6 +477,11 @@ awaitable<CommitPositions> TargetWriter::replay_one_by_one(SentCommit sent) {
     co_return positions_of(outcomes.back().result, sent.end_lsn.has_value());
 }
 
+void TargetWriter::stage_commit() {
+    if (staged_ || tx_open_ || batch_.empty() || batch_.has_mirrors()) return;
+    staged_ = batch_.take_statements();
+}
+
 void TargetWriter::require_commit_read(const char* what) const {
     if (sent_commit_)
         throw std::logic_error(fmt::format("{} came before the last commit was read", what));
@@ -480,6 +495,7 @@ awaitable<void> TargetWriter::rollback_transaction() {
 awaitable<void> TargetWriter::rollback() {
     require_commit_read("a rollback");
     batch_.clear();
+    staged_.reset();
     affected_.clear();
     dead_letters_ = 0;
     if (tx_open_) {

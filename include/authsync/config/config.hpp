@@ -61,7 +61,7 @@ struct StatusConfig {
 enum class OnError { Stop, DeadLetter };
 
 struct ApplyConfig {
-    std::size_t batch_max_rows = 10'000;             // rows per target transaction (and per chunk)
+    std::size_t batch_max_rows = 10'000;             // rows per batch (see must_flush_chunk)
     std::size_t batch_max_bytes = 16u << 20;         // bytes of decoded changes per batch
     std::chrono::milliseconds batch_max_delay{200};  // longest a batch waits for more data
     OnError on_error = OnError::Stop;

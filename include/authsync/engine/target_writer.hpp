@@ -64,11 +64,26 @@ public:
     }
     // A TRUNCATE, in order: what came before it goes in first.
     asio::awaitable<void> truncate(const pipeline::Operation& op, PgTimestamp commit_time);
+    // Whether the batch has reached apply.batch_max_rows or apply.batch_max_bytes: at a
+    // source Commit, it goes then.
     bool full() const;
+    // Whether the batch must go into the target before the source transaction's Commit, in
+    // a chunk of the open target transaction: at batch_max_bytes (memory stays bounded), at
+    // batch_max_rows once this transaction already goes in chunks, and otherwise at twice
+    // batch_max_rows. A batch of small transactions that reaches batch_max_rows thus waits
+    // for the Commit and goes whole, in one round trip that the stream does not wait for.
+    bool must_flush_chunk() const;
     // Sends what the batch holds into the open target transaction (opening it).
     asio::awaitable<void> flush_chunk();
     // Whether this writer has anything to commit (a batch, or an open transaction).
-    bool has_work() const { return !batch_.empty() || tx_open_ || !affected_.empty(); }
+    bool has_work() const {
+        return !batch_.empty() || staged_.has_value() || tx_open_ || !affected_.empty();
+    }
+    // Builds the statements of a batch that will go whole (see send_commit) now, without a
+    // query: the session calls it before it waits for the previous commit's outcome, so that
+    // the target executes that commit while this one is built. Nothing may be added to the
+    // batch until send_commit() or rollback().
+    void stage_commit();
     bool busy() const { return tx_open_ || in_flight_.has_value() || sent_commit_.has_value(); }
     // Sends the rest, then the checkpoint (with `end_lsn`) and COMMIT, in one round trip whose
     // results finish_commit() reads: nothing else may go on this connection in between. What
@@ -140,6 +155,7 @@ private:
     // values for a one-by-one retry. settle() before any other query.
     std::optional<apply::Statement> in_flight_;
     std::optional<SentCommit> sent_commit_;
+    std::optional<std::vector<apply::Statement>> staged_;  // stage_commit()'s, for send_commit
     std::string in_flight_savepoint_;  // the savepoint taken just before in_flight_
     std::uint64_t savepoint_seq_ = 0;
     bool tx_open_ = false;
