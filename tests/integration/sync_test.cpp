@@ -463,3 +463,40 @@ TEST_CASE("at low load each transaction costs one round trip to the target",
     CHECK(trips <= 2 * batches);
     CHECK(f.stop() == 0);
 }
+
+// A backlog of small transactions goes in whole batches, each in one round trip, none over
+// apply.batch_max_rows: a batch reaching the limit waits for its Commit instead of taking the
+// chunk path (a chunk pipeline, then the commit's: two round trips, and the reader waiting
+// while the target executes).
+TEST_CASE("a backlog of small transactions goes in whole batches of at most batch_max_rows",
+          "[sync][integration]") {
+    test::SyncOptions options;
+    options.extra_yaml = "apply:\n  batch_max_rows: 50\n";
+    SyncFixture f(options);
+    f.start();
+    auto p = f.provider();
+    p.exec("INSERT INTO public.users (id, name) VALUES ('bl0', 'warm up')");
+    REQUIRE(wait_until([&] { return row_exists(f, "bl0"); }));
+    REQUIRE(f.stop() == 0);
+    constexpr int kTransactions = 1000;
+    p.exec("DO $$ BEGIN FOR i IN 1.." + std::to_string(kTransactions) +
+           " LOOP INSERT INTO public.users (id, name) VALUES ('bl' || i, 'backlog'); COMMIT; "
+           "END LOOP; END $$");
+    f.start();
+    json after;
+    REQUIRE(wait_until([&] {
+        after = counters(f);
+        return after.value("txns_applied", 0) >= kTransactions;
+    }));
+    CHECK(f.target_value("SELECT count(*) FROM neon_auth.users_sync WHERE id LIKE 'bl%'") ==
+          std::to_string(kTransactions + 1));
+    const auto batches = after.value("batches", 0);
+    const auto trips = after.value("target_round_trips", 0);
+    WARN("backlog of " << kTransactions << " transactions: " << batches << " batches, " << trips
+                       << " round trips to the target");
+    CHECK(batches >= kTransactions / 50);  // none over the row limit
+    // One round trip each (an idle acknowledgement may add one or two of its own).
+    CHECK(trips >= batches);
+    CHECK(trips <= batches + 2);
+    CHECK(f.stop() == 0);
+}
