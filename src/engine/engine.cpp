@@ -172,6 +172,12 @@ private:
     awaitable<void> finish_together();
     awaitable<void> send_status(bool reply_requested);
     awaitable<void> status_loop();
+    awaitable<std::optional<pg::CopyBuffer>> next_copy_data();
+    bool more_data_waiting();
+    bool all_go_whole() const {
+        return std::all_of(writers_.begin(), writers_.end(),
+                           [](const auto& w) { return w->goes_whole(); });
+    }
     awaitable<void> monitor_loop();
     awaitable<void> monitor_once(bool& heartbeats, Clock::time_point& last_heartbeat,
                                  Clock::time_point& last_slot_check);
@@ -209,6 +215,7 @@ private:
     std::vector<std::unique_ptr<TargetWriter>> writers_;  // the lanes; lane 0 also provisions
     std::optional<pipeline::FlushTracker> tracker_;
     std::vector<pipeline::Operation> operations_;  // scratch, one change's
+    std::optional<pg::CopyBuffer> lookahead_;      // a peek's catch (more_data_waiting)
     Lsn start_lsn_;                                // where streaming starts
 
     // The source transaction being received.
@@ -510,28 +517,42 @@ awaitable<void> Session::start_streaming() {
                writers_.size());
 }
 
+awaitable<std::optional<pg::CopyBuffer>> Session::next_copy_data() {
+    if (lookahead_) co_return std::exchange(lookahead_, std::nullopt);
+    co_return co_await replication_.read_copy_data();
+}
+
+// A peek costs a recv when nothing is buffered: asked only when it decides something.
+bool Session::more_data_waiting() {
+    if (!lookahead_) lookahead_ = replication_.try_read_copy_data();
+    return lookahead_.has_value();
+}
+
 awaitable<void> Session::stream() {
     for (;;) {
         // The batch sent is through: take its outcome. Nothing executes and whole transactions
-        // wait: apply them now, even with more waiting on the provider (the target would idle
-        // while the reader filled a batch). So a batch grows while the one before executes, at
-        // the target's own pace: at low load one transaction, from a backlog what arrives
-        // during one execution, up to the batch limits. With a batch still executing, the
+        // wait: apply them now. A batch that goes whole goes even with more waiting on the
+        // provider (the target would idle while the reader filled it; the next one grows while
+        // it executes, at the target's own pace: at low load one transaction, from a backlog
+        // what arrives during one execution, up to the batch limits). One that goes in chunks
+        // (composite mirrors, an open transaction) holds the reader while the target executes
+        // it, so it first takes what is already waiting. With a batch still executing, the
         // reader waits for whichever comes first: more from the provider, or that batch's
         // outcome, which wakes it.
         if (sent_batch_ && sent_batch_->done) {
             co_await join_batch();
             continue;
         }
-        if (!sent_batch_ && pending_txns_ > 0 && !in_transaction_) {
+        if (!sent_batch_ && pending_txns_ > 0 && !in_transaction_ &&
+            (all_go_whole() || !more_data_waiting())) {
             co_await apply_batch();
             continue;
         }
-        if (tracker_->has_unflushed()) arm_durability_wakeup();
+        if (tracker_->has_unflushed() && !lookahead_) arm_durability_wakeup();
         std::optional<pg::CopyBuffer> data;
         reading_stream_ = true;
         try {
-            data = co_await replication_.read_copy_data();
+            data = co_await next_copy_data();
         } catch (const boost::system::system_error& e) {
             if (e.code() != asio::error::operation_aborted) throw;
         }
@@ -575,7 +596,7 @@ awaitable<void> Session::handle_keepalive(const wire::PrimaryKeepalive& k) {
     // holds nothing more for us. It becomes every lane's checkpoint first, and is acknowledged
     // (the slot advances) once that is durable: the slot is then never ahead of the target's
     // checkpoints (slot_ahead_of_checkpoint).
-    const bool applied_all = idle();
+    const bool applied_all = idle() && !lookahead_;
     if (auto record = tracker_->idle_record(k.wal_end, applied_all, Clock::now(),
                                             config_.source.status_interval)) {
         co_await commit_writers(*record, std::nullopt, true);

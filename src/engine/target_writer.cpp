@@ -411,8 +411,7 @@ awaitable<void> TargetWriter::send_commit(std::optional<Lsn> end_lsn,
     if (staged_ && !batch_.empty()) {
         throw std::logic_error("changes were added to a batch after it was staged");
     }
-    const bool whole = !tx_open_ && !batch_.has_mirrors();
-    if (whole) {
+    if (goes_whole()) {
         sent.statements = staged_ ? std::move(*staged_) : batch_.take_statements();
         staged_.reset();
         sent.queries.push_back(prepared_of("BEGIN"));
@@ -478,7 +477,7 @@ awaitable<CommitPositions> TargetWriter::replay_one_by_one(SentCommit sent) {
 }
 
 void TargetWriter::stage_commit() {
-    if (staged_ || tx_open_ || batch_.empty() || batch_.has_mirrors()) return;
+    if (staged_ || batch_.empty() || !goes_whole()) return;
     staged_ = batch_.take_statements();
 }
 

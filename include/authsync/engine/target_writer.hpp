@@ -79,6 +79,9 @@ public:
     bool has_work() const {
         return !batch_.empty() || staged_.has_value() || tx_open_ || !affected_.empty();
     }
+    // Whether the commit would send the batch whole, in one round trip that the session does
+    // not wait for (no open transaction, no composite mirror changes).
+    bool goes_whole() const { return !tx_open_ && !batch_.has_mirrors(); }
     // Builds the statements of a batch that will go whole (see send_commit) now, without a
     // query: the session calls it before it waits for the previous commit's outcome, so that
     // the target executes that commit while this one is built. Nothing may be added to the

@@ -99,6 +99,8 @@ public:
     // The next CopyData message, waiting as needed; nullopt when the server ended the COPY
     // (the final result is checked and a failure is thrown as PgError).
     asio::awaitable<std::optional<CopyBuffer>> read_copy_data();
+    // A CopyData message if one is already buffered, without waiting.
+    std::optional<CopyBuffer> try_read_copy_data();
     // Queues and flushes one CopyData message.
     asio::awaitable<void> put_copy_data(std::span<const std::byte> bytes);
 
@@ -126,6 +128,9 @@ private:
     };
     std::vector<PipelineItem> pipeline_items_;
     std::size_t pipeline_queries_ = 0;
+    // try_read_copy_data saw the COPY end (PQgetCopyData -1): read_copy_data reports why, and
+    // libpq must not be asked for copy data again meanwhile ("no COPY in progress").
+    bool copy_ended_ = false;
     // Prepared statements of this connection: SQL text -> name ("" while being prepared).
     std::unordered_map<std::string, std::string> prepared_;
     std::uint64_t prepared_seq_ = 0;
