@@ -408,12 +408,11 @@ awaitable<void> TargetWriter::send_commit(std::optional<Lsn> end_lsn,
                                           std::optional<PgTimestamp> commit_time) {
     require_commit_read("a commit");
     SentCommit sent{end_lsn, commit_time, {}, {}, txn_final_lsn_};
-    if (staged_ && !batch_.empty()) {
+    if (!staged_.empty() && !batch_.empty()) {
         throw std::logic_error("changes were added to a batch after it was staged");
     }
     if (goes_whole()) {
-        sent.statements = staged_ ? std::move(*staged_) : batch_.take_statements();
-        staged_.reset();
+        sent.statements = staged_.empty() ? batch_.take_statements() : std::exchange(staged_, {});
         sent.queries.push_back(prepared_of("BEGIN"));
         for (auto& st : sent.statements) {
             const bool binary = !st.arrays.empty();
@@ -477,7 +476,7 @@ awaitable<CommitPositions> TargetWriter::replay_one_by_one(SentCommit sent) {
 }
 
 void TargetWriter::stage_commit() {
-    if (staged_ || batch_.empty() || !goes_whole()) return;
+    if (!staged_.empty() || batch_.empty() || !goes_whole()) return;
     staged_ = batch_.take_statements();
 }
 
@@ -494,7 +493,7 @@ awaitable<void> TargetWriter::rollback_transaction() {
 awaitable<void> TargetWriter::rollback() {
     require_commit_read("a rollback");
     batch_.clear();
-    staged_.reset();
+    staged_.clear();
     affected_.clear();
     dead_letters_ = 0;
     if (tx_open_) {

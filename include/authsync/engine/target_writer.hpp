@@ -77,7 +77,7 @@ public:
     asio::awaitable<void> flush_chunk();
     // Whether this writer has anything to commit (a batch, or an open transaction).
     bool has_work() const {
-        return !batch_.empty() || staged_.has_value() || tx_open_ || !affected_.empty();
+        return !batch_.empty() || !staged_.empty() || tx_open_ || !affected_.empty();
     }
     // Whether the commit would send the batch whole, in one round trip that the session does
     // not wait for (no open transaction, no composite mirror changes).
@@ -158,8 +158,8 @@ private:
     // values for a one-by-one retry. settle() before any other query.
     std::optional<apply::Statement> in_flight_;
     std::optional<SentCommit> sent_commit_;
-    std::optional<std::vector<apply::Statement>> staged_;  // stage_commit()'s, for send_commit
-    std::string in_flight_savepoint_;  // the savepoint taken just before in_flight_
+    std::vector<apply::Statement> staged_;  // stage_commit()'s, for send_commit
+    std::string in_flight_savepoint_;       // the savepoint taken just before in_flight_
     std::uint64_t savepoint_seq_ = 0;
     bool tx_open_ = false;
     bool begin_pending_ = false;      // the transaction's BEGIN goes with the next pipeline
