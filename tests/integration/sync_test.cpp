@@ -494,9 +494,29 @@ TEST_CASE("a backlog of small transactions goes in whole batches of at most batc
     const auto trips = after.value("target_round_trips", 0);
     WARN("backlog of " << kTransactions << " transactions: " << batches << " batches, " << trips
                        << " round trips to the target");
-    CHECK(batches >= kTransactions / 50);  // none over the row limit
+    CHECK(batches >= kTransactions / 50);  // at most 50 rows each, on average
     // One round trip each (an idle acknowledgement may add one or two of its own).
     CHECK(trips >= batches);
     CHECK(trips <= batches + 2);
+
+    // A transaction larger than the limit still goes in chunks into one target transaction
+    // (memory stays bounded): 300 rows, chunks at 100 (twice the limit before the first), then
+    // every 50, then the COMMIT: six round trips for one batch.
+    p.exec(
+        "INSERT INTO public.users (id, name) SELECT 'big' || i, 'large' FROM "
+        "generate_series(1, 300) i");
+    json large;
+    REQUIRE(wait_until([&] {
+        large = counters(f);
+        return large.value("txns_applied", 0) >= kTransactions + 1;
+    }));
+    CHECK(f.target_value("SELECT count(*) FROM neon_auth.users_sync WHERE id LIKE 'big%'") ==
+          "300");
+    const auto large_trips =
+        large.value("target_round_trips", 0) - after.value("target_round_trips", 0);
+    WARN("a 300-row transaction: " << large_trips << " round trips to the target");
+    CHECK(large.value("batches", 0) - batches == 1);
+    CHECK(large_trips >= 6);
+    CHECK(large_trips <= 8);
     CHECK(f.stop() == 0);
 }
