@@ -472,6 +472,7 @@ TEST_CASE("a backlog of small transactions goes in whole batches of at most batc
           "[sync][integration]") {
     test::SyncOptions options;
     options.extra_yaml = "apply:\n  batch_max_rows: 50\n";
+    options.heartbeat_interval = "0s";  // only our transactions count as applied
     SyncFixture f(options);
     f.start();
     auto p = f.provider();
