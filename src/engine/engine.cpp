@@ -711,7 +711,9 @@ awaitable<void> Session::apply_batch() {
     }
     batch.txns = std::exchange(pending_txns_, 0);
     batch.heartbeat = std::exchange(pending_heartbeat_, std::nullopt);
-    status_.oldest_pending_commit_time.reset();
+    // Still lag until the batch's commit is read (join_batch).
+    auto oldest = std::exchange(status_.oldest_pending_commit_time, std::nullopt);
+    if (!status_.oldest_sent_commit_time) status_.oldest_sent_commit_time = oldest;
     co_await send_batch(std::move(batch), false);
 }
 
@@ -787,6 +789,7 @@ awaitable<void> Session::join_batch() {
         }
     }
     status_.applied_lsn = std::max(status_.applied_lsn, tracker_->committed_lsn());
+    if (batch.txns > 0) status_.oldest_sent_commit_time.reset();
     batch_applied(batch);
 }
 

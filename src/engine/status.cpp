@@ -28,8 +28,11 @@ status::Snapshot make_snapshot(const EngineStatus& st, const std::string& slot,
     s.slot = slot;
     s.publication = publication;
     s.lag_bytes = lsn_bytes_between(st.applied_lsn, st.provider_wal_lsn);
-    if (st.oldest_pending_commit_time) {
-        const auto us = now.micros - st.oldest_pending_commit_time->micros;
+    // The sent batch's transactions are older than the ones received since.
+    const auto& oldest =
+        st.oldest_sent_commit_time ? st.oldest_sent_commit_time : st.oldest_pending_commit_time;
+    if (oldest) {
+        const auto us = now.micros - oldest->micros;
         s.lag_seconds = us > 0 ? static_cast<double>(us) / 1e6 : 0.0;
     }
     s.uptime_seconds =

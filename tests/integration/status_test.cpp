@@ -168,10 +168,14 @@ TEST_CASE("lag grows while the target is blocked and returns to zero after",
 
     auto blocker = f.target();
     blocker.exec("BEGIN; LOCK TABLE neon_auth.users_sync IN ACCESS EXCLUSIVE MODE");
+    // One source transaction: it goes in one batch, and that batch waits in the target for
+    // the lock. Sent is not applied: lag must grow while it waits (it once read 0 here).
+    std::string rows = "BEGIN;";
     for (int i = 0; i < 20; ++i) {
-        p.exec("INSERT INTO public.users (id, name) VALUES ('l" + std::to_string(i + 1) +
-               "', 'x')");
+        rows +=
+            "INSERT INTO public.users (id, name) VALUES ('l" + std::to_string(i + 1) + "', 'x');";
     }
+    p.exec(rows + "COMMIT");
     REQUIRE(wait_until([&] { return status_json(f)["lag_seconds"].get<double>() > 1.5; }));
     s = status_json(f);
     CHECK(s["lag_bytes"].get<std::uint64_t>() > 0);

@@ -22,8 +22,11 @@ const char* state_name(State state);
 
 struct EngineStatus : status::Progress {
     State state = State::Starting;
-    // Commit time of the oldest received source transaction not yet durable in the target.
+    // Commit time of the oldest received source transaction not yet sent to the target.
     std::optional<PgTimestamp> oldest_pending_commit_time;
+    // Commit time of the oldest transaction of the batch sent to the target whose commit has
+    // not been read yet: a batch blocked in the target (a lock, a slow disk) is still lag.
+    std::optional<PgTimestamp> oldest_sent_commit_time;
     // Seconds; buckets from 1 ms to about 1 min.
     status::Histogram batch_apply_seconds{
         {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60}};
@@ -34,8 +37,9 @@ struct EngineStatus : status::Progress {
 };
 
 // The endpoint's view of the engine now: lag_bytes = provider WAL end - applied position;
-// lag_seconds = now - commit time of the oldest received transaction not yet durable (0 when
-// none is pending). The snapshot points into `status` for histograms and history.
+// lag_seconds = now - commit time of the oldest received transaction not yet committed in the
+// target, sent or not (0 when none is pending). The snapshot points into `status` for histograms
+// and history.
 status::Snapshot make_snapshot(const EngineStatus& status, const std::string& slot,
                                const std::string& publication, PgTimestamp now);
 
