@@ -10,6 +10,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <csignal>
 #include <iostream>
+#include <map>
 #include <optional>
 
 #include "authsync/apply/batch.hpp"
@@ -48,7 +49,7 @@ std::optional<config::Config> load(const std::string& path) {
     try {
         auto config = config::load_config(path, config::process_env());
         pg::validate_dsn(config.source.dsn, "source.dsn");
-        pg::validate_dsn(config.target.dsn, "target.dsn");
+        check_targets(config);
         return config;
     } catch (const ConfigError& e) {
         std::cerr << "authsync: " << e.what() << '\n';
@@ -57,6 +58,24 @@ std::optional<config::Config> load(const std::string& path) {
 }
 
 }  // namespace
+
+void check_targets(const config::Config& config) {
+    const bool one =
+        config.targets.size() == 1 && config.targets.front().name == config::kDefaultTargetName;
+    std::map<std::string, const config::NamedTarget*> databases;
+    for (std::size_t i = 0; i < config.targets.size(); ++i) {
+        const auto& t = config.targets[i];
+        const auto setting = one ? std::string("target.dsn") : fmt::format("targets[{}].dsn", i);
+        pg::validate_dsn(t.target.dsn, setting);
+        auto [it, inserted] = databases.try_emplace(*pg::dsn_database(t.target.dsn), &t);
+        if (!inserted) {
+            throw ConfigError(fmt::format(
+                "{}: target {} names the same database as target {} ({}): each target needs a "
+                "database of its own",
+                t.location, t.name, it->second->name, it->second->location));
+        }
+    }
+}
 
 void setup_logging(const std::string& level, LogFormat format) {
     auto sink = std::make_shared<spdlog::sinks::stderr_color_sink_mt>();
@@ -177,20 +196,28 @@ int run_engine(const std::string& config_path, engine::SessionOptions session_op
 int check_command(const std::string& config_path) {
     auto config = load(config_path);
     if (!config) return 1;
-    std::cout << "config " << config_path << ": ok (" << config->mappings.size() << " mapping(s), "
-              << config->composites.size() << " preset(s))\n";
+    std::size_t mappings = 0, presets = 0;
+    for (const auto& t : config->targets) {
+        mappings += t.mappings.size();
+        presets += t.composites.size();
+    }
+    std::cout << "config " << config_path << ": ok (" << mappings << " mapping(s), " << presets
+              << " preset(s)";
+    if (config->targets.size() > 1) std::cout << ", " << config->targets.size() << " targets";
+    std::cout << ")\n";
     for (const auto& w : exposure_warnings(*config, config::process_env())) {
         std::cout << "warning: " << w << '\n';
     }
     std::vector<engine::Problem> problems;
-    auto check_side = [&](const std::string& side, const std::string& dsn, bool source) {
+    auto check_side = [&](const std::string& side, const std::string& dsn,
+                          const config::Config* target) {
         try {
             auto found = run_on_loop([&]() -> awaitable<std::vector<engine::Problem>> {
                 pg::AsyncConnection conn(co_await asio::this_coro::executor);
                 co_await conn.connect(dsn, "authsync check");
                 // (Not a conditional expression: GCC 12 mishandles co_await inside one.)
-                if (source) co_return co_await engine::check_source(conn, *config);
-                co_return co_await engine::check_target(conn, *config);
+                if (!target) co_return co_await engine::check_source(conn, *config);
+                co_return co_await engine::check_target(conn, *target);
             }());
             problems.insert(problems.end(), found.begin(), found.end());
             std::cout << side << " " << pg::redact_dsn(dsn) << ": connected\n";
@@ -200,19 +227,27 @@ int check_command(const std::string& config_path) {
                                 "from this host"});
         }
     };
-    check_side("source", config->source.dsn, true);
-    check_side("target", config->target.dsn, false);
-    try {
-        auto found = run_on_loop([&]() -> awaitable<std::vector<engine::Problem>> {
-            auto ex = co_await asio::this_coro::executor;
-            pg::AsyncConnection source(ex), target(ex);
-            co_await source.connect(config->source.dsn, "authsync check");
-            co_await target.connect(config->target.dsn, "authsync check");
-            co_return co_await engine::check_slot_position(source, target, *config);
-        }());
-        problems.insert(problems.end(), found.begin(), found.end());
-    } catch (const Error&) {
-        // A side that cannot be reached is already reported above.
+    check_side("source", config->source.dsn, nullptr);
+    const bool several = config->targets.size() > 1;
+    for (std::size_t i = 0; i < config->targets.size(); ++i) {
+        const auto view = config->for_target(i);
+        const auto side = several ? "target " + view.targets.front().name : std::string("target");
+        check_side(side, view.target.dsn, &view);
+        try {
+            auto found = run_on_loop([&]() -> awaitable<std::vector<engine::Problem>> {
+                auto ex = co_await asio::this_coro::executor;
+                pg::AsyncConnection source(ex), target(ex);
+                co_await source.connect(config->source.dsn, "authsync check");
+                co_await target.connect(view.target.dsn, "authsync check");
+                co_return co_await engine::check_slot_position(source, target, view);
+            }());
+            for (auto& p : found) {
+                if (several) p.what = side + ": " + p.what;
+                problems.push_back(std::move(p));
+            }
+        } catch (const Error&) {
+            // A side that cannot be reached is already reported above.
+        }
     }
     std::size_t failed = 0;
     for (const auto& p : problems) {
@@ -231,10 +266,17 @@ int init_command(const std::string& config_path) {
     try {
         run_on_loop([&]() -> awaitable<int> {
             auto ex = co_await asio::this_coro::executor;
-            pg::AsyncConnection target(ex);
-            co_await target.connect(config->target.dsn, "authsync init");
-            co_await engine::ensure_target_schema(target, *config);
-            std::cout << "target: schema ready\n";
+            for (std::size_t i = 0; i < config->targets.size(); ++i) {
+                const auto view = config->for_target(i);
+                pg::AsyncConnection target(ex);
+                co_await target.connect(view.target.dsn, "authsync init");
+                co_await engine::ensure_target_schema(target, view);
+                if (config->targets.size() == 1) {
+                    std::cout << "target: schema ready\n";
+                } else {
+                    std::cout << "target " << view.targets.front().name << ": schema ready\n";
+                }
+            }
             pg::AsyncConnection source(ex);
             co_await source.connect(config->source.dsn, "authsync init");
             co_await engine::resolve_lookups(source, *config);
@@ -329,6 +371,12 @@ namespace authsync::cli {
 int dead_letter_command(const std::string& config_path, const std::string& action) {
     auto config = load(config_path);
     if (!config) return 1;
+    if (config->targets.size() > 1) {
+        std::cerr << "authsync dead-letter: the config has " << config->targets.size()
+                  << " targets; dead-letter reads one target's, and choosing one is not there "
+                     "yet: use a config with that target alone\n";
+        return 1;
+    }
     try {
         return run_on_loop([&]() -> awaitable<int> {
             pg::AsyncConnection target(co_await asio::this_coro::executor);

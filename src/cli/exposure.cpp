@@ -109,7 +109,12 @@ std::vector<std::string> exposure_warnings(const config::Config& config,
         }
     }
     check_dsn("source", config.source.dsn, env, out);
-    check_dsn("target", config.target.dsn, env, out);
+    for (std::size_t i = 0; i < config.targets.size(); ++i) {
+        const auto& t = config.targets[i];
+        const bool one = config.targets.size() == 1 && t.name == config::kDefaultTargetName;
+        check_dsn(one ? std::string("target") : fmt::format("targets[{}]", i), t.target.dsn, env,
+                  out);
+    }
     return out;
 }
 

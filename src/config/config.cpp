@@ -28,8 +28,8 @@ namespace {
 
 using Keys = std::span<const std::string_view>;
 
-constexpr std::string_view kTopKeys[] = {"source",    "target",   "status",     "apply",
-                                         "reconnect", "mappings", "presets_dir"};
+constexpr std::string_view kTopKeys[] = {"source", "target",    "targets",  "status",
+                                         "apply",  "reconnect", "mappings", "presets_dir"};
 constexpr std::string_view kSourceKeys[] = {"dsn",
                                             "slot",
                                             "publication",
@@ -40,6 +40,7 @@ constexpr std::string_view kSourceKeys[] = {"dsn",
                                             "snapshot",
                                             "on_slot_lost"};
 constexpr std::string_view kTargetKeys[] = {"dsn"};
+constexpr std::string_view kNamedTargetKeys[] = {"name", "dsn", "mappings"};
 constexpr std::string_view kStatusKeys[] = {"listen", "token", "max_ready_lag_seconds",
                                             "max_connections", "tls"};
 constexpr std::string_view kStatusTlsKeys[] = {"certificate", "key"};
@@ -47,7 +48,8 @@ constexpr std::string_view kApplyKeys[] = {"batch_max_rows",     "batch_max_byte
                                            "batch_max_delay",    "on_error",
                                            "synchronous_commit", "lanes"};
 constexpr std::string_view kReconnectKeys[] = {"initial_backoff", "max_backoff"};
-constexpr std::string_view kMappingKeys[] = {"source", "target", "key", "fields", "on_delete"};
+constexpr std::string_view kMappingKeys[] = {"source", "target",    "key",
+                                             "fields", "on_delete", "scope"};
 constexpr std::string_view kFieldKeys[] = {"column", "as"};
 constexpr std::string_view kPresetMappingKeys[] = {"preset", "preset_options"};
 // A preset file (conf/presets/NAME.yaml).
@@ -58,8 +60,8 @@ constexpr std::string_view kPresetOptionKeys[] = {"required", "default", "descri
 // anywhere in the preset file becomes the value itself (a table or column name).
 constexpr std::string_view kOptionKinds[] = {"literal", "identifier"};
 constexpr std::string_view kPresetSourceKeys[] = {
-    "source",        "mirror",  "key",    "columns", "row_filter", "row_filter_columns",
-    "mirror_filter", "indexes", "affects"};
+    "source",        "mirror",  "key",     "columns", "row_filter", "row_filter_columns",
+    "mirror_filter", "indexes", "affects", "scope"};
 constexpr std::string_view kPresetColumnKeys[] = {"type", "optional"};
 constexpr std::string_view kPresetAffectsKeys[] = {"key", "join"};
 constexpr std::string_view kPresetTargetKeys[] = {"name",    "table", "kind",     "key",    "group",
@@ -267,10 +269,17 @@ private:
 
     SourceConfig parse_source(const Section& top) const;
     TargetConfig parse_target(const Section& top) const;
+    // The `targets:` list; `where` locates a target in messages (file:line:column).
+    std::vector<NamedTarget> parse_targets(const Section& top) const;
+    std::string where(const YAML::Mark& mark) const {
+        return fmt::format("{}:{}:{}", name_, mark.line + 1, mark.column + 1);
+    }
     StatusConfig parse_status(const Section& top) const;
     ApplyConfig parse_apply(const Section& top) const;
     ReconnectConfig parse_reconnect(const Section& top) const;
-    void parse_mappings(const Section& top, Config& c) const;
+    // The `mappings` list of section `s` (the top level, or one of `targets`).
+    void parse_mappings(const Section& s, std::vector<mapping::MappingRule>& mappings,
+                        std::vector<mapping::CompositeRule>& composites) const;
     // `source_mark`: where the mapping's source value is, for duplicate-mapping errors.
     mapping::MappingRule parse_mapping(const YAML::Node& node, const std::string& path,
                                        YAML::Mark& source_mark) const;
@@ -292,6 +301,7 @@ private:
     const std::string& name_;
     const EnvLookup& env_;
     bool expand_env_ = true;
+    std::string presets_dir_;  // the config's presets_dir, once read
 };
 
 Section Parser::section(const YAML::Node& node, const YAML::Mark& mark, std::string path,
@@ -654,6 +664,54 @@ TargetConfig Parser::parse_target(const Section& top) const {
     return c;
 }
 
+std::vector<NamedTarget> Parser::parse_targets(const Section& top) const {
+    const Entry* e = top.find("targets");
+    if (!e->value.IsNull() && !e->value.IsSequence()) {
+        fail(e->mark(), fmt::format("targets must be a list, not {}", describe(e->value)));
+    }
+    if (e->value.IsNull() || e->value.size() == 0) fail(e->mark(), "targets must not be empty");
+    std::vector<NamedTarget> out;
+    std::map<std::string, int> names;  // name -> line
+    std::size_t index = 0;
+    for (const auto& item : e->value) {
+        const std::string path = fmt::format("targets[{}]", index++);
+        if (!item.IsMap()) {
+            fail(item.Mark(), fmt::format("{} must be a mapping with name, dsn and mappings, "
+                                          "not {}",
+                                          path, describe(item)));
+        }
+        Section s = section(item, item.Mark(), path, kNamedTargetKeys);
+        NamedTarget t;
+        t.location = where(item.Mark());
+        t.name = require_string(s, "name");
+        const auto name_mark = s.find("name")->mark();
+        // A target's name labels metrics and status, and later names its stream subject.
+        const bool valid = !t.name.empty() && t.name.size() <= 63 &&
+                           std::isalnum(static_cast<unsigned char>(t.name.front())) &&
+                           std::all_of(t.name.begin(), t.name.end(), [](char ch) {
+                               return (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') ||
+                                      ch == '_' || ch == '-';
+                           });
+        if (!valid) {
+            fail(name_mark, fmt::format("{}.name must be 1 to 63 lowercase letters, digits, _ "
+                                        "or -, starting with a letter or digit",
+                                        path));
+        }
+        auto [it, inserted] = names.try_emplace(t.name, name_mark.line + 1);
+        if (!inserted) {
+            fail(name_mark, fmt::format("{}: duplicate target name \"{}\" (first at line {})", path,
+                                        t.name, it->second));
+        }
+        t.target.dsn = require_string(s, "dsn");
+        if (t.target.dsn.empty()) {
+            fail(s.find("dsn")->mark(), fmt::format("{}.dsn must not be empty", path));
+        }
+        parse_mappings(s, t.mappings, t.composites);
+        out.push_back(std::move(t));
+    }
+    return out;
+}
+
 StatusConfig Parser::parse_status(const Section& top) const {
     Section s = subsection(top, "status", kStatusKeys);
     StatusConfig c;
@@ -839,19 +897,33 @@ mapping::MappingRule Parser::parse_mapping(const YAML::Node& node, const std::st
     if (auto v = get_choice(s, "on_delete", kOnDelete)) {
         rule.on_delete = *v == 0 ? mapping::OnDelete::Soft : mapping::OnDelete::Hard;
     }
+    // column -> the text value this target's rows have (fan-out: a tenant's rows).
+    const Section scope = subsection(s, "scope", {});
+    for (const auto& e : scope.entries) {
+        const auto path_of = scope.key_path(e.key);
+        check_identifier(e.key, e.key_mark, path_of);
+        if (!e.value.IsScalar()) {
+            fail(e.mark(), fmt::format("{} must be a value, not {}", path_of, describe(e.value)));
+        }
+        rule.scope.emplace_back(e.key, scalar(e, path_of));
+    }
     return rule;
 }
 
-void Parser::parse_mappings(const Section& top, Config& c) const {
+void Parser::parse_mappings(const Section& top, std::vector<mapping::MappingRule>& mappings,
+                            std::vector<mapping::CompositeRule>& composites) const {
     const Entry* e = top.find("mappings");
-    if (!e) fail(top.mark, "missing required key \"mappings\" at the top level");
+    const std::string list = top.key_path("mappings");
+    if (!e) fail(top.mark, fmt::format("missing required key \"mappings\" {}", top.in()));
     if (!e->value.IsNull() && !e->value.IsSequence()) {
-        fail(e->mark(), fmt::format("mappings must be a list, not {}", describe(e->value)));
+        fail(e->mark(), fmt::format("{} must be a list, not {}", list, describe(e->value)));
     }
-    if (e->value.IsNull() || e->value.size() == 0) fail(e->mark(), "mappings must not be empty");
+    if (e->value.IsNull() || e->value.size() == 0) {
+        fail(e->mark(), fmt::format("{} must not be empty", list));
+    }
 
     const std::vector<std::string> search{
-        presets_directory(c.presets_dir, env_, running_executable())};
+        presets_directory(presets_dir_, env_, running_executable())};
     std::map<std::pair<std::string, std::string>, int> seen;  // source table -> line
     auto claim = [&](const std::string& schema, const std::string& table, const YAML::Mark& mark,
                      const std::string& path) {
@@ -864,13 +936,13 @@ void Parser::parse_mappings(const Section& top, Config& c) const {
     };
     std::size_t index = 0;
     for (const auto& item : e->value) {
-        std::string path = fmt::format("mappings[{}]", index++);
+        std::string path = fmt::format("{}[{}]", list, index++);
         if (item.IsMap() && item["preset"]) {
             auto rule = parse_preset_mapping(item, path, search);
             for (const auto& source : rule.sources) {
                 claim(source.source_schema, source.source_table, item.Mark(), path);
             }
-            for (const auto& other : c.composites) {
+            for (const auto& other : composites) {
                 for (const auto& t : other.targets) {
                     for (const auto& mine : rule.targets) {
                         if (t.target_name() == mine.target_name()) {
@@ -881,16 +953,16 @@ void Parser::parse_mappings(const Section& top, Config& c) const {
                     }
                 }
             }
-            c.composites.push_back(std::move(rule));
+            composites.push_back(std::move(rule));
             continue;
         }
         YAML::Mark source_mark;
         auto rule = parse_mapping(item, path, source_mark);
         claim(rule.source_schema, rule.source_table, source_mark, path);
-        c.mappings.push_back(std::move(rule));
+        mappings.push_back(std::move(rule));
     }
-    for (const auto& rule : c.mappings) {
-        for (const auto& composite : c.composites) {
+    for (const auto& rule : mappings) {
+        for (const auto& composite : composites) {
             for (const auto& t : composite.targets) {
                 if (t.target_name() == rule.target_name()) {
                     fail(e->mark(),
@@ -986,6 +1058,14 @@ mapping::MirrorSource Parser::parse_preset_source(const YAML::Node& node,
     if (!src.row_filter.empty() && src.row_filter_columns.empty()) {
         fail(s.find("row_filter")->mark(),
              fmt::format("{}: a row_filter needs row_filter_columns (the columns it reads)", path));
+    }
+    // column -> the lookup or option whose value it must have (checked with the options).
+    for (const auto& e : subsection(s, "scope", {}).entries) {
+        if (!src.column(e.key)) {
+            fail(e.key_mark, fmt::format("{}: scope column {} is not a mirrored column", path,
+                                         in_quotes(e.key)));
+        }
+        src.scope.emplace_back(e.key, scalar(e, s.key_path("scope") + "." + e.key));
     }
     if (const Entry* idx = s.find("indexes")) {
         if (!idx->value.IsSequence()) {
@@ -1100,6 +1180,21 @@ PresetFile Parser::parse_preset(std::string_view yaml) {
                 file.rule.sources.push_back(parse_preset_source(item, path));
             } else {
                 file.rule.targets.push_back(parse_preset_target(item, path));
+            }
+        }
+    }
+    // A scope names a value the preset has.
+    for (const auto& src : file.rule.sources) {
+        for (const auto& [column, name] : src.scope) {
+            const bool lookup = std::any_of(file.rule.lookups.begin(), file.rule.lookups.end(),
+                                            [&](const auto& l) { return l.first == name; });
+            const bool option = std::any_of(file.options.begin(), file.options.end(),
+                                            [&](const auto& o) { return o.name == name; });
+            if (!lookup && !option) {
+                fail(top.find("sources")->mark(),
+                     fmt::format("source {}: scope of {} names {}, which is neither a lookup nor "
+                                 "an option",
+                                 src.source_name(), in_quotes(column), in_quotes(name)));
             }
         }
     }
@@ -1292,23 +1387,63 @@ Config Parser::parse(std::string_view yaml) {
     Config c;
     c.path = name_;
     c.source = parse_source(top);
-    c.target = parse_target(top);
     c.status = parse_status(top);
     c.apply = parse_apply(top);
     c.reconnect = parse_reconnect(top);
     c.presets_dir = get_string(top, "presets_dir").value_or("");
-    parse_mappings(top, c);
-    if (!c.composites.empty() && c.source.snapshot == Snapshot::Never) {
-        // A composite row needs every contributing row: mirrors must start from a copy.
-        fail(top.find("source")->mark(),
-             fmt::format("source.snapshot: never cannot be used with preset {} (its mirrors must "
-                         "start from a copy of the provider's tables)",
-                         c.composites.front().preset));
+    presets_dir_ = c.presets_dir;
+    if (const Entry* list = top.find("targets")) {
+        // One form or the other: a `target:` beside `targets:` would leave it unclear which
+        // database the top-level mappings are for.
+        for (const char* key : {"target", "mappings"}) {
+            if (const Entry* other = top.find(key)) {
+                fail(other->key_mark,
+                     fmt::format("\"{}\" cannot be used with \"targets\" (line {}): give each "
+                                 "target its dsn and mappings inside targets",
+                                 key, list->key_mark.line + 1));
+            }
+        }
+        c.targets = parse_targets(top);
+    } else {
+        NamedTarget t;
+        t.name = kDefaultTargetName;
+        t.target = parse_target(top);
+        parse_mappings(top, t.mappings, t.composites);
+        t.location = where(top.find("target")->key_mark);
+        c.targets.push_back(std::move(t));
     }
+    for (const auto& t : c.targets) {
+        if (!t.composites.empty() && c.source.snapshot == Snapshot::Never) {
+            // A composite row needs every contributing row: mirrors must start from a copy.
+            fail(top.find("source")->mark(),
+                 fmt::format("source.snapshot: never cannot be used with preset {} (its mirrors "
+                             "must start from a copy of the provider's tables)",
+                             t.composites.front().preset));
+        }
+    }
+    c.target = c.targets.front().target;
+    c.mappings = c.targets.front().mappings;
+    c.composites = c.targets.front().composites;
     return c;
 }
 
 }  // namespace
+
+Config Config::for_target(std::size_t i) const {
+    Config c;
+    c.path = path;
+    c.source = source;
+    c.status = status;
+    c.apply = apply;
+    c.reconnect = reconnect;
+    c.presets_dir = presets_dir;
+    const auto& t = targets.at(i);
+    c.target = t.target;
+    c.mappings = t.mappings;
+    c.composites = t.composites;
+    c.targets = {t};
+    return c;
+}
 
 std::string presets_directory(const std::string& presets_dir, const EnvLookup& env,
                               const std::string& executable) {

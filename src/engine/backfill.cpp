@@ -176,8 +176,14 @@ awaitable<bool> copy_mapping(pg::AsyncConnection& source, pg::AsyncConnection& t
         co_await target.query("TRUNCATE authsync_stage");
         co_await target.start_copy_in("COPY authsync_stage (raw_json) FROM STDIN");
     }
+    // A scoped mapping (fan-out) copies its own rows only.
+    std::string where;
+    for (const auto& [column, value] : rule.scope) {
+        where += (where.empty() ? " WHERE " : " AND ") + quote_identifier(column) +
+                 "::text = " + quote_literal(value);
+    }
     co_await source.start_copy_out("COPY (SELECT " + columns + " FROM " +
-                                   quote_qualified(rule.source_schema, rule.source_table) +
+                                   quote_qualified(rule.source_schema, rule.source_table) + where +
                                    ") TO STDOUT");
     pgoutput::TupleData tuple;
     progress.copied +=

@@ -85,8 +85,16 @@ public:
           monitor_timer_(ex),
           durability_timer_(ex),
           log_(logger("engine")) {
-        for (std::size_t lane = 0; lane < config_.apply.lanes; ++lane) {
-            writers_.push_back(std::make_unique<TargetWriter>(config_, lane, ex));
+        for (std::size_t t = 0; t < config_.targets.size(); ++t) {
+            auto target = std::make_unique<Target>();
+            target->index = t;
+            target->config = config_.for_target(t);
+            for (std::size_t lane = 0; lane < config_.apply.lanes; ++lane) {
+                writers_.push_back(
+                    std::make_unique<TargetWriter>(target->config, t, lane, writers_.size(), ex));
+                target->lanes.push_back(writers_.back().get());
+            }
+            targets_.push_back(std::move(target));
         }
     }
 
@@ -117,12 +125,30 @@ public:
 
 private:
     // Start-up (prepare.cpp's order): target, source, slot, writers, stream.
+    // One target database (fan-out: one per configured target) with its own config, router
+    // and lanes; its lanes' ids among all writers run from lanes.front()->id().
+    struct Target {
+        std::size_t index = 0;
+        config::Config config;  // config_.for_target(index), lookups resolved at start
+        std::optional<pipeline::ChangeRouter> router;  // made once lookups are resolved
+        std::vector<TargetWriter*> lanes;              // in writers_; lanes[0] provisions
+        std::optional<Checkpoint> checkpoint;          // read at start
+        Clock::time_point last_checkpoint;             // its last checkpoint commit
+        TargetWriter& primary() const { return *lanes.front(); }
+        const std::string& name() const { return config.targets.front().name; }
+    };
+    // "" with one target; "target NAME: " before a message about one of several.
+    std::string about(const Target& t) const {
+        return targets_.size() == 1 ? std::string() : "target " + t.name() + ": ";
+    }
+
     awaitable<void> prepare();
-    awaitable<bool> lock_slot();
+    awaitable<bool> lock_slot(Target& t);
+    awaitable<void> inspect_target(Target& t);
     awaitable<void> check_publication();
-    awaitable<bool> prepare_slot(std::optional<Checkpoint> checkpoint,
-                                 std::optional<std::string> scope_changed);
-    awaitable<std::optional<std::string>> scope_change(bool has_checkpoint);
+    awaitable<bool> prepare_slot(std::optional<std::string> scope_changed);
+    awaitable<bool> judge_checkpoints(const std::optional<SlotInfo>& slot, bool resync);
+    awaitable<std::optional<std::string>> scope_change(Target& t);
     awaitable<void> start_writers(std::optional<Lsn> slot_confirmed_flush, Lsn copied_at);
     awaitable<void> start_streaming();
 
@@ -187,7 +213,11 @@ private:
         monitor_timer_.cancel();
         durability_timer_.cancel();
     }
-    TargetWriter& primary() { return *writers_.front(); }
+    TargetWriter& primary() { return targets_.front()->primary(); }
+    // Applies target `t`'s WAL flush position to each of its lanes.
+    void target_flushed(std::size_t t, Lsn flush) {
+        for (auto* w : targets_[t]->lanes) tracker_->target_flushed(w->id(), flush);
+    }
     bool idle() const {
         if (in_transaction_ || pending_txns_ > 0 || sent_batch_) return false;
         for (const auto& w : writers_) {
@@ -211,8 +241,8 @@ private:
 
     pgoutput::Decoder decoder_;
     pgoutput::RelationCache relations_;
-    std::optional<pipeline::ChangeRouter> router_;        // made once lookups are resolved
-    std::vector<std::unique_ptr<TargetWriter>> writers_;  // the lanes; lane 0 also provisions
+    std::vector<std::unique_ptr<Target>> targets_;
+    std::vector<std::unique_ptr<TargetWriter>> writers_;  // every target's lanes, by id
     std::optional<pipeline::FlushTracker> tracker_;
     std::vector<pipeline::Operation> operations_;  // scratch, one change's
     std::optional<pg::CopyBuffer> lookahead_;      // a peek's catch (more_data_waiting)
@@ -277,65 +307,81 @@ awaitable<void> Session::run() {
 
 awaitable<void> Session::prepare() {
     const auto& src = config_.source;
-    // Target first: it holds the checkpoint, and the advisory lock that makes this instance
+    // Targets first: each holds its checkpoint, and the advisory lock that makes this instance
     // the only writer for the slot.
-    auto& target = primary().connection();
-    co_await primary().connect();
-    if (!co_await lock_slot()) co_return;
-    // Mirrors that are missing or shaped differently from their preset (a preset added to a
-    // running deployment, a dropped mirror, a newer preset) hold nothing to recompute from:
-    // only a new copy fills them. CREATE ... IF NOT EXISTS below would make them empty.
-    const auto unusable_mirrors = co_await inspect_mirrors(target, config_);
-    co_await ensure_target_schema(target, config_);
-    auto checkpoint = co_await read_checkpoint(target, src.slot);
-    if (checkpoint && !options_.resync && !unusable_mirrors.empty()) {
-        throw FatalError(
-            fmt::format("{}: the mirrors must be copied from the provider again; run "
-                        "`authsync resync`",
-                        unusable_mirrors.front()));
+    for (auto& t : targets_) {
+        co_await t->primary().connect();
+        if (!co_await lock_slot(*t)) co_return;
     }
+    for (auto& t : targets_) co_await inspect_target(*t);
     co_await source_.connect(src.dsn, "authsync");
     try {
+        // Into config_ (every target's presets: the publication is made from it), then each
+        // target's own config.
         co_await resolve_lookups(source_, config_);
     } catch (const LookupError& e) {
         // A configuration problem: reconnecting would find the same.
         throw FatalError(e.what());
     }
-    router_.emplace(config_.mappings, config_.composites, config_.apply.lanes);
-    auto scope_changed = co_await scope_change(checkpoint.has_value());
+    for (auto& t : targets_) {
+        t->config.composites = config_.targets[t->index].composites;
+        t->config.targets.front().composites = t->config.composites;
+        t->router.emplace(t->config.mappings, t->config.composites, config_.apply.lanes);
+    }
+    std::optional<std::string> scope_changed;
+    for (auto& t : targets_) {
+        if (auto changed = co_await scope_change(*t)) scope_changed = about(*t) + *changed;
+    }
     co_await check_publication();
-    if (!co_await prepare_slot(checkpoint, scope_changed)) co_return;
+    if (!co_await prepare_slot(scope_changed)) co_return;
     co_await start_streaming();
 }
 
-// Takes the per-slot advisory lock, waiting while another instance holds it; false when a
-// stop was asked for meanwhile.
-awaitable<bool> Session::lock_slot() {
+// Its schema made, its checkpoint read. Mirrors that are missing or shaped differently from
+// their preset (a preset added to a running deployment, a dropped mirror, a newer preset) hold
+// nothing to recompute from: only a new copy fills them. CREATE ... IF NOT EXISTS in
+// ensure_target_schema would make them empty.
+awaitable<void> Session::inspect_target(Target& t) {
+    auto& target = t.primary().connection();
+    const auto unusable_mirrors = co_await inspect_mirrors(target, t.config);
+    co_await ensure_target_schema(target, t.config);
+    t.checkpoint = co_await read_checkpoint(target, config_.source.slot);
+    if (t.checkpoint && !options_.resync && !unusable_mirrors.empty()) {
+        throw FatalError(
+            fmt::format("{}{}: the mirrors must be copied from the provider again; run "
+                        "`authsync resync`",
+                        about(t), unusable_mirrors.front()));
+    }
+}
+
+// Takes the per-slot advisory lock in target `t`, waiting while another instance holds it;
+// false when a stop was asked for meanwhile.
+awaitable<bool> Session::lock_slot(Target& t) {
     const auto& slot = config_.source.slot;
     const auto lock_key = "authsync:slot:" + slot;
     bool waiting_logged = false;
     for (;;) {
-        auto r = co_await primary().connection().query_params(
+        auto r = co_await t.primary().connection().query_params(
             "SELECT pg_try_advisory_lock(hashtext($1))", pg::params(lock_key));
         if (r.get(0, 0) == "t") co_return true;
         if (!waiting_logged) {
-            log_->info("another instance holds slot {}; waiting to take over", slot);
+            log_->info("{}another instance holds slot {}; waiting to take over", about(t), slot);
             waiting_logged = true;
         }
         status_.state = State::Waiting;
-        asio::steady_timer t(co_await asio::this_coro::executor, std::chrono::seconds(1));
-        co_await t.async_wait(use_awaitable);
+        asio::steady_timer timer(co_await asio::this_coro::executor, std::chrono::seconds(1));
+        co_await timer.async_wait(use_awaitable);
         if (stop_requested_) co_return false;
     }
 }
 
 // Mirrors copied for another scope (another project, realm or table) would keep that scope's
 // rows and miss this one's: only a new copy (`resync`, or a first copy) may go on.
-awaitable<std::optional<std::string>> Session::scope_change(bool has_checkpoint) {
+awaitable<std::optional<std::string>> Session::scope_change(Target& t) {
     std::optional<std::string> changed;
-    if (!has_checkpoint) co_return changed;
-    for (const auto& composite : config_.composites) {
-        auto r = co_await primary().connection().query_params(
+    if (!t.checkpoint) co_return changed;
+    for (const auto& composite : t.config.composites) {
+        auto r = co_await t.primary().connection().query_params(
             "SELECT scope FROM authsync.preset_scope WHERE slot = $1 AND preset = $2",
             pg::params(config_.source.slot, composite.preset));
         const std::string now = composite.scope();
@@ -364,7 +410,8 @@ awaitable<void> Session::check_publication() {
         log_->info("created publication {}", src.publication);
         for (const auto& note : notes) log_->warn("{}", note);
     }
-    if (!config_.composites.empty()) {
+    if (std::any_of(targets_.begin(), targets_.end(),
+                    [](const auto& t) { return !t->config.composites.empty(); })) {
         // E.g. a publication made for another project would stream the wrong users.
         auto problems = co_await check_publication_scope(source_, config_);
         if (!problems.empty()) {
@@ -381,18 +428,15 @@ awaitable<void> Session::check_publication() {
     }
 }
 
-// The slot: found, judged against the checkpoint, (re)made with a copy when needed. Then the
-// writers start. False when the session is done (stop_after_backfill).
-awaitable<bool> Session::prepare_slot(std::optional<Checkpoint> checkpoint,
-                                      std::optional<std::string> scope_changed) {
+// Whether the targets' checkpoints need a new copy (true: resync), judged against the slot:
+// a lost slot, a slot ahead of a checkpoint. Throws unless source.on_slot_lost says resync.
+awaitable<bool> Session::judge_checkpoints(const std::optional<SlotInfo>& slot, bool resync) {
     const auto& src = config_.source;
-    auto slot = co_await find_slot(source_, src.slot);
-    if (slot && slot->plugin != "pgoutput") {
-        throw FatalError(
-            fmt::format("slot {} uses plugin {}, authsync needs pgoutput", src.slot, slot->plugin));
+    std::optional<Checkpoint> any;
+    for (const auto& t : targets_) {
+        if (t->checkpoint) any = t->checkpoint;
     }
-    bool resync = options_.resync;
-    if (auto lost = slot_lost(src.slot, slot, checkpoint); lost && !resync) {
+    if (auto lost = slot_lost(src.slot, slot, any); lost && !resync) {
         if (src.on_slot_lost != config::OnSlotLost::Resync) {
             throw FatalError(*lost +
                              ": changes made since then are lost to this slot; run "
@@ -402,16 +446,44 @@ awaitable<bool> Session::prepare_slot(std::optional<Checkpoint> checkpoint,
         log_->error("{}; resyncing (source.on_slot_lost: resync)", *lost);
         resync = true;
     }
-    if (checkpoint && slot && !resync) {
+    for (const auto& t : targets_) {
+        if (!t->checkpoint || !slot || resync) continue;
         // E.g. a target restored from a backup, or branched from an earlier point in time:
         // streaming from its checkpoint would silently skip what the slot no longer holds.
-        if (auto ahead = slot_ahead_of_checkpoint(src.slot, *slot, *checkpoint)) {
-            if (src.on_slot_lost != config::OnSlotLost::Resync) throw FatalError(*ahead);
-            log_->error("{}; resyncing (source.on_slot_lost: resync)", *ahead);
+        if (auto ahead = slot_ahead_of_checkpoint(src.slot, *slot, *t->checkpoint)) {
+            if (src.on_slot_lost != config::OnSlotLost::Resync) {
+                throw FatalError(about(*t) + *ahead);
+            }
+            log_->error("{}{}; resyncing (source.on_slot_lost: resync)", about(*t), *ahead);
             resync = true;
         }
     }
-    const bool backfill = resync || (!checkpoint && src.snapshot == config::Snapshot::Initial);
+    co_return resync;
+}
+
+// The slot: found, judged against the checkpoints, (re)made with a copy when needed. Then the
+// writers start. False when the session is done (stop_after_backfill).
+awaitable<bool> Session::prepare_slot(std::optional<std::string> scope_changed) {
+    const auto& src = config_.source;
+    auto slot = co_await find_slot(source_, src.slot);
+    if (slot && slot->plugin != "pgoutput") {
+        throw FatalError(
+            fmt::format("slot {} uses plugin {}, authsync needs pgoutput", src.slot, slot->plugin));
+    }
+    const bool resync = co_await judge_checkpoints(slot, options_.resync);
+    const auto without = std::find_if(targets_.begin(), targets_.end(),
+                                      [](const auto& t) { return !t->checkpoint; });
+    const bool none =
+        std::all_of(targets_.begin(), targets_.end(), [](const auto& t) { return !t->checkpoint; });
+    if (!resync && !none && without != targets_.end() &&
+        src.snapshot == config::Snapshot::Initial) {
+        // Its copy would have to join a stream that has moved on (online add: not yet).
+        throw FatalError(fmt::format(
+            "target {} has no checkpoint while the others stream from slot {}: a target added "
+            "to a running slot needs its copy; run `authsync resync` (copies every target again)",
+            (*without)->name(), src.slot));
+    }
+    const bool backfill = resync || (none && src.snapshot == config::Snapshot::Initial);
     if (scope_changed && !backfill) throw FatalError(*scope_changed);
     if (backfill && slot) {
         // The copy must see exactly the snapshot the slot starts from: only a slot created now
@@ -440,10 +512,13 @@ awaitable<bool> Session::prepare_slot(std::optional<Checkpoint> checkpoint,
             const std::string snapshot_name(created.get(0, 2));
             log_->info("created slot {} at {}; copying existing users", src.slot,
                        copied_at.to_string());
-            // Every lane starts again at the copy's point.
-            co_await delete_lane_checkpoints(primary().connection(), src.slot);
-            co_await run_backfill(source_, primary().connection(), config_, snapshot_name,
-                                  copied_at, status_);
+            // Every target copies from the same snapshot (the replication connection keeps it
+            // exported until its next command), and every lane starts again at its point.
+            for (auto& t : targets_) {
+                co_await delete_lane_checkpoints(t->primary().connection(), src.slot);
+                co_await run_backfill(source_, t->primary().connection(), t->config, snapshot_name,
+                                      copied_at, status_);
+            }
         } else {
             co_await create_slot(source_, src.slot);
             log_->info("created slot {}", src.slot);
@@ -465,33 +540,41 @@ awaitable<bool> Session::prepare_slot(std::optional<Checkpoint> checkpoint,
 // position, like any commit of this session. Until then only what the slot already holds as
 // confirmed is reported (nothing for a slot made above).
 awaitable<void> Session::start_writers(std::optional<Lsn> slot_confirmed_flush, Lsn copied_at) {
-    const auto lanes = writers_.size();
-    std::vector<Lsn> starts(lanes, copied_at);
-    if (!copied_at.is_valid()) {
-        std::map<std::size_t, Lsn> stored;
-        for (const auto& [lane, c] :
-             co_await read_lane_checkpoints(primary().connection(), config_.source.slot)) {
-            stored[lane] = c.end_lsn;
+    const auto lanes = config_.apply.lanes;
+    std::vector<Lsn> starts(writers_.size(), copied_at);
+    std::vector<std::size_t> target_of;
+    for (const auto& w : writers_) target_of.push_back(w->target());
+    for (auto& t : targets_) {
+        auto& conn = t->primary().connection();
+        std::vector<Lsn> mine(lanes, copied_at);
+        if (!copied_at.is_valid()) {
+            std::map<std::size_t, Lsn> stored;
+            for (const auto& [lane, c] :
+                 co_await read_lane_checkpoints(conn, config_.source.slot)) {
+                stored[lane] = c.end_lsn;
+            }
+            try {
+                mine = pipeline::lane_start_positions(stored, lanes);
+            } catch (const ConfigError& e) {
+                throw FatalError(about(*t) + e.what());
+            }
         }
-        try {
-            starts = pipeline::lane_start_positions(stored, lanes);
-        } catch (const ConfigError& e) {
-            throw FatalError(e.what());
-        }
+        if (lanes > 1) co_await write_lane_rows(conn, config_.source.slot, mine);
+        for (auto* w : t->lanes) starts[w->id()] = mine[w->lane()];
+        t->last_checkpoint = Clock::now();
     }
-    if (lanes > 1) co_await write_lane_rows(primary().connection(), config_.source.slot, starts);
-    tracker_.emplace(lanes);
-    std::vector<Lsn> flushed(lanes);
+    tracker_.emplace(target_of);
+    std::vector<Lsn> flushed(writers_.size());
     for (auto& w : writers_) {
         if (!w->connection().is_open()) co_await w->connect();
         auto [insert_point, flush] = co_await w->prepare_streaming();
-        tracker_->start_writer(w->lane(), starts[w->lane()], insert_point);
-        flushed[w->lane()] = flush;
+        tracker_->start_writer(w->id(), starts[w->id()], insert_point);
+        flushed[w->id()] = flush;
     }
     tracker_->start(slot_confirmed_flush);
-    for (auto& w : writers_) tracker_->target_flushed(w->lane(), flushed[w->lane()]);
+    for (auto& w : writers_) tracker_->target_flushed(w->id(), flushed[w->id()]);
     start_lsn_ = tracker_->resume_lsn();
-    skipping_.assign(lanes, false);
+    skipping_.assign(writers_.size(), false);
     status_.received_lsn = tracker_->written();
     status_.applied_lsn = tracker_->committed_lsn();
     status_.flushed_lsn = tracker_->acknowledged();
@@ -513,8 +596,8 @@ awaitable<void> Session::start_streaming() {
     co_await replication_.start_copy_both(command);
     status_.state = State::Streaming;
     reached_streaming_ = true;
-    log_->info("streaming slot={} from lsn={} lanes={}", src.slot, start_lsn_.to_string(),
-               writers_.size());
+    log_->info("streaming slot={} from lsn={} targets={} lanes={}", src.slot,
+               start_lsn_.to_string(), targets_.size(), config_.apply.lanes);
 }
 
 awaitable<std::optional<pg::CopyBuffer>> Session::next_copy_data() {
@@ -613,7 +696,7 @@ awaitable<void> Session::handle_xlog(const wire::XLogData& x) {
         co_await commit(*c);
     } else if (auto* r = std::get_if<pgoutput::Relation>(&message)) {
         relations_.apply(*r);
-        router_->bind(*r);
+        for (auto& t : targets_) t->router->bind(*r);
     } else if (auto* t = std::get_if<pgoutput::Type>(&message)) {
         relations_.apply(*t);
     } else if (auto* lm = std::get_if<pgoutput::LogicalMessage>(&message)) {
@@ -677,7 +760,13 @@ awaitable<void> Session::commit(const pgoutput::Commit& c) {
 
 awaitable<void> Session::handle_change(const pgoutput::Message& message) {
     operations_.clear();
-    router_->route(message, relations_, operations_);
+    for (auto& t : targets_) {
+        // The router numbers its target's lanes from 0: make them writer ids.
+        const auto first = operations_.size();
+        t->router->route(message, relations_, operations_);
+        const auto offset = t->primary().id();
+        for (auto i = first; i < operations_.size(); ++i) operations_[i].writer += offset;
+    }
     for (const auto& op : operations_) {
         if (skipping_[op.writer]) continue;
         auto& writer = *writers_[op.writer];
@@ -722,10 +811,20 @@ awaitable<void> Session::apply_batch() {
 // covers the batch as soon as its earlier commits are durable. `all`: every writer commits
 // (an idle record, or the lanes finishing together).
 awaitable<void> Session::send_batch(BatchRecord batch, bool all) {
-    for (auto& w : writers_) {
-        if (all || w->has_work()) batch.committing.push_back(w.get());
+    for (auto& t : targets_) {
+        const auto before = batch.committing.size();
+        for (auto* w : t->lanes) {
+            if (all || w->has_work()) batch.committing.push_back(w);
+        }
+        // A target with nothing to write still needs a checkpoint row that holds what is
+        // acknowledged (FlushTracker::stored_behind): with one target in every batch, with
+        // several now and then, so that idle targets cost little.
+        const bool due = targets_.size() == 1 ||
+                         (tracker_->stored_behind(t->index) &&
+                          Clock::now() - t->last_checkpoint >= config_.source.status_interval);
+        if (batch.committing.size() == before && due) batch.committing.push_back(&t->primary());
+        if (batch.committing.size() > before) t->last_checkpoint = Clock::now();
     }
-    if (batch.committing.empty()) batch.committing.push_back(&primary());
     // Every writer's batch is taken before the first suspension (send_commit): what the
     // stream adds meanwhile belongs to the next batch.
     std::vector<std::function<awaitable<void>()>> tasks;
@@ -769,24 +868,27 @@ awaitable<void> Session::join_batch() {
     co_await sent->wait();
     if (sent->error) std::rethrow_exception(sent->error);
     const auto& batch = sent->record;
-    Lsn flushed;
+    std::vector<std::optional<Lsn>> flushed(targets_.size());
     for (std::size_t i = 0; i < batch.committing.size(); ++i) {
         const auto& positions = sent->positions[i];
+        const auto* w = batch.committing[i];
         if (positions.committed_at) {
-            tracker_->committed(batch.committing[i]->lane(), *batch.end_lsn,
-                                positions.committed_at);
+            tracker_->committed(w->id(), *batch.end_lsn, positions.committed_at);
         }
-        flushed = std::max(flushed, positions.flushed);
+        auto& f = flushed[w->target()];
+        f = std::max(f.value_or(Lsn{}), positions.flushed);
     }
-    // One target: its flush position holds for every lane.
-    for (auto& w : writers_) tracker_->target_flushed(w->lane(), flushed);
     if (batch.end_lsn) {
         for (auto& w : writers_) {
             if (std::find(batch.committing.begin(), batch.committing.end(), w.get()) ==
                 batch.committing.end()) {
-                tracker_->committed(w->lane(), *batch.end_lsn, std::nullopt);
+                tracker_->committed(w->id(), *batch.end_lsn, std::nullopt);
             }
         }
+    }
+    // A target's flush position holds for every lane into it.
+    for (std::size_t t = 0; t < targets_.size(); ++t) {
+        if (flushed[t]) target_flushed(t, *flushed[t]);
     }
     status_.applied_lsn = std::max(status_.applied_lsn, tracker_->committed_lsn());
     if (batch.txns > 0) status_.oldest_sent_commit_time.reset();
@@ -848,19 +950,24 @@ void Session::batch_applied(const BatchRecord& batch) {
     }
 }
 
-// Between batches: has the target flushed what it committed? (Inside a transaction the next
-// commit will tell.) One target: any lane not inside a transaction can ask.
+// Between batches: has each target flushed what it committed? (Inside a transaction the next
+// commit will tell.) Any lane of a target not inside a transaction can ask for it.
 awaitable<void> Session::check_durable() {
     co_await join_batch();
     if (!tracker_->has_unflushed()) co_return;
-    for (auto& w : writers_) {
-        if (w->busy()) continue;
-        const auto before = tracker_->acknowledged();
-        const auto flushed = co_await w->flush_lsn();
-        for (auto& other : writers_) tracker_->target_flushed(other->lane(), flushed);
-        if (tracker_->acknowledged() > before) co_await send_status(false);
-        co_return;
+    const auto before = tracker_->acknowledged();
+    for (auto& t : targets_) {
+        const bool waiting = std::any_of(t->lanes.begin(), t->lanes.end(), [&](const auto* w) {
+            return tracker_->has_unflushed(w->id());
+        });
+        if (!waiting) continue;
+        for (auto* w : t->lanes) {
+            if (w->busy()) continue;
+            target_flushed(t->index, co_await w->flush_lsn());
+            break;
+        }
     }
+    if (tracker_->acknowledged() > before) co_await send_status(false);
 }
 
 // While commits wait for the target's WAL flush (its walwriter does it within
@@ -887,16 +994,18 @@ awaitable<void> Session::finish_together() {
     if (writers_.size() == 1 || in_transaction_) co_return;
     const auto at = tracker_->committed_lsn();
     bool apart = false;
-    for (auto& w : writers_) apart = apart || tracker_->checkpoint(w->lane()) != at;
+    for (auto& w : writers_) apart = apart || tracker_->checkpoint(w->id()) != at;
     if (apart && at.is_valid()) co_await commit_writers(at, std::nullopt, true);
 }
 
 // A clean stop reports what the target has flushed; a little wait lets its walwriter finish.
 awaitable<void> Session::wait_durable_at_stop() {
     durability_timer_.cancel();
-    for (int i = 0; i < 20 && tracker_->has_unflushed() && !primary().busy(); ++i) {
-        const auto flushed = co_await primary().flush_lsn();
-        for (auto& w : writers_) tracker_->target_flushed(w->lane(), flushed);
+    for (int i = 0; i < 20 && tracker_->has_unflushed(); ++i) {
+        for (auto& t : targets_) {
+            if (t->primary().busy()) continue;
+            target_flushed(t->index, co_await t->primary().flush_lsn());
+        }
         if (!tracker_->has_unflushed()) break;
         asio::steady_timer t(co_await asio::this_coro::executor, std::chrono::milliseconds(50));
         co_await t.async_wait(use_awaitable);

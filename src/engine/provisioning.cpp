@@ -107,8 +107,11 @@ awaitable<bool> publication_exists(pg::AsyncConnection& source, const std::strin
     co_return r.rows() > 0;
 }
 
-awaitable<void> resolve_lookups(pg::AsyncConnection& source, config::Config& config) {
-    for (auto& composite : config.composites) {
+namespace {
+
+awaitable<void> resolve_composites(pg::AsyncConnection& source, const std::string& target,
+                                   std::vector<mapping::CompositeRule>& composites) {
+    for (auto& composite : composites) {
         std::map<std::string, std::string> values;
         for (const auto& [name, sql] : composite.lookups) {
             pg::Result r;
@@ -117,20 +120,36 @@ awaitable<void> resolve_lookups(pg::AsyncConnection& source, config::Config& con
             } catch (const pg::PgError& e) {
                 if (pg::classify(e) == pg::ErrorClass::Transient) throw;
                 throw LookupError(
-                    fmt::format("preset {}: lookup {} failed on the source: {} (is "
+                    fmt::format("{}preset {}: lookup {} failed on the source: {} (is "
                                 "this the provider's database?)",
-                                composite.preset, name, e.what()));
+                                target, composite.preset, name, e.what()));
             }
             if (r.rows() != 1 || r.columns() != 1 || r.is_null(0, 0)) {
                 throw LookupError(fmt::format(
-                    "preset {}: lookup {} found {} rows on the source, expected one; check the "
-                    "preset_options (e.g. the project id and branch)",
-                    composite.preset, name, r.rows()));
+                    "{}preset {}: lookup {} found {} rows on the source, expected one; check "
+                    "the preset_options (e.g. the project id and branch)",
+                    target, composite.preset, name, r.rows()));
             }
             values[name] = std::string(r.get(0, 0));
         }
         composite.resolve(values);
     }
+}
+
+}  // namespace
+
+awaitable<void> resolve_lookups(pg::AsyncConnection& source, config::Config& config) {
+    const bool named =
+        config.targets.size() > 1 ||
+        (config.targets.size() == 1 && config.targets.front().name != config::kDefaultTargetName);
+    for (auto& t : config.targets) {
+        // A named local: GCC 12 frees a conditional's temporary twice across a co_await.
+        std::string about;
+        if (named) about = "target " + t.name + ": ";
+        co_await resolve_composites(source, about, t.composites);
+    }
+    const std::string none;
+    co_await resolve_composites(source, none, config.composites);
 }
 
 awaitable<std::vector<std::string>> existing_columns(pg::AsyncConnection& source,
@@ -166,6 +185,7 @@ std::vector<std::string> mapping_columns(const mapping::MappingRule& m) {
     };
     for (const auto& k : m.key_columns) add(k);
     for (const auto& f : m.fields) add(f.column);
+    for (const auto& [column, value] : m.scope) add(column);
     return out;
 }
 
@@ -296,35 +316,102 @@ awaitable<void> check_published_columns(pg::AsyncConnection& source, const std::
     }
 }
 
-// Appends the FOR TABLE entries of the config's table mappings to `tables`: each with the
-// columns it reads, as presets do; a FULL identity, or a provider before PostgreSQL 15, has a
-// table published whole, with a note.
-awaitable<void> add_mapping_tables(pg::AsyncConnection& source, const config::Config& config,
-                                   std::string& tables, std::vector<std::string>& notes) {
+// One FOR TABLE entry of the publication, merged over every target that reads the table
+// (fan-out): the union of their columns, and the OR of their row filters unless one of them
+// needs every row.
+struct PublicationEntry {
+    std::string table;                 // quoted, qualified
+    std::vector<std::string> columns;  // the column list; unused when whole
+    bool whole = false;                // published with all its columns
+    std::vector<std::string> filters;  // row filters, OR'ed
+    bool unfiltered = false;           // some target reads every row
+};
+
+struct PublicationEntries {
+    std::vector<PublicationEntry> entries;  // in the order first named
+
+    PublicationEntry& entry(const std::string& table) {
+        for (auto& e : entries) {
+            if (e.table == table) return e;
+        }
+        entries.push_back(PublicationEntry{table, {}, false, {}, false});
+        return entries.back();
+    }
+    static void add_columns(PublicationEntry& e, const std::vector<std::string>& columns) {
+        for (const auto& c : columns) {
+            if (std::find(e.columns.begin(), e.columns.end(), c) == e.columns.end()) {
+                e.columns.push_back(c);
+            }
+        }
+    }
+    std::string sql() const {
+        std::string tables;
+        for (const auto& e : entries) {
+            if (!tables.empty()) tables += ", ";
+            tables += e.table;
+            if (!e.whole && !e.columns.empty()) tables += " (" + column_list(e.columns) + ")";
+            if (e.unfiltered || e.filters.empty()) continue;
+            std::string where;
+            for (const auto& f : e.filters) where += (where.empty() ? "(" : " OR (") + f + ")";
+            tables += e.filters.size() == 1 ? " WHERE " + where : " WHERE (" + where + ")";
+        }
+        return tables;
+    }
+};
+
+// Adds the FOR TABLE entries of table mappings: each with the columns it reads, as presets
+// do; a FULL identity, or a provider before PostgreSQL 15, has a table published whole, with
+// a note.
+awaitable<void> add_mapping_tables(pg::AsyncConnection& source,
+                                   const std::vector<mapping::MappingRule>& mappings,
+                                   PublicationEntries& out, std::vector<std::string>& notes) {
     const bool lists = co_await has_column_lists(source);
-    for (const auto& m : config.mappings) {
+    for (const auto& m : mappings) {
         const auto table = quote_qualified(m.source_schema, m.source_table);
-        if (!tables.empty()) tables += ", ";
-        tables += table;
+        auto& entry = out.entry(table);
         if (!lists) {
-            notes.push_back(
-                fmt::format("{} is published with all its columns: column lists "
-                            "need PostgreSQL 15 or later on the provider",
-                            table));
+            entry.unfiltered = true;
+            if (!entry.whole) {
+                notes.push_back(
+                    fmt::format("{} is published with all its columns: column lists "
+                                "need PostgreSQL 15 or later on the provider",
+                                table));
+            }
+            entry.whole = true;
             continue;
         }
         const auto published =
             co_await published_columns(source, m.source_schema, m.source_table, mapping_columns(m));
         if (published.identity.full) {
-            notes.push_back(fmt::format(
-                "{} is published with all its columns: it has REPLICA IDENTITY FULL, and "
-                "PostgreSQL then needs a publication's column list to name every column; give "
-                "it its primary key as identity (REPLICA IDENTITY DEFAULT) or REPLICA IDENTITY "
-                "USING INDEX, then recreate the publication, to keep the columns the mapping "
-                "does not read on the provider",
-                table));
+            if (!entry.whole) {
+                notes.push_back(fmt::format(
+                    "{} is published with all its columns: it has REPLICA IDENTITY FULL, and "
+                    "PostgreSQL then needs a publication's column list to name every column; "
+                    "give it its primary key as identity (REPLICA IDENTITY DEFAULT) or REPLICA "
+                    "IDENTITY USING INDEX, then recreate the publication, to keep the columns "
+                    "the mapping does not read on the provider",
+                    table));
+            }
+            entry.whole = true;
         } else if (!published.columns.empty()) {
-            tables += " (" + column_list(published.columns) + ")";
+            PublicationEntries::add_columns(entry, published.columns);
+        } else {
+            entry.whole = true;
+        }
+        // A scoped mapping (fan-out) publishes its rows only, where PostgreSQL allows a filter
+        // on the scope's columns; otherwise the router scopes them.
+        std::vector<std::string> scope_columns;
+        std::string filter;
+        for (const auto& [column, value] : m.scope) {
+            scope_columns.push_back(column);
+            filter += (filter.empty() ? "" : " AND ") + quote_identifier(column) +
+                      "::text = " + quote_literal(value);
+        }
+        if (m.scope.empty() || !published.identity.covers(scope_columns)) {
+            entry.unfiltered = true;
+        } else if (std::find(entry.filters.begin(), entry.filters.end(), filter) ==
+                   entry.filters.end()) {
+            entry.filters.push_back(filter);
         }
     }
 }
@@ -332,7 +419,10 @@ awaitable<void> add_mapping_tables(pg::AsyncConnection& source, const config::Co
 // Presets need column lists and row filters: throws when the provider predates them.
 awaitable<void> require_column_lists_for_presets(pg::AsyncConnection& source,
                                                  const config::Config& config) {
-    if (config.composites.empty()) co_return;
+    if (std::all_of(config.targets.begin(), config.targets.end(),
+                    [](const auto& t) { return t.composites.empty(); })) {
+        co_return;
+    }
     auto v = co_await source.query(
         "SELECT current_setting('server_version_num')::int >= 150000, "
         "current_setting('server_version')");
@@ -344,15 +434,15 @@ awaitable<void> require_column_lists_for_presets(pg::AsyncConnection& source,
     }
 }
 
-// Appends the FOR TABLE entry of composite source `s` to `tables`. Composite sources publish
-// just the mirrored columns (secrets beside them stay on the provider) and, with a row filter,
-// just the rows in scope. PostgreSQL refuses UPDATE and DELETE on a table whose column list
-// lacks a replica identity column, or whose row filter reads a column outside it: the
-// identity's columns join the list, and a filter the identity does not cover is left out (the
-// preset's SQL scopes those rows), with a note.
+// Adds the FOR TABLE entry of composite source `s`. Composite sources publish just the
+// mirrored columns (secrets beside them stay on the provider) and, with a row filter, just the
+// rows in scope. PostgreSQL refuses UPDATE and DELETE on a table whose column list lacks a
+// replica identity column, or whose row filter reads a column outside it: the identity's
+// columns join the list, and a filter the identity does not cover is left out (the preset's
+// SQL scopes those rows), with a note.
 awaitable<void> add_mirror_source_table(pg::AsyncConnection& source,
                                         const mapping::CompositeRule& composite,
-                                        const mapping::MirrorSource& s, std::string& tables,
+                                        const mapping::MirrorSource& s, PublicationEntries& out,
                                         std::vector<std::string>& notes) {
     const auto table = quote_qualified(s.source_schema, s.source_table);
     std::vector<std::string> wanted;
@@ -372,20 +462,27 @@ awaitable<void> add_mirror_source_table(pg::AsyncConnection& source,
         throw Error(
             fmt::format("{} has none of the columns preset {} reads", table, composite.preset));
     }
-    if (!tables.empty()) tables += ", ";
-    tables += table + " (" + column_list(published.columns) + ")";
-    if (s.row_filter.empty()) co_return;
-    if (identity.covers(s.row_filter_columns)) {
-        tables += " WHERE (" + s.row_filter + ")";
+    auto& entry = out.entry(table);
+    PublicationEntries::add_columns(entry, published.columns);
+    if (s.row_filter.empty()) {
+        entry.unfiltered = true;
+    } else if (identity.covers(s.row_filter_columns)) {
+        if (std::find(entry.filters.begin(), entry.filters.end(), s.row_filter) ==
+            entry.filters.end()) {
+            entry.filters.push_back(s.row_filter);
+        }
     } else {
-        notes.push_back(fmt::format(
-            "{} is published without its row filter: its replica identity does not "
-            "include the filter's columns, and a filter on them would make the provider "
-            "refuse UPDATE and DELETE on it; authsync scopes its rows instead (a unique "
-            "index over the filter's and key columns, made the table's identity with "
-            "REPLICA IDENTITY USING INDEX, then recreating the publication, keeps them "
-            "on the provider)",
-            table));
+        if (!entry.unfiltered) {
+            notes.push_back(fmt::format(
+                "{} is published without its row filter: its replica identity does not "
+                "include the filter's columns, and a filter on them would make the provider "
+                "refuse UPDATE and DELETE on it; authsync scopes its rows instead (a unique "
+                "index over the filter's and key columns, made the table's identity with "
+                "REPLICA IDENTITY USING INDEX, then recreating the publication, keeps them "
+                "on the provider)",
+                table));
+        }
+        entry.unfiltered = true;
     }
 }
 
@@ -394,16 +491,20 @@ awaitable<void> add_mirror_source_table(pg::AsyncConnection& source,
 awaitable<std::vector<std::string>> create_publication(pg::AsyncConnection& source,
                                                        const config::Config& config) {
     std::vector<std::string> notes;
-    std::string tables;
-    co_await add_mapping_tables(source, config, tables, notes);
+    PublicationEntries entries;
     co_await require_column_lists_for_presets(source, config);
-    for (const auto& composite : config.composites) {
-        for (const auto& s : composite.sources) {
-            co_await add_mirror_source_table(source, composite, s, tables, notes);
+    for (const auto& t : config.targets) {
+        co_await add_mapping_tables(source, t.mappings, entries, notes);
+    }
+    for (const auto& t : config.targets) {
+        for (const auto& composite : t.composites) {
+            for (const auto& s : composite.sources) {
+                co_await add_mirror_source_table(source, composite, s, entries, notes);
+            }
         }
     }
     co_await source.query("CREATE PUBLICATION " + quote_identifier(config.source.publication) +
-                          " FOR TABLE " + tables);
+                          " FOR TABLE " + entries.sql());
     co_return notes;
 }
 
@@ -579,9 +680,11 @@ std::optional<std::string> slot_lost(const std::string& slot_name,
 awaitable<std::optional<std::string>> table_missing_from_publication(pg::AsyncConnection& source,
                                                                      const config::Config& config) {
     std::vector<std::string> tables;
-    for (const auto& m : config.mappings) tables.push_back(m.source_name());
-    for (const auto& c : config.composites) {
-        for (const auto& s : c.sources) tables.push_back(s.source_name());
+    for (const auto& t : config.targets) {
+        for (const auto& m : t.mappings) tables.push_back(m.source_name());
+        for (const auto& c : t.composites) {
+            for (const auto& s : c.sources) tables.push_back(s.source_name());
+        }
     }
     auto r = co_await source.query_params(
         "SELECT t FROM unnest($1::text[]) AS t WHERE t NOT IN (SELECT schemaname || '.' || "
@@ -610,7 +713,12 @@ awaitable<std::vector<Problem>> check_publication_scope(pg::AsyncConnection& sou
                                                         const config::Config& config) {
     std::vector<Problem> problems;
     const auto& pubname = config.source.publication;
-    for (const auto& composite : config.composites) {
+    std::vector<const mapping::CompositeRule*> composites;
+    for (const auto& t : config.targets) {
+        for (const auto& c : t.composites) composites.push_back(&c);
+    }
+    for (const auto* c : composites) {
+        const auto& composite = *c;
         for (const auto& s : composite.sources) {
             const auto table = quote_qualified(s.source_schema, s.source_table);
             auto pub = co_await source.query_params(
@@ -972,10 +1080,20 @@ awaitable<std::vector<Problem>> check_source(pg::AsyncConnection& source,
             {fmt::format("source: publication \"{}\" does not exist", config.source.publication),
              "run `authsync init`, or set source.create_publication: true"});
     }
-    for (const auto& m : config.mappings) {
-        co_await check_mapping_source(source, config, m, have_publication, problems);
+    // Every target's tables (fan-out), each as that target's config sees them.
+    for (std::size_t i = 0; i < config.targets.size(); ++i) {
+        const auto view = config.for_target(i);
+        for (const auto& m : view.mappings) {
+            co_await check_mapping_source(source, view, m, have_publication, problems);
+        }
+        co_await check_composite_sources(source, view, have_publication, problems);
     }
-    co_await check_composite_sources(source, config, have_publication, problems);
+    if (config.targets.empty()) {
+        for (const auto& m : config.mappings) {
+            co_await check_mapping_source(source, config, m, have_publication, problems);
+        }
+        co_await check_composite_sources(source, config, have_publication, problems);
+    }
     co_return problems;
 }
 

@@ -41,10 +41,12 @@ std::optional<std::size_t> first_failure(const std::vector<pg::PipelineOutcome>&
 
 }  // namespace
 
-TargetWriter::TargetWriter(const config::Config& config, pipeline::WriterId lane,
-                           asio::any_io_executor ex)
+TargetWriter::TargetWriter(const config::Config& config, std::size_t target,
+                           pipeline::WriterId lane, pipeline::WriterId id, asio::any_io_executor ex)
     : config_(config),
+      target_index_(target),
       lane_(lane),
+      id_(id),
       checkpoint_key_(apply::checkpoint_key(config.source.slot, lane)),
       target_(std::move(ex)),
       log_(logger("engine")) {}

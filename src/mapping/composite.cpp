@@ -82,6 +82,20 @@ void CompositeRule::resolve(const std::map<std::string, std::string>& values) {
         }
     }
     this->values.insert(values.begin(), values.end());
+    for (auto& s : sources) {
+        s.scope_values.clear();
+        for (const auto& [column, name] : s.scope) {
+            // A lookup's value, else an option's (the preset's parse checked the name).
+            if (auto v = this->values.find(name); v != this->values.end()) {
+                s.scope_values.emplace_back(column, v->second);
+            } else if (auto o = options.find(name); o != options.end()) {
+                s.scope_values.emplace_back(column, o->second);
+            } else {
+                throw ConfigError(fmt::format("preset {}: scope of {} names {}, which has no value",
+                                              preset, s.source_name(), name));
+            }
+        }
+    }
     for_each_sql(*this, [&](std::string& sql) {
         sql = substitute(sql, values);
         if (auto left = first_placeholder(sql)) {

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <map>
 
 #include <spdlog/spdlog.h>
 
@@ -294,6 +295,16 @@ void validate_dsn(std::string_view dsn, std::string_view setting) {
         "in a URI percent-encode the password's reserved characters (@ as %40, space as %20, "
         "% as %25)",
         setting));
+}
+
+std::optional<std::string> dsn_database(std::string_view dsn) {
+    auto options = parse_dsn(dsn);
+    if (!options) return std::nullopt;
+    std::map<std::string, std::string> values;
+    for (const auto& o : *options) values[o.keyword] = o.value;
+    std::string host = values["host"].empty() ? values["hostaddr"] : values["host"];
+    std::string dbname = values["dbname"].empty() ? values["user"] : values["dbname"];
+    return fmt::format("host={} port={} dbname={}", host, values["port"], dbname);
 }
 
 std::optional<std::string> dsn_password(std::string_view dsn) {

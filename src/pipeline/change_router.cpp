@@ -2,6 +2,9 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+#include <stdexcept>
+
 #include "authsync/core/error.hpp"
 #include "authsync/pipeline/lanes.hpp"
 
@@ -77,14 +80,40 @@ ChangeRouter::ChangeRouter(const std::vector<mapping::MappingRule>& mappings,
     if (lanes == 0) throw ConfigError("apply.lanes must be at least 1");
 }
 
+namespace {
+
+// The scope's terms over the relation's columns; a scope column it lacks is an error (the
+// publication must send it).
+std::vector<ScopeTerm> bind_scope(const std::vector<std::pair<std::string, std::string>>& scope,
+                                  const pgoutput::Relation& rel, const std::string& source) {
+    std::vector<ScopeTerm> terms;
+    for (const auto& [column, value] : scope) {
+        const auto it = std::find_if(rel.columns.begin(), rel.columns.end(),
+                                     [&](const auto& c) { return c.name == column; });
+        if (it == rel.columns.end()) {
+            throw MappingError(
+                fmt::format("{}: the stream does not carry scope column \"{}\" "
+                            "(recreate the publication so that it does)",
+                            source, column));
+        }
+        terms.push_back(
+            {static_cast<std::size_t>(it - rel.columns.begin()), it->part_of_key, value});
+    }
+    return terms;
+}
+
+}  // namespace
+
 void ChangeRouter::bind(const pgoutput::Relation& rel) {
     bound_.erase(rel.relation_id);
     mirrors_.erase(rel.relation_id);
     destinations_.erase(rel.relation_id);
     for (const auto& rule : mappings_) {
         if (rule.source_schema == rel.namespace_name && rule.source_table == rel.relation_name) {
+            auto scope = bind_scope(rule.scope, rel, rule.source_name());
             auto& m = bound_.emplace(rel.relation_id, BoundMapping::bind(rule, rel)).first->second;
-            destinations_[rel.relation_id] = Destination{&m, nullptr, true, rule.source_name()};
+            destinations_[rel.relation_id] =
+                Destination{&m, nullptr, true, rule.source_name(), std::move(scope)};
             return;
         }
     }
@@ -92,10 +121,14 @@ void ChangeRouter::bind(const pgoutput::Relation& rel) {
         for (const auto& source : composite.sources) {
             if (source.source_schema == rel.namespace_name &&
                 source.source_table == rel.relation_name) {
+                if (source.scope_values.size() != source.scope.size()) {
+                    throw std::logic_error("a preset's scope bound before its lookups ran");
+                }
+                auto scope = bind_scope(source.scope_values, rel, source.source_name());
                 auto& m =
                     mirrors_.emplace(rel.relation_id, BoundMirror::bind(source, rel)).first->second;
-                destinations_[rel.relation_id] =
-                    Destination{nullptr, &m, routable(composite), source.source_name()};
+                destinations_[rel.relation_id] = Destination{
+                    nullptr, &m, routable(composite), source.source_name(), std::move(scope)};
                 return;
             }
         }
@@ -111,6 +144,52 @@ WriterId ChangeRouter::lane_for(const Destination& d, const std::string& key) co
     return d.routed ? lane_of(key, lanes_) : 0;
 }
 
+ChangeRouter::InScope ChangeRouter::in_scope(const Destination& d, const pgoutput::TupleData& tuple,
+                                             bool key_only) {
+    for (const auto& term : d.scope) {
+        if (key_only && !term.in_key) return InScope::Unknown;
+        const auto& c = tuple.at(term.column);
+        if (c.kind == pgoutput::ColumnKind::UnchangedToast) {
+            // An unchanged TOAST value carries nothing to compare: a scope column never is one
+            // in practice, and guessing would apply another tenant's row or drop this one's.
+            throw MappingError(fmt::format(
+                "{}: a scope column arrived as an unchanged TOAST value; its scope is unknown",
+                d.source_name));
+        }
+        if (c.kind != pgoutput::ColumnKind::Text || c.value != term.value) return InScope::No;
+    }
+    return InScope::Yes;
+}
+
+template <typename Bound, typename RemoveFn>
+bool ChangeRouter::scoped_out(const Destination& d, const Bound& bound,
+                              const pgoutput::Message& message, RemoveFn&& remove) const {
+    using pgoutput::OldTupleKind;
+    if (auto* ins = std::get_if<pgoutput::Insert>(&message)) {
+        return in_scope(d, ins->new_tuple, false) != InScope::Yes;
+    }
+    if (auto* upd = std::get_if<pgoutput::Update>(&message)) {
+        if (in_scope(d, upd->new_tuple, false) == InScope::Yes) return false;
+        // Not the target's row now: it goes, in case it was before (moved out of the scope).
+        if (upd->old_kind != OldTupleKind::None) {
+            const bool key_only = upd->old_kind == OldTupleKind::Key;
+            if (in_scope(d, upd->old_tuple, key_only) != InScope::No) {
+                remove(remove_of(bound, upd->old_tuple));
+            }
+        } else if (!std::all_of(d.scope.begin(), d.scope.end(),
+                                [](const ScopeTerm& t) { return t.in_key; })) {
+            // Same key, and no old value of a scope column outside it to tell.
+            remove(remove_of(bound, upd->new_tuple));
+        }
+        return true;
+    }
+    if (auto* del = std::get_if<pgoutput::Delete>(&message)) {
+        const bool key_only = del->old_kind == OldTupleKind::Key;
+        return in_scope(d, del->old_tuple, key_only) == InScope::No;
+    }
+    return false;
+}
+
 template <typename Bound>
 void ChangeRouter::route_change(const Destination& d, const Bound& bound,
                                 const pgoutput::Message& message,
@@ -119,6 +198,7 @@ void ChangeRouter::route_change(const Destination& d, const Bound& bound,
         const auto lane = lane_for(d, key_text(bound, r));
         out.push_back(Operation{lane, &d, std::move(r)});
     };
+    if (!d.scope.empty() && scoped_out(d, bound, message, remove)) return;
     if (auto* ins = std::get_if<pgoutput::Insert>(&message)) {
         auto u = upsert_of(bound, ins->new_tuple, nullptr);
         const auto lane = lane_for(d, key_text(bound, u));

@@ -1,6 +1,7 @@
 #include "authsync/pipeline/flush_tracker.hpp"
 
 #include <algorithm>
+#include <optional>
 #include <stdexcept>
 
 namespace authsync::pipeline {
@@ -9,9 +10,20 @@ FlushTracker::FlushTracker(std::size_t writers) : writers_(writers) {
     if (writers == 0) throw std::invalid_argument("FlushTracker needs at least one writer");
 }
 
+FlushTracker::FlushTracker(std::vector<std::size_t> target_of) : writers_(target_of.size()) {
+    if (target_of.empty()) throw std::invalid_argument("FlushTracker needs at least one writer");
+    targets_ = *std::max_element(target_of.begin(), target_of.end()) + 1;
+    for (std::size_t t = 0; t < targets_; ++t) {
+        if (std::find(target_of.begin(), target_of.end(), t) == target_of.end()) {
+            throw std::invalid_argument("FlushTracker: a target without a writer");
+        }
+    }
+    for (std::size_t w = 0; w < writers_.size(); ++w) writers_[w].target = target_of[w];
+}
+
 void FlushTracker::start_writer(WriterId w, Lsn checkpoint, Lsn target_insert_point) {
     auto& writer = writers_.at(w);
-    writer = Writer{};
+    writer = Writer{.target = writer.target};
     writer.checkpoint = checkpoint;
     if (checkpoint.is_valid()) writer.unflushed.push_back({target_insert_point, checkpoint});
     received_ = std::max(received_, checkpoint);
@@ -26,6 +38,7 @@ void FlushTracker::start(std::optional<Lsn> slot_confirmed_flush) {
     // What the slot confirmed was durable when it was confirmed: no writer waits for it again.
     for (auto& writer : writers_) {
         writer.durable = std::min(*slot_confirmed_flush, writer.checkpoint);
+        writer.stored = writer.durable;
         while (!writer.unflushed.empty() &&
                writer.unflushed.front().source_end_lsn <= writer.durable) {
             writer.unflushed.pop_front();
@@ -65,13 +78,40 @@ void FlushTracker::advance(Writer& writer, std::optional<Lsn> flush) {
         const bool durable = !front.target_point || (flush && *front.target_point <= *flush);
         if (!durable) break;
         writer.durable = std::max(writer.durable, front.source_end_lsn);
+        if (front.target_point) writer.stored = std::max(writer.stored, front.source_end_lsn);
         writer.unflushed.pop_front();
     }
 }
 
+Lsn FlushTracker::target_holds(std::size_t t) const {
+    std::optional<Lsn> lowest;
+    Lsn stored;
+    for (const auto& writer : writers_) {
+        if (writer.target != t) continue;
+        lowest = lowest ? std::min(*lowest, writer.durable) : writer.durable;
+        stored = std::max(stored, writer.stored);
+    }
+    return std::min(lowest.value_or(Lsn{}), stored);
+}
+
+bool FlushTracker::stored_behind(std::size_t t) const {
+    Lsn lowest;
+    bool first = true;
+    Lsn stored;
+    for (const auto& writer : writers_) {
+        if (writer.target != t) continue;
+        const Lsn covered =
+            writer.unflushed.empty() ? writer.durable : writer.unflushed.back().source_end_lsn;
+        lowest = first ? covered : std::min(lowest, covered);
+        first = false;
+        stored = std::max(stored, writer.checkpoint);
+    }
+    return stored < lowest;
+}
+
 void FlushTracker::update_acknowledged() {
-    Lsn lowest = writers_.front().durable;
-    for (const auto& writer : writers_) lowest = std::min(lowest, writer.durable);
+    Lsn lowest = target_holds(0);
+    for (std::size_t t = 1; t < targets_; ++t) lowest = std::min(lowest, target_holds(t));
     acknowledged_ = std::max(acknowledged_, lowest);
 }
 

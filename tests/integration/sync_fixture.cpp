@@ -101,10 +101,12 @@ SyncFixture::SyncFixture(SyncOptions options)
       << "  publication: authsync\n"
       << "  status_interval: " << options_.status_interval << "\n"
       << "  heartbeat_interval: " << options_.heartbeat_interval << "\n"
-      << "  snapshot: " << options_.snapshot << "\n"
-      << "target:\n"
-      << "  dsn: \"" << target_cluster().dsn(target_db) << options_.dsn_suffix << "\"\n"
-      << "status:\n"
+      << "  snapshot: " << options_.snapshot << "\n";
+    if (options_.targets_yaml.empty()) {
+        f << "target:\n"
+          << "  dsn: \"" << target_cluster().dsn(target_db) << options_.dsn_suffix << "\"\n";
+    }
+    f << "status:\n"
       << "  listen: \"127.0.0.1:" << status_port_ << "\"\n"
       << "  max_ready_lag_seconds: " << options_.max_ready_lag_seconds << "\n"
       << (options_.status_token.empty() ? std::string()
@@ -112,12 +114,14 @@ SyncFixture::SyncFixture(SyncOptions options)
       << options_.status_yaml << "reconnect:\n"
       << "  initial_backoff: 100ms\n"
       << "  max_backoff: 1s\n"
-      << options_.extra_yaml << "\n"
-      << "mappings:\n";
-    if (!options_.mappings_yaml.empty()) {
-        f << options_.mappings_yaml;
+      << options_.extra_yaml << "\n";
+    if (!options_.targets_yaml.empty()) {
+        f << "targets:\n" << options_.targets_yaml;
+    } else if (!options_.mappings_yaml.empty()) {
+        f << "mappings:\n" << options_.mappings_yaml;
     } else {
-        f << "  - source: public.users\n"
+        f << "mappings:\n"
+          << "  - source: public.users\n"
           << "    key: id\n"
           << "    on_delete: " << options_.on_delete << "\n"
           << "    fields:\n"

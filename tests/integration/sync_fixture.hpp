@@ -32,6 +32,9 @@ struct SyncOptions {
     // Replace the default provider tables (public.users, public.unrelated) and mappings.
     std::string provider_ddl;
     std::string mappings_yaml;  // the items under "mappings:", indented by two spaces
+    // Not empty: the items under "targets:" (fan-out), written instead of target: and
+    // mappings: (the fixture's own target database is then unused).
+    std::string targets_yaml;
 };
 
 // What an authsync command printed (stdout and stderr together) and its exit code.

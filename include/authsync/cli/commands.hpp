@@ -7,9 +7,14 @@
 #include <string>
 
 #include "authsync/cli/log_format.hpp"
+#include "authsync/config/config.hpp"
 #include "authsync/engine/engine.hpp"
 
 namespace authsync::cli {
+
+// Every target's DSN parses, and no two targets name the same database (their checkpoints and
+// users_sync would be one); else ConfigError naming both targets and where they are.
+void check_targets(const config::Config& config);
 
 int run_command(const std::string& config_path);
 // Drops and re-creates the slot, copies every user again and reconciles the target (users no

@@ -42,6 +42,20 @@ struct TargetConfig {
     std::string dsn;  // required
 };
 
+// One target database and what is written into it. The `target:` + `mappings:` form is one
+// named "default"; the `targets:` form lists them (fan-out: one slot, one decode, many
+// targets).
+struct NamedTarget {
+    std::string name;  // [a-z0-9][a-z0-9_-]{0,62}, unique in the config
+    TargetConfig target;
+    std::vector<mapping::MappingRule> mappings;
+    std::vector<mapping::CompositeRule> composites;
+    std::string location;  // `file:line:column` of its entry, for messages
+};
+
+// The name of the one target of the `target:` form.
+inline constexpr const char* kDefaultTargetName = "default";
+
 // The endpoint over TLS (status.tls): PEM files, read at start.
 struct StatusTlsConfig {
     std::string certificate;  // the server's certificate chain
@@ -85,15 +99,24 @@ struct ReconnectConfig {
 struct Config {
     std::string path;  // the file it came from, for messages
     SourceConfig source;
+    // The target this config is for, and what goes into it: the one of the `target:` form, or
+    // targets[0] of the `targets:` form (for_target() gives any other's). At least one mapping
+    // in all: single-table rules, and composite ones from presets (`- preset: NAME`), read from
+    // NAME.yaml in presets_directory().
     TargetConfig target;
+    std::vector<mapping::MappingRule> mappings;
+    std::vector<mapping::CompositeRule> composites;
+    // Every target, in config order; at least one. The `target:` form gives one, named
+    // "default", with the same dsn and mappings as the fields above.
+    std::vector<NamedTarget> targets;
     StatusConfig status;
     ApplyConfig apply;
     ReconnectConfig reconnect;
-    // At least one mapping in all: single-table rules, and composite ones from presets
-    // (`- preset: NAME`), read from NAME.yaml in presets_directory().
-    std::vector<mapping::MappingRule> mappings;
-    std::vector<mapping::CompositeRule> composites;
     std::string presets_dir;  // "" unless configured
+
+    // This config for targets[i] alone: `target`, `mappings` and `composites` are that
+    // target's, and `targets` holds just it.
+    Config for_target(std::size_t i) const;
 };
 
 using EnvLookup = std::function<std::optional<std::string>(const std::string&)>;

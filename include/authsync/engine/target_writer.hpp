@@ -46,9 +46,15 @@ struct CommitPositions {
 
 class TargetWriter {
 public:
-    TargetWriter(const config::Config& config, pipeline::WriterId lane, asio::any_io_executor ex);
+    // `config`: its target's (Config::for_target), outliving the writer. `target`: its index
+    // among the config's targets; `lane`: among that target's lanes; `id`: among all writers
+    // (the FlushTracker's).
+    TargetWriter(const config::Config& config, std::size_t target, pipeline::WriterId lane,
+                 pipeline::WriterId id, asio::any_io_executor ex);
 
+    std::size_t target() const { return target_index_; }
     pipeline::WriterId lane() const { return lane_; }
+    pipeline::WriterId id() const { return id_; }
     pg::AsyncConnection& connection() { return target_; }
     // Connects; lz4 for raw_json's TOAST where the server has it.
     asio::awaitable<void> connect();
@@ -146,7 +152,9 @@ private:
     asio::awaitable<CommitPositions> replay_one_by_one(SentCommit sent);
 
     const config::Config& config_;
+    std::size_t target_index_;
     pipeline::WriterId lane_;
+    pipeline::WriterId id_;
     std::string checkpoint_key_;
     pg::AsyncConnection target_;
     std::shared_ptr<spdlog::logger> log_;

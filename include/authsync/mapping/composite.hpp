@@ -51,6 +51,11 @@ struct MirrorSource {
     // as text (e.g. `x."tenancyId" = {{tenancy_id}}`); empty: all. For tables that must be
     // published unfiltered, so that other scopes' rows are not stored in the target.
     std::string mirror_filter;
+    // Which streamed rows belong to this scope, for the router (fan-out: several targets read
+    // one provider table): column -> the name of a lookup or option whose value the column's
+    // text must equal; `scope_values` holds those values once resolved. Empty: every row.
+    std::vector<std::pair<std::string, std::string>> scope;
+    std::vector<std::pair<std::string, std::string>> scope_values;
     std::vector<std::vector<std::string>> indexes;  // extra mirror indexes (column lists)
     std::vector<Affects> affects;
 

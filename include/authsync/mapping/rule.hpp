@@ -4,6 +4,7 @@
 #pragma once
 
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace authsync::mapping {
@@ -34,6 +35,10 @@ struct MappingRule {
     // In order; raw_json always also gets "id" = the key, unless a field named "id" is given.
     std::vector<FieldRule> fields;
     OnDelete on_delete = OnDelete::Soft;
+    // Which rows are this target's (fan-out: tenants of one provider table in their own
+    // targets): column -> the text value a row must have, all of them; empty: every row.
+    // Published as a row filter where the replica identity allows, and applied by the router.
+    std::vector<std::pair<std::string, std::string>> scope;
 
     std::string source_name() const { return source_schema + "." + source_table; }
     std::string target_name() const { return target_schema + "." + target_table; }

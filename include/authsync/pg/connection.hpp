@@ -105,6 +105,12 @@ std::string redact_dsn(std::string_view dsn);
 // would show nothing of the DSN. The message names no part of the DSN.
 void validate_dsn(std::string_view dsn, std::string_view setting);
 
+// Which database the DSN names, as `host=H port=P dbname=D` from its parsed options (a missing
+// option is empty; dbname defaults to the user, as libpq's does); nullopt when it cannot be
+// parsed. Two DSNs of one config that give the same text point at the same database. Holds no
+// password.
+std::optional<std::string> dsn_database(std::string_view dsn);
+
 // The DSN's password (`password=`, a URI's user info or `?password=`) as libpq parses it.
 std::optional<std::string> dsn_password(std::string_view dsn);
 

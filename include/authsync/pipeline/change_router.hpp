@@ -8,7 +8,9 @@
 // its preset has one source whose changes affect exactly the target row of the mirror's key
 // (e.g. supabase); any other preset's changes all go to lane 0, because which target rows they
 // affect is known only in the target. A TRUNCATE of a routed table goes to every lane, each
-// for the rows it owns. Pure: no I/O. Operations refer to bindings held here: consume them
+// for the rows it owns. With fan-out there is one router per target: a table mapping or mirror
+// with a scope (the target's tenant) passes on only the rows in it (Destination::scope).
+// Pure: no I/O. Operations refer to bindings held here: consume them
 // before the next Relation message.
 #pragma once
 
@@ -26,12 +28,24 @@
 
 namespace authsync::pipeline {
 
+// One condition of a scope: the relation's column `column` has the text `value`.
+struct ScopeTerm {
+    std::size_t column = 0;
+    bool in_key = false;  // part of the replica identity: an old key tuple carries it
+    std::string value;
+};
+
 // Where a bound table's changes go: a users_sync mapping or a composite preset's mirror.
 struct Destination {
     const mapping::BoundMapping* mapping = nullptr;
     const mapping::BoundMirror* mirror = nullptr;
     bool routed = false;      // by key over the lanes (else lane 0)
     std::string source_name;  // the provider table, for counting and messages
+    // The target's rows: every term holds (empty: every row). A new tuple in it is applied;
+    // one outside it is not, and removes its key in case it was in it before (moved out),
+    // unless the old tuple shows it was not. A removal whose old tuple lacks a scope column
+    // (not in the replica identity) goes to every target: deleting an absent key is nothing.
+    std::vector<ScopeTerm> scope;
 };
 
 struct Upsert {
@@ -76,6 +90,14 @@ public:
 private:
     const Destination* destination_for(pgoutput::RelationId id) const;
     WriterId lane_for(const Destination& d, const std::string& key) const;
+    // Yes, no, or unknown (a scope column that `tuple` does not carry).
+    enum class InScope { Yes, No, Unknown };
+    static InScope in_scope(const Destination& d, const pgoutput::TupleData& tuple, bool key_only);
+    // A change outside the scope: nothing, or the removal of a key that may have been in it.
+    // True when handled so (not the target's change to apply).
+    template <typename Bound, typename RemoveFn>
+    bool scoped_out(const Destination& d, const Bound& bound, const pgoutput::Message& message,
+                    RemoveFn&& remove) const;
     template <typename Bound>
     void route_change(const Destination& d, const Bound& bound, const pgoutput::Message& message,
                       std::vector<Operation>& out) const;

@@ -11,6 +11,11 @@
 //
 // What is reported as flushed is the minimum over writers of what each holds durable, never
 // less than what was reported before (the slot's confirmed_flush_lsn must not move back).
+// Writers are grouped by target database (fan-out): a target counts only as far as one of its
+// checkpoint rows holds durably, so that the slot is never ahead of any target's stored
+// checkpoint (a target restored from a backup is then found at start). A target that has
+// nothing to write for a while must have a checkpoint written now and then to let the slot
+// advance (stored_behind()).
 // When nothing is pending anywhere, a keepalive's WAL end is first recorded as every writer's
 // checkpoint (idle_record) and acknowledged once that is durable: the slot is then never ahead
 // of the checkpoints. Pure: no I/O, no clock of its own.
@@ -32,7 +37,10 @@ class FlushTracker {
 public:
     using Clock = std::chrono::steady_clock;
 
+    // `writers` writers into one target.
     explicit FlushTracker(std::size_t writers);
+    // One writer per entry, each into the target given (0, 1, ...: every one used).
+    explicit FlushTracker(std::vector<std::size_t> target_of);
 
     std::size_t writers() const { return writers_.size(); }
 
@@ -73,6 +81,10 @@ public:
     // Whether some writer's commits wait for its target's WAL flush.
     bool has_unflushed() const;
     bool has_unflushed(WriterId w) const { return !writers_.at(w).unflushed.empty(); }
+    // Whether target `t`'s durable checkpoint rows hold less than its writers have covered:
+    // it holds the acknowledgement back until one of its writers writes a checkpoint.
+    bool stored_behind(std::size_t t) const;
+    std::size_t targets() const { return targets_; }
 
 private:
     struct Unflushed {
@@ -80,14 +92,19 @@ private:
         Lsn source_end_lsn;
     };
     struct Writer {
+        std::size_t target = 0;
         Lsn checkpoint;
         Lsn durable;  // every source end_lsn up to this one is durable in the target
+        Lsn stored;   // the highest end_lsn durable in its checkpoint row
         std::deque<Unflushed> unflushed;
     };
+    // What target `t` holds: the least durable of its writers, capped by its stored rows.
+    Lsn target_holds(std::size_t t) const;
     void advance(Writer& writer, std::optional<Lsn> flush);
     void update_acknowledged();
 
     std::vector<Writer> writers_;
+    std::size_t targets_ = 1;
     Lsn received_;
     Lsn committed_;
     Lsn acknowledged_;

@@ -21,6 +21,7 @@ config::Config config_with(const std::string& source_dsn,
     config::Config c;
     c.source.dsn = source_dsn;
     c.target.dsn = "host=/var/run/postgresql dbname=app";
+    c.targets.push_back({.name = "default", .target = c.target});
     c.status.listen = listen;
     return c;
 }

@@ -325,3 +325,41 @@ TEST_CASE("the generic preset needs a table; its columns are renamed by options"
     CHECK(s.key_columns == std::vector<std::string>{"member_id"});
     CHECK(s.column("email")->optional);
 }
+
+TEST_CASE("a preset source's scope names a mirrored column and a lookup or option",
+          "[config][preset]") {
+    auto with_scope = [](const std::string& scope) {
+        std::string text = kMinimalPreset;
+        const std::string anchor = "    row_filter_columns: [tenant_id]\n";
+        text.replace(text.find(anchor), anchor.size(), anchor + "    scope: " + scope + "\n");
+        return text;
+    };
+    const auto preset = "  - preset: mini\n    preset_options: {tenant: a}\n";
+    {
+        PresetDir d("mini", with_scope("{tenant_id: tenant_id}"));
+        auto c = parse(head(d.dir) + preset);
+        const auto& s = c.composites[0].sources[0];
+        REQUIRE(s.scope.size() == 1);
+        CHECK(s.scope[0] == std::pair<std::string, std::string>{"tenant_id", "tenant_id"});
+    }
+    {
+        // An option's value serves as well as a lookup's.
+        PresetDir d("mini", with_scope("{name: tenant}"));
+        auto c = parse(head(d.dir) + preset);
+        auto rule = c.composites[0];
+        rule.resolve({{"tenant_id", "t-1"}});
+        CHECK(rule.sources[0].scope_values ==
+              std::vector<std::pair<std::string, std::string>>{{"name", "a"}});
+    }
+    {
+        PresetDir d("mini", with_scope("{tenant_id: nobody}"));
+        CHECK_THAT(error_of(head(d.dir) + preset),
+                   Contains("scope of \"tenant_id\" names \"nobody\", which is neither a lookup "
+                            "nor an option"));
+    }
+    {
+        PresetDir d("mini", with_scope("{colour: tenant_id}"));
+        CHECK_THAT(error_of(head(d.dir) + preset),
+                   Contains("scope column \"colour\" is not a mirrored column"));
+    }
+}

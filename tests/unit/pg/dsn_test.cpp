@@ -122,3 +122,17 @@ TEST_CASE("scrub_password removes the password, raw and percent-encoded, from a 
     CHECK(pg::scrub_password("a 100%25 b", "100%") == "a *** b");
     CHECK(pg::scrub_password("nothing to hide", "") == "nothing to hide");
 }
+
+TEST_CASE("dsn_database names the database in either DSN form, without the password", "[pg]") {
+    const auto a = pg::dsn_database("host=h port=5433 dbname=app user=u password=secret");
+    REQUIRE(a);
+    CHECK(*a == "host=h port=5433 dbname=app");
+    // The same database as a URI, with other options around it.
+    CHECK(pg::dsn_database("postgresql://other:pw@h:5433/app?sslmode=require") == a);
+    CHECK(pg::dsn_database("host=h port=5433 dbname=app2") != a);
+    CHECK(pg::dsn_database("host=h port=5434 dbname=app") != a);
+    // dbname defaults to the user, as libpq's does; a bare word is a database name.
+    CHECK(*pg::dsn_database("host=h user=app") == "host=h port= dbname=app");
+    CHECK(*pg::dsn_database("app") == "host= port= dbname=app");
+    CHECK_FALSE(pg::dsn_database("host='unterminated"));
+}

@@ -194,3 +194,65 @@ TEST_CASE("a message that is not a change is refused", "[pipeline]") {
     std::vector<Operation> ops;
     CHECK_THROWS_AS(router.route(pgoutput::Message{pgoutput::Begin{}}, cache, ops), ProtocolError);
 }
+
+// Fan-out: a scope keeps a target's rows (captured changes of public.users).
+namespace {
+
+mapping::MappingRule scoped(std::vector<std::pair<std::string, std::string>> scope) {
+    auto r = users_rule();
+    r.scope = std::move(scope);
+    return r;
+}
+
+}  // namespace
+
+TEST_CASE("a scoped mapping passes on only the rows in its scope", "[pipeline][scope]") {
+    // insert: alice (id 1) and bob (id 2).
+    CHECK(route_fixture("insert", {scoped({{"name", "alice"}})}, {}, 1)->kinds ==
+          std::vector<std::string>{"upsert 1"});
+    CHECK(route_fixture("insert", {scoped({{"id", "2"}})}, {}, 1)->kinds ==
+          std::vector<std::string>{"upsert 2"});
+    // Every term must hold; a NULL never matches.
+    CHECK(route_fixture("insert", {scoped({{"name", "bob"}, {"id", "1"}})}, {}, 1)->kinds.empty());
+    CHECK(route_fixture("insert", {scoped({{"email", ""}})}, {}, 1)->kinds.empty());
+}
+
+TEST_CASE("an update that leaves the scope removes the key, one into it upserts",
+          "[pipeline][scope]") {
+    // update: alice -> alice2, same key, no old tuple (name is outside the identity).
+    CHECK(route_fixture("update", {scoped({{"name", "alice2"}})}, {}, 1)->kinds ==
+          std::vector<std::string>{"upsert 1"});
+    // Out of scope now, and nothing tells whether it was in before: its key goes.
+    CHECK(route_fixture("update", {scoped({{"name", "alice"}})}, {}, 1)->kinds ==
+          std::vector<std::string>{"remove 1"});
+    // A scope on the key: the key did not change, so neither did the scope.
+    CHECK(route_fixture("update", {scoped({{"id", "7"}})}, {}, 1)->kinds.empty());
+}
+
+TEST_CASE("a delete goes where its old key says, or everywhere when it cannot tell",
+          "[pipeline][scope]") {
+    // delete of id 2: the old tuple carries the key only.
+    CHECK(route_fixture("delete", {scoped({{"id", "2"}})}, {}, 1)->kinds ==
+          std::vector<std::string>{"remove 2"});
+    CHECK(route_fixture("delete", {scoped({{"id", "1"}})}, {}, 1)->kinds.empty());
+    CHECK(route_fixture("delete", {scoped({{"name", "bob"}})}, {}, 1)->kinds ==
+          std::vector<std::string>{"remove 2"});
+    CHECK(route_fixture("delete", {scoped({{"name", "someone else"}})}, {}, 1)->kinds ==
+          std::vector<std::string>{"remove 2"});
+}
+
+TEST_CASE("a scope column the stream does not carry is an error at bind", "[pipeline][scope]") {
+    CHECK_THROWS_AS(route_fixture("insert", {scoped({{"tenant", "a"}})}, {}, 1), MappingError);
+}
+
+TEST_CASE("a preset source's scope uses its resolved lookup value", "[pipeline][scope]") {
+    auto c = users_composite("changed.id");
+    c.sources.front().scope = {{"name", "who"}};
+    c.lookups = {{"who", "SELECT 'bob'"}};
+    c.resolve({{"who", "bob"}});
+    CHECK(route_fixture("insert", {}, {c}, 1)->kinds == std::vector<std::string>{"upsert 2"});
+    // Not resolved yet: binding it would route every row, so it is refused.
+    auto unresolved = users_composite("changed.id");
+    unresolved.sources.front().scope = {{"name", "who"}};
+    CHECK_THROWS_AS(route_fixture("insert", {}, {unresolved}, 1), std::logic_error);
+}

@@ -173,3 +173,66 @@ TEST_CASE(
     CHECK_FALSE(t.idle_record(at(0xa00), true, t0 + 5s, 10s));
     CHECK(t.idle_record(at(0xa00), true, t0 + 10s, 10s));
 }
+
+// Fan-out: writers grouped by target database.
+TEST_CASE("a target counts only as far as its stored checkpoint rows hold", "[pipeline]") {
+    // Writers 0 and 1 into target 0, writer 2 into target 1.
+    FlushTracker t(std::vector<std::size_t>{0, 0, 1});
+    for (WriterId w = 0; w < 3; ++w) t.start_writer(w, Lsn{}, Lsn{});
+    t.start(std::nullopt);
+    CHECK(t.targets() == 2);
+    // Batch 1 (end 0x100) touches target 0 only: target 1's writer has nothing to write.
+    t.committed(0, at(0x100), at(0x5000));
+    t.committed(1, at(0x100), std::nullopt);
+    t.committed(2, at(0x100), std::nullopt);
+    t.target_flushed(0, at(0x6000));
+    t.target_flushed(1, at(0x6000));
+    // Target 1 wrote no checkpoint: if the slot moved to 0x100, a restore of target 1 to its
+    // state before would not be seen at start. It holds the acknowledgement back, and says so.
+    CHECK(t.acknowledged() == Lsn{});
+    CHECK(t.stored_behind(1));
+    CHECK_FALSE(t.stored_behind(0));
+    // Its checkpoint written (a commit of its own with nothing else), and flushed.
+    t.committed(2, at(0x100), at(0x9000));
+    CHECK_FALSE(t.stored_behind(1));
+    CHECK(t.acknowledged() == Lsn{});
+    t.target_flushed(2, at(0x9000));
+    CHECK(t.acknowledged() == at(0x100));
+}
+
+TEST_CASE("one target with lanes: a lane with nothing to write does not hold back", "[pipeline]") {
+    FlushTracker t(std::vector<std::size_t>{0, 0});
+    for (WriterId w = 0; w < 2; ++w) t.start_writer(w, Lsn{}, Lsn{});
+    t.start(std::nullopt);
+    t.committed(0, at(0x100), std::nullopt);
+    t.committed(1, at(0x100), at(0x5000));
+    t.target_flushed(0, at(0x5000));
+    t.target_flushed(1, at(0x5000));
+    // Lane 1's row holds 0x100 for the target: lane 0 needs none of its own.
+    CHECK(t.acknowledged() == at(0x100));
+    CHECK_FALSE(t.stored_behind(0));
+}
+
+TEST_CASE("a tracker is refused a target without a writer", "[pipeline]") {
+    CHECK_THROWS_AS(FlushTracker(std::vector<std::size_t>{0, 2}), std::invalid_argument);
+    CHECK_THROWS_AS(FlushTracker(std::vector<std::size_t>{}), std::invalid_argument);
+}
+
+TEST_CASE("at start each target holds what the slot confirmed, up to its checkpoint",
+          "[pipeline]") {
+    FlushTracker t(std::vector<std::size_t>{0, 1});
+    t.start_writer(0, at(0x300), at(0x7000));
+    t.start_writer(1, at(0x200), at(0x8000));
+    t.start(at(0x200));
+    CHECK(t.resume_lsn() == at(0x200));
+    CHECK(t.acknowledged() == at(0x200));
+    // Target 0's checkpoint beyond the slot becomes durable with its target's flush.
+    t.target_flushed(0, at(0x7000));
+    CHECK(t.acknowledged() == at(0x200));  // target 1 holds 0x200
+    t.received(at(0x400));
+    t.committed(0, at(0x400), at(0x7100));
+    t.committed(1, at(0x400), at(0x8100));
+    t.target_flushed(0, at(0x7100));
+    t.target_flushed(1, at(0x8100));
+    CHECK(t.acknowledged() == at(0x400));
+}

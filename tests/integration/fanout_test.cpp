@@ -1,0 +1,222 @@
+// Fan-out (targets:): one slot, one decode, several target databases, each with its own
+// mappings, scope and checkpoint.
+#include <catch2/catch.hpp>
+
+#include <fstream>
+#include <map>
+#include <random>
+#include <set>
+
+#include "sync_fixture.hpp"
+
+using namespace authsync;
+using namespace std::chrono_literals;
+using test::SyncFixture;
+using test::wait_until;
+
+namespace {
+
+constexpr int kTenants = 3;
+
+std::string tenant(int t) {
+    return "tenant" + std::to_string(t);
+}
+
+// A provider users table keyed by id alone: its tenant column is outside the replica
+// identity, so the publication cannot filter it and the router scopes every row.
+const char* kProviderDdl = R"(
+    CREATE TABLE public.users (
+        id text PRIMARY KEY,
+        tenant text NOT NULL,
+        name text,
+        email text,
+        version int NOT NULL DEFAULT 1);
+    CREATE TABLE public.unrelated (id serial PRIMARY KEY, note text);
+)";
+
+struct FanoutTargets {
+    std::vector<std::string> databases;
+    std::string yaml;
+};
+
+FanoutTargets make_targets(const std::string& on_delete) {
+    FanoutTargets out;
+    for (int t = 0; t < kTenants; ++t) {
+        auto db = test::target_cluster().create_database("tenant");
+        out.databases.push_back(db);
+        out.yaml += "  - name: " + tenant(t) + "\n    dsn: \"" + test::target_cluster().dsn(db) +
+                    "\"\n    mappings:\n      - source: public.users\n        key: id\n"
+                    "        on_delete: " +
+                    on_delete + "\n        scope: {tenant: " + tenant(t) +
+                    "}\n        fields: {display_name: name, primary_email: email, version: "
+                    "version}\n";
+    }
+    return out;
+}
+
+// id -> "name|email|version" of what the provider holds for tenant `t`.
+std::map<std::string, std::string> provider_rows(SyncFixture& f, int t) {
+    std::map<std::string, std::string> rows;
+    auto r = f.provider().exec_params(
+        "SELECT id, concat_ws('|', name, email, version) FROM public.users WHERE tenant = $1",
+        pg::params(tenant(t)));
+    for (int i = 0; i < r.rows(); ++i) rows[std::string(r.get(i, 0))] = std::string(r.get(i, 1));
+    return rows;
+}
+
+// The same of the live rows in target database `db`.
+std::map<std::string, std::string> target_rows(const std::string& db) {
+    std::map<std::string, std::string> rows;
+    auto r = test::target_cluster().connect(db).exec(
+        "SELECT id, concat_ws('|', raw_json->>'display_name', raw_json->>'primary_email', "
+        "raw_json->>'version') FROM neon_auth.users_sync WHERE deleted_at IS NULL");
+    for (int i = 0; i < r.rows(); ++i) rows[std::string(r.get(i, 0))] = std::string(r.get(i, 1));
+    return rows;
+}
+
+// Every row, deleted or not, in target `db` (ids).
+std::set<std::string> all_ids(const std::string& db) {
+    std::set<std::string> ids;
+    auto r = test::target_cluster().connect(db).exec("SELECT id FROM neon_auth.users_sync");
+    for (int i = 0; i < r.rows(); ++i) ids.insert(std::string(r.get(i, 0)));
+    return ids;
+}
+
+bool targets_match(SyncFixture& f, const FanoutTargets& targets) {
+    for (int t = 0; t < kTenants; ++t) {
+        if (provider_rows(f, t) != target_rows(targets.databases[t])) return false;
+    }
+    return true;
+}
+
+}  // namespace
+
+TEST_CASE("fan-out: each target gets its own tenant's users from one slot",
+          "[fanout][integration]") {
+    auto targets = make_targets("hard");
+    test::SyncOptions options;
+    options.provider_ddl = kProviderDdl;
+    options.targets_yaml = targets.yaml;
+    SyncFixture f(options);
+    auto p = f.provider();
+    // Before the first start: the initial copy gives each target its tenant's rows.
+    p.exec(
+        "INSERT INTO public.users (id, tenant, name, email) SELECT 'u' || i, 'tenant' || (i % 3), "
+        "'name ' || i, 'u' || i || '@example.com' FROM generate_series(1, 30) AS i");
+    f.start();
+    REQUIRE(wait_until([&] { return targets_match(f, targets); }, 30s));
+    for (int t = 0; t < kTenants; ++t) CHECK(target_rows(targets.databases[t]).size() == 10);
+
+    // Streamed: inserts, updates, deletes, and a user moved to another tenant.
+    p.exec("INSERT INTO public.users (id, tenant, name) VALUES ('n1', 'tenant0', 'new one')");
+    p.exec("UPDATE public.users SET name = 'renamed', version = version + 1 WHERE id = 'u3'");
+    p.exec("DELETE FROM public.users WHERE id = 'u4'");
+    p.exec("UPDATE public.users SET tenant = 'tenant2', version = version + 1 WHERE id = 'u1'");
+    p.exec("INSERT INTO public.unrelated (note) VALUES ('nobody maps this')");
+    REQUIRE(wait_until([&] { return targets_match(f, targets); }, 30s));
+    // The moved user left tenant1's database and is in tenant2's; no target holds any row of
+    // another tenant, deleted or not (on_delete: hard).
+    CHECK(all_ids(targets.databases[1]).count("u1") == 0);
+    CHECK(target_rows(targets.databases[2]).count("u1") == 1);
+    for (int t = 0; t < kTenants; ++t) {
+        auto mine = provider_rows(f, t);
+        for (const auto& id : all_ids(targets.databases[t])) {
+            INFO("target " << t << " id " << id);
+            CHECK(mine.count(id) == 1);
+        }
+    }
+    // Each target has its own checkpoint, and the slot is acknowledged once all hold it.
+    REQUIRE(f.wait_caught_up());
+    for (const auto& db : targets.databases) {
+        auto r = test::target_cluster().connect(db).exec_params(
+            "SELECT count(*) FROM authsync.checkpoint WHERE slot = $1", pg::params(f.slot()));
+        CHECK(r.get(0, 0) == "1");
+    }
+    auto s = f.status();
+    CHECK(s["state"] == "streaming");
+    CHECK(f.stop() == 0);
+}
+
+TEST_CASE("fan-out: targets stay equal to their tenants through SIGKILLs",
+          "[fanout][integration]") {
+    auto targets = make_targets("hard");
+    test::SyncOptions options;
+    options.provider_ddl = kProviderDdl;
+    options.targets_yaml = targets.yaml;
+    options.extra_yaml = "apply:\n  batch_max_rows: 50\n";
+    SyncFixture f(options);
+    auto p = f.provider();
+    p.exec(
+        "INSERT INTO public.users (id, tenant, name) SELECT 'u' || i, 'tenant' || (i % 3), "
+        "'name ' || i FROM generate_series(1, 60) AS i");
+    f.start();
+    std::mt19937 rng(20261204);
+    auto pick = [&](int n) { return std::uniform_int_distribution<int>(0, n - 1)(rng); };
+    int next_id = 1000;
+    for (int round = 0; round < 3; ++round) {
+        // A randomized workload: every statement its own transaction, and a few larger ones.
+        for (int i = 0; i < 150; ++i) {
+            const auto id = "u" + std::to_string(1 + pick(60));
+            switch (pick(6)) {
+                case 0:
+                    p.exec("INSERT INTO public.users (id, tenant, name) VALUES ('n" +
+                           std::to_string(next_id++) + "', '" + tenant(pick(kTenants)) +
+                           "', 'added')");
+                    break;
+                case 1: p.exec("DELETE FROM public.users WHERE id = '" + id + "'"); break;
+                case 2:
+                    p.exec("UPDATE public.users SET tenant = '" + tenant(pick(kTenants)) +
+                           "', version = version + 1 WHERE id = '" + id + "'");
+                    break;
+                case 3:
+                    p.exec("BEGIN; UPDATE public.users SET version = version + 1, name = 'b" +
+                           std::to_string(i) + "' WHERE tenant = '" + tenant(pick(kTenants)) +
+                           "'; INSERT INTO public.users (id, tenant) VALUES ('n" +
+                           std::to_string(next_id++) + "', '" + tenant(pick(kTenants)) +
+                           "'); COMMIT");
+                    break;
+                default:
+                    p.exec("UPDATE public.users SET version = version + 1, email = 'e" +
+                           std::to_string(i) + "' WHERE id = '" + id + "'");
+            }
+            if (i == 75 && round < 2) {
+                // Mid-stream: whatever was in flight is lost with the process, and comes
+                // again from the slot.
+                f.kill9();
+                f.start();
+            }
+        }
+    }
+    REQUIRE(wait_until([&] { return targets_match(f, targets); }, 60s));
+    for (int t = 0; t < kTenants; ++t) {
+        auto mine = provider_rows(f, t);
+        for (const auto& id : all_ids(targets.databases[t])) {
+            INFO("target " << t << " id " << id);
+            CHECK(mine.count(id) == 1);
+        }
+    }
+    REQUIRE(f.wait_caught_up());
+    CHECK(f.stop() == 0);
+}
+
+TEST_CASE("fan-out: a target added to a streaming slot is refused with what to do",
+          "[fanout][integration]") {
+    auto targets = make_targets("soft");
+    test::SyncOptions options;
+    options.provider_ddl = kProviderDdl;
+    // The first start knows two of the three targets.
+    const auto second = targets.yaml.find("  - name: " + tenant(2));
+    options.targets_yaml = targets.yaml.substr(0, second);
+    SyncFixture f(options);
+    f.start();
+    f.provider().exec("INSERT INTO public.users (id, tenant) VALUES ('a', 'tenant0')");
+    REQUIRE(f.wait_caught_up());
+    REQUIRE(f.stop() == 0);
+    // The config now names a third.
+    { std::ofstream(f.config_path(), std::ios::app) << targets.yaml.substr(second); }
+    f.start_unchecked();
+    CHECK(f.process().wait(30s) == 1);
+    CHECK_THAT(f.process().log(), Catch::Contains("target tenant2 has no checkpoint while the "
+                                                  "others stream") &&
+                                      Catch::Contains("authsync resync"));
+}
