@@ -217,6 +217,13 @@ private:
     // Applies target `t`'s WAL flush position to each of its lanes.
     void target_flushed(std::size_t t, Lsn flush) {
         for (auto* w : targets_[t]->lanes) tracker_->target_flushed(w->id(), flush);
+        note_durable();
+    }
+    // The status's view of what each target holds durably.
+    void note_durable() {
+        for (const auto& t : targets_) {
+            status_.targets[t->name()].durable_lsn = tracker_->target_durable(t->index);
+        }
     }
     bool idle() const {
         if (in_transaction_ || pending_txns_ > 0 || sent_batch_) return false;
@@ -573,6 +580,7 @@ awaitable<void> Session::start_writers(std::optional<Lsn> slot_confirmed_flush, 
     }
     tracker_->start(slot_confirmed_flush);
     for (auto& w : writers_) tracker_->target_flushed(w->id(), flushed[w->id()]);
+    note_durable();
     start_lsn_ = tracker_->resume_lsn();
     skipping_.assign(writers_.size(), false);
     status_.received_lsn = tracker_->written();
@@ -822,7 +830,10 @@ awaitable<void> Session::send_batch(BatchRecord batch, bool all) {
         const bool due = targets_.size() == 1 ||
                          (tracker_->stored_behind(t->index) &&
                           Clock::now() - t->last_checkpoint >= config_.source.status_interval);
-        if (batch.committing.size() == before && due) batch.committing.push_back(&t->primary());
+        if (batch.committing.size() == before && due) {
+            batch.committing.push_back(&t->primary());
+            if (targets_.size() > 1) ++status_.targets[t->name()].checkpoint_commits;
+        }
         if (batch.committing.size() > before) t->last_checkpoint = Clock::now();
     }
     // Every writer's batch is taken before the first suspension (send_commit): what the
@@ -891,6 +902,7 @@ awaitable<void> Session::join_batch() {
         if (flushed[t]) target_flushed(t, *flushed[t]);
     }
     status_.applied_lsn = std::max(status_.applied_lsn, tracker_->committed_lsn());
+    note_durable();
     if (batch.txns > 0) status_.oldest_sent_commit_time.reset();
     batch_applied(batch);
 }
@@ -926,10 +938,12 @@ void Session::batch_applied(const BatchRecord& batch) {
         status_.target_round_trips += w->take_round_trips();
         auto counts = w->take_counts();
         if (batch.txns == 0) continue;
+        auto& by_target = status_.targets[targets_[w->target()]->name()].rows_applied;
         for (const auto& [name, rows] : counts) {
-            auto& total = status_.rows_applied[name];
-            total.upserts += rows.upserts;
-            total.deletes += rows.deletes;
+            for (auto* total : {&status_.rows_applied[name], &by_target[name]}) {
+                total->upserts += rows.upserts;
+                total->deletes += rows.deletes;
+            }
         }
     }
     if (batch.txns == 0) return;

@@ -28,6 +28,9 @@ status::Snapshot make_snapshot(const EngineStatus& st, const std::string& slot,
     s.slot = slot;
     s.publication = publication;
     s.lag_bytes = lsn_bytes_between(st.applied_lsn, st.provider_wal_lsn);
+    for (auto& [name, t] : s.targets) {
+        t.lag_bytes = lsn_bytes_between(t.durable_lsn, st.provider_wal_lsn);
+    }
     // The sent batch's transactions are older than the ones received since.
     const auto& oldest =
         st.oldest_sent_commit_time ? st.oldest_sent_commit_time : st.oldest_pending_commit_time;

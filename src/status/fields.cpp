@@ -7,6 +7,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <array>
 #include <cmath>
 
@@ -105,6 +106,31 @@ std::string slot_line(const SlotHealth& h) {
 
 std::string or_placeholder(const std::string& text) {
     return text.empty() ? "?" : text;
+}
+
+// Targets, worst lag first (then by name).
+std::vector<std::pair<const std::string*, const TargetProgress*>> by_lag(const Snapshot& s) {
+    std::vector<std::pair<const std::string*, const TargetProgress*>> out;
+    for (const auto& [name, t] : s.targets) out.emplace_back(&name, &t);
+    std::stable_sort(out.begin(), out.end(), [](const auto& a, const auto& b) {
+        return a.second->lag_bytes > b.second->lag_bytes;
+    });
+    return out;
+}
+
+std::string targets_table(const Snapshot& s) {
+    std::string html =
+        "<table id=\"targets\"><tr><th>target</th><th>state</th><th>lag</th>"
+        "<th>durable LSN</th><th>rows applied</th><th>checkpoint-only commits</th></tr>";
+    for (const auto& [name, t] : by_lag(s)) {
+        std::uint64_t rows = 0;
+        for (const auto& [table, r] : t->rows_applied) rows += r.upserts + r.deletes;
+        html += fmt::format(
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            html_escape(*name), html_escape(t->state), human_bytes(t->lag_bytes),
+            t->durable_lsn.to_string(), rows, t->checkpoint_commits);
+    }
+    return html + "</table>";
 }
 
 // A member of slot_health, for as_is and metric_of.
@@ -300,6 +326,46 @@ std::vector<Field> declare() {
                                   out.push_back({"",
                                                  {{"mapping", table}, {"op", "delete"}},
                                                  fmt::format("{}", rows.deletes)});
+                              }
+                              return out;
+                          }}},
+        {.name = "targets",
+         .json = as_is(&Snapshot::targets),
+         .metric =
+             Metric{"authsync_target_lag_bytes", kGauge,
+                    "Provider WAL bytes not yet durable in a target's checkpoint, by target.",
+                    [](const Snapshot& s) {
+                        Samples out;
+                        for (const auto& [name, t] : s.targets) {
+                            out.push_back({"", {{"target", name}}, fmt::format("{}", t.lag_bytes)});
+                        }
+                        return out;
+                    }},
+         .page = PageItem{Place::Section, "Targets, worst lag first", "", targets_table},
+         .summary = SummaryLine{"targets",
+                                [](const Report& r) {
+                                    const auto sorted = by_lag(r.snapshot);
+                                    if (sorted.empty()) return std::string("none reported");
+                                    return fmt::format(
+                                        "{}, worst {} lag {}", sorted.size(), *sorted.front().first,
+                                        human_bytes(sorted.front().second->lag_bytes));
+                                }}},
+        {.name = "target_rows_applied",
+         .metric = Metric{"authsync_target_rows_applied_total", kCounter,
+                          "Rows applied, by target, source table and operation.",
+                          [](const Snapshot& s) {
+                              Samples out;
+                              for (const auto& [name, t] : s.targets) {
+                                  for (const auto& [table, rows] : t.rows_applied) {
+                                      out.push_back(
+                                          {"",
+                                           {{"target", name}, {"mapping", table}, {"op", "upsert"}},
+                                           fmt::format("{}", rows.upserts)});
+                                      out.push_back(
+                                          {"",
+                                           {{"target", name}, {"mapping", table}, {"op", "delete"}},
+                                           fmt::format("{}", rows.deletes)});
+                                  }
                               }
                               return out;
                           }}},

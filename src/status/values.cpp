@@ -22,6 +22,14 @@ Json encode(const CopyProgress& v) {
     return Json{{"rows_copied", v.copied}, {"rows_estimated", encode(v.estimated)}};
 }
 
+Json encode(const TargetProgress& v) {
+    return Json{{"state", v.state},
+                {"durable_lsn", encode(v.durable_lsn)},
+                {"lag_bytes", v.lag_bytes},
+                {"checkpoint_commits", v.checkpoint_commits},
+                {"rows_applied", encode(v.rows_applied)}};
+}
+
 bool decode(const Json& j, std::string& into) {
     if (!j.is_string()) return false;
     into = j.get<std::string>();
@@ -76,6 +84,16 @@ bool decode(const Json& j, MappingRows& into) {
     if (!j.is_object()) return false;
     decode_member(j, "upserts", into.upserts);
     decode_member(j, "deletes", into.deletes);
+    return true;
+}
+
+bool decode(const Json& j, TargetProgress& into) {
+    if (!j.is_object()) return false;
+    decode_member(j, "state", into.state);
+    decode_member(j, "durable_lsn", into.durable_lsn);
+    decode_member(j, "lag_bytes", into.lag_bytes);
+    decode_member(j, "checkpoint_commits", into.checkpoint_commits);
+    decode_member(j, "rows_applied", into.rows_applied);
     return true;
 }
 

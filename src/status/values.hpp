@@ -38,6 +38,7 @@ Json encode(Lsn v);
 Json encode(PgTimestamp v);
 Json encode(const MappingRows& v);
 Json encode(const CopyProgress& v);
+Json encode(const TargetProgress& v);
 
 template <typename T>
 Json encode(const std::optional<T>& v) {
@@ -61,6 +62,7 @@ bool decode(const Json& j, Lsn& into);
 bool decode(const Json& j, PgTimestamp& into);
 bool decode(const Json& j, MappingRows& into);
 bool decode(const Json& j, CopyProgress& into);
+bool decode(const Json& j, TargetProgress& into);
 
 template <typename T>
 bool decode(const Json& j, std::optional<T>& into) {

@@ -34,17 +34,29 @@ const char* kProviderDdl = R"(
     CREATE TABLE public.unrelated (id serial PRIMARY KEY, note text);
 )";
 
+// A target database: its server and name.
+struct TargetDb {
+    test::PgCluster* cluster = nullptr;
+    std::string name;
+    pg::Connection connect() const { return cluster->connect(name); }
+};
+
 struct FanoutTargets {
-    std::vector<std::string> databases;
+    std::vector<TargetDb> databases;
     std::string yaml;
 };
 
-FanoutTargets make_targets(const std::string& on_delete) {
+// `count` targets, tenant i's in a database of clusters[i % clusters.size()] (default: the
+// shared target server).
+FanoutTargets make_targets(const std::string& on_delete, int count = kTenants,
+                           std::vector<test::PgCluster*> clusters = {}) {
+    if (clusters.empty()) clusters.push_back(&test::target_cluster());
     FanoutTargets out;
-    for (int t = 0; t < kTenants; ++t) {
-        auto db = test::target_cluster().create_database("tenant");
-        out.databases.push_back(db);
-        out.yaml += "  - name: " + tenant(t) + "\n    dsn: \"" + test::target_cluster().dsn(db) +
+    for (int t = 0; t < count; ++t) {
+        auto* cluster = clusters[t % clusters.size()];
+        auto db = cluster->create_database("tenant");
+        out.databases.push_back({cluster, db});
+        out.yaml += "  - name: " + tenant(t) + "\n    dsn: \"" + cluster->dsn(db) +
                     "\"\n    mappings:\n      - source: public.users\n        key: id\n"
                     "        on_delete: " +
                     on_delete + "\n        scope: {tenant: " + tenant(t) +
@@ -65,9 +77,9 @@ std::map<std::string, std::string> provider_rows(SyncFixture& f, int t) {
 }
 
 // The same of the live rows in target database `db`.
-std::map<std::string, std::string> target_rows(const std::string& db) {
+std::map<std::string, std::string> target_rows(const TargetDb& db) {
     std::map<std::string, std::string> rows;
-    auto r = test::target_cluster().connect(db).exec(
+    auto r = db.connect().exec(
         "SELECT id, concat_ws('|', raw_json->>'display_name', raw_json->>'primary_email', "
         "raw_json->>'version') FROM neon_auth.users_sync WHERE deleted_at IS NULL");
     for (int i = 0; i < r.rows(); ++i) rows[std::string(r.get(i, 0))] = std::string(r.get(i, 1));
@@ -75,18 +87,31 @@ std::map<std::string, std::string> target_rows(const std::string& db) {
 }
 
 // Every row, deleted or not, in target `db` (ids).
-std::set<std::string> all_ids(const std::string& db) {
+std::set<std::string> all_ids(const TargetDb& db) {
     std::set<std::string> ids;
-    auto r = test::target_cluster().connect(db).exec("SELECT id FROM neon_auth.users_sync");
+    auto r = db.connect().exec("SELECT id FROM neon_auth.users_sync");
     for (int i = 0; i < r.rows(); ++i) ids.insert(std::string(r.get(i, 0)));
     return ids;
 }
 
 bool targets_match(SyncFixture& f, const FanoutTargets& targets) {
-    for (int t = 0; t < kTenants; ++t) {
-        if (provider_rows(f, t) != target_rows(targets.databases[t])) return false;
+    for (std::size_t t = 0; t < targets.databases.size(); ++t) {
+        if (provider_rows(f, static_cast<int>(t)) != target_rows(targets.databases[t])) {
+            return false;
+        }
     }
     return true;
+}
+
+// No target holds a row of another tenant, live or deleted (on_delete: hard).
+void check_no_foreign_rows(SyncFixture& f, const FanoutTargets& targets) {
+    for (std::size_t t = 0; t < targets.databases.size(); ++t) {
+        auto mine = provider_rows(f, static_cast<int>(t));
+        for (const auto& id : all_ids(targets.databases[t])) {
+            INFO("target " << t << " id " << id);
+            CHECK(mine.count(id) == 1);
+        }
+    }
 }
 
 }  // namespace
@@ -118,22 +143,31 @@ TEST_CASE("fan-out: each target gets its own tenant's users from one slot",
     // another tenant, deleted or not (on_delete: hard).
     CHECK(all_ids(targets.databases[1]).count("u1") == 0);
     CHECK(target_rows(targets.databases[2]).count("u1") == 1);
-    for (int t = 0; t < kTenants; ++t) {
-        auto mine = provider_rows(f, t);
-        for (const auto& id : all_ids(targets.databases[t])) {
-            INFO("target " << t << " id " << id);
-            CHECK(mine.count(id) == 1);
-        }
-    }
+    check_no_foreign_rows(f, targets);
     // Each target has its own checkpoint, and the slot is acknowledged once all hold it.
     REQUIRE(f.wait_caught_up());
     for (const auto& db : targets.databases) {
-        auto r = test::target_cluster().connect(db).exec_params(
+        auto r = db.connect().exec_params(
             "SELECT count(*) FROM authsync.checkpoint WHERE slot = $1", pg::params(f.slot()));
         CHECK(r.get(0, 0) == "1");
     }
     auto s = f.status();
     CHECK(s["state"] == "streaming");
+    // Per target: its state, what it holds, its own rows.
+    REQUIRE(s["targets"].size() == kTenants);
+    for (int t = 0; t < kTenants; ++t) CHECK(s["targets"][tenant(t)]["state"] == "streaming");
+    auto rows = [&](int t, const char* op) {
+        return s["targets"][tenant(t)]["rows_applied"]["public.users"][op].get<int>();
+    };
+    CHECK(rows(0, "upserts") == 2);  // n1, u3
+    CHECK(rows(1, "upserts") == 0);
+    CHECK(rows(2, "upserts") == 1);  // u1, moved in
+    // Removals: tenant1's u4 and u1 (moved out), and u3 (renamed in tenant0): with the tenant
+    // outside the replica identity, an UPDATE out of a target's scope, or a DELETE, removes the
+    // key in every target that maps the table (a no-op where it is absent).
+    CHECK(rows(1, "deletes") == 3);
+    CHECK(rows(0, "deletes") == 2);  // u4, u1
+    CHECK(rows(2, "deletes") == 2);  // u4, u3
     CHECK(f.stop() == 0);
 }
 
@@ -188,13 +222,7 @@ TEST_CASE("fan-out: targets stay equal to their tenants through SIGKILLs",
         }
     }
     REQUIRE(wait_until([&] { return targets_match(f, targets); }, 60s));
-    for (int t = 0; t < kTenants; ++t) {
-        auto mine = provider_rows(f, t);
-        for (const auto& id : all_ids(targets.databases[t])) {
-            INFO("target " << t << " id " << id);
-            CHECK(mine.count(id) == 1);
-        }
-    }
+    check_no_foreign_rows(f, targets);
     REQUIRE(f.wait_caught_up());
     CHECK(f.stop() == 0);
 }
@@ -219,4 +247,55 @@ TEST_CASE("fan-out: a target added to a streaming slot is refused with what to d
     CHECK_THAT(f.process().log(), Catch::Contains("target tenant2 has no checkpoint while the "
                                                   "others stream") &&
                                       Catch::Contains("authsync resync"));
+}
+
+TEST_CASE("fan-out: 20 targets on two servers stay equal to their tenants through a SIGKILL",
+          "[fanout][integration]") {
+    test::PgCluster second("target2");
+    constexpr int kMany = 20;
+    auto targets = make_targets("hard", kMany, {&test::target_cluster(), &second});
+    test::SyncOptions options;
+    options.provider_ddl = kProviderDdl;
+    options.targets_yaml = targets.yaml;
+    options.log_level = "info";
+    SyncFixture f(options);
+    auto p = f.provider();
+    p.exec(
+        "INSERT INTO public.users (id, tenant, name) SELECT 'u' || i, 'tenant' || (i % 20), "
+        "'name ' || i FROM generate_series(1, 400) AS i");
+    f.start();
+    REQUIRE(wait_until([&] { return targets_match(f, targets); }, 60s));
+    std::mt19937 rng(4242);
+    auto pick = [&](int n) { return std::uniform_int_distribution<int>(0, n - 1)(rng); };
+    for (int i = 0; i < 400; ++i) {
+        const auto id = "u" + std::to_string(1 + pick(400));
+        switch (pick(4)) {
+            case 0:
+                p.exec("UPDATE public.users SET tenant = '" + tenant(pick(kMany)) +
+                       "', version = version + 1 WHERE id = '" + id + "'");
+                break;
+            case 1: p.exec("DELETE FROM public.users WHERE id = '" + id + "'"); break;
+            default:
+                p.exec("INSERT INTO public.users (id, tenant, name) VALUES ('" + id + "', '" +
+                       tenant(pick(kMany)) +
+                       "', 'again') ON CONFLICT (id) DO UPDATE SET "
+                       "version = users.version + 1, name = 'n" +
+                       std::to_string(i) + "'");
+        }
+        if (i == 200) {
+            f.kill9();
+            f.start();
+        }
+    }
+    REQUIRE(wait_until([&] { return targets_match(f, targets); }, 90s));
+    check_no_foreign_rows(f, targets);
+    REQUIRE(f.wait_caught_up(60s));
+    // Every target keeps its own checkpoint, on whichever server it is.
+    for (const auto& db : targets.databases) {
+        auto r = db.connect().exec_params(
+            "SELECT count(*) FROM authsync.checkpoint WHERE slot = $1", pg::params(f.slot()));
+        CHECK(r.get(0, 0) == "1");
+    }
+    CHECK(f.status()["targets"].size() == kMany);
+    CHECK(f.stop() == 0);
 }

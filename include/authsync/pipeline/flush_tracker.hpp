@@ -85,6 +85,8 @@ public:
     // it holds the acknowledgement back until one of its writers writes a checkpoint.
     bool stored_behind(std::size_t t) const;
     std::size_t targets() const { return targets_; }
+    // What target `t` holds durably in its checkpoint rows (the least its writers cover).
+    Lsn target_durable(std::size_t t) const { return target_holds(t); }
 
 private:
     struct Unflushed {

@@ -74,6 +74,18 @@ struct SlotHealth {
     std::optional<PgTimestamp> checked_at;
 };
 
+// One target database (fan-out; the `target:` form is one named "default").
+struct TargetProgress {
+    std::string state = "streaming";  // every target streams with the process today
+    // The highest source end_lsn its checkpoint rows hold durably (and everything before it):
+    // the slot is acknowledged at the lowest over targets.
+    Lsn durable_lsn;
+    std::uint64_t lag_bytes = 0;  // provider_wal_lsn - durable_lsn; set at snapshot time
+    // Commits of its checkpoint alone, made while its tenant is quiet and others move.
+    std::uint64_t checkpoint_commits = 0;
+    std::map<std::string, MappingRows> rows_applied;  // by source table
+};
+
 // What the engine reports as it runs, shown as it is.
 struct Progress {
     Lsn received_lsn;      // end_lsn of the newest source transaction received
@@ -94,6 +106,7 @@ struct Progress {
     std::uint64_t dead_letters = 0;  // changes set aside (apply.on_error: dead_letter)
     std::map<std::string, MappingRows> rows_applied;        // by source table
     std::map<std::string, CopyProgress> snapshot_progress;  // initial copy, by source table
+    std::map<std::string, TargetProgress> targets;          // by target name
     std::string last_error;
     std::optional<PgTimestamp> last_error_at;
 };

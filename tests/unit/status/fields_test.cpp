@@ -47,6 +47,32 @@ constexpr const char* kDocument = R"({
       }
     }
   },
+  "targets": {
+    "tenant-a": {
+      "state": "streaming",
+      "durable_lsn": "100/16B3700",
+      "lag_bytes": 256,
+      "checkpoint_commits": 3,
+      "rows_applied": {
+        "public.users": {
+          "upserts": 30,
+          "deletes": 1
+        }
+      }
+    },
+    "tenant-b": {
+      "state": "streaming",
+      "durable_lsn": "100/16B0000",
+      "lag_bytes": 14336,
+      "checkpoint_commits": 0,
+      "rows_applied": {
+        "public.users": {
+          "upserts": 10,
+          "deletes": 1
+        }
+      }
+    }
+  },
   "slot_health": {
     "wal_status": "reserved",
     "safe_wal_size_bytes": -4096,
@@ -284,6 +310,7 @@ TEST_CASE("authsync status prints one line per summary field", "[status]") {
           "lag:      256 B, 2.5 s\n"
           "applied:  0/16B3700 (provider at 100/16B3800)\n"
           "latency:  12.5 ms end to end\n"
+          "targets:  2, worst tenant-b lag 14.0 kB\n"
           "slot:     authsync wal_status=reserved retained=1.0 MB\n"
           "error:    connection to provider lost (at 2024-05-01T11:58:20.000000Z)\n");
     // What a starting engine's document reads as; a field missing from it shows as unknown.
@@ -295,6 +322,7 @@ TEST_CASE("authsync status prints one line per summary field", "[status]") {
           "lag:      0 B, 0.0 s\n"
           "applied:  0/0 (provider at 0/0)\n"
           "latency:  no heartbeat yet\n"
+          "targets:  none reported\n"
           "slot:     authsync wal_status=unknown\n"
           "error:    none\n");
     Report lagging = report;
@@ -303,8 +331,31 @@ TEST_CASE("authsync status prints one line per summary field", "[status]") {
     lagging.snapshot.last_error_at.reset();
     lagging.ready = false;
     const auto lines = lines_of(render_summary(lagging, fields()));
-    REQUIRE(lines.size() == 6);
+    REQUIRE(lines.size() == 7);
     CHECK(lines[0] == "state:    streaming (not ready)");
     CHECK(lines[1] == "lag:      5.0 GB, unknown");
-    CHECK(lines[5] == "error:    connection to provider lost (at ?)");
+    CHECK(lines[6] == "error:    connection to provider lost (at ?)");
+}
+
+TEST_CASE("each target shows with its lag, worst first, in every view", "[status][targets]") {
+    const Report report = streaming();
+    const Snapshot& s = report.snapshot;
+    REQUIRE(s.targets.size() == 2);
+    CHECK(s.targets.at("tenant-b").lag_bytes == 14336);
+    CHECK(s.targets.at("tenant-a").checkpoint_commits == 3);
+    CHECK(s.targets.at("tenant-a").rows_applied.at("public.users").upserts == 30);
+    const auto doc = nlohmann::json::parse(render_status_json(report, fields()));
+    CHECK(doc["targets"]["tenant-a"]["durable_lsn"] == "100/16B3700");
+    const auto exposition = render_metrics(s, fields());
+    CHECK_THAT(exposition, Catch::Contains("authsync_target_lag_bytes{target=\"tenant-b\"} 14336"));
+    CHECK_THAT(exposition,
+               Catch::Contains("authsync_target_rows_applied_total{target=\"tenant-a\",mapping="
+                               "\"public.users\",op=\"upsert\"} 30"));
+    // The page lists the worst lag first.
+    const auto page = render_page(s, fields());
+    const auto table = page.find("<table id=\"targets\">");
+    REQUIRE(table != std::string::npos);
+    CHECK(page.find("tenant-b", table) < page.find("tenant-a", table));
+    CHECK_THAT(render_summary(report, fields()),
+               Catch::Contains("targets:  2, worst tenant-b lag 14.0 kB"));
 }
