@@ -343,3 +343,89 @@ TEST_CASE("stack-auth: a lost mirror or another project's publication stops auth
 }
 
 }  // namespace authsync::test
+
+namespace authsync::test {
+
+namespace {
+
+// Target database `db` equals what reference.sql computes for `tenancy` on the provider, and
+// holds no mirror row of another tenancy.
+void require_target_matches(SyncFixture& f, const std::string& db, const std::string& tenancy) {
+    const auto refs = reference_queries("stack-auth");
+    auto provider = f.provider();
+    auto target = target_cluster().connect(db);
+    for (const auto& [name, sql] : target_queries()) {
+        require_same_rows("tenancy " + tenancy + " table " + name,
+                          sorted_rows(provider.exec_params(refs.at(name), {tenancy})),
+                          sorted_rows(target.exec(sql)));
+    }
+    for (const char* mirror : {"stack_project_user", "stack_contact_channel", "stack_team",
+                               "stack_user_permission", "stack_team_member"}) {
+        INFO(db << " " << mirror);
+        auto r = target.exec_params(
+            std::string("SELECT count(*) FROM authsync.") + mirror + " WHERE \"tenancyId\" <> $1",
+            {tenancy});
+        CHECK(r.get(0, 0) == "0");
+    }
+}
+
+}  // namespace
+
+TEST_CASE("stack-auth fan-out: three projects from one slot, each in its own database",
+          "[integration][stack-auth][fanout]") {
+    // proj-a main, proj-b main, proj-a dev: three tenancies, three target databases.
+    const std::vector<std::pair<std::string, std::string>> targets{
+        {kTenancy, "project_id: proj-a"},
+        {kOtherProject, "project_id: proj-b"},
+        {kOtherBranch, "project_id: proj-a, branch: dev"}};
+    std::vector<std::string> dbs;
+    SyncOptions o = stack_options();
+    o.mappings_yaml.clear();
+    for (std::size_t i = 0; i < targets.size(); ++i) {
+        dbs.push_back(target_cluster().create_database("stack"));
+        o.targets_yaml +=
+            "  - name: t" + std::to_string(i) + "\n    dsn: \"" + target_cluster().dsn(dbs.back()) +
+            "\"\n    mappings:\n      - preset: stack-auth\n        preset_options: {" +
+            targets[i].second + "}\n";
+    }
+    SyncFixture f(o);
+    call(f, std::string("CALL stack_seed('") + kTenancy + "', 60, 0.61)");
+    call(f, std::string("CALL stack_seed('") + kOtherProject + "', 40, 0.62)");
+    call(f, std::string("CALL stack_seed('") + kOtherBranch + "', 30, 0.63)");
+    f.start();
+    REQUIRE(f.wait_caught_up(std::chrono::seconds(120)));
+    for (std::size_t i = 0; i < targets.size(); ++i) {
+        require_target_matches(f, dbs[i], targets[i].first);
+    }
+    // Each project's traffic with another's beside it, with kills in between.
+    int kills = 0;
+    for (std::size_t i = 0; i < targets.size(); ++i) {
+        const auto& other = targets[(i + 1) % targets.size()].first;
+        kills += run_with_kills(f,
+                                "CALL stack_workload('" + targets[i].first + "', '" + other +
+                                    "', 0.7" + std::to_string(i) + ", 800)",
+                                1, std::chrono::milliseconds(900));
+    }
+    INFO(kills << " kills");
+    CHECK(kills >= 1);
+    REQUIRE(f.wait_caught_up(std::chrono::seconds(120)));
+    for (std::size_t i = 0; i < targets.size(); ++i) {
+        require_target_matches(f, dbs[i], targets[i].first);
+    }
+    // One publication for the three: the filtered tables carry the three tenancies' filters.
+    auto pub = f.provider().exec(
+        "SELECT tablename, coalesce(rowfilter, '') FROM pg_publication_tables WHERE pubname = "
+        "'authsync'");
+    REQUIRE(pub.rows() == 10);
+    for (int i = 0; i < pub.rows(); ++i) {
+        const std::string table(pub.get(i, 0));
+        const std::string filter(pub.get(i, 1));
+        INFO(table << ": " << filter);
+        if (table.find("DirectPermission") != std::string::npos) continue;  // unfiltered
+        for (const auto& [tenancy, options] : targets)
+            CHECK(filter.find(tenancy) != std::string::npos);
+    }
+    CHECK(f.stop() == 0);
+}
+
+}  // namespace authsync::test
