@@ -304,7 +304,10 @@ std::optional<std::string> dsn_database(std::string_view dsn) {
     for (const auto& o : *options) values[o.keyword] = o.value;
     std::string host = values["host"].empty() ? values["hostaddr"] : values["host"];
     std::string dbname = values["dbname"].empty() ? values["user"] : values["dbname"];
-    return fmt::format("host={} port={} dbname={}", host, values["port"], dbname);
+    // Spellings of one server are one server: libpq's default port, and the loopback names.
+    std::string port = values["port"].empty() ? "5432" : values["port"];
+    if (host == "localhost" || host == "::1") host = "127.0.0.1";
+    return fmt::format("host={} port={} dbname={}", host, port, dbname);
 }
 
 std::optional<std::string> dsn_password(std::string_view dsn) {

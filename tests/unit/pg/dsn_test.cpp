@@ -132,7 +132,17 @@ TEST_CASE("dsn_database names the database in either DSN form, without the passw
     CHECK(pg::dsn_database("host=h port=5433 dbname=app2") != a);
     CHECK(pg::dsn_database("host=h port=5434 dbname=app") != a);
     // dbname defaults to the user, as libpq's does; a bare word is a database name.
-    CHECK(*pg::dsn_database("host=h user=app") == "host=h port= dbname=app");
-    CHECK(*pg::dsn_database("app") == "host= port= dbname=app");
+    CHECK(*pg::dsn_database("host=h user=app") == "host=h port=5432 dbname=app");
+    CHECK(*pg::dsn_database("app") == "host= port=5432 dbname=app");
+}
+
+TEST_CASE("dsn_database takes the default port and the loopback names as one server", "[pg]") {
+    CHECK(pg::dsn_database("host=h dbname=app") == pg::dsn_database("host=h port=5432 dbname=app"));
+    CHECK(pg::dsn_database("postgresql://localhost/app") ==
+          pg::dsn_database("host=127.0.0.1 port=5432 dbname=app"));
+    CHECK(pg::dsn_database("host=::1 port=5433 dbname=app") ==
+          pg::dsn_database("postgresql://localhost:5433/app"));
+    CHECK(pg::dsn_database("host=localhost port=5433 dbname=app") !=
+          pg::dsn_database("host=localhost port=5432 dbname=app"));
     CHECK_FALSE(pg::dsn_database("host='unterminated"));
 }
