@@ -207,8 +207,11 @@ void ChangeRouter::route_change(const Destination& d, const Bound& bound,
         const bool has_old = upd->old_kind != pgoutput::OldTupleKind::None;
         auto u = upsert_of(bound, upd->new_tuple, has_old ? &upd->old_tuple : nullptr);
         auto key = key_text(bound, u);
-        if (has_old) {
-            // A key change moves the row: the old key goes by the delete policy.
+        // A key change moves the row: the old key goes by the delete policy, where it was
+        // this destination's (another tenant's row may have had the same key).
+        if (has_old && (d.scope.empty() ||
+                        in_scope(d, upd->old_tuple, upd->old_kind == pgoutput::OldTupleKind::Key) !=
+                            InScope::No)) {
             auto old = remove_of(bound, upd->old_tuple);
             if (key_text(bound, old) != key) remove(std::move(old));
         }

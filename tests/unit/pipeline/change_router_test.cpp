@@ -229,6 +229,18 @@ TEST_CASE("an update that leaves the scope removes the key, one into it upserts"
     CHECK(route_fixture("update", {scoped({{"id", "7"}})}, {}, 1)->kinds.empty());
 }
 
+TEST_CASE("a key change into the scope removes the old key only where it may have been",
+          "[pipeline][scope]") {
+    // key_change: id 1 -> 100 (alice). The old key was another scope's: the row that has key
+    // 1 in this target, if any, is a different one, and stays.
+    CHECK(route_fixture("key_change", {scoped({{"id", "100"}})}, {}, 1)->kinds ==
+          std::vector<std::string>{"upsert 100"});
+    // The old tuple carries the key only: whether it was in a name scope is unknown, so the
+    // old key goes.
+    CHECK(route_fixture("key_change", {scoped({{"name", "alice"}})}, {}, 1)->kinds ==
+          (std::vector<std::string>{"remove 1", "upsert 100"}));
+}
+
 TEST_CASE("a delete goes where its old key says, or everywhere when it cannot tell",
           "[pipeline][scope]") {
     // delete of id 2: the old tuple carries the key only.
