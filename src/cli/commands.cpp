@@ -302,6 +302,35 @@ int init_command(const std::string& config_path) {
     return 0;
 }
 
+namespace {
+
+// The checkpoint belongs to the dropped slot; the synced users stay. Mirrors are authsync's
+// own copies of provider rows: without the slot they would only go stale.
+awaitable<void> teardown_target(asio::any_io_executor ex, const config::Config& config,
+                                const config::NamedTarget& t) {
+    const std::string about =
+        config.targets.size() > 1 ? fmt::format("target {}", t.name) : std::string("target");
+    pg::AsyncConnection target(ex);
+    co_await target.connect(t.target.dsn, "authsync teardown");
+    auto state = co_await target.query("SELECT to_regclass('authsync.checkpoint')");
+    if (!state.is_null(0, 0)) {
+        co_await target.query_params(
+            std::string("DELETE FROM authsync.checkpoint WHERE ") + apply::kSlotCheckpointRows,
+            pg::params(config.source.slot));
+    }
+    std::cout << about << ": removed the checkpoint of slot " << config.source.slot
+              << "; users_sync and its data are left in place\n";
+    for (const auto& composite : t.composites) {
+        for (const auto& s : composite.sources) {
+            co_await target.query("DROP TABLE IF EXISTS " +
+                                  quote_qualified("authsync", s.mirror_table));
+        }
+        std::cout << about << ": dropped the mirrors of preset " << composite.preset << '\n';
+    }
+}
+
+}  // namespace
+
 int teardown_command(const std::string& config_path) {
     auto config = load(config_path);
     if (!config) return 1;
@@ -335,25 +364,8 @@ int teardown_command(const std::string& config_path) {
             } else {
                 std::cout << "source: dropped publication " << config->source.publication << '\n';
             }
-            pg::AsyncConnection target(ex);
-            co_await target.connect(config->target.dsn, "authsync teardown");
-            // The checkpoint belongs to the dropped slot; the synced users stay.
-            auto state = co_await target.query("SELECT to_regclass('authsync.checkpoint')");
-            if (!state.is_null(0, 0)) {
-                co_await target.query_params(std::string("DELETE FROM authsync.checkpoint WHERE ") +
-                                                 apply::kSlotCheckpointRows,
-                                             pg::params(config->source.slot));
-            }
-            std::cout << "target: removed the checkpoint of slot " << config->source.slot
-                      << "; users_sync and its data are left in place\n";
-            // Mirrors are authsync's own copies of provider rows: without the slot they would
-            // only go stale.
-            for (const auto& composite : config->composites) {
-                for (const auto& s : composite.sources) {
-                    co_await target.query("DROP TABLE IF EXISTS " +
-                                          quote_qualified("authsync", s.mirror_table));
-                }
-                std::cout << "target: dropped the mirrors of preset " << composite.preset << '\n';
+            for (const auto& t : config->targets) {
+                co_await teardown_target(ex, *config, t);
             }
             co_return 0;
         }());

@@ -179,8 +179,7 @@ awaitable<bool> copy_mapping(pg::AsyncConnection& source, pg::AsyncConnection& t
     // A scoped mapping (fan-out) copies its own rows only.
     std::string where;
     for (const auto& [column, value] : rule.scope) {
-        where += (where.empty() ? " WHERE " : " AND ") + quote_identifier(column) +
-                 "::text = " + quote_literal(value);
+        where += (where.empty() ? " WHERE " : " AND ") + mapping::scope_condition(column, value);
     }
     co_await source.start_copy_out("COPY (SELECT " + columns + " FROM " +
                                    quote_qualified(rule.source_schema, rule.source_table) + where +
@@ -303,6 +302,15 @@ awaitable<void> copy_composites(pg::AsyncConnection& source, pg::AsyncConnection
 
 }  // namespace
 
+awaitable<void> record_mapping_scopes(pg::AsyncConnection& target, const config::Config& config) {
+    for (const auto& m : config.mappings) {
+        co_await target.query_params(
+            "INSERT INTO authsync.preset_scope (slot, preset, scope) VALUES ($1, $2, $3) "
+            "ON CONFLICT (slot, preset) DO UPDATE SET scope = EXCLUDED.scope, copied_at = now()",
+            pg::params(config.source.slot, m.scope_record(), m.scope_text()));
+    }
+}
+
 awaitable<void> run_backfill(pg::AsyncConnection& source, pg::AsyncConnection& target,
                              const config::Config& config, const std::string& snapshot_name,
                              Lsn consistent_point, EngineStatus& status) {
@@ -320,6 +328,7 @@ awaitable<void> run_backfill(pg::AsyncConnection& source, pg::AsyncConnection& t
         if (staged) targets.insert(rule.target_name());
     }
     co_await reconcile_unseen(target, config, targets, snapshot_time, *log);
+    co_await record_mapping_scopes(target, config);
     co_await copy_composites(source, target, config, status, total, *log);
 
     auto st = apply::checkpoint_statement(config.source.slot, consistent_point, PgTimestamp::now());

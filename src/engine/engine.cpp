@@ -214,10 +214,10 @@ private:
         durability_timer_.cancel();
     }
     TargetWriter& primary() { return targets_.front()->primary(); }
-    // Applies target `t`'s WAL flush position to each of its lanes.
+    // Applies target `t`'s WAL flush position to each of its lanes (note_durable() then shows
+    // it, once for all the targets of a round).
     void target_flushed(std::size_t t, Lsn flush) {
         for (auto* w : targets_[t]->lanes) tracker_->target_flushed(w->id(), flush);
-        note_durable();
     }
     // The status's view of what each target holds durably.
     void note_durable() {
@@ -333,6 +333,8 @@ awaitable<void> Session::prepare() {
     for (auto& t : targets_) {
         t->config.composites = config_.targets[t->index].composites;
         t->config.targets.front().composites = t->config.composites;
+        t->config.mappings = config_.targets[t->index].mappings;  // scope values canonical
+        t->config.targets.front().mappings = t->config.mappings;
         t->router.emplace(t->config.mappings, t->config.composites, config_.apply.lanes);
     }
     std::optional<std::string> scope_changed;
@@ -386,9 +388,29 @@ awaitable<bool> Session::lock_slot(Target& t) {
 // rows and miss this one's: only a new copy (`resync`, or a first copy) may go on.
 awaitable<std::optional<std::string>> Session::scope_change(Target& t) {
     std::optional<std::string> changed;
-    if (!t.checkpoint) co_return changed;
+    auto& target = t.primary().connection();
+    if (!t.checkpoint) {
+        // Nothing held yet: what it will hold is for these scopes (a copy records them again).
+        co_await record_mapping_scopes(target, t.config);
+        co_return changed;
+    }
+    // A table mapping's scope: a target copied for other tenants (or for every row, as before
+    // scopes existed, when nothing is recorded) holds rows it should not, and misses others.
+    for (const auto& m : t.config.mappings) {
+        auto r = co_await target.query_params(
+            "SELECT scope FROM authsync.preset_scope WHERE slot = $1 AND preset = $2",
+            pg::params(config_.source.slot, m.scope_record()));
+        const std::string was = r.rows() > 0 ? std::string(r.get(0, 0)) : std::string();
+        if (was != m.scope_text()) {
+            auto shown = [](const std::string& s) { return s.empty() ? "every row" : s; };
+            changed = fmt::format(
+                "the rows of {} were copied for [{}], the config now says [{}]: run "
+                "`authsync resync`",
+                m.source_name(), shown(was), shown(m.scope_text()));
+        }
+    }
     for (const auto& composite : t.config.composites) {
-        auto r = co_await t.primary().connection().query_params(
+        auto r = co_await target.query_params(
             "SELECT scope FROM authsync.preset_scope WHERE slot = $1 AND preset = $2",
             pg::params(config_.source.slot, composite.preset));
         const std::string now = composite.scope();
@@ -417,13 +439,11 @@ awaitable<void> Session::check_publication() {
         log_->info("created publication {}", src.publication);
         for (const auto& note : notes) log_->warn("{}", note);
     }
-    if (std::any_of(targets_.begin(), targets_.end(),
-                    [](const auto& t) { return !t->config.composites.empty(); })) {
-        // E.g. a publication made for another project would stream the wrong users.
-        auto problems = co_await check_publication_scope(source_, config_);
-        if (!problems.empty()) {
-            throw FatalError(fmt::format("{} ({})", problems.front().what, problems.front().hint));
-        }
+    // E.g. a publication made for another project, or before a target was added, would stream
+    // the wrong users or none of a target's.
+    auto problems = co_await check_publication_scope(source_, config_);
+    if (!problems.empty()) {
+        throw FatalError(fmt::format("{} ({})", problems.front().what, problems.front().hint));
     }
     // A mapped table left out of an existing publication would never stream: say so now.
     if (auto missing = co_await table_missing_from_publication(source_, config_)) {
@@ -890,11 +910,10 @@ awaitable<void> Session::join_batch() {
         f = std::max(f.value_or(Lsn{}), positions.flushed);
     }
     if (batch.end_lsn) {
+        std::vector<bool> committing(writers_.size(), false);
+        for (const auto* w : batch.committing) committing[w->id()] = true;
         for (auto& w : writers_) {
-            if (std::find(batch.committing.begin(), batch.committing.end(), w.get()) ==
-                batch.committing.end()) {
-                tracker_->committed(w->id(), *batch.end_lsn, std::nullopt);
-            }
+            if (!committing[w->id()]) tracker_->committed(w->id(), *batch.end_lsn, std::nullopt);
         }
     }
     // A target's flush position holds for every lane into it.
@@ -981,6 +1000,7 @@ awaitable<void> Session::check_durable() {
             break;
         }
     }
+    note_durable();
     if (tracker_->acknowledged() > before) co_await send_status(false);
 }
 
@@ -1020,6 +1040,7 @@ awaitable<void> Session::wait_durable_at_stop() {
             if (t->primary().busy()) continue;
             target_flushed(t->index, co_await t->primary().flush_lsn());
         }
+        note_durable();
         if (!tracker_->has_unflushed()) break;
         asio::steady_timer t(co_await asio::this_coro::executor, std::chrono::milliseconds(50));
         co_await t.async_wait(use_awaitable);

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <map>
+#include <set>
 
 namespace authsync::engine {
 
@@ -138,6 +139,39 @@ awaitable<void> resolve_composites(pg::AsyncConnection& source, const std::strin
 
 }  // namespace
 
+// A table mapping's scope values as the provider writes them: the router compares the stream's
+// text with them, and e.g. a uuid written in capitals would otherwise match no row it streams
+// while the row filter and the copy (which compare typed values) select them all.
+awaitable<void> canonicalize_scopes(pg::AsyncConnection& source, const std::string& about,
+                                    std::vector<mapping::MappingRule>& mappings) {
+    for (auto& m : mappings) {
+        for (auto& [column, value] : m.scope) {
+            auto type = co_await source.query_params(
+                "SELECT format_type(a.atttypid, a.atttypmod) FROM pg_attribute a WHERE "
+                "a.attrelid = to_regclass($1) AND a.attname = $2 AND a.attnum > 0 AND NOT "
+                "a.attisdropped",
+                pg::params(quote_qualified(m.source_schema, m.source_table), column));
+            if (type.rows() == 0) continue;  // a missing table or column is reported elsewhere
+            const std::string type_name(type.get(0, 0));
+            std::optional<std::string> canonical;
+            try {
+                auto r = co_await source.query_params("SELECT $1::" + type_name + "::text",
+                                                      pg::params(value));
+                canonical = std::string(r.get(0, 0));
+            } catch (const pg::PgError& e) {
+                // Data exceptions (class 22): the value does not read as the column's type.
+                // The server's message quotes the value: it is not repeated.
+                if (e.sqlstate().rfind("22", 0) != 0) throw;
+            }
+            if (!canonical) {
+                throw LookupError(fmt::format("{}scope of {}: the value for column {} is not a {}",
+                                              about, m.source_name(), column, type_name));
+            }
+            value = *canonical;
+        }
+    }
+}
+
 awaitable<void> resolve_lookups(pg::AsyncConnection& source, config::Config& config) {
     const bool named =
         config.targets.size() > 1 ||
@@ -147,9 +181,13 @@ awaitable<void> resolve_lookups(pg::AsyncConnection& source, config::Config& con
         std::string about;
         if (named) about = "target " + t.name + ": ";
         co_await resolve_composites(source, about, t.composites);
+        co_await canonicalize_scopes(source, about, t.mappings);
     }
-    const std::string none;
-    co_await resolve_composites(source, none, config.composites);
+    // The top-level form is the first target's (Config keeps the two alike).
+    if (!config.targets.empty()) {
+        config.composites = config.targets.front().composites;
+        config.mappings = config.targets.front().mappings;
+    }
 }
 
 awaitable<std::vector<std::string>> existing_columns(pg::AsyncConnection& source,
@@ -404,8 +442,7 @@ awaitable<void> add_mapping_tables(pg::AsyncConnection& source,
         std::string filter;
         for (const auto& [column, value] : m.scope) {
             scope_columns.push_back(column);
-            filter += (filter.empty() ? "" : " AND ") + quote_identifier(column) +
-                      "::text = " + quote_literal(value);
+            filter += (filter.empty() ? "" : " AND ") + mapping::scope_condition(column, value);
         }
         if (m.scope.empty() || !published.identity.covers(scope_columns)) {
             entry.unfiltered = true;
@@ -709,9 +746,45 @@ std::optional<std::string> slot_ahead_of_checkpoint(const std::string& slot_name
         slot_name, slot.confirmed_flush->to_string(), checkpoint.end_lsn.to_string());
 }
 
+namespace {
+
+// A scoped table mapping: a row filter on its table that does not select its scope's values
+// (e.g. a publication made before this target was configured) would never stream its rows.
+awaitable<void> check_mapping_filters(pg::AsyncConnection& source, const config::Config& config,
+                                      std::vector<Problem>& problems) {
+    const auto& pubname = config.source.publication;
+    for (const auto& t : config.targets) {
+        for (const auto& m : t.mappings) {
+            if (m.scope.empty()) continue;
+            auto pub = co_await source.query_params(
+                "SELECT rowfilter FROM pg_publication_tables WHERE pubname = $1 AND schemaname = "
+                "$2 AND tablename = $3",
+                pg::params(pubname, m.source_schema, m.source_table));
+            if (pub.rows() == 0 || pub.is_null(0, 0)) continue;  // missing: reported elsewhere
+            const std::string published(pub.get(0, 0));
+            for (const auto& [column, value] : m.scope) {
+                // As the filter's deparsed text spells the literal.
+                const auto literal = quote_literal(value);
+                if (published.find(literal) != std::string::npos) continue;
+                problems.push_back(
+                    {fmt::format("source: publication \"{}\" filters the rows of {} without "
+                                 "target {}'s scope ({}): that target's rows would never stream",
+                                 pubname, m.source_name(), t.name, column),
+                     fmt::format("drop publication {} and let authsync create it for every "
+                                 "target, then run `authsync resync`",
+                                 quote_identifier(pubname))});
+                break;
+            }
+        }
+    }
+}
+
+}  // namespace
+
 awaitable<std::vector<Problem>> check_publication_scope(pg::AsyncConnection& source,
                                                         const config::Config& config) {
     std::vector<Problem> problems;
+    co_await check_mapping_filters(source, config, problems);
     const auto& pubname = config.source.publication;
     std::vector<const mapping::CompositeRule*> composites;
     for (const auto& t : config.targets) {
@@ -888,7 +961,13 @@ awaitable<void> check_mirror_source(pg::AsyncConnection& source, const config::C
 
 awaitable<void> check_composite_sources(pg::AsyncConnection& source, const config::Config& config,
                                         bool have_publication, std::vector<Problem>& problems) {
-    if (config.composites.empty()) co_return;
+    const bool scoped =
+        std::any_of(config.targets.begin(), config.targets.end(), [](const auto& t) {
+            return !t.composites.empty() ||
+                   std::any_of(t.mappings.begin(), t.mappings.end(),
+                               [](const auto& m) { return !m.scope.empty(); });
+        });
+    if (!scoped) co_return;
     config::Config resolved = config;
     try {
         co_await resolve_lookups(source, resolved);
@@ -897,9 +976,15 @@ awaitable<void> check_composite_sources(pg::AsyncConnection& source, const confi
                             "fix preset_options, or check that the dsn names the provider's "
                             "database"});
     }
-    for (const auto& composite : resolved.composites) {
-        for (const auto& s : composite.sources) {
-            co_await check_mirror_source(source, config, composite, s, have_publication, problems);
+    // Every target's presets, each source table once (targets share a preset's tables).
+    std::set<std::string> checked;
+    for (const auto& t : resolved.targets) {
+        for (const auto& composite : t.composites) {
+            for (const auto& s : composite.sources) {
+                if (!checked.insert(composite.preset + " " + s.source_name()).second) continue;
+                co_await check_mirror_source(source, config, composite, s, have_publication,
+                                             problems);
+            }
         }
     }
     if (!have_publication) co_return;

@@ -109,9 +109,18 @@ bool FlushTracker::stored_behind(std::size_t t) const {
     return stored < lowest;
 }
 
+// One pass over the writers (target_holds() for each target would be writers x targets, on
+// every commit of every target).
 void FlushTracker::update_acknowledged() {
-    Lsn lowest = target_holds(0);
-    for (std::size_t t = 1; t < targets_; ++t) lowest = std::min(lowest, target_holds(t));
+    holds_.assign(targets_, Hold{});
+    for (const auto& writer : writers_) {
+        auto& h = holds_[writer.target];
+        h.lowest = h.seen ? std::min(h.lowest, writer.durable) : writer.durable;
+        h.stored = std::max(h.stored, writer.stored);
+        h.seen = true;
+    }
+    Lsn lowest = std::min(holds_.front().lowest, holds_.front().stored);
+    for (const auto& h : holds_) lowest = std::min(lowest, std::min(h.lowest, h.stored));
     acknowledged_ = std::max(acknowledged_, lowest);
 }
 

@@ -299,3 +299,159 @@ TEST_CASE("fan-out: 20 targets on two servers stay equal to their tenants throug
     CHECK(f.status()["targets"].size() == kMany);
     CHECK(f.stop() == 0);
 }
+
+namespace {
+
+std::string read_file(const std::string& path) {
+    std::ifstream in(path);
+    return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+void write_file(const std::string& path, const std::string& text) {
+    std::ofstream(path, std::ios::trunc) << text;
+}
+
+}  // namespace
+
+TEST_CASE("fan-out: a target's scope changed under its copy is refused until a resync",
+          "[fanout][integration]") {
+    auto targets = make_targets("hard", 2);
+    test::SyncOptions options;
+    options.provider_ddl = kProviderDdl;
+    options.targets_yaml = targets.yaml;
+    SyncFixture f(options);
+    f.provider().exec(
+        "INSERT INTO public.users (id, tenant, name) SELECT 'u' || i, 'tenant' || (i % 3), "
+        "'name ' || i FROM generate_series(1, 30) AS i");
+    f.start();
+    REQUIRE(wait_until([&] { return targets_match(f, targets); }, 30s));
+    REQUIRE(f.stop() == 0);
+    // tenant1's database now says it is for tenant2: streaming on would keep tenant1's rows
+    // there and never hold tenant2's existing ones.
+    auto yaml = read_file(f.config_path());
+    const std::string was = "scope: {tenant: " + tenant(1) + "}";
+    REQUIRE(yaml.find(was) != std::string::npos);
+    write_file(f.config_path(),
+               yaml.replace(yaml.find(was), was.size(), "scope: {tenant: " + tenant(2) + "}"));
+    f.start_unchecked();
+    CHECK(f.process().wait(30s) == 1);
+    CHECK_THAT(f.process().log(),
+               Catch::Contains("target tenant1: the rows of public.users were copied for "
+                               "[tenant=tenant1], the config now says [tenant=tenant2]") &&
+                   Catch::Contains("authsync resync"));
+    // The resync copies every target again, for the scopes the config now gives.
+    auto resync = test::run_cli("resync --config " + f.config_path());
+    INFO(resync.text);
+    REQUIRE(resync.rc == 0);
+    f.start();
+    auto tenant2_rows = [&] {
+        return provider_rows(f, 2) == target_rows(targets.databases[1]) &&
+               provider_rows(f, 0) == target_rows(targets.databases[0]);
+    };
+    REQUIRE(wait_until(tenant2_rows, 30s));
+    for (const auto& id : all_ids(targets.databases[1])) CHECK(provider_rows(f, 2).count(id) == 1);
+    CHECK(f.stop() == 0);
+}
+
+TEST_CASE("fan-out: teardown removes every target's checkpoint and leaves their users",
+          "[fanout][integration]") {
+    auto targets = make_targets("soft");
+    test::SyncOptions options;
+    options.provider_ddl = kProviderDdl;
+    options.targets_yaml = targets.yaml;
+    SyncFixture f(options);
+    f.provider().exec(
+        "INSERT INTO public.users (id, tenant) SELECT 'u' || i, 'tenant' || (i % 3) "
+        "FROM generate_series(1, 9) AS i");
+    f.start();
+    REQUIRE(wait_until([&] { return targets_match(f, targets); }, 30s));
+    REQUIRE(f.stop() == 0);
+    auto out = test::run_cli("teardown --config " + f.config_path());
+    INFO(out.text);
+    REQUIRE(out.rc == 0);
+    for (int t = 0; t < kTenants; ++t) {
+        CHECK_THAT(out.text, Catch::Contains("target " + tenant(t) + ": removed the checkpoint"));
+        auto r = targets.databases[t].connect().exec_params(
+            "SELECT count(*) FROM authsync.checkpoint WHERE slot = $1", pg::params(f.slot()));
+        CHECK(r.get(0, 0) == "0");
+        CHECK(target_rows(targets.databases[t]).size() == 3);
+    }
+}
+
+// A tenant column in the replica identity lets the publication filter each target's rows on
+// the provider: a uuid one, written in capitals in the config.
+TEST_CASE(
+    "fan-out: a uuid tenant in the key is filtered on the provider, and a publication "
+    "without a new target's tenant is refused",
+    "[fanout][integration]") {
+    const std::vector<std::string> tenants = {"6f1c1a52-9a0e-4d7c-8f43-2b1d0c9e7a11",
+                                              "0b7e9d84-3c2f-4e51-a6d8-9f0a1b2c3d4e",
+                                              "c4d5e6f7-0818-4a2b-9c3d-4e5f60718293"};
+    auto upper = [](std::string s) {
+        for (auto& c : s) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+        return s;
+    };
+    std::vector<TargetDb> dbs;
+    std::string yaml;
+    for (int t = 0; t < 3; ++t) {
+        auto db = test::target_cluster().create_database("tenant");
+        dbs.push_back({&test::target_cluster(), db});
+        yaml += "  - name: " + tenant(t) + "\n    dsn: \"" + test::target_cluster().dsn(db) +
+                "\"\n    mappings:\n      - source: public.members\n        key: id\n"
+                "        on_delete: hard\n        scope: {tenant: \"" +
+                upper(tenants[t]) + "\"}\n        fields: {display_name: name}\n";
+    }
+    test::SyncOptions options;
+    options.provider_ddl = R"(
+        CREATE TABLE public.members (
+            tenant uuid NOT NULL,
+            id text NOT NULL,
+            name text,
+            PRIMARY KEY (tenant, id));)";
+    // The first run knows two of the three targets.
+    options.targets_yaml = yaml.substr(0, yaml.find("  - name: " + tenant(2)));
+    SyncFixture f(options);
+    auto p = f.provider();
+    for (int t = 0; t < 3; ++t) {
+        p.exec_params(
+            "INSERT INTO public.members (tenant, id, name) SELECT $1::uuid, 'm' || i, 'n' || i "
+            "FROM generate_series(1, 5) AS i",
+            pg::params(tenants[t]));
+    }
+    auto rows_of = [&](const TargetDb& db) {
+        auto r = db.connect().exec("SELECT count(*) FROM neon_auth.users_sync");
+        return std::stoi(std::string(r.get(0, 0)));
+    };
+    f.start();
+    REQUIRE(wait_until([&] { return rows_of(dbs[0]) == 5 && rows_of(dbs[1]) == 5; }, 30s));
+    // Streamed, and moved between tenants: the filter and the router agree on the tenant.
+    p.exec_params("INSERT INTO public.members (tenant, id, name) VALUES ($1::uuid, 'new', 'x')",
+                  pg::params(tenants[0]));
+    p.exec_params(
+        "UPDATE public.members SET tenant = $1::uuid, id = 'moved' WHERE tenant = $2::uuid AND "
+        "id = 'm1'",
+        pg::params(tenants[0], tenants[1]));
+    // tenant0 keeps its own m1: the moved row's old key was tenant1's.
+    REQUIRE(wait_until([&] { return rows_of(dbs[0]) == 7 && rows_of(dbs[1]) == 4; }, 30s));
+    // One publication, filtered to the two tenants.
+    auto filter = p.exec("SELECT rowfilter FROM pg_publication_tables WHERE tablename = 'members'");
+    REQUIRE(filter.rows() == 1);
+    REQUIRE_FALSE(filter.is_null(0, 0));
+    CHECK_THAT(std::string(filter.get(0, 0)), Catch::Contains(tenants[0]) &&
+                                                  Catch::Contains(tenants[1]) &&
+                                                  !Catch::Contains(tenants[2]));
+    REQUIRE(f.stop() == 0);
+    // A third target: the publication never streams its tenant's rows, which is refused
+    // rather than left silently stale.
+    {
+        std::ofstream(f.config_path(), std::ios::app)
+            << yaml.substr(yaml.find("  - name: " + tenant(2)));
+    }
+    f.start_unchecked();
+    CHECK(f.process().wait(30s) == 1);
+    CHECK_THAT(f.process().log(),
+               Catch::Contains("filters the rows of public.members without target tenant2's "
+                               "scope") &&
+                   Catch::Contains("drop publication"));
+    CHECK(rows_of(dbs[2]) == 0);
+}

@@ -26,4 +26,9 @@ asio::awaitable<void> run_backfill(pg::AsyncConnection& source, pg::AsyncConnect
                                    const config::Config& config, const std::string& snapshot_name,
                                    Lsn consistent_point, EngineStatus& status);
 
+// Records what each table mapping's rows are for (authsync.preset_scope, keyed by
+// MappingRule::scope_record), so that a later change of a scope is refused until a new copy.
+asio::awaitable<void> record_mapping_scopes(pg::AsyncConnection& target,
+                                            const config::Config& config);
+
 }  // namespace authsync::engine

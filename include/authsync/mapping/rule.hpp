@@ -42,6 +42,16 @@ struct MappingRule {
 
     std::string source_name() const { return source_schema + "." + source_table; }
     std::string target_name() const { return target_schema + "." + target_table; }
+    // What the target's rows were copied for, recorded beside them (authsync.preset_scope):
+    // "" for every row, else "column=value" terms joined with "; ".
+    std::string scope_text() const;
+    // The key of that record: the mapping's source and target tables.
+    std::string scope_record() const { return "mapping " + source_name() + " " + target_name(); }
 };
+
+// The SQL condition selecting rows whose `column` is `value`: for the copy and the
+// publication's row filter. The literal takes the column's type (a cast to text would be a
+// function call, which a row filter refuses on types whose output function is not immutable).
+std::string scope_condition(const std::string& column, const std::string& value);
 
 }  // namespace authsync::mapping

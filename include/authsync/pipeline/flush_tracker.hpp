@@ -111,6 +111,12 @@ private:
     Lsn committed_;
     Lsn acknowledged_;
     std::optional<Clock::time_point> last_idle_record_;
+    struct Hold {
+        bool seen = false;
+        Lsn lowest;  // the least durable of the target's writers
+        Lsn stored;  // the most its checkpoint rows hold
+    };
+    std::vector<Hold> holds_;  // update_acknowledged()'s per-target scratch
 };
 
 }  // namespace authsync::pipeline
