@@ -28,6 +28,9 @@ make_workdir() {
   chmod 755 "$work"
   if [ "$(id -u)" -eq 0 ]; then chown postgres: "$work"; fi
   trap cleanup EXIT
+  # A signal (e.g. timeout's TERM) ends the script through its EXIT trap, servers included.
+  trap 'exit 143' TERM
+  trap 'exit 130' INT
 }
 
 cleanup() {

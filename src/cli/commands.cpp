@@ -172,6 +172,23 @@ int run_engine(const std::string& config_path, engine::SessionOptions session_op
             signals.async_wait(on_signal);  // a second signal is harmless
         };
     signals.async_wait(on_signal);
+    // SIGHUP: the config is read again and the session restarts with it (targets added join
+    // with a copy of their own); one that does not parse leaves the running one in place.
+    asio::signal_set hangup(io, SIGHUP);
+    std::function<void(const boost::system::error_code&, int)> on_hangup =
+        [&](const boost::system::error_code& ec, int) {
+            if (ec) return;
+            try {
+                auto next = config::load_config(config_path, config::process_env());
+                pg::validate_dsn(next.source.dsn, "source.dsn");
+                check_targets(next);
+                supervisor.reload(std::move(next));
+            } catch (const ConfigError& e) {
+                spdlog::error("reload: {}; the running config stays", e.what());
+            }
+            hangup.async_wait(on_hangup);
+        };
+    if (serve_status) hangup.async_wait(on_hangup);
     int exit_code = 1;
     asio::co_spawn(io, supervisor.run(), [&](std::exception_ptr e, int code) {
         if (e) {
@@ -185,6 +202,7 @@ int run_engine(const std::string& config_path, engine::SessionOptions session_op
             exit_code = code;
         }
         signals.cancel();
+        hangup.cancel();
         notify_timer.cancel();
         if (http) http->stop();
         io.stop();

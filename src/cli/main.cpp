@@ -85,6 +85,17 @@ int main(int argc, char** argv) {
                        "for https: the CA certificate (PEM) that signed the endpoint's "
                        "certificate (default: the system's CAs)");
 
+    std::string targets_url = "http://127.0.0.1:8080";
+    auto* targets = app.add_subcommand(
+        "targets",
+        "List a running authsync's targets from its status endpoint, worst lag first (exit 0 "
+        "all streaming, 1 otherwise, 2 unreachable)");
+    targets->add_option("--url", targets_url, "the status endpoint")->capture_default_str();
+    std::string targets_cacert;
+    targets->add_option("--cacert", targets_cacert,
+                        "for https: the CA certificate (PEM) that signed the endpoint's "
+                        "certificate (default: the system's CAs)");
+
     authsync::cli::DecodeOptions decode;
     auto* decode_cmd = app.add_subcommand(
         "decode",
@@ -124,5 +135,6 @@ int main(int argc, char** argv) {
     if (peek->parsed()) return authsync::cli::peek_command(config_path, peek_limit);
     if (status->parsed())
         return authsync::cli::status_command(status_url, status_json, status_cacert);
+    if (targets->parsed()) return authsync::cli::targets_command(targets_url, targets_cacert);
     return 2;
 }

@@ -1,5 +1,7 @@
 #include <utility>  // before Asio (Boost 1.74)
 
+#include <fmt/format.h>
+#include <algorithm>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -77,18 +79,17 @@ asio::awaitable<http::response<http::string_body>> fetch(Stream& stream, const U
     co_return res;
 }
 
-}  // namespace
-
-int status_command(const std::string& url, bool as_json, const std::string& cacert) {
+// GETs `url` (its /status document) into `body`; 0, or 2 with the reason printed as `who`'s.
+int get_status(const std::string& url, const std::string& cacert, const std::string& who,
+               std::string& body) {
     auto parsed = parse_url(url);
     if (!parsed) {
-        std::cerr << "authsync status: cannot use URL " << url
+        std::cerr << who << ": cannot use URL " << url
                   << " (expected http://host:port or https://host:port)\n";
         return 2;
     }
     asio::io_context io;
     int http_status = 0;
-    std::string body;
     std::string failure;
     // https: the server's certificate is verified against --cacert, or the system's CAs, and
     // must name the URL's host.
@@ -102,8 +103,8 @@ int status_command(const std::string& url, bool as_json, const std::string& cace
             tls.load_verify_file(cacert, ec);
         }
         if (ec) {
-            std::cerr << "authsync status: cannot load CA certificates " << cacert << ": "
-                      << ec.message() << '\n';
+            std::cerr << who << ": cannot load CA certificates " << cacert << ": " << ec.message()
+                      << '\n';
             return 2;
         }
     }
@@ -148,18 +149,30 @@ int status_command(const std::string& url, bool as_json, const std::string& cace
         });
     io.run();
     if (!failure.empty()) {
-        std::cerr << "authsync status: cannot reach " << url << ": " << failure << '\n';
+        std::cerr << who << ": cannot reach " << url << ": " << failure << '\n';
         return 2;
     }
     if (http_status == 401) {
-        std::cerr << "authsync status: " << url << " wants a token (set AUTHSYNC_STATUS_TOKEN)\n";
+        std::cerr << who << ": " << url << " wants a token (set AUTHSYNC_STATUS_TOKEN)\n";
         return 2;
     }
+    if (http_status != 200 && !json::accept(body)) {
+        std::cerr << who << ": " << url << " answered " << http_status << " without JSON\n";
+        return 2;
+    }
+    return 0;
+}
+
+}  // namespace
+
+int status_command(const std::string& url, bool as_json, const std::string& cacert) {
+    std::string body;
+    if (int rc = get_status(url, cacert, "authsync status", body); rc != 0) return rc;
     // The document is read with the status model's own declaration (status/fields.hpp), and
     // the summary is rendered from it the same way.
     const auto report = status::read_status_json(body, status::fields());
     if (!report) {
-        std::cerr << "authsync status: " << url << " answered " << http_status << " without JSON\n";
+        std::cerr << "authsync status: " << url << " answered without a status document\n";
         return 2;
     }
     if (as_json) {
@@ -168,6 +181,40 @@ int status_command(const std::string& url, bool as_json, const std::string& cace
         std::cout << status::render_summary(*report, status::fields());
     }
     return report->ready ? 0 : 1;
+}
+
+int targets_command(const std::string& url, const std::string& cacert) {
+    std::string body;
+    if (int rc = get_status(url, cacert, "authsync targets", body); rc != 0) return rc;
+    const auto doc = json::parse(body, nullptr, false);
+    if (doc.is_discarded() || !doc.contains("targets") || !doc["targets"].is_object()) {
+        std::cerr << "authsync targets: " << url << " shows no targets (an older authsync?)\n";
+        return 2;
+    }
+    // Worst lag first, as the page lists them.
+    std::vector<std::pair<std::string, json>> rows;
+    for (const auto& [name, t] : doc["targets"].items()) rows.emplace_back(name, t);
+    auto lag = [](const json& t) { return t.value("lag_bytes", std::int64_t{0}); };
+    std::stable_sort(rows.begin(), rows.end(),
+                     [&](const auto& a, const auto& b) { return lag(a.second) > lag(b.second); });
+    std::cout << fmt::format("{:<24} {:<12} {:>14} {:>16} {:>12}\n", "target", "state", "lag_bytes",
+                             "durable_lsn", "rows");
+    bool all_streaming = true;
+    for (const auto& [name, t] : rows) {
+        std::int64_t applied = 0;
+        if (t.contains("rows_applied") && t["rows_applied"].is_object()) {
+            for (const auto& [mapping, ops] : t["rows_applied"].items()) {
+                for (const auto& [op, n] : ops.items()) {
+                    if (n.is_number_integer()) applied += n.get<std::int64_t>();
+                }
+            }
+        }
+        const auto state = t.value("state", std::string("?"));
+        all_streaming = all_streaming && state == "streaming";
+        std::cout << fmt::format("{:<24} {:<12} {:>14} {:>16} {:>12}\n", name, state, lag(t),
+                                 t.value("durable_lsn", std::string("-")), applied);
+    }
+    return all_streaming ? 0 : 1;
 }
 
 int peek_command(const std::string& config_path, int limit) {

@@ -133,7 +133,8 @@ private:
         std::optional<pipeline::ChangeRouter> router;  // made once lookups are resolved
         std::vector<TargetWriter*> lanes;              // in writers_; lanes[0] provisions
         std::optional<Checkpoint> checkpoint;          // read at start
-        Clock::time_point last_checkpoint;             // its last checkpoint commit
+        Lsn copied_at;  // its copy's consistent point, when this start copied it
+        Clock::time_point last_checkpoint;  // its last checkpoint commit
         TargetWriter& primary() const { return *lanes.front(); }
         const std::string& name() const { return config.targets.front().name; }
     };
@@ -149,7 +150,8 @@ private:
     awaitable<bool> prepare_slot(std::optional<std::string> scope_changed);
     awaitable<bool> judge_checkpoints(const std::optional<SlotInfo>& slot, bool resync);
     awaitable<std::optional<std::string>> scope_change(Target& t);
-    awaitable<void> start_writers(std::optional<Lsn> slot_confirmed_flush, Lsn copied_at);
+    awaitable<void> start_writers(std::optional<Lsn> slot_confirmed_flush);
+    awaitable<void> copy_joining_target(Target& t);
     awaitable<void> start_streaming();
 
     awaitable<void> stream();
@@ -473,17 +475,36 @@ awaitable<bool> Session::judge_checkpoints(const std::optional<SlotInfo>& slot, 
         log_->error("{}; resyncing (source.on_slot_lost: resync)", *lost);
         resync = true;
     }
+    std::vector<Target*> behind;
     for (const auto& t : targets_) {
         if (!t->checkpoint || !slot || resync) continue;
         // E.g. a target restored from a backup, or branched from an earlier point in time:
         // streaming from its checkpoint would silently skip what the slot no longer holds.
         if (auto ahead = slot_ahead_of_checkpoint(src.slot, *slot, *t->checkpoint)) {
+            behind.push_back(t.get());
+            if (targets_.size() > 1 && src.snapshot == config::Snapshot::Initial) {
+                // One of several (e.g. removed from the config and added again): it is copied
+                // again and joins, the others stream on from their checkpoints.
+                log_->warn("{}{}; copying this target again", about(*t), *ahead);
+                continue;
+            }
             if (src.on_slot_lost != config::OnSlotLost::Resync) {
                 throw FatalError(about(*t) + *ahead);
             }
             log_->error("{}{}; resyncing (source.on_slot_lost: resync)", about(*t), *ahead);
             resync = true;
         }
+    }
+    if (!resync && behind.size() < targets_.size()) {
+        for (auto* t : behind) t->checkpoint.reset();
+    } else if (!resync && !behind.empty()) {
+        // Every target is behind the slot: nothing streams from it that they could join.
+        if (src.on_slot_lost != config::OnSlotLost::Resync) {
+            throw FatalError(
+                about(*behind.front()) +
+                *slot_ahead_of_checkpoint(src.slot, *slot, *behind.front()->checkpoint));
+        }
+        resync = true;
     }
     co_return resync;
 }
@@ -498,18 +519,11 @@ awaitable<bool> Session::prepare_slot(std::optional<std::string> scope_changed) 
             fmt::format("slot {} uses plugin {}, authsync needs pgoutput", src.slot, slot->plugin));
     }
     const bool resync = co_await judge_checkpoints(slot, options_.resync);
-    const auto without = std::find_if(targets_.begin(), targets_.end(),
-                                      [](const auto& t) { return !t->checkpoint; });
     const bool none =
         std::all_of(targets_.begin(), targets_.end(), [](const auto& t) { return !t->checkpoint; });
-    if (!resync && !none && without != targets_.end() &&
-        src.snapshot == config::Snapshot::Initial) {
-        // Its copy would have to join a stream that has moved on (online add: not yet).
-        throw FatalError(fmt::format(
-            "target {} has no checkpoint while the others stream from slot {}: a target added "
-            "to a running slot needs its copy; run `authsync resync` (copies every target again)",
-            (*without)->name(), src.slot));
-    }
+    // Targets without a checkpoint beside others that stream from the slot (a target added to
+    // the config, or a first copy cut off between targets): each gets a copy of its own.
+    const bool joining = !resync && !none && src.snapshot == config::Snapshot::Initial;
     const bool backfill = resync || (none && src.snapshot == config::Snapshot::Initial);
     if (scope_changed && !backfill) throw FatalError(*scope_changed);
     if (backfill && slot) {
@@ -522,7 +536,6 @@ awaitable<bool> Session::prepare_slot(std::optional<std::string> scope_changed) 
         log_->info("dropped slot {} to recreate it with a snapshot for the initial copy", src.slot);
         slot.reset();
     }
-    Lsn copied_at;
     if (!slot) {
         if (!src.create_slot && !resync) {
             throw FatalError(
@@ -535,7 +548,7 @@ awaitable<bool> Session::prepare_slot(std::optional<std::string> scope_changed) 
             auto created = co_await replication_.query("CREATE_REPLICATION_SLOT " +
                                                        quote_identifier(src.slot) +
                                                        " LOGICAL pgoutput (SNAPSHOT 'export')");
-            copied_at = Lsn::parse_or_throw(created.get(0, 1));
+            const auto copied_at = Lsn::parse_or_throw(created.get(0, 1));
             const std::string snapshot_name(created.get(0, 2));
             log_->info("created slot {} at {}; copying existing users", src.slot,
                        copied_at.to_string());
@@ -545,15 +558,21 @@ awaitable<bool> Session::prepare_slot(std::optional<std::string> scope_changed) 
                 co_await delete_lane_checkpoints(t->primary().connection(), src.slot);
                 co_await run_backfill(source_, t->primary().connection(), t->config, snapshot_name,
                                       copied_at, status_);
+                t->copied_at = copied_at;
             }
         } else {
             co_await create_slot(source_, src.slot);
             log_->info("created slot {}", src.slot);
         }
     }
+    if (joining && slot) {
+        for (auto& t : targets_) {
+            if (!t->checkpoint) co_await copy_joining_target(*t);
+        }
+    }
     std::optional<Lsn> confirmed;
     if (slot) confirmed = slot->confirmed_flush;
-    co_await start_writers(confirmed, copied_at);
+    co_await start_writers(confirmed);
     if (options_.stop_after_backfill) {
         finished_ = true;
         co_return false;
@@ -561,20 +580,44 @@ awaitable<bool> Session::prepare_slot(std::optional<std::string> scope_changed) 
     co_return true;
 }
 
+// A target that joins a slot other targets stream from is copied from a snapshot of its own:
+// a temporary slot's, made now, as PostgreSQL's tablesync takes one. Its consistent point C is
+// at or past the slot's confirmed_flush_lsn, and the slot still holds every transaction that
+// commits after it: the stream resumes from the lowest checkpoint, and this target skips what
+// commits before C (in its copy), as after a first copy. The others skip what their own
+// checkpoints hold. The temporary slot goes with its connection.
+awaitable<void> Session::copy_joining_target(Target& t) {
+    const auto& src = config_.source;
+    pg::AsyncConnection snapshot_conn(co_await asio::this_coro::executor);
+    co_await snapshot_conn.connect(src.dsn, "authsync", true);
+    const auto temporary = fmt::format("{}_add{}", src.slot.substr(0, 50), t.index);
+    auto created =
+        co_await snapshot_conn.query("CREATE_REPLICATION_SLOT " + quote_identifier(temporary) +
+                                     " TEMPORARY LOGICAL pgoutput (SNAPSHOT 'export')");
+    const auto copied_at = Lsn::parse_or_throw(created.get(0, 1));
+    const std::string snapshot_name(created.get(0, 2));
+    log_->info("{}joins slot {}: copying its users as of {}", about(t), src.slot,
+               copied_at.to_string());
+    co_await delete_lane_checkpoints(t.primary().connection(), src.slot);
+    co_await run_backfill(source_, t.primary().connection(), t.config, snapshot_name, copied_at,
+                          status_);
+    t.copied_at = copied_at;
+}
+
 // Connects every lane and hands the FlushTracker where each starts. A stored checkpoint may
 // have been committed asynchronously by a session that died before the target flushed it: it
 // counts as durable only once the target's WAL flush passes the target's current insert
 // position, like any commit of this session. Until then only what the slot already holds as
 // confirmed is reported (nothing for a slot made above).
-awaitable<void> Session::start_writers(std::optional<Lsn> slot_confirmed_flush, Lsn copied_at) {
+awaitable<void> Session::start_writers(std::optional<Lsn> slot_confirmed_flush) {
     const auto lanes = config_.apply.lanes;
-    std::vector<Lsn> starts(writers_.size(), copied_at);
+    std::vector<Lsn> starts(writers_.size());
     std::vector<std::size_t> target_of;
     for (const auto& w : writers_) target_of.push_back(w->target());
     for (auto& t : targets_) {
         auto& conn = t->primary().connection();
-        std::vector<Lsn> mine(lanes, copied_at);
-        if (!copied_at.is_valid()) {
+        std::vector<Lsn> mine(lanes, t->copied_at);
+        if (!t->copied_at.is_valid()) {
             std::map<std::size_t, Lsn> stored;
             for (const auto& [lane, c] :
                  co_await read_lane_checkpoints(conn, config_.source.slot)) {
@@ -1185,6 +1228,56 @@ void Supervisor::request_stop() {
     });
 }
 
+namespace {
+
+std::string names(const std::vector<std::string>& list) {
+    std::string out;
+    for (const auto& n : list) out += (out.empty() ? "" : ", ") + n;
+    return out;
+}
+
+}  // namespace
+
+void Supervisor::reload(config::Config next) {
+    auto log = logger("engine");
+    if (stop_requested_) return;
+    const auto& now = pending_ ? *pending_ : config_;
+    std::vector<std::string> added, removed, kept;
+    for (const auto& t : next.targets) {
+        const bool known = std::any_of(now.targets.begin(), now.targets.end(),
+                                       [&](const auto& o) { return o.name == t.name; });
+        (known ? kept : added).push_back(t.name);
+    }
+    for (const auto& t : now.targets) {
+        if (std::none_of(next.targets.begin(), next.targets.end(),
+                         [&](const auto& n) { return n.name == t.name; })) {
+            removed.push_back(t.name);
+        }
+    }
+    // The endpoint is already listening: its settings stay until a restart.
+    next.status = config_.status;
+    log->info("reload: targets added [{}], removed [{}], kept [{}]; restarting the session",
+              names(added), names(removed), names(kept));
+    pending_ = std::move(next);
+    if (session_) session_->request_stop();
+    backoff_timer_.cancel();  // waiting to reconnect: the new config starts now
+}
+
+// A session ended (cleanly, or with an error): a reloaded config takes over now.
+bool Supervisor::take_reload() {
+    if (!pending_) return false;
+    if (!previous_) previous_ = config_;
+    config_ = std::move(*pending_);
+    pending_.reset();
+    // Removed targets leave the status.
+    for (auto it = status_.targets.begin(); it != status_.targets.end();) {
+        const bool kept = std::any_of(config_.targets.begin(), config_.targets.end(),
+                                      [&](const auto& t) { return t.name == it->first; });
+        it = kept ? std::next(it) : status_.targets.erase(it);
+    }
+    return true;
+}
+
 status::Snapshot Supervisor::snapshot() const {
     return make_snapshot(status_, config_.source.slot, config_.source.publication,
                          PgTimestamp::now());
@@ -1208,6 +1301,7 @@ awaitable<int> Supervisor::run() {
     std::mt19937_64 rng(std::random_device{}());
     auto backoff = config_.reconnect.initial_backoff;
     while (!stop_requested_) {
+        take_reload();  // one that came during a backoff wait
         Session session(config_, session_options_, status_, ex);
         session_ = &session;
         std::string failure;
@@ -1218,6 +1312,8 @@ awaitable<int> Supervisor::run() {
             if (stop_requested_ || session.finished()) break;
             // A resync asked for on the command line is done once it has copied.
             session_options_.resync = false;
+            if (session.reached_streaming()) previous_.reset();
+            if (take_reload()) continue;
         } catch (const Error& e) {
             // Decided once, by SQLSTATE class and exception type (pg/error_class.hpp).
             failure = e.what();
@@ -1232,11 +1328,25 @@ awaitable<int> Supervisor::run() {
         ++status_.errors;
         status_.last_error = failure;
         status_.last_error_at = PgTimestamp::now();
+        if (session.reached_streaming()) previous_.reset();
+        if (!transient && take_reload()) {
+            // A reload asked for during a failing session: its config gets its own start.
+            log->error("{}", failure);
+            continue;
+        }
+        if (!transient && previous_) {
+            // A reloaded config that cannot start: the one before runs on, as it did.
+            log->error("{}; reload: going back to the config that ran before", failure);
+            config_ = std::move(*previous_);
+            previous_.reset();
+            continue;
+        }
         if (!transient) {
             status_.state = State::Failed;
             log->error("{}", failure);
             co_return 1;
         }
+        if (take_reload()) continue;
         if (session.reached_streaming()) backoff = config_.reconnect.initial_backoff;
         // Full jitter over the upper half of the window: spreads instances that failed
         // together without ever retrying immediately.

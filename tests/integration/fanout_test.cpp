@@ -2,6 +2,8 @@
 // mappings, scope and checkpoint.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
+#include <csignal>
 #include <fstream>
 #include <map>
 #include <random>
@@ -227,26 +229,60 @@ TEST_CASE("fan-out: targets stay equal to their tenants through SIGKILLs",
     CHECK(f.stop() == 0);
 }
 
-TEST_CASE("fan-out: a target added to a streaming slot is refused with what to do",
+TEST_CASE("fan-out: a target added to a streaming slot gets its own copy and joins the stream",
           "[fanout][integration]") {
-    auto targets = make_targets("soft");
+    auto targets = make_targets("hard");
     test::SyncOptions options;
     options.provider_ddl = kProviderDdl;
     // The first start knows two of the three targets.
     const auto second = targets.yaml.find("  - name: " + tenant(2));
     options.targets_yaml = targets.yaml.substr(0, second);
     SyncFixture f(options);
+    auto p = f.provider();
+    p.exec(
+        "INSERT INTO public.users (id, tenant, name) SELECT 'u' || i, 'tenant' || (i % 3), "
+        "'name ' || i FROM generate_series(1, 30) AS i");
     f.start();
-    f.provider().exec("INSERT INTO public.users (id, tenant) VALUES ('a', 'tenant0')");
-    REQUIRE(f.wait_caught_up());
+    auto first_two = [&] {
+        return provider_rows(f, 0) == target_rows(targets.databases[0]) &&
+               provider_rows(f, 1) == target_rows(targets.databases[1]);
+    };
+    REQUIRE(wait_until(first_two, 30s));
+    // Changes of every tenant while the first two stream, and while nothing runs: the slot
+    // holds them past the two targets' checkpoints.
+    p.exec(
+        "UPDATE public.users SET version = version + 1, name = 'streamed' WHERE id IN "
+        "('u1', 'u2', 'u3')");
+    REQUIRE(wait_until(first_two, 30s));
     REQUIRE(f.stop() == 0);
-    // The config now names a third.
+    p.exec(
+        "UPDATE public.users SET version = version + 1, name = 'offline' WHERE id IN "
+        "('u4', 'u5', 'u6')");
+    p.exec("DELETE FROM public.users WHERE id IN ('u7', 'u8')");
+    // The config now names a third: it is copied from a snapshot of its own, and the stream
+    // resumes where the first two stopped, each applying what it lacks once.
     { std::ofstream(f.config_path(), std::ios::app) << targets.yaml.substr(second); }
-    f.start_unchecked();
-    CHECK(f.process().wait(30s) == 1);
-    CHECK_THAT(f.process().log(), Catch::Contains("target tenant2 has no checkpoint while the "
-                                                  "others stream") &&
-                                      Catch::Contains("authsync resync"));
+    f.start();
+    REQUIRE(wait_until([&] { return targets_match(f, targets); }, 30s));
+    CHECK_THAT(f.process().log(), Catch::Contains("target tenant2: joins slot"));
+    p.exec("UPDATE public.users SET version = version + 1 WHERE id IN ('u9', 'u10', 'u11')");
+    p.exec("INSERT INTO public.users (id, tenant) VALUES ('late', 'tenant2')");
+    REQUIRE(wait_until([&] { return targets_match(f, targets); }, 30s));
+    check_no_foreign_rows(f, targets);
+    REQUIRE(f.wait_caught_up());
+    // The copy's temporary slot is gone with its connection.
+    auto slots = p.exec("SELECT count(*) FROM pg_replication_slots");
+    CHECK(slots.get(0, 0) == "1");
+    auto s = f.status();
+    for (int t = 0; t < kTenants; ++t) CHECK(s["targets"][tenant(t)]["state"] == "streaming");
+    // Since this start the first two applied only what changed while they were stopped and
+    // after: nothing of before again.
+    auto upserts = [&](int t) {
+        return s["targets"][tenant(t)]["rows_applied"]["public.users"]["upserts"].get<int>();
+    };
+    CHECK(upserts(0) == 2);  // u6, u9
+    CHECK(upserts(1) == 2);  // u4, u10
+    CHECK(f.stop() == 0);
 }
 
 TEST_CASE("fan-out: 20 targets on two servers stay equal to their tenants through a SIGKILL",
@@ -454,4 +490,74 @@ TEST_CASE(
                                "scope") &&
                    Catch::Contains("drop publication"));
     CHECK(rows_of(dbs[2]) == 0);
+}
+
+TEST_CASE(
+    "fan-out: SIGHUP adds a target, which joins with a copy of its own, and removes one, "
+    "whose rows stay",
+    "[fanout][integration]") {
+    auto targets = make_targets("hard");
+    const auto at = [&](int t) { return targets.yaml.find("  - name: " + tenant(t)); };
+    const auto entry = [&](int t) {
+        return targets.yaml.substr(at(t), t + 1 < kTenants ? at(t + 1) - at(t) : std::string::npos);
+    };
+    test::SyncOptions options;
+    options.provider_ddl = kProviderDdl;
+    options.targets_yaml = entry(0) + entry(1);
+    SyncFixture f(options);
+    auto p = f.provider();
+    p.exec(
+        "INSERT INTO public.users (id, tenant, name) SELECT 'u' || i, 'tenant' || (i % 3), "
+        "'name ' || i FROM generate_series(1, 30) AS i");
+    f.start();
+    auto matches = [&](std::vector<int> ts) {
+        return std::all_of(ts.begin(), ts.end(), [&](int t) {
+            return provider_rows(f, t) == target_rows(targets.databases[t]);
+        });
+    };
+    REQUIRE(wait_until([&] { return matches({0, 1}); }, 30s));
+    const auto head =
+        read_file(f.config_path()).substr(0, read_file(f.config_path()).find(entry(0)));
+
+    // Added: tenant2 is copied and joins while the process runs on.
+    write_file(f.config_path(), head + entry(0) + entry(1) + entry(2));
+    f.process().signal(SIGHUP);
+    p.exec(
+        "UPDATE public.users SET version = version + 1, name = 'during' WHERE id IN "
+        "('u1', 'u2', 'u3')");
+    REQUIRE(wait_until([&] { return matches({0, 1, 2}); }, 30s));
+    CHECK(f.process().running());
+    CHECK_THAT(f.process().log(), Catch::Contains("reload: targets added [tenant2], removed [], "
+                                                  "kept [tenant0, tenant1]") &&
+                                      Catch::Contains("target tenant2: joins slot"));
+    REQUIRE(wait_until([&] { return f.status()["targets"].size() == 3; }, 10s));
+    // `authsync targets` lists them from the status endpoint.
+    auto listed = test::run_cli("targets --url " + f.status_url());
+    INFO(listed.text);
+    CHECK(listed.rc == 0);
+    for (int t = 0; t < kTenants; ++t) {
+        CHECK_THAT(listed.text, Catch::Matches("(.|\n)*" + tenant(t) + " +streaming(.|\n)*"));
+    }
+
+    // Removed: tenant1's writer stops, its rows stay as they were.
+    const auto tenant1_before = target_rows(targets.databases[1]);
+    write_file(f.config_path(), head + entry(0) + entry(2));
+    f.process().signal(SIGHUP);
+    REQUIRE(wait_until([&] { return f.status()["targets"].size() == 2; }, 30s));
+    p.exec(
+        "UPDATE public.users SET version = version + 1, name = 'after' WHERE id IN "
+        "('u4', 'u5', 'u6')");  // tenants 1, 2, 0
+    REQUIRE(wait_until([&] { return matches({0, 2}); }, 30s));
+    CHECK(target_rows(targets.databases[1]) == tenant1_before);
+    CHECK_THAT(f.process().log(), Catch::Contains("removed [tenant1]"));
+
+    // A config that does not load leaves the running one in place.
+    write_file(f.config_path(), head + "  - name: [broken\n");
+    f.process().signal(SIGHUP);
+    p.exec("INSERT INTO public.users (id, tenant) VALUES ('late', 'tenant0')");
+    REQUIRE(wait_until([&] { return matches({0, 2}); }, 30s));
+    CHECK(f.process().running());
+    CHECK_THAT(f.process().log(), Catch::Contains("the running config stays"));
+    check_no_foreign_rows(f, targets);
+    CHECK(f.stop() == 0);
 }

@@ -33,6 +33,8 @@ int peek_command(const std::string& config_path, int limit);
 // lagging or failed, 2 when the endpoint cannot be read. AUTHSYNC_STATUS_TOKEN, when set, is
 // sent as the bearer token.
 int status_command(const std::string& url, bool json, const std::string& cacert = "");
+// `authsync targets`: the targets of a running authsync (its /status), worst lag first.
+int targets_command(const std::string& url, const std::string& cacert);
 
 // The engine with the status endpoint (when serve_status and configured), until it stops.
 int run_engine(const std::string& config_path, engine::SessionOptions options, bool serve_status);

@@ -18,6 +18,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <memory>
+#include <optional>
 
 #include "authsync/config/config.hpp"
 #include "authsync/engine/status.hpp"
@@ -44,6 +45,10 @@ public:
     asio::awaitable<int> run();
     // Asks for a clean stop: finish or roll back the batch in flight, report, return.
     void request_stop();
+    // SIGHUP: the session ends cleanly and the next one runs with `next` (targets added join
+    // with a copy of their own, targets removed stop; the status endpoint keeps its settings).
+    // A config that then fails to start for good is dropped for the one before.
+    void reload(config::Config next);
 
     const EngineStatus& status() const { return status_; }
     // What the status endpoint shows, now.
@@ -52,13 +57,17 @@ public:
 
 private:
     asio::awaitable<void> sample_lag();
+    bool take_reload();
 
     asio::io_context& io_;
     config::Config config_;
     SessionOptions session_options_;
     EngineStatus status_;
     bool stop_requested_ = false;
-    Session* session_ = nullptr;  // the running session, for request_stop
+    Session* session_ = nullptr;              // the running session, for request_stop
+    std::optional<config::Config> pending_;   // reload(): the config of the next session
+    std::optional<config::Config> previous_;  // the last config that started, while a reloaded
+                                              // one has not reached streaming yet
     asio::steady_timer backoff_timer_;
     asio::steady_timer stop_deadline_;
 };
