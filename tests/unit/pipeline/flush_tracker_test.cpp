@@ -236,3 +236,34 @@ TEST_CASE("at start each target holds what the slot confirmed, up to its checkpo
     t.target_flushed(1, at(0x8100));
     CHECK(t.acknowledged() == at(0x400));
 }
+
+// Fan-out's join (engine: copy_joining_target): target 1 was copied as of 0x500, past the
+// slot's confirmed 0x200, which target 0's checkpoint holds.
+TEST_CASE("a target that joins with a copy skips what its copy holds and holds nothing back",
+          "[pipeline]") {
+    FlushTracker t(std::vector<std::size_t>{0, 1});
+    t.start_writer(0, at(0x200), at(0x7000));
+    t.start_writer(1, at(0x500), at(0x8000));
+    t.start(at(0x200));
+    // The stream resumes where target 0 stopped; target 1 skips the commits in its copy.
+    CHECK(t.resume_lsn() == at(0x200));
+    CHECK(t.skips(1, at(0x300)));
+    CHECK_FALSE(t.skips(1, at(0x500)));
+    CHECK_FALSE(t.skips(0, at(0x300)));
+    // Target 0 applies 0x300; target 1 had nothing to write for it.
+    t.received(at(0x300));
+    t.committed(0, at(0x300), at(0x7100));
+    t.committed(1, at(0x300), std::nullopt);
+    t.target_flushed(0, at(0x7100));
+    CHECK(t.acknowledged() == at(0x200));  // the copy's checkpoint is not durable yet
+    t.target_flushed(1, at(0x8000));
+    CHECK(t.acknowledged() == at(0x300));
+    // Past the copy both write: acknowledged once both hold it.
+    t.received(at(0x600));
+    t.committed(0, at(0x600), at(0x7200));
+    t.committed(1, at(0x600), at(0x8100));
+    t.target_flushed(0, at(0x7200));
+    CHECK(t.acknowledged() == at(0x500));  // target 1 holds its copy's point
+    t.target_flushed(1, at(0x8100));
+    CHECK(t.acknowledged() == at(0x600));
+}
