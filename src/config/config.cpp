@@ -28,8 +28,8 @@ namespace {
 
 using Keys = std::span<const std::string_view>;
 
-constexpr std::string_view kTopKeys[] = {"source", "target",    "targets",  "status",
-                                         "apply",  "reconnect", "mappings", "presets_dir"};
+constexpr std::string_view kTopKeys[] = {"source",    "target", "targets",  "status",     "apply",
+                                         "reconnect", "fanout", "mappings", "presets_dir"};
 constexpr std::string_view kSourceKeys[] = {"dsn",
                                             "slot",
                                             "publication",
@@ -48,6 +48,8 @@ constexpr std::string_view kApplyKeys[] = {"batch_max_rows",     "batch_max_byte
                                            "batch_max_delay",    "on_error",
                                            "synchronous_commit", "lanes"};
 constexpr std::string_view kReconnectKeys[] = {"initial_backoff", "max_backoff"};
+constexpr std::string_view kFanoutKeys[] = {"max_target_lag"};
+constexpr std::string_view kTargetLagKeys[] = {"seconds", "bytes"};
 constexpr std::string_view kMappingKeys[] = {"source", "target",    "key",
                                              "fields", "on_delete", "scope"};
 constexpr std::string_view kFieldKeys[] = {"column", "as"};
@@ -277,6 +279,7 @@ private:
     StatusConfig parse_status(const Section& top) const;
     ApplyConfig parse_apply(const Section& top) const;
     ReconnectConfig parse_reconnect(const Section& top) const;
+    FanoutConfig parse_fanout(const Section& top, const SourceConfig& source) const;
     // The `mappings` list of section `s` (the top level, or one of `targets`).
     void parse_mappings(const Section& s, std::vector<mapping::MappingRule>& mappings,
                         std::vector<mapping::CompositeRule>& composites) const;
@@ -799,6 +802,24 @@ ReconnectConfig Parser::parse_reconnect(const Section& top) const {
              fmt::format("reconnect.max_backoff ({}) must be at least "
                          "reconnect.initial_backoff ({})",
                          format_duration(c.max_backoff), format_duration(c.initial_backoff)));
+    }
+    return c;
+}
+
+FanoutConfig Parser::parse_fanout(const Section& top, const SourceConfig& source) const {
+    Section s = subsection(top, "fanout", kFanoutKeys);
+    Section lag = subsection(s, "max_target_lag", kTargetLagKeys);
+    FanoutConfig c;
+    if (auto v = get_count(lag, "seconds")) c.max_target_lag_seconds = std::chrono::seconds(*v);
+    if (auto v = get_size(lag, "bytes")) c.max_target_lag_bytes = *v;
+    if (const Entry* e = s.find("max_target_lag"); e && !c.detaches()) {
+        fail(e->mark(), "fanout.max_target_lag needs seconds, bytes or both");
+    }
+    if (c.detaches() && source.snapshot == Snapshot::Never) {
+        // A detached target misses what the slot no longer holds: only a copy brings it back.
+        fail(s.find("max_target_lag")->mark(),
+             "fanout.max_target_lag cannot be used with source.snapshot: never (a detached "
+             "target is copied again to re-attach)");
     }
     return c;
 }
@@ -1390,6 +1411,7 @@ Config Parser::parse(std::string_view yaml) {
     c.status = parse_status(top);
     c.apply = parse_apply(top);
     c.reconnect = parse_reconnect(top);
+    c.fanout = parse_fanout(top, c.source);
     c.presets_dir = get_string(top, "presets_dir").value_or("");
     presets_dir_ = c.presets_dir;
     if (const Entry* list = top.find("targets")) {
@@ -1436,12 +1458,23 @@ Config Config::for_target(std::size_t i) const {
     c.status = status;
     c.apply = apply;
     c.reconnect = reconnect;
+    c.fanout = fanout;
     c.presets_dir = presets_dir;
     const auto& t = targets.at(i);
     c.target = t.target;
     c.mappings = t.mappings;
     c.composites = t.composites;
     c.targets = {t};
+    return c;
+}
+
+Config Config::with_targets(const std::function<bool(const NamedTarget&)>& keep) const {
+    Config c = *this;
+    std::erase_if(c.targets, [&](const NamedTarget& t) { return !keep(t); });
+    if (c.targets.empty()) throw ConfigError(path + ": no target left to run");
+    c.target = c.targets.front().target;
+    c.mappings = c.targets.front().mappings;
+    c.composites = c.targets.front().composites;
     return c;
 }
 

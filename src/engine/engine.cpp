@@ -44,6 +44,20 @@ public:
     using Error::Error;
 };
 
+// A failure of one target's database (its server gone, a change it refused), named so that the
+// supervisor can detach that target alone (fanout.max_target_lag). Its class is its cause's.
+class TargetFailure : public Error {
+public:
+    TargetFailure(std::string target, pg::ErrorClass cause, const std::string& what)
+        : Error(what), target_(std::move(target)), cause_(cause) {}
+    const std::string& target() const { return target_; }
+    pg::ErrorClass cause() const { return cause_; }
+
+private:
+    std::string target_;
+    pg::ErrorClass cause_;
+};
+
 // Runs `tasks` concurrently on this coroutine's executor and waits for all of them; the first
 // failure is rethrown once every task has ended (one task: simply awaited).
 awaitable<void> in_parallel(std::vector<std::function<awaitable<void>()>> tasks) {
@@ -75,10 +89,11 @@ awaitable<void> in_parallel(std::vector<std::function<awaitable<void>()>> tasks)
 class Session {
 public:
     Session(const config::Config& config, SessionOptions options, EngineStatus& status,
-            asio::any_io_executor ex)
+            pipeline::TargetHealth& health, asio::any_io_executor ex)
         : config_(config),
           options_(options),
           status_(status),
+          health_(health),
           source_(ex),
           replication_(ex),
           status_timer_(ex),
@@ -141,6 +156,26 @@ private:
     // "" with one target; "target NAME: " before a message about one of several.
     std::string about(const Target& t) const {
         return targets_.size() == 1 ? std::string() : "target " + t.name() + ": ";
+    }
+    // `step`, done in target `t`'s database alone: its failure is that target's.
+    template <typename T>
+    awaitable<T> in_target(const Target& t, awaitable<T> step) {
+        try {
+            co_return co_await std::move(step);
+        } catch (const TargetFailure&) {
+            throw;
+        } catch (const std::exception& e) {
+            throw TargetFailure(t.name(), pg::classify(e), about(t) + e.what());
+        }
+    }
+    template <typename T>
+    awaitable<T> in_target(std::size_t writer, awaitable<T> step) {
+        return in_target(*targets_[writers_[writer]->target()], std::move(step));
+    }
+    // One target may be left behind while the others stream on (fanout.max_target_lag).
+    bool detaching() const {
+        return config_.fanout.detaches() && targets_.size() > 1 && !options_.resync &&
+               !options_.stop_after_backfill;
     }
 
     awaitable<void> prepare();
@@ -239,6 +274,7 @@ private:
     config::Config config_;
     SessionOptions options_;
     EngineStatus& status_;
+    pipeline::TargetHealth& health_;   // the supervisor's: a target's commit ends its failures
     pg::AsyncConnection source_;       // normal connection to the provider
     pg::AsyncConnection replication_;  // replication=database connection
     asio::steady_timer status_timer_;
@@ -318,11 +354,26 @@ awaitable<void> Session::prepare() {
     const auto& src = config_.source;
     // Targets first: each holds its checkpoint, and the advisory lock that makes this instance
     // the only writer for the slot.
+    std::exception_ptr target_down;
     for (auto& t : targets_) {
-        co_await t->primary().connect();
-        if (!co_await lock_slot(*t)) co_return;
+        try {
+            co_await in_target(*t, t->primary().connect());
+        } catch (const TargetFailure& f) {
+            // Detaching: the others connect too, and the provider's WAL position tells how
+            // much this one holds back (TargetHealth).
+            if (!detaching() || f.cause() != pg::ErrorClass::Transient) throw;
+            if (!target_down) target_down = std::current_exception();
+            continue;
+        }
+        if (!co_await in_target(*t, lock_slot(*t))) co_return;
     }
-    for (auto& t : targets_) co_await inspect_target(*t);
+    if (target_down) {
+        co_await source_.connect(src.dsn, "authsync");
+        auto r = co_await source_.query("SELECT pg_current_wal_lsn()");
+        status_.provider_wal_lsn = Lsn::parse_or_throw(r.get(0, 0));
+        std::rethrow_exception(target_down);
+    }
+    for (auto& t : targets_) co_await in_target(*t, inspect_target(*t));
     co_await source_.connect(src.dsn, "authsync");
     try {
         // Into config_ (every target's presets: the publication is made from it), then each
@@ -341,7 +392,9 @@ awaitable<void> Session::prepare() {
     }
     std::optional<std::string> scope_changed;
     for (auto& t : targets_) {
-        if (auto changed = co_await scope_change(*t)) scope_changed = about(*t) + *changed;
+        if (auto changed = co_await in_target(*t, scope_change(*t))) {
+            scope_changed = about(*t) + *changed;
+        }
     }
     co_await check_publication();
     if (!co_await prepare_slot(scope_changed)) co_return;
@@ -598,7 +651,8 @@ awaitable<void> Session::copy_joining_target(Target& t) {
     const std::string snapshot_name(created.get(0, 2));
     log_->info("{}joins slot {}: copying its users as of {}", about(t), src.slot,
                copied_at.to_string());
-    co_await delete_lane_checkpoints(t.primary().connection(), src.slot);
+    status_.targets[t.name()].state = "copying";
+    co_await in_target(t, delete_lane_checkpoints(t.primary().connection(), src.slot));
     co_await run_backfill(source_, t.primary().connection(), t.config, snapshot_name, copied_at,
                           status_);
     t.copied_at = copied_at;
@@ -620,7 +674,7 @@ awaitable<void> Session::start_writers(std::optional<Lsn> slot_confirmed_flush) 
         if (!t->copied_at.is_valid()) {
             std::map<std::size_t, Lsn> stored;
             for (const auto& [lane, c] :
-                 co_await read_lane_checkpoints(conn, config_.source.slot)) {
+                 co_await in_target(*t, read_lane_checkpoints(conn, config_.source.slot))) {
                 stored[lane] = c.end_lsn;
             }
             try {
@@ -629,15 +683,15 @@ awaitable<void> Session::start_writers(std::optional<Lsn> slot_confirmed_flush) 
                 throw FatalError(about(*t) + e.what());
             }
         }
-        if (lanes > 1) co_await write_lane_rows(conn, config_.source.slot, mine);
+        if (lanes > 1) co_await in_target(*t, write_lane_rows(conn, config_.source.slot, mine));
         for (auto* w : t->lanes) starts[w->id()] = mine[w->lane()];
         t->last_checkpoint = Clock::now();
     }
     tracker_.emplace(target_of);
     std::vector<Lsn> flushed(writers_.size());
     for (auto& w : writers_) {
-        if (!w->connection().is_open()) co_await w->connect();
-        auto [insert_point, flush] = co_await w->prepare_streaming();
+        if (!w->connection().is_open()) co_await in_target(w->id(), w->connect());
+        auto [insert_point, flush] = co_await in_target(w->id(), w->prepare_streaming());
         tracker_->start_writer(w->id(), starts[w->id()], insert_point);
         flushed[w->id()] = flush;
     }
@@ -666,6 +720,11 @@ awaitable<void> Session::start_streaming() {
         quote_literal(quote_identifier(src.publication)));
     co_await replication_.start_copy_both(command);
     status_.state = State::Streaming;
+    for (const auto& t : targets_) {
+        auto& shown = status_.targets[t->name()];
+        shown.state = "streaming";
+        shown.error.clear();
+    }
     reached_streaming_ = true;
     log_->info("streaming slot={} from lsn={} targets={} lanes={}", src.slot,
                start_lsn_.to_string(), targets_.size(), config_.apply.lanes);
@@ -843,7 +902,7 @@ awaitable<void> Session::handle_change(const pgoutput::Message& message) {
         auto& writer = *writers_[op.writer];
         if (std::holds_alternative<pipeline::Truncate>(op.change)) {
             co_await join_batch();
-            co_await writer.truncate(op, txn_commit_time_);
+            co_await in_target(op.writer, writer.truncate(op, txn_commit_time_));
             continue;
         }
         writer.add(op, txn_commit_time_);
@@ -851,7 +910,7 @@ awaitable<void> Session::handle_change(const pgoutput::Message& message) {
         // transaction now; it commits with the source transaction's Commit.
         if (writer.must_flush_chunk()) {
             co_await join_batch();
-            co_await writer.flush_chunk();
+            co_await in_target(op.writer, writer.flush_chunk());
         }
     }
 }
@@ -903,8 +962,9 @@ awaitable<void> Session::send_batch(BatchRecord batch, bool all) {
     // stream adds meanwhile belongs to the next batch.
     std::vector<std::function<awaitable<void>()>> tasks;
     for (auto* w : batch.committing) {
-        tasks.push_back(
-            [w, end = batch.end_lsn, at = batch.commit_time]() { return w->send_commit(end, at); });
+        tasks.push_back([this, w, end = batch.end_lsn, at = batch.commit_time]() {
+            return in_target(w->id(), w->send_commit(end, at));
+        });
     }
     co_await in_parallel(std::move(tasks));
     // The outcomes are read as they come, while the stream goes on; join_batch() takes them.
@@ -929,8 +989,8 @@ awaitable<void> Session::finish_batch(std::shared_ptr<SentBatch> sent) {
     sent->positions.resize(sent->record.committing.size());
     for (std::size_t i = 0; i < sent->record.committing.size(); ++i) {
         tasks.push_back(
-            [w = sent->record.committing[i], &out = sent->positions[i]]() -> awaitable<void> {
-                out = co_await w->finish_commit();
+            [this, w = sent->record.committing[i], &out = sent->positions[i]]() -> awaitable<void> {
+                out = co_await in_target(w->id(), w->finish_commit());
             });
     }
     co_await in_parallel(std::move(tasks));
@@ -948,6 +1008,7 @@ awaitable<void> Session::join_batch() {
         const auto* w = batch.committing[i];
         if (positions.committed_at) {
             tracker_->committed(w->id(), *batch.end_lsn, positions.committed_at);
+            health_.recovered(targets_[w->target()]->name());
         }
         auto& f = flushed[w->target()];
         f = std::max(f.value_or(Lsn{}), positions.flushed);
@@ -1039,7 +1100,7 @@ awaitable<void> Session::check_durable() {
         if (!waiting) continue;
         for (auto* w : t->lanes) {
             if (w->busy()) continue;
-            target_flushed(t->index, co_await w->flush_lsn());
+            target_flushed(t->index, co_await in_target(*t, w->flush_lsn()));
             break;
         }
     }
@@ -1203,10 +1264,19 @@ awaitable<void> Session::monitor_loop() {
     }
 }
 
+namespace {
+
+pipeline::TargetLagLimit lag_limit(const config::FanoutConfig& fanout) {
+    return {fanout.max_target_lag_seconds, fanout.max_target_lag_bytes};
+}
+
+}  // namespace
+
 Supervisor::Supervisor(asio::io_context& io, config::Config config, SessionOptions options)
     : io_(io),
       config_(std::move(config)),
       session_options_(options),
+      health_(lag_limit(config_.fanout)),
       backoff_timer_(io),
       stop_deadline_(io) {}
 
@@ -1269,6 +1339,17 @@ bool Supervisor::take_reload() {
     if (!previous_) previous_ = config_;
     config_ = std::move(*pending_);
     pending_.reset();
+    // A reload is the operator's word that what failed for good may be tried again; detached
+    // targets stay so until their servers answer, unless no other target is left.
+    health_.set_limit(lag_limit(config_.fanout));
+    health_.clear_failed();
+    const bool any_attached = std::any_of(config_.targets.begin(), config_.targets.end(),
+                                          [&](const auto& t) { return !health_.detached(t.name); });
+    for (const auto& [name, shown] : status_.targets) {
+        const bool kept = std::any_of(config_.targets.begin(), config_.targets.end(),
+                                      [&](const auto& t) { return t.name == name; });
+        if (!kept || !any_attached) health_.forget(name);
+    }
     // Removed targets leave the status.
     for (auto it = status_.targets.begin(); it != status_.targets.end();) {
         const bool kept = std::any_of(config_.targets.begin(), config_.targets.end(),
@@ -1283,6 +1364,73 @@ status::Snapshot Supervisor::snapshot() const {
                          PgTimestamp::now());
 }
 
+config::Config Supervisor::session_config() const {
+    return config_.with_targets([&](const auto& t) { return !health_.detached(t.name); });
+}
+
+bool Supervisor::leave_out(const std::string& name, bool transient, const std::string& failure,
+                           std::size_t attached) {
+    using Verdict = pipeline::TargetHealth::Verdict;
+    auto& shown = status_.targets[name];
+    const auto held = shown.durable_lsn.is_valid() && status_.provider_wal_lsn.is_valid()
+                          ? lsn_bytes_between(shown.durable_lsn, status_.provider_wal_lsn)
+                          : 0;
+    const auto verdict = health_.failed(name, transient, held, attached, Clock::now());
+    if (verdict == Verdict::Wait) return false;
+    auto log = logger("engine");
+    shown.state = verdict == Verdict::Detach ? "detached" : "failed";
+    shown.error = failure;
+    if (verdict == Verdict::Detach) {
+        const auto since = Clock::now() - health_.failing_since(name).value_or(Clock::now());
+        log->warn(
+            "target {} detached (fanout.max_target_lag): failing for {} s, {} bytes of WAL "
+            "behind; the other targets stream on without it, and it is copied again once its "
+            "server answers: {}",
+            name, std::chrono::duration_cast<std::chrono::seconds>(since).count(), held, failure);
+    } else {
+        log->error(
+            "target {} failed: {}; the other targets stream on without it until a reload "
+            "(SIGHUP) or a restart",
+            name, failure);
+    }
+    return true;
+}
+
+void Supervisor::restart_session() {
+    if (session_) session_->request_stop();
+    backoff_timer_.cancel();
+}
+
+// A detached target whose server answers again runs with the next session, which copies it
+// again when the slot has moved past its checkpoint (Session::judge_checkpoints).
+awaitable<void> Supervisor::probe_detached() {
+    auto ex = co_await asio::this_coro::executor;
+    asio::steady_timer timer(ex);
+    while (!stop_requested_) {
+        timer.expires_after(kReattachProbe);
+        boost::system::error_code ec;
+        co_await timer.async_wait(asio::redirect_error(use_awaitable, ec));
+        for (const auto& name : health_.to_probe()) {
+            if (stop_requested_) break;
+            auto t = std::find_if(config_.targets.begin(), config_.targets.end(),
+                                  [&](const auto& c) { return c.name == name; });
+            if (t == config_.targets.end()) continue;
+            pg::AsyncConnection probe(ex);
+            std::exception_ptr failed;
+            try {
+                co_await probe.connect(t->target.dsn, "authsync");
+                co_await probe.query("SELECT 1");
+            } catch (const std::exception&) {
+                failed = std::current_exception();
+            }
+            if (failed || !health_.detached(name)) continue;
+            health_.reattach(name);
+            logger("engine")->info("target {} answers again; re-attaching it", name);
+            restart_session();
+        }
+    }
+}
+
 awaitable<void> Supervisor::sample_lag() {
     asio::steady_timer timer(co_await asio::this_coro::executor);
     while (!stop_requested_) {
@@ -1294,18 +1442,35 @@ awaitable<void> Supervisor::sample_lag() {
     }
 }
 
+// Full jitter over the upper half of the window: spreads instances that failed together
+// without ever retrying immediately.
+awaitable<void> Supervisor::back_off(const std::string& failure, std::chrono::milliseconds window,
+                                     std::mt19937_64& rng) {
+    std::uniform_int_distribution<long> jitter(window.count() / 2, window.count());
+    std::chrono::milliseconds wait{jitter(rng)};
+    status_.state = State::Reconnecting;
+    ++status_.reconnects;
+    logger("engine")->warn("{}; reconnecting in {} ms", failure, wait.count());
+    backoff_timer_.expires_after(wait);
+    boost::system::error_code ec;
+    co_await backoff_timer_.async_wait(asio::redirect_error(use_awaitable, ec));
+}
+
 awaitable<int> Supervisor::run() {
     auto log = logger("engine");
     auto ex = co_await asio::this_coro::executor;
     asio::co_spawn(ex, sample_lag(), asio::detached);
+    asio::co_spawn(ex, probe_detached(), asio::detached);
     std::mt19937_64 rng(std::random_device{}());
     auto backoff = config_.reconnect.initial_backoff;
     while (!stop_requested_) {
         take_reload();  // one that came during a backoff wait
-        Session session(config_, session_options_, status_, ex);
+        const auto running = session_config();
+        Session session(running, session_options_, status_, health_, ex);
         session_ = &session;
         std::string failure;
         bool transient = false;
+        std::optional<std::string> failed_target;
         try {
             co_await session.run();
             session_ = nullptr;
@@ -1314,6 +1479,10 @@ awaitable<int> Supervisor::run() {
             session_options_.resync = false;
             if (session.reached_streaming()) previous_.reset();
             if (take_reload()) continue;
+        } catch (const TargetFailure& e) {
+            failure = e.what();
+            transient = e.cause() == pg::ErrorClass::Transient;
+            failed_target = e.target();
         } catch (const Error& e) {
             // Decided once, by SQLSTATE class and exception type (pg/error_class.hpp).
             failure = e.what();
@@ -1329,6 +1498,11 @@ awaitable<int> Supervisor::run() {
         status_.last_error = failure;
         status_.last_error_at = PgTimestamp::now();
         if (session.reached_streaming()) previous_.reset();
+        if (failed_target &&
+            leave_out(*failed_target, transient, failure, running.targets.size())) {
+            backoff = config_.reconnect.initial_backoff;
+            continue;
+        }
         if (!transient && take_reload()) {
             // A reload asked for during a failing session: its config gets its own start.
             log->error("{}", failure);
@@ -1348,16 +1522,7 @@ awaitable<int> Supervisor::run() {
         }
         if (take_reload()) continue;
         if (session.reached_streaming()) backoff = config_.reconnect.initial_backoff;
-        // Full jitter over the upper half of the window: spreads instances that failed
-        // together without ever retrying immediately.
-        std::uniform_int_distribution<long> jitter(backoff.count() / 2, backoff.count());
-        std::chrono::milliseconds wait{jitter(rng)};
-        status_.state = State::Reconnecting;
-        ++status_.reconnects;
-        log->warn("{}; reconnecting in {} ms", failure, wait.count());
-        backoff_timer_.expires_after(wait);
-        boost::system::error_code ec;
-        co_await backoff_timer_.async_wait(asio::redirect_error(use_awaitable, ec));
+        co_await back_off(failure, backoff, rng);
         backoff = std::min(backoff * 2, config_.reconnect.max_backoff);
     }
     stop_deadline_.cancel();

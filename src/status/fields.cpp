@@ -350,6 +350,19 @@ std::vector<Field> declare() {
                                         "{}, worst {} lag {}", sorted.size(), *sorted.front().first,
                                         human_bytes(sorted.front().second->lag_bytes));
                                 }}},
+        {.name = "target_detached",
+         .metric =
+             Metric{"authsync_target_detached", kGauge,
+                    "1 while a target is detached or failed (fanout.max_target_lag), by "
+                    "target.",
+                    [](const Snapshot& s) {
+                        Samples out;
+                        for (const auto& [name, t] : s.targets) {
+                            const bool out_of_stream = t.state == "detached" || t.state == "failed";
+                            out.push_back({"", {{"target", name}}, out_of_stream ? "1" : "0"});
+                        }
+                        return out;
+                    }}},
         {.name = "target_rows_applied",
          .metric = Metric{"authsync_target_rows_applied_total", kCounter,
                           "Rows applied, by target, source table and operation.",

@@ -24,6 +24,7 @@ Json encode(const CopyProgress& v) {
 
 Json encode(const TargetProgress& v) {
     return Json{{"state", v.state},
+                {"error", v.error.empty() ? Json() : Json(v.error)},
                 {"durable_lsn", encode(v.durable_lsn)},
                 {"lag_bytes", v.lag_bytes},
                 {"checkpoint_commits", v.checkpoint_commits},
@@ -90,6 +91,7 @@ bool decode(const Json& j, MappingRows& into) {
 bool decode(const Json& j, TargetProgress& into) {
     if (!j.is_object()) return false;
     decode_member(j, "state", into.state);
+    decode_member(j, "error", into.error);  // null while streaming
     decode_member(j, "durable_lsn", into.durable_lsn);
     decode_member(j, "lag_bytes", into.lag_bytes);
     decode_member(j, "checkpoint_commits", into.checkpoint_commits);

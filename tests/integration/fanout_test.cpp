@@ -8,6 +8,7 @@
 #include <map>
 #include <random>
 #include <set>
+#include <thread>
 
 #include "sync_fixture.hpp"
 
@@ -593,5 +594,161 @@ TEST_CASE("fan-out: a target server stopped for a while loses nothing for any ta
     REQUIRE(wait_until([&] { return targets_match(f, targets); }, 60s));
     check_no_foreign_rows(f, targets);
     REQUIRE(f.wait_caught_up(30s));
+    CHECK(f.stop() == 0);
+}
+
+namespace {
+
+// The state /status shows for target `t` ("" while the endpoint does not answer).
+std::string target_state(SyncFixture& f, int t) {
+    auto s = f.status();
+    if (!s.contains("targets") || !s["targets"].contains(tenant(t))) return "";
+    return s["targets"][tenant(t)].value("state", "");
+}
+
+// Whether the slot's confirmed_flush_lsn is past `lsn`.
+bool slot_past(SyncFixture& f, const std::string& lsn) {
+    auto r = f.provider_cluster_of().connect().exec_params(
+        "SELECT confirmed_flush_lsn > $2::pg_lsn FROM pg_replication_slots WHERE slot_name = $1",
+        pg::params(f.slot(), lsn));
+    return r.rows() == 1 && r.get(0, 0) == "t";
+}
+
+}  // namespace
+
+// fanout.max_target_lag: the stopped server's targets hold the others back only for the limit,
+// then are detached (the slot moves past their checkpoints), and re-attach with a copy of their
+// own once the server is back, including what was deleted meanwhile.
+TEST_CASE(
+    "fan-out: a target server down past fanout.max_target_lag is detached while the others "
+    "stream on, then re-attaches with a copy",
+    "[fanout][integration]") {
+    test::PgCluster second("target2");
+    auto targets = make_targets("hard", 4, {&test::target_cluster(), &second});
+    test::SyncOptions options;
+    options.provider_ddl = kProviderDdl;
+    options.targets_yaml = targets.yaml;
+    options.extra_yaml = "fanout:\n  max_target_lag: {seconds: 3}\n";
+    SyncFixture f(options);
+    auto p = f.provider();
+    p.exec(
+        "INSERT INTO public.users (id, tenant, name) SELECT 'u' || i, 'tenant' || (i % 4), "
+        "'name ' || i FROM generate_series(1, 40) AS i");
+    f.start();
+    REQUIRE(wait_until([&] { return targets_match(f, targets); }, 30s));
+    REQUIRE(f.wait_caught_up());
+    // tenant1 and tenant3 live on the second server; what they hold durably before it stops.
+    std::map<int, std::string> held;
+    for (int t : {1, 3}) {
+        held[t] = f.status()["targets"][tenant(t)]["durable_lsn"].get<std::string>();
+    }
+    second.stop("immediate");
+    const auto stopped = std::chrono::steady_clock::now();
+    p.exec("UPDATE public.users SET version = version + 1, name = 'while down'");
+    p.exec("DELETE FROM public.users WHERE id IN ('u1', 'u3')");  // tenant1's, tenant3's
+    p.exec(
+        "INSERT INTO public.users (id, tenant) SELECT 'd' || i, 'tenant' || (i % 4) FROM "
+        "generate_series(1, 8) AS i");
+
+    // Detached past the limit; the others stream on without them.
+    REQUIRE(wait_until([&] { return target_state(f, 1) == "detached"; }, 30s));
+    REQUIRE(wait_until([&] { return target_state(f, 3) == "detached"; }, 30s));
+    const auto detached_after = std::chrono::steady_clock::now() - stopped;
+    WARN(
+        "detached " << std::chrono::duration_cast<std::chrono::milliseconds>(detached_after).count()
+                    << " ms after the server stopped");
+    auto matches = [&](std::vector<int> ts) {
+        return std::all_of(ts.begin(), ts.end(), [&](int t) {
+            return provider_rows(f, t) == target_rows(targets.databases[t]);
+        });
+    };
+    REQUIRE(wait_until([&] { return matches({0, 2}); }, 30s));
+    p.exec("UPDATE public.users SET version = version + 1, name = 'detached' WHERE id = 'u4'");
+    REQUIRE(wait_until([&] { return matches({0, 2}); }, 30s));
+    // They no longer hold the slot's WAL: it is acknowledged past their checkpoints.
+    REQUIRE(f.wait_caught_up());
+    for (int t : {1, 3}) CHECK(slot_past(f, held[t]));
+    auto s = f.status();
+    CHECK(s["targets"][tenant(0)]["state"] == "streaming");
+    CHECK_THAT(s["targets"][tenant(1)]["error"].get<std::string>(),
+               Catch::Contains("target tenant1:"));
+    auto metrics = test::run_shell_output("curl -s -m 5 " + f.status_url() + "/metrics");
+    CHECK_THAT(metrics, Catch::Contains("authsync_target_detached{target=\"tenant1\"} 1") &&
+                            Catch::Contains("authsync_target_detached{target=\"tenant0\"} 0"));
+    auto listed = test::run_cli("targets --url " + f.status_url());
+    CHECK(listed.rc == 1);  // not every target streams
+    CHECK_THAT(listed.text, Catch::Matches("(.|\n)*tenant1 +detached(.|\n)*"));
+    CHECK(f.process().running());
+
+    // Back: re-attached by a copy of its own (the slot moved past it), deletes included.
+    second.start();
+    REQUIRE(wait_until([&] { return target_state(f, 1) == "streaming"; }, 60s));
+    REQUIRE(wait_until([&] { return target_state(f, 3) == "streaming"; }, 60s));
+    REQUIRE(wait_until([&] { return targets_match(f, targets); }, 60s));
+    CHECK(all_ids(targets.databases[1]).count("u1") == 0);
+    check_no_foreign_rows(f, targets);
+    const auto log = f.process().log();
+    CHECK_THAT(log, Catch::Contains("target tenant1 detached (fanout.max_target_lag)") &&
+                        Catch::Contains("target tenant1 answers again; re-attaching it") &&
+                        Catch::Contains("target tenant1: joins slot"));
+    // Streaming again with every target.
+    p.exec("UPDATE public.users SET version = version + 1, name = 'all back'");
+    REQUIRE(wait_until([&] { return targets_match(f, targets); }, 30s));
+    REQUIRE(f.wait_caught_up());
+    CHECK(f.stop() == 0);
+}
+
+// A target that refuses a change for good (here a trigger) fails at once with
+// fanout.max_target_lag set: the others stream on; a reload tries it again, with a copy.
+TEST_CASE("fan-out: a target that refuses a change fails alone, and a reload brings it back",
+          "[fanout][integration]") {
+    auto targets = make_targets("hard");
+    test::SyncOptions options;
+    options.provider_ddl = kProviderDdl;
+    options.targets_yaml = targets.yaml;
+    options.extra_yaml = "fanout:\n  max_target_lag: {seconds: 60}\n";
+    SyncFixture f(options);
+    auto p = f.provider();
+    p.exec(
+        "INSERT INTO public.users (id, tenant, name) SELECT 'u' || i, 'tenant' || (i % 3), "
+        "'name ' || i FROM generate_series(1, 30) AS i");
+    f.start();
+    REQUIRE(wait_until([&] { return targets_match(f, targets); }, 30s));
+    targets.databases[1].connect().exec(R"(
+        CREATE FUNCTION public.refuse() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            IF NEW.raw_json->>'display_name' = 'refused' THEN
+                RAISE EXCEPTION 'this target refuses the row';
+            END IF;
+            RETURN NEW;
+        END $$;
+        CREATE TRIGGER refuse BEFORE INSERT OR UPDATE ON neon_auth.users_sync
+            FOR EACH ROW EXECUTE FUNCTION public.refuse();)");
+    p.exec("UPDATE public.users SET name = 'refused', version = version + 1 WHERE id = 'u1'");
+    p.exec("UPDATE public.users SET name = 'next', version = version + 1 WHERE id IN ('u3', 'u5')");
+    REQUIRE(wait_until([&] { return target_state(f, 1) == "failed"; }, 30s));
+    auto matches = [&](std::vector<int> ts) {
+        return std::all_of(ts.begin(), ts.end(), [&](int t) {
+            return provider_rows(f, t) == target_rows(targets.databases[t]);
+        });
+    };
+    REQUIRE(wait_until([&] { return matches({0, 2}); }, 30s));
+    REQUIRE(f.wait_caught_up());
+    CHECK(f.process().running());
+    CHECK_THAT(f.process().log(), Catch::Contains("target tenant1 failed:"));
+    // No row value in the error shown or logged.
+    CHECK_THAT(f.status()["targets"][tenant(1)]["error"].get<std::string>(),
+               !Catch::Contains("refused"));
+    CHECK_THAT(f.process().log(), !Catch::Contains("refused"));
+    // Not probed back: it stays failed while nothing changes.
+    std::this_thread::sleep_for(std::chrono::seconds(6));
+    CHECK(target_state(f, 1) == "failed");
+
+    // The operator drops the trigger and reloads: copied again, it joins.
+    targets.databases[1].connect().exec("DROP TRIGGER refuse ON neon_auth.users_sync");
+    f.process().signal(SIGHUP);
+    REQUIRE(wait_until([&] { return target_state(f, 1) == "streaming"; }, 30s));
+    REQUIRE(wait_until([&] { return targets_match(f, targets); }, 30s));
+    check_no_foreign_rows(f, targets);
     CHECK(f.stop() == 0);
 }

@@ -96,6 +96,18 @@ struct ReconnectConfig {
     std::chrono::milliseconds max_backoff{30'000};
 };
 
+// Fan-out: how long one failing target may hold the others back. Unset (the default): never
+// detached; every target waits for the one that fails, as with one target.
+struct FanoutConfig {
+    // A target whose database has failed for this long, or whose checkpoint is this many bytes
+    // of the provider's WAL behind, is detached: the others stream on without it, and it is
+    // copied again and re-attached once its server answers. A target that refuses a change
+    // for good (a constraint, a permission) fails at once instead, until a reload.
+    std::optional<std::chrono::seconds> max_target_lag_seconds;
+    std::optional<std::size_t> max_target_lag_bytes;
+    bool detaches() const { return max_target_lag_seconds || max_target_lag_bytes; }
+};
+
 struct Config {
     std::string path;  // the file it came from, for messages
     SourceConfig source;
@@ -112,11 +124,15 @@ struct Config {
     StatusConfig status;
     ApplyConfig apply;
     ReconnectConfig reconnect;
+    FanoutConfig fanout;
     std::string presets_dir;  // "" unless configured
 
     // This config for targets[i] alone: `target`, `mappings` and `composites` are that
     // target's, and `targets` holds just it.
     Config for_target(std::size_t i) const;
+    // This config for the targets `keep` says yes to, in config order (at least one): the
+    // top-level target fields become the first kept one's.
+    Config with_targets(const std::function<bool(const NamedTarget&)>& keep) const;
 };
 
 using EnvLookup = std::function<std::optional<std::string>(const std::string&)>;

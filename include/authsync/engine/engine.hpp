@@ -9,7 +9,9 @@
 //
 // Supervisor: runs sessions on one event loop until SIGTERM/SIGINT; connection loss, server
 // restarts, serialization failures and "slot is active" reconnect with exponential backoff and
-// jitter; protocol, mapping and constraint errors stop the process with exit code 1.
+// jitter; protocol, mapping and constraint errors stop the process with exit code 1. With
+// fanout.max_target_lag, a target that keeps failing is detached instead: sessions run without
+// it (pipeline::TargetHealth) while a probe waits for its server, then it is copied again.
 #pragma once
 
 #include <utility>  // before Asio (Boost 1.74)
@@ -19,9 +21,11 @@
 #include <boost/asio/steady_timer.hpp>
 #include <memory>
 #include <optional>
+#include <random>
 
 #include "authsync/config/config.hpp"
 #include "authsync/engine/status.hpp"
+#include "authsync/pipeline/target_health.hpp"
 
 namespace authsync::engine {
 
@@ -57,7 +61,16 @@ public:
 
 private:
     asio::awaitable<void> sample_lag();
+    asio::awaitable<void> probe_detached();
     bool take_reload();
+    // What the next session runs: the config without its detached targets.
+    config::Config session_config() const;
+    // A session failed on target `name`: true when it is left out of the next one.
+    bool leave_out(const std::string& name, bool transient, const std::string& failure,
+                   std::size_t attached);
+    void restart_session();
+    asio::awaitable<void> back_off(const std::string& failure, std::chrono::milliseconds window,
+                                   std::mt19937_64& rng);
 
     asio::io_context& io_;
     config::Config config_;
@@ -68,9 +81,13 @@ private:
     std::optional<config::Config> pending_;   // reload(): the config of the next session
     std::optional<config::Config> previous_;  // the last config that started, while a reloaded
                                               // one has not reached streaming yet
+    pipeline::TargetHealth health_;           // fan-out: targets detached, and since when they fail
     asio::steady_timer backoff_timer_;
     asio::steady_timer stop_deadline_;
 };
+
+// How often a detached target's server is tried, to re-attach it.
+inline constexpr std::chrono::seconds kReattachProbe{5};
 
 // How long a clean stop may wait for the batch in flight before rolling it back.
 inline constexpr std::chrono::milliseconds kStopGrace{5000};

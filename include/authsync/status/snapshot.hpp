@@ -76,7 +76,10 @@ struct SlotHealth {
 
 // One target database (fan-out; the `target:` form is one named "default").
 struct TargetProgress {
-    std::string state = "streaming";  // every target streams with the process today
+    // streaming, copying (joining with a copy of its own), detached (fanout.max_target_lag:
+    // waits for its server, then is copied again), failed (refused a change; until a reload).
+    std::string state = "streaming";
+    std::string error;  // why it is detached or failed
     // The highest source end_lsn its checkpoint rows hold durably (and everything before it):
     // the slot is acknowledged at the lowest over targets.
     Lsn durable_lsn;

@@ -197,3 +197,37 @@ TEST_CASE("the stack-auth preset scopes its tenancy's tables", "[config][targets
         }
     }
 }
+
+TEST_CASE("fanout.max_target_lag takes seconds, bytes or both; unset, nothing is detached",
+          "[config][targets]") {
+    const auto list =
+        "targets:\n" + target("a", "host=b dbname=a") + target("b", "host=b dbname=b");
+    auto plain = parse(kSource + list);
+    CHECK_FALSE(plain.fanout.detaches());
+    auto both = parse(kSource + list + "fanout:\n  max_target_lag: {seconds: 300, bytes: 1GB}\n");
+    CHECK(both.fanout.max_target_lag_seconds == std::chrono::seconds(300));
+    CHECK(both.fanout.max_target_lag_bytes == std::size_t{1} << 30);
+    auto seconds = parse(kSource + list + "fanout: {max_target_lag: {seconds: 5}}\n");
+    CHECK(seconds.fanout.detaches());
+    CHECK_FALSE(seconds.fanout.max_target_lag_bytes);
+    // Kept by a target's own config (the session's).
+    CHECK(seconds.for_target(1).fanout.max_target_lag_seconds == std::chrono::seconds(5));
+    // A subset of the targets: the top-level fields become the first kept one's.
+    auto second = seconds.with_targets([](const auto& t) { return t.name == "b"; });
+    REQUIRE(second.targets.size() == 1);
+    CHECK(second.target.dsn == "host=b dbname=b");
+    CHECK_THROWS_AS(seconds.with_targets([](const auto&) { return false; }), ConfigError);
+
+    CHECK_THAT(error_of(kSource + list + "fanout:\n  max_target_lag: {}\n"),
+               StartsWith("t.yaml:") && Contains("fanout.max_target_lag needs seconds, bytes"));
+    CHECK_THAT(error_of(kSource + list + "fanout:\n  max_target_lag: {seconds: 0}\n"),
+               Contains("fanout.max_target_lag.seconds must be a positive integer"));
+    CHECK_THAT(error_of(kSource + list + "fanout:\n  max_target_lag: {minutes: 3}\n"),
+               Contains("minutes"));
+    CHECK_THAT(error_of(kSource + list + "fanout:\n  max_target_lag: {bytes: 3 apples}\n"),
+               Contains("fanout.max_target_lag.bytes"));
+    // A detached target comes back by a copy: a slot made without one cannot give it.
+    CHECK_THAT(error_of("source: {dsn: \"host=a\", snapshot: never}\n" + list +
+                        "fanout: {max_target_lag: {seconds: 5}}\n"),
+               Contains("cannot be used with source.snapshot: never"));
+}

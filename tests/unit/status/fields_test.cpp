@@ -50,6 +50,7 @@ constexpr const char* kDocument = R"({
   "targets": {
     "tenant-a": {
       "state": "streaming",
+      "error": null,
       "durable_lsn": "100/16B3700",
       "lag_bytes": 256,
       "checkpoint_commits": 3,
@@ -61,7 +62,8 @@ constexpr const char* kDocument = R"({
       }
     },
     "tenant-b": {
-      "state": "streaming",
+      "state": "detached",
+      "error": "target tenant-b: could not connect to host=127.0.0.1 port=5433 dbname=b",
       "durable_lsn": "100/16B0000",
       "lag_bytes": 14336,
       "checkpoint_commits": 0,
@@ -346,7 +348,13 @@ TEST_CASE("each target shows with its lag, worst first, in every view", "[status
     CHECK(s.targets.at("tenant-a").rows_applied.at("public.users").upserts == 30);
     const auto doc = nlohmann::json::parse(render_status_json(report, fields()));
     CHECK(doc["targets"]["tenant-a"]["durable_lsn"] == "100/16B3700");
+    // A detached target says so, and why; one that streams has no error.
+    CHECK(doc["targets"]["tenant-b"]["state"] == "detached");
+    CHECK(s.targets.at("tenant-b").error.find("could not connect") != std::string::npos);
+    CHECK(doc["targets"]["tenant-a"]["error"].is_null());
     const auto exposition = render_metrics(s, fields());
+    CHECK_THAT(exposition, Catch::Contains("authsync_target_detached{target=\"tenant-b\"} 1"));
+    CHECK_THAT(exposition, Catch::Contains("authsync_target_detached{target=\"tenant-a\"} 0"));
     CHECK_THAT(exposition, Catch::Contains("authsync_target_lag_bytes{target=\"tenant-b\"} 14336"));
     CHECK_THAT(exposition,
                Catch::Contains("authsync_target_rows_applied_total{target=\"tenant-a\",mapping="

@@ -1,0 +1,84 @@
+#include "authsync/pipeline/target_health.hpp"
+
+#include <catch2/catch.hpp>
+
+using namespace authsync::pipeline;
+using namespace std::chrono_literals;
+using Verdict = TargetHealth::Verdict;
+
+namespace {
+
+const TargetHealth::Clock::time_point t0{};
+
+}  // namespace
+
+TEST_CASE("TargetHealth without a limit waits for every target, as before fan-out's detach",
+          "[unit][target_health]") {
+    TargetHealth h;
+    CHECK(h.failed("a", true, 1u << 30, 5, t0) == Verdict::Wait);
+    CHECK(h.failed("a", true, 1u << 30, 5, t0 + 24h) == Verdict::Wait);
+    CHECK(h.failed("a", false, 0, 5, t0 + 25h) == Verdict::Wait);
+    CHECK_FALSE(h.detached("a"));
+    CHECK(h.failing_since("a") == t0);
+}
+
+TEST_CASE("TargetHealth detaches a target that has failed for the limit's seconds",
+          "[unit][target_health]") {
+    TargetHealth h({30s, std::nullopt});
+    CHECK(h.failed("a", true, 0, 3, t0) == Verdict::Wait);
+    CHECK(h.failed("a", true, 0, 3, t0 + 29s) == Verdict::Wait);
+    CHECK_FALSE(h.detached("a"));
+    CHECK(h.failed("a", true, 0, 3, t0 + 30s) == Verdict::Detach);
+    CHECK(h.detached("a"));
+    CHECK(h.to_probe() == std::vector<std::string>{"a"});
+    // It answers again and runs with the next session: a failure before any commit detaches
+    // it again at once, without holding the others back for another 30 s.
+    h.reattach("a");
+    CHECK_FALSE(h.detached("a"));
+    CHECK(h.failed("a", true, 0, 3, t0 + 45s) == Verdict::Detach);
+    // After a commit its failures start over.
+    h.reattach("a");
+    h.recovered("a");
+    CHECK_FALSE(h.failing_since("a"));
+    CHECK(h.failed("a", true, 0, 3, t0 + 60s) == Verdict::Wait);
+    CHECK(h.failing_since("a") == t0 + 60s);
+}
+
+TEST_CASE("TargetHealth detaches a target whose checkpoint holds the limit's bytes of WAL",
+          "[unit][target_health]") {
+    TargetHealth h({std::nullopt, 1000});
+    CHECK(h.failed("a", true, 999, 2, t0) == Verdict::Wait);
+    CHECK(h.failed("a", true, 999, 2, t0 + 1h) == Verdict::Wait);
+    CHECK(h.failed("a", true, 1000, 2, t0 + 1h) == Verdict::Detach);
+    // Either limit: whichever comes first.
+    TargetHealth both({10s, 1000});
+    CHECK(both.failed("b", true, 10, 2, t0) == Verdict::Wait);
+    CHECK(both.failed("b", true, 10, 2, t0 + 10s) == Verdict::Detach);
+}
+
+TEST_CASE("TargetHealth fails a target that refuses changes for good until a reload",
+          "[unit][target_health]") {
+    TargetHealth h({60s, std::nullopt});
+    CHECK(h.failed("a", false, 0, 3, t0) == Verdict::Fail);
+    CHECK(h.detached("a"));
+    CHECK(h.to_probe().empty());  // no probe brings it back
+    h.clear_failed();
+    CHECK_FALSE(h.detached("a"));
+}
+
+TEST_CASE("TargetHealth never detaches the last attached target", "[unit][target_health]") {
+    TargetHealth h({1s, 1});
+    CHECK(h.failed("a", true, 100, 1, t0 + 1h) == Verdict::Wait);
+    CHECK(h.failed("a", false, 100, 1, t0 + 2h) == Verdict::Wait);
+    CHECK_FALSE(h.detached("a"));
+}
+
+TEST_CASE("TargetHealth forgets a target removed from the config", "[unit][target_health]") {
+    TargetHealth h({1s, std::nullopt});
+    CHECK(h.failed("a", true, 0, 2, t0) == Verdict::Wait);
+    CHECK(h.failed("a", true, 0, 2, t0 + 2s) == Verdict::Detach);
+    h.forget("a");
+    CHECK_FALSE(h.detached("a"));
+    CHECK_FALSE(h.failing_since("a"));
+    CHECK(h.to_probe().empty());
+}
