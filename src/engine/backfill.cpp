@@ -316,7 +316,6 @@ awaitable<void> run_backfill(pg::AsyncConnection& source, pg::AsyncConnection& t
                              Lsn consistent_point, EngineStatus& status) {
     auto log = logger("engine");
     const auto started = std::chrono::steady_clock::now();
-    status.state = State::Snapshotting;
     status.snapshot_progress.clear();
 
     const std::string snapshot_time = co_await begin_copy(source, target, snapshot_name);

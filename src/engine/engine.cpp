@@ -15,6 +15,7 @@
 
 #include "authsync/core/sql.hpp"
 #include "authsync/engine/backfill.hpp"
+#include "authsync/engine/join.hpp"
 #include "authsync/engine/log.hpp"
 #include "authsync/engine/provisioning.hpp"
 #include "authsync/engine/target_writer.hpp"
@@ -89,11 +90,13 @@ awaitable<void> in_parallel(std::vector<std::function<awaitable<void>()>> tasks)
 class Session {
 public:
     Session(const config::Config& config, SessionOptions options, EngineStatus& status,
-            pipeline::TargetHealth& health, asio::any_io_executor ex)
+            pipeline::TargetHealth& health, const std::optional<Lsn>& ack_hold,
+            asio::any_io_executor ex)
         : config_(config),
           options_(options),
           status_(status),
           health_(health),
+          ack_hold_(ack_hold),
           source_(ex),
           replication_(ex),
           status_timer_(ex),
@@ -137,6 +140,9 @@ public:
     bool reached_streaming() const { return reached_streaming_; }
     // The session did what it was started for (e.g. a resync's copy) and need not run again.
     bool finished() const { return finished_; }
+    // Targets that must join with a copy of their own, alongside the others' stream: the
+    // session ended before streaming, so that the next one runs without them meanwhile.
+    const std::vector<std::string>& joiners() const { return joiners_; }
 
 private:
     // Start-up (prepare.cpp's order): target, source, slot, writers, stream.
@@ -274,7 +280,9 @@ private:
     config::Config config_;
     SessionOptions options_;
     EngineStatus& status_;
-    pipeline::TargetHealth& health_;   // the supervisor's: a target's commit ends its failures
+    pipeline::TargetHealth& health_;  // the supervisor's: a target's commit ends its failures
+    // The supervisor's: while a target copies alongside, the slot is acknowledged no further.
+    const std::optional<Lsn>& ack_hold_;
     pg::AsyncConnection source_;       // normal connection to the provider
     pg::AsyncConnection replication_;  // replication=database connection
     asio::steady_timer status_timer_;
@@ -315,12 +323,13 @@ private:
     bool streaming_ = false;
     bool reached_streaming_ = false;
     bool finished_ = false;
+    std::vector<std::string> joiners_;
 };
 
 awaitable<void> Session::run() {
     status_.state = State::Starting;
     co_await prepare();
-    if (stop_requested_ || finished_) co_return;
+    if (stop_requested_ || finished_ || !joiners_.empty()) co_return;
     auto ex = co_await asio::this_coro::executor;
     streaming_ = true;
     auto report = [log = log_](const char* what) {
@@ -422,12 +431,9 @@ awaitable<void> Session::inspect_target(Target& t) {
 // false when a stop was asked for meanwhile.
 awaitable<bool> Session::lock_slot(Target& t) {
     const auto& slot = config_.source.slot;
-    const auto lock_key = "authsync:slot:" + slot;
     bool waiting_logged = false;
     for (;;) {
-        auto r = co_await t.primary().connection().query_params(
-            "SELECT pg_try_advisory_lock(hashtext($1))", pg::params(lock_key));
-        if (r.get(0, 0) == "t") co_return true;
+        if (co_await try_lock_slot(t.primary().connection(), slot)) co_return true;
         if (!waiting_logged) {
             log_->info("{}another instance holds slot {}; waiting to take over", about(t), slot);
             waiting_logged = true;
@@ -607,6 +613,7 @@ awaitable<bool> Session::prepare_slot(std::optional<std::string> scope_changed) 
                        copied_at.to_string());
             // Every target copies from the same snapshot (the replication connection keeps it
             // exported until its next command), and every lane starts again at its point.
+            status_.state = State::Snapshotting;
             for (auto& t : targets_) {
                 co_await delete_lane_checkpoints(t->primary().connection(), src.slot);
                 co_await run_backfill(source_, t->primary().connection(), t->config, snapshot_name,
@@ -620,8 +627,14 @@ awaitable<bool> Session::prepare_slot(std::optional<std::string> scope_changed) 
     }
     if (joining && slot) {
         for (auto& t : targets_) {
-            if (!t->checkpoint) co_await copy_joining_target(*t);
+            if (t->checkpoint) continue;
+            if (options_.stop_after_backfill) {
+                co_await copy_joining_target(*t);
+            } else {
+                joiners_.push_back(t->name());
+            }
         }
+        if (!joiners_.empty()) co_return false;
     }
     std::optional<Lsn> confirmed;
     if (slot) confirmed = slot->confirmed_flush;
@@ -633,29 +646,14 @@ awaitable<bool> Session::prepare_slot(std::optional<std::string> scope_changed) 
     co_return true;
 }
 
-// A target that joins a slot other targets stream from is copied from a snapshot of its own:
-// a temporary slot's, made now, as PostgreSQL's tablesync takes one. Its consistent point C is
-// at or past the slot's confirmed_flush_lsn, and the slot still holds every transaction that
-// commits after it: the stream resumes from the lowest checkpoint, and this target skips what
-// commits before C (in its copy), as after a first copy. The others skip what their own
-// checkpoints hold. The temporary slot goes with its connection.
+// A target that joins a slot other targets stream from, copied here while nothing streams
+// (join.hpp): `authsync backfill`, and a resync's copy cut off between targets. A running
+// sidecar copies it alongside the stream instead (Supervisor::join_targets).
 awaitable<void> Session::copy_joining_target(Target& t) {
-    const auto& src = config_.source;
-    pg::AsyncConnection snapshot_conn(co_await asio::this_coro::executor);
-    co_await snapshot_conn.connect(src.dsn, "authsync", true);
-    const auto temporary = fmt::format("{}_add{}", src.slot.substr(0, 50), t.index);
-    auto created =
-        co_await snapshot_conn.query("CREATE_REPLICATION_SLOT " + quote_identifier(temporary) +
-                                     " TEMPORARY LOGICAL pgoutput (SNAPSHOT 'export')");
-    const auto copied_at = Lsn::parse_or_throw(created.get(0, 1));
-    const std::string snapshot_name(created.get(0, 2));
-    log_->info("{}joins slot {}: copying its users as of {}", about(t), src.slot,
-               copied_at.to_string());
     status_.targets[t.name()].state = "copying";
-    co_await in_target(t, delete_lane_checkpoints(t.primary().connection(), src.slot));
-    co_await run_backfill(source_, t.primary().connection(), t.config, snapshot_name, copied_at,
-                          status_);
-    t.copied_at = copied_at;
+    status_.state = State::Snapshotting;
+    t.copied_at = co_await copy_from_own_snapshot(source_, t.primary().connection(), t.config,
+                                                  t.index, status_);
 }
 
 // Connects every lane and hands the FlushTracker where each starts. A stored checkpoint may
@@ -1166,12 +1164,13 @@ awaitable<void> Session::send_status(bool reply_requested) {
     wire::StandbyStatusUpdate u;
     u.write = tracker_->written();
     u.flush = tracker_->acknowledged();
-    u.apply = tracker_->acknowledged();
+    if (ack_hold_) u.flush = std::min(u.flush, *ack_hold_);
+    u.apply = u.flush;
     u.send_time = PgTimestamp::now();
     u.reply_requested = reply_requested;
     auto bytes = wire::encode_standby_status_update(u);
     co_await replication_.put_copy_data(bytes);
-    status_.flushed_lsn = tracker_->acknowledged();
+    status_.flushed_lsn = u.flush;
 }
 
 awaitable<void> Session::status_loop() {
@@ -1364,8 +1363,68 @@ status::Snapshot Supervisor::snapshot() const {
                          PgTimestamp::now());
 }
 
-config::Config Supervisor::session_config() const {
-    return config_.with_targets([&](const auto& t) { return !health_.detached(t.name); });
+std::optional<config::Config> Supervisor::session_config() const {
+    auto runs = [&](const config::NamedTarget& t) {
+        return !health_.detached(t.name) &&
+               std::find(joining_.begin(), joining_.end(), t.name) == joining_.end();
+    };
+    if (std::none_of(config_.targets.begin(), config_.targets.end(), runs)) return std::nullopt;
+    return config_.with_targets(runs);
+}
+
+void Supervisor::start_joining(const std::vector<std::string>& names) {
+    for (const auto& name : names) {
+        if (std::find(joining_.begin(), joining_.end(), name) != joining_.end()) continue;
+        joining_.push_back(name);
+        auto& shown = status_.targets[name];
+        shown.state = "copying";
+        shown.error.clear();
+    }
+    if (joiner_running_) return;
+    joiner_running_ = true;
+    asio::co_spawn(io_, join_targets(), asio::detached);
+}
+
+// Targets that join copy here, one after the other, while the session streams the others
+// (join.hpp). From just before a copy's snapshot until the session that includes them starts,
+// the slot is acknowledged no further (ack_hold_), so that it still holds every transaction
+// the copies do not. Then the session restarts with them.
+awaitable<void> Supervisor::join_targets() {
+    auto log = logger("engine");
+    asio::steady_timer retry(co_await asio::this_coro::executor);
+    while (!joining_.empty() && !stop_requested_) {
+        const auto name = joining_.front();
+        auto t = std::find_if(config_.targets.begin(), config_.targets.end(),
+                              [&](const auto& c) { return c.name == name; });
+        if (t == config_.targets.end()) {  // removed by a reload
+            joining_.erase(joining_.begin());
+            continue;
+        }
+        const auto index = static_cast<std::size_t>(t - config_.targets.begin());
+        std::string failure;
+        try {
+            co_await join_alongside(config_.for_target(index), index, status_, [this] {
+                if (!ack_hold_) ack_hold_ = status_.flushed_lsn;
+            });
+        } catch (const std::exception& e) {
+            failure = e.what();
+        }
+        if (stop_requested_) break;
+        if (!failure.empty()) {
+            ack_hold_.reset();  // nothing holds the slot while it waits to try again
+            status_.targets[name].error = failure;
+            log->warn("target {}: its copy failed: {}; trying again in {} s", name, failure,
+                      kReattachProbe.count());
+            retry.expires_after(kReattachProbe);
+            boost::system::error_code ec;
+            co_await retry.async_wait(asio::redirect_error(use_awaitable, ec));
+            continue;
+        }
+        std::erase(joining_, name);
+        log->info("target {} copied; it joins the stream", name);
+        if (joining_.empty()) restart_session();
+    }
+    joiner_running_ = false;
 }
 
 bool Supervisor::leave_out(const std::string& name, bool transient, const std::string& failure,
@@ -1456,8 +1515,27 @@ awaitable<void> Supervisor::back_off(const std::string& failure, std::chrono::mi
     co_await backoff_timer_.async_wait(asio::redirect_error(use_awaitable, ec));
 }
 
-awaitable<int> Supervisor::run() {
+// A session failed for good: true when another config runs next, false when the process stops.
+bool Supervisor::another_config(const std::string& failure) {
     auto log = logger("engine");
+    if (take_reload()) {
+        // A reload asked for during a failing session: its config gets its own start.
+        log->error("{}", failure);
+        return true;
+    }
+    if (previous_) {
+        // A reloaded config that cannot start: the one before runs on, as it did.
+        log->error("{}; reload: going back to the config that ran before", failure);
+        config_ = std::move(*previous_);
+        previous_.reset();
+        return true;
+    }
+    status_.state = State::Failed;
+    log->error("{}", failure);
+    return false;
+}
+
+awaitable<int> Supervisor::run() {
     auto ex = co_await asio::this_coro::executor;
     asio::co_spawn(ex, sample_lag(), asio::detached);
     asio::co_spawn(ex, probe_detached(), asio::detached);
@@ -1465,8 +1543,18 @@ awaitable<int> Supervisor::run() {
     auto backoff = config_.reconnect.initial_backoff;
     while (!stop_requested_) {
         take_reload();  // one that came during a backoff wait
+        // The targets that copied alongside are in this session: the slot may move on.
+        if (joining_.empty() && !joiner_running_) ack_hold_.reset();
         const auto running = session_config();
-        Session session(running, session_options_, status_, health_, ex);
+        if (!running) {
+            // Every target copies to join or is detached: wait for one (restart_session).
+            status_.state = State::Waiting;
+            backoff_timer_.expires_after(kReattachProbe);
+            boost::system::error_code ec;
+            co_await backoff_timer_.async_wait(asio::redirect_error(use_awaitable, ec));
+            continue;
+        }
+        Session session(*running, session_options_, status_, health_, ack_hold_, ex);
         session_ = &session;
         std::string failure;
         bool transient = false;
@@ -1475,6 +1563,10 @@ awaitable<int> Supervisor::run() {
             co_await session.run();
             session_ = nullptr;
             if (stop_requested_ || session.finished()) break;
+            if (!session.joiners().empty()) {
+                start_joining(session.joiners());
+                continue;
+            }
             // A resync asked for on the command line is done once it has copied.
             session_options_.resync = false;
             if (session.reached_streaming()) previous_.reset();
@@ -1499,25 +1591,12 @@ awaitable<int> Supervisor::run() {
         status_.last_error_at = PgTimestamp::now();
         if (session.reached_streaming()) previous_.reset();
         if (failed_target &&
-            leave_out(*failed_target, transient, failure, running.targets.size())) {
+            leave_out(*failed_target, transient, failure, running->targets.size())) {
             backoff = config_.reconnect.initial_backoff;
             continue;
         }
-        if (!transient && take_reload()) {
-            // A reload asked for during a failing session: its config gets its own start.
-            log->error("{}", failure);
-            continue;
-        }
-        if (!transient && previous_) {
-            // A reloaded config that cannot start: the one before runs on, as it did.
-            log->error("{}; reload: going back to the config that ran before", failure);
-            config_ = std::move(*previous_);
-            previous_.reset();
-            continue;
-        }
         if (!transient) {
-            status_.state = State::Failed;
-            log->error("{}", failure);
+            if (another_config(failure)) continue;
             co_return 1;
         }
         if (take_reload()) continue;

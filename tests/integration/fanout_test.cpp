@@ -752,3 +752,66 @@ TEST_CASE("fan-out: a target that refuses a change fails alone, and a reload bri
     check_no_foreign_rows(f, targets);
     CHECK(f.stop() == 0);
 }
+
+// A target added to a running sidecar copies alongside the stream: the others go on applying,
+// and the slot is acknowledged no further than before the copy's snapshot until the new target
+// streams too.
+TEST_CASE("fan-out: the other targets stream on while a target added by SIGHUP copies",
+          "[fanout][integration]") {
+    auto targets = make_targets("hard");
+    const auto at = [&](int t) { return targets.yaml.find("  - name: " + tenant(t)); };
+    test::SyncOptions options;
+    options.provider_ddl = kProviderDdl;
+    options.targets_yaml = targets.yaml.substr(0, at(2));
+    SyncFixture f(options);
+    auto p = f.provider();
+    p.exec(
+        "INSERT INTO public.users (id, tenant, name) SELECT 'u' || i, 'tenant' || (i % 3), "
+        "'name ' || i FROM generate_series(1, 30) AS i");
+    f.start();
+    auto matches = [&](std::vector<int> ts) {
+        return std::all_of(ts.begin(), ts.end(), [&](int t) {
+            return provider_rows(f, t) == target_rows(targets.databases[t]);
+        });
+    };
+    REQUIRE(wait_until([&] { return matches({0, 1}); }, 30s));
+    // A transaction left open on the provider holds the new target's copy before its snapshot
+    // (a temporary slot waits for the transactions running when it is made).
+    auto blocker = f.provider();
+    blocker.exec("BEGIN");
+    blocker.exec("INSERT INTO public.unrelated (note) VALUES ('left open')");
+    { std::ofstream(f.config_path(), std::ios::app) << targets.yaml.substr(at(2)); }
+    f.process().signal(SIGHUP);
+    REQUIRE(wait_until([&] { return target_state(f, 2) == "copying"; }, 30s));
+    const auto before = f.provider_value("SELECT pg_current_wal_lsn()");
+    p.exec(
+        "UPDATE public.users SET version = version + 1, name = 'during the copy' WHERE id IN "
+        "('u3', 'u4')");  // tenant0's, tenant1's
+    REQUIRE(wait_until([&] { return matches({0, 1}); }, 30s));
+    std::this_thread::sleep_for(1s);  // several status intervals
+    CHECK(target_state(f, 2) == "copying");
+    CHECK(target_state(f, 0) == "streaming");
+    CHECK(f.status()["state"] == "streaming");
+    // Held: the slot still has what the copy's snapshot will not.
+    CHECK_FALSE(slot_past(f, before));
+
+    blocker.exec("COMMIT");
+    REQUIRE(wait_until([&] { return target_state(f, 2) == "streaming"; }, 30s));
+    REQUIRE(wait_until([&] { return targets_match(f, targets); }, 30s));
+    p.exec("UPDATE public.users SET version = version + 1, name = 'after' WHERE id = 'u5'");
+    REQUIRE(wait_until([&] { return targets_match(f, targets); }, 30s));
+    REQUIRE(f.wait_caught_up());  // held no more
+    CHECK_THAT(f.process().log(),
+               Catch::Contains("target tenant2: joins slot") &&
+                   Catch::Contains("target tenant2 copied; it joins the stream"));
+    check_no_foreign_rows(f, targets);
+    // Nothing applied twice across the hand-over: one upsert each since the start.
+    auto s = f.status();
+    auto upserts = [&](int t) {
+        return s["targets"][tenant(t)]["rows_applied"]["public.users"]["upserts"].get<int>();
+    };
+    CHECK(upserts(0) == 1);  // u3
+    CHECK(upserts(1) == 1);  // u4
+    CHECK(upserts(2) == 1);  // u5, after its copy
+    CHECK(f.stop() == 0);
+}

@@ -21,7 +21,8 @@ namespace authsync::engine {
 namespace asio = boost::asio;
 
 // `source` must be a normal connection to the provider with no transaction open; the snapshot
-// stays valid while the replication connection that exported it stays idle.
+// stays valid while the replication connection that exported it stays idle. The process state
+// is the caller's (a target that joins alongside copies while the others stream).
 asio::awaitable<void> run_backfill(pg::AsyncConnection& source, pg::AsyncConnection& target,
                                    const config::Config& config, const std::string& snapshot_name,
                                    Lsn consistent_point, EngineStatus& status);

@@ -64,11 +64,15 @@ private:
     asio::awaitable<void> probe_detached();
     bool take_reload();
     // What the next session runs: the config without its detached targets.
-    config::Config session_config() const;
+    // none while every target is detached or copies to join.
+    std::optional<config::Config> session_config() const;
     // A session failed on target `name`: true when it is left out of the next one.
     bool leave_out(const std::string& name, bool transient, const std::string& failure,
                    std::size_t attached);
     void restart_session();
+    bool another_config(const std::string& failure);
+    void start_joining(const std::vector<std::string>& names);
+    asio::awaitable<void> join_targets();
     asio::awaitable<void> back_off(const std::string& failure, std::chrono::milliseconds window,
                                    std::mt19937_64& rng);
 
@@ -82,6 +86,9 @@ private:
     std::optional<config::Config> previous_;  // the last config that started, while a reloaded
                                               // one has not reached streaming yet
     pipeline::TargetHealth health_;           // fan-out: targets detached, and since when they fail
+    std::vector<std::string> joining_;        // fan-out: targets copying alongside the stream
+    bool joiner_running_ = false;             // join_targets() runs
+    std::optional<Lsn> ack_hold_;             // the slot is acknowledged no further while they copy
     asio::steady_timer backoff_timer_;
     asio::steady_timer stop_deadline_;
 };
