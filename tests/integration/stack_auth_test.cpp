@@ -4,7 +4,11 @@
 // with kills in between, and after an initial copy of existing users.
 #include <catch2/catch.hpp>
 
+#include <csignal>
 #include <map>
+#include <thread>
+
+#include <fmt/format.h>
 
 #include <nlohmann/json.hpp>
 
@@ -350,10 +354,11 @@ namespace {
 
 // Target database `db` equals what reference.sql computes for `tenancy` on the provider, and
 // holds no mirror row of another tenancy.
-void require_target_matches(SyncFixture& f, const std::string& db, const std::string& tenancy) {
+void require_target_matches(SyncFixture& f, const std::string& db, const std::string& tenancy,
+                            PgCluster& cluster = target_cluster()) {
     const auto refs = reference_queries("stack-auth");
     auto provider = f.provider();
-    auto target = target_cluster().connect(db);
+    auto target = cluster.connect(db);
     for (const auto& [name, sql] : target_queries()) {
         require_same_rows("tenancy " + tenancy + " table " + name,
                           sorted_rows(provider.exec_params(refs.at(name), {tenancy})),
@@ -425,6 +430,126 @@ TEST_CASE("stack-auth fan-out: three projects from one slot, each in its own dat
         for (const auto& [tenancy, options] : targets)
             CHECK(filter.find(tenancy) != std::string::npos);
     }
+    CHECK(f.stop() == 0);
+}
+
+}  // namespace authsync::test
+
+namespace authsync::test {
+
+// Issue 16's whole story on Stack's schema: 20 projects, each in its own database on one of two
+// target servers, fed from one slot, through SIGKILLs, an outage of one server (its targets
+// detach, the others stream on, then they re-attach with a copy), and a target added and
+// another removed mid-stream (the others never detach meanwhile).
+TEST_CASE(
+    "stack-auth fan-out: 20 projects on two servers through kills, an outage, an add and a "
+    "removal",
+    "[integration][stack-auth][fanout][large]") {
+    PgCluster second("stack2");
+    constexpr int kProjects = 20;  // t0..t18 at first; t19 added and t18 removed later
+    auto tenancy = [](int i) { return fmt::format("00000000-0000-4000-8000-{:012d}", i); };
+    // t19 is project p18's new database (t18 is removed): the publication's row filters were
+    // made for the first 19 projects, and a new project needs a new publication (OPERATIONS).
+    auto project = [](int i) { return i == 19 ? 18 : i; };
+    std::string ddl = read_fixture("schema.sql") + "\n" + read_fixture("workload.sql") +
+                      "\nINSERT INTO \"Tenancy\" (id, \"projectId\", \"branchId\") VALUES ";
+    for (int i = 0; i < kProjects; ++i) {
+        ddl += fmt::format("{}('{}', 'p{}', 'main')", i ? ", " : "", tenancy(i), i);
+    }
+    ddl += ";\n";
+    std::vector<std::pair<PgCluster*, std::string>> dbs;
+    std::vector<std::string> entries;
+    SyncOptions o;
+    o.provider_ddl = ddl;
+    o.log_level = "info";
+    o.extra_yaml = "fanout:\n  max_target_lag: {seconds: 3}\n";
+    for (int i = 0; i < kProjects; ++i) {
+        auto* cluster = i % 2 ? &second : &target_cluster();
+        dbs.emplace_back(cluster, cluster->create_database("stack"));
+        entries.push_back(fmt::format(
+            "  - name: t{}\n    dsn: \"{}\"\n    mappings:\n      - preset: stack-auth\n"
+            "        preset_options: {{project_id: p{}}}\n",
+            i, cluster->dsn(dbs.back().second), project(i)));
+        if (i < kProjects - 1) o.targets_yaml += entries.back();
+    }
+    SyncFixture f(o);
+    for (int i = 0; i < kProjects - 1; ++i) {
+        call(f, fmt::format("CALL stack_seed('{}', 6, 0.{})", tenancy(i), 10 + i));
+    }
+    auto workload = [&](int a, int b, int seed, int ops) {
+        return fmt::format("CALL stack_workload('{}', '{}', 0.{}, {})", tenancy(a), tenancy(b),
+                           seed, ops);
+    };
+    auto matches = [&](const std::vector<int>& which) {
+        for (int i : which) {
+            INFO("t" << i);
+            require_target_matches(f, dbs[i].second, tenancy(project(i)), *dbs[i].first);
+        }
+    };
+    auto range = [](int from, int to, int step = 1) {
+        std::vector<int> out;
+        for (int i = from; i < to; i += step) out.push_back(i);
+        return out;
+    };
+    auto state = [&](int i) {
+        auto s = f.status();
+        const auto name = "t" + std::to_string(i);
+        if (!s.contains("targets") || !s["targets"].contains(name)) return std::string();
+        return s["targets"][name].value("state", std::string());
+    };
+    auto all_in = [&](const std::vector<int>& which, const std::string& wanted) {
+        return std::all_of(which.begin(), which.end(), [&](int i) { return state(i) == wanted; });
+    };
+    f.start();
+    REQUIRE(f.wait_caught_up(std::chrono::seconds(120)));
+    matches(range(0, 19));
+
+    // SIGKILLs during three projects' traffic, each with another project's beside it.
+    int kills = 0;
+    for (int i : {0, 1, 2}) {
+        kills +=
+            run_with_kills(f, workload(i, i + 10, 50 + i, 200), 1, std::chrono::milliseconds(700));
+    }
+    CHECK(kills >= 1);
+    REQUIRE(f.wait_caught_up(std::chrono::seconds(120)));
+
+    // The second server stops: its targets detach after fanout.max_target_lag, and the slot
+    // moves on with the others.
+    const auto odd = range(1, 19, 2);
+    const auto even = range(0, 19, 2);
+    second.stop("immediate");
+    call(f, workload(4, 5, 61, 150));
+    REQUIRE(wait_until([&] { return all_in(odd, "detached"); }, std::chrono::seconds(60)));
+    call(f, workload(6, 7, 62, 150));
+    REQUIRE(f.wait_caught_up(std::chrono::seconds(120)));
+    matches(even);
+    // Back: they re-attach, each copied again, and catch up.
+    second.start();
+    REQUIRE(
+        wait_until([&] { return all_in(range(0, 19), "streaming"); }, std::chrono::seconds(120)));
+    REQUIRE(f.wait_caught_up(std::chrono::seconds(120)));
+    matches(range(0, 19));
+
+    // t19 added and t18 removed by a reload while projects write; nobody detaches meanwhile.
+    const auto mark = f.process().log().size();
+    replace_in_config(f, entries[18], entries[19]);
+    std::thread traffic([&] { f.provider().exec(workload(8, 18, 63, 200)); });
+    f.process().signal(SIGHUP);
+    traffic.join();
+    REQUIRE(wait_until([&] { return state(19) == "streaming" && state(18).empty(); },
+                       std::chrono::seconds(120)));
+    REQUIRE(f.wait_caught_up(std::chrono::seconds(120)));
+    const auto since = f.process().log().substr(mark);
+    CHECK(since.find("detached") == std::string::npos);
+    CHECK(since.find("target t19 copied; it joins the stream") != std::string::npos);
+
+    // More kills, the new target's project among the writers.
+    kills += run_with_kills(f, workload(18, 3, 64, 200), 1, std::chrono::milliseconds(700));
+    REQUIRE(f.wait_caught_up(std::chrono::seconds(120)));
+    auto attached = range(0, 18);
+    attached.push_back(19);
+    matches(attached);
+    INFO(kills << " kills");
     CHECK(f.stop() == 0);
 }
 
