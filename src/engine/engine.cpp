@@ -50,13 +50,17 @@ public:
 class TargetFailure : public Error {
 public:
     TargetFailure(std::string target, pg::ErrorClass cause, const std::string& what)
-        : Error(what), target_(std::move(target)), cause_(cause) {}
-    const std::string& target() const { return target_; }
+        : Error(what), cause_(cause), failures_{{std::move(target), what}} {}
+    const std::string& target() const { return failures_.front().first; }
     pg::ErrorClass cause() const { return cause_; }
+    // Every target found failing alike at once (e.g. the targets of one server that is down),
+    // with its message: each has its own clock towards fanout.max_target_lag.
+    const std::vector<std::pair<std::string, std::string>>& failures() const { return failures_; }
+    void add(const TargetFailure& other) { failures_.push_back(other.failures_.front()); }
 
 private:
-    std::string target_;
     pg::ErrorClass cause_;
+    std::vector<std::pair<std::string, std::string>> failures_;
 };
 
 // Runs `tasks` concurrently on this coroutine's executor and waits for all of them; the first
@@ -363,15 +367,20 @@ awaitable<void> Session::prepare() {
     const auto& src = config_.source;
     // Targets first: each holds its checkpoint, and the advisory lock that makes this instance
     // the only writer for the slot.
-    std::exception_ptr target_down;
+    std::optional<TargetFailure> target_down;
     for (auto& t : targets_) {
         try {
             co_await in_target(*t, t->primary().connect());
         } catch (const TargetFailure& f) {
-            // Detaching: the others connect too, and the provider's WAL position tells how
-            // much this one holds back (TargetHealth).
+            // Detaching: the others connect too (every target that is down is named, so that
+            // the targets of one server detach together), and the provider's WAL position
+            // tells how much each holds back (TargetHealth).
             if (!detaching() || f.cause() != pg::ErrorClass::Transient) throw;
-            if (!target_down) target_down = std::current_exception();
+            if (target_down) {
+                target_down->add(f);
+            } else {
+                target_down = f;
+            }
             continue;
         }
         if (!co_await in_target(*t, lock_slot(*t))) co_return;
@@ -380,7 +389,7 @@ awaitable<void> Session::prepare() {
         co_await source_.connect(src.dsn, "authsync");
         auto r = co_await source_.query("SELECT pg_current_wal_lsn()");
         status_.provider_wal_lsn = Lsn::parse_or_throw(r.get(0, 0));
-        std::rethrow_exception(target_down);
+        throw *target_down;
     }
     for (auto& t : targets_) co_await in_target(*t, inspect_target(*t));
     co_await source_.connect(src.dsn, "authsync");
@@ -1558,7 +1567,7 @@ awaitable<int> Supervisor::run() {
         session_ = &session;
         std::string failure;
         bool transient = false;
-        std::optional<std::string> failed_target;
+        std::vector<std::pair<std::string, std::string>> failed_targets;
         try {
             co_await session.run();
             session_ = nullptr;
@@ -1574,7 +1583,7 @@ awaitable<int> Supervisor::run() {
         } catch (const TargetFailure& e) {
             failure = e.what();
             transient = e.cause() == pg::ErrorClass::Transient;
-            failed_target = e.target();
+            failed_targets = e.failures();
         } catch (const Error& e) {
             // Decided once, by SQLSTATE class and exception type (pg/error_class.hpp).
             failure = e.what();
@@ -1590,8 +1599,11 @@ awaitable<int> Supervisor::run() {
         status_.last_error = failure;
         status_.last_error_at = PgTimestamp::now();
         if (session.reached_streaming()) previous_.reset();
-        if (failed_target &&
-            leave_out(*failed_target, transient, failure, running->targets.size())) {
+        auto attached = running->targets.size();
+        for (const auto& [name, what] : failed_targets) {
+            if (leave_out(name, transient, what, attached)) --attached;
+        }
+        if (attached < running->targets.size()) {
             backoff = config_.reconnect.initial_backoff;
             continue;
         }
