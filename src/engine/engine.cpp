@@ -49,18 +49,25 @@ public:
 // supervisor can detach that target alone (fanout.max_target_lag). Its class is its cause's.
 class TargetFailure : public Error {
 public:
-    TargetFailure(std::string target, pg::ErrorClass cause, const std::string& what)
-        : Error(what), cause_(cause), failures_{{std::move(target), what}} {}
-    const std::string& target() const { return failures_.front().first; }
+    struct Failed {
+        std::string target;
+        std::string what;
+        // A step unanswered since then, cut off by the stall watchdog (Session::in_target).
+        std::optional<Clock::time_point> stalled_since;
+    };
+    TargetFailure(std::string target, pg::ErrorClass cause, const std::string& what,
+                  std::optional<Clock::time_point> stalled_since = std::nullopt)
+        : Error(what), cause_(cause), failures_{{std::move(target), what, stalled_since}} {}
+    const std::string& target() const { return failures_.front().target; }
     pg::ErrorClass cause() const { return cause_; }
     // Every target found failing alike at once (e.g. the targets of one server that is down),
     // with its message: each has its own clock towards fanout.max_target_lag.
-    const std::vector<std::pair<std::string, std::string>>& failures() const { return failures_; }
+    const std::vector<Failed>& failures() const { return failures_; }
     void add(const TargetFailure& other) { failures_.push_back(other.failures_.front()); }
 
 private:
     pg::ErrorClass cause_;
-    std::vector<std::pair<std::string, std::string>> failures_;
+    std::vector<Failed> failures_;
 };
 
 // Runs `tasks` concurrently on this coroutine's executor and waits for all of them; the first
@@ -159,7 +166,8 @@ private:
         std::vector<TargetWriter*> lanes;              // in writers_; lanes[0] provisions
         std::optional<Checkpoint> checkpoint;          // read at start
         Lsn copied_at;  // its copy's consistent point, when this start copied it
-        Clock::time_point last_checkpoint;  // its last checkpoint commit
+        Clock::time_point last_checkpoint;               // its last checkpoint commit
+        std::optional<Clock::time_point> stalled_since;  // cut off by the watchdog (in_target)
         TargetWriter& primary() const { return *lanes.front(); }
         const std::string& name() const { return config.targets.front().name; }
     };
@@ -167,17 +175,43 @@ private:
     std::string about(const Target& t) const {
         return targets_.size() == 1 ? std::string() : "target " + t.name() + ": ";
     }
-    // `step`, done in target `t`'s database alone: its failure is that target's.
+    // `step`, done in target `t`'s database alone: its failure is that target's. Where a target
+    // may be detached for its seconds of lag, a step it leaves unanswered that long stalls it:
+    // its connections are cut (stall()) and its failure dates from the step's start, so that
+    // the others stream on at once instead of waiting behind it.
     template <typename T>
-    awaitable<T> in_target(const Target& t, awaitable<T> step) {
+    awaitable<T> in_target(Target& t, awaitable<T> step) {
+        std::optional<asio::steady_timer> watchdog;
+        // Set when this step ends, however: an expiry already queued then must not act.
+        struct EndMark {
+            std::shared_ptr<bool> ended = std::make_shared<bool>(false);
+            ~EndMark() { *ended = true; }
+        } mark;
+        if (const auto limit = stall_limit()) {
+            watchdog.emplace(co_await asio::this_coro::executor, *limit);
+            watchdog->async_wait([this, &t, ended = mark.ended,
+                                  started = Clock::now()](const boost::system::error_code& ec) {
+                if (!ec && !*ended) stall(t, started);
+            });
+        }
         try {
             co_return co_await std::move(step);
         } catch (const TargetFailure&) {
             throw;
         } catch (const std::exception& e) {
+            if (t.stalled_since) {
+                throw TargetFailure(t.name(), pg::ErrorClass::Transient,
+                                    about(t) + stalled_message(e.what()), t.stalled_since);
+            }
             throw TargetFailure(t.name(), pg::classify(e), about(t) + e.what());
         }
     }
+    std::optional<std::chrono::seconds> stall_limit() const {
+        if (!detaching()) return std::nullopt;
+        return config_.fanout.max_target_lag_seconds;
+    }
+    void stall(Target& t, Clock::time_point started);
+    std::string stalled_message(const std::string& cause) const;
     template <typename T>
     awaitable<T> in_target(std::size_t writer, awaitable<T> step) {
         return in_target(*targets_[writers_[writer]->target()], std::move(step));
@@ -266,10 +300,21 @@ private:
     void target_flushed(std::size_t t, Lsn flush) {
         for (auto* w : targets_[t]->lanes) tracker_->target_flushed(w->id(), flush);
     }
-    // The status's view of what each target holds durably.
+    // The status's view of what each target holds durably; a target catching up streams once
+    // it holds where the stream was when its copy ended.
     void note_durable() {
         for (const auto& t : targets_) {
-            status_.targets[t->name()].durable_lsn = tracker_->target_durable(t->index);
+            auto& shown = status_.targets[t->name()];
+            shown.durable_lsn = tracker_->target_durable(t->index);
+            auto caught = status_.catch_up_to.find(t->name());
+            if (caught == status_.catch_up_to.end() || shown.durable_lsn < caught->second) {
+                continue;
+            }
+            if (shown.state == "catching_up") {
+                shown.state = "streaming";
+                log_->info("target {} caught up at {}", t->name(), shown.durable_lsn.to_string());
+            }
+            status_.catch_up_to.erase(caught);
         }
     }
     bool idle() const {
@@ -665,6 +710,28 @@ awaitable<void> Session::copy_joining_target(Target& t) {
                                                   t.index, status_);
 }
 
+// A step of target `t` has had no answer since `started`, for fanout.max_target_lag.seconds
+// (a lock held on its tables, a server that no longer answers): its statements are cancelled
+// and its connections closed, so that the step fails now and the session ends with a
+// TargetFailure dated from `started` (in_target). Whatever that target had not committed
+// rolls back; its checkpoint keeps what it had.
+void Session::stall(Target& t, Clock::time_point started) {
+    if (t.stalled_since) return;
+    t.stalled_since = started;
+    log_->warn("target {}: no answer for {} s (fanout.max_target_lag); cutting its connections",
+               t.name(), stall_limit().value_or(std::chrono::seconds{}).count());
+    for (auto* w : t.lanes) {
+        w->connection().cancel_query_in_background();
+        w->close();
+    }
+}
+
+std::string Session::stalled_message(const std::string& cause) const {
+    return fmt::format(
+        "no answer for {} s (fanout.max_target_lag), so its connections were cut: {}",
+        stall_limit().value_or(std::chrono::seconds{}).count(), cause);
+}
+
 // Connects every lane and hands the FlushTracker where each starts. A stored checkpoint may
 // have been committed asynchronously by a session that died before the target flushed it: it
 // counts as durable only once the target's WAL flush passes the target's current insert
@@ -729,7 +796,7 @@ awaitable<void> Session::start_streaming() {
     status_.state = State::Streaming;
     for (const auto& t : targets_) {
         auto& shown = status_.targets[t->name()];
-        shown.state = "streaming";
+        shown.state = status_.catch_up_to.count(t->name()) ? "catching_up" : "streaming";
         shown.error.clear();
     }
     reached_streaming_ = true;
@@ -1362,6 +1429,7 @@ bool Supervisor::take_reload() {
     for (auto it = status_.targets.begin(); it != status_.targets.end();) {
         const bool kept = std::any_of(config_.targets.begin(), config_.targets.end(),
                                       [&](const auto& t) { return t.name == it->first; });
+        if (!kept) status_.catch_up_to.erase(it->first);
         it = kept ? std::next(it) : status_.targets.erase(it);
     }
     return true;
@@ -1430,6 +1498,9 @@ awaitable<void> Supervisor::join_targets() {
             continue;
         }
         std::erase(joining_, name);
+        // It has what its snapshot saw; the stream brings it the rest, up to here at least.
+        status_.catch_up_to[name] = std::max(status_.provider_wal_lsn, status_.received_lsn);
+        status_.targets[name].state = "catching_up";
         log->info("target {} copied; it joins the stream", name);
         if (joining_.empty()) restart_session();
     }
@@ -1437,14 +1508,18 @@ awaitable<void> Supervisor::join_targets() {
 }
 
 bool Supervisor::leave_out(const std::string& name, bool transient, const std::string& failure,
-                           std::size_t attached) {
+                           std::size_t attached,
+                           std::optional<std::chrono::steady_clock::time_point> stalled_since) {
     using Verdict = pipeline::TargetHealth::Verdict;
     auto& shown = status_.targets[name];
     const auto held = shown.durable_lsn.is_valid() && status_.provider_wal_lsn.is_valid()
                           ? lsn_bytes_between(shown.durable_lsn, status_.provider_wal_lsn)
                           : 0;
-    const auto verdict = health_.failed(name, transient, held, attached, Clock::now());
+    // A stalled target failed since its unanswered step began, whatever the session's cause.
+    const auto verdict = health_.failed(name, transient || stalled_since.has_value(), held,
+                                        attached, Clock::now(), stalled_since);
     if (verdict == Verdict::Wait) return false;
+    status_.catch_up_to.erase(name);
     auto log = logger("engine");
     shown.state = verdict == Verdict::Detach ? "detached" : "failed";
     shown.error = failure;
@@ -1567,7 +1642,7 @@ awaitable<int> Supervisor::run() {
         session_ = &session;
         std::string failure;
         bool transient = false;
-        std::vector<std::pair<std::string, std::string>> failed_targets;
+        std::vector<TargetFailure::Failed> failed_targets;
         try {
             co_await session.run();
             session_ = nullptr;
@@ -1600,8 +1675,8 @@ awaitable<int> Supervisor::run() {
         status_.last_error_at = PgTimestamp::now();
         if (session.reached_streaming()) previous_.reset();
         auto attached = running->targets.size();
-        for (const auto& [name, what] : failed_targets) {
-            if (leave_out(name, transient, what, attached)) --attached;
+        for (const auto& f : failed_targets) {
+            if (leave_out(f.target, transient, f.what, attached, f.stalled_since)) --attached;
         }
         if (attached < running->targets.size()) {
             backoff = config_.reconnect.initial_backoff;

@@ -48,6 +48,11 @@ asio::awaitable<Lsn> join_alongside(config::Config mine, std::size_t index, Engi
     auto ex = co_await asio::this_coro::executor;
     pg::AsyncConnection target(ex);
     co_await target.connect(mine.target.dsn, "authsync");
+    // A copy that waits on a lock held in the target would hold the slot's acknowledgement
+    // (before_snapshot) for as long: past the lag limit it fails and is tried again later.
+    if (const auto limit = mine.fanout.max_target_lag_seconds) {
+        co_await target.query(fmt::format("SET lock_timeout = '{}s'", limit->count()));
+    }
     // The session that found it joining held the lock a moment ago: its backend may still be
     // on its way out.
     for (int attempt = 0; !co_await try_lock_slot(target, mine.source.slot); ++attempt) {

@@ -1,6 +1,7 @@
 #include "authsync/pg/async_connection.hpp"
 
 #include <libpq-fe.h>
+#include <thread>
 
 #include <fmt/format.h>
 #include <boost/asio/use_awaitable.hpp>
@@ -50,6 +51,17 @@ void AsyncConnection::cancel_query() {
     char reason[256];
     PQcancel(cancel, reason, sizeof reason);
     PQfreeCancel(cancel);
+}
+
+void AsyncConnection::cancel_query_in_background() {
+    if (!conn_) return;
+    PGcancel* cancel = PQgetCancel(raw());
+    if (cancel == nullptr) return;
+    std::thread([cancel] {
+        char reason[256];
+        PQcancel(cancel, reason, sizeof reason);
+        PQfreeCancel(cancel);
+    }).detach();
 }
 
 void AsyncConnection::cancel() {

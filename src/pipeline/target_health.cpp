@@ -1,11 +1,16 @@
 #include "authsync/pipeline/target_health.hpp"
 
+#include <algorithm>
+
 namespace authsync::pipeline {
 
 TargetHealth::Verdict TargetHealth::failed(const std::string& name, bool transient,
                                            std::uint64_t held_bytes, std::size_t attached,
-                                           Clock::time_point now) {
-    auto since = failing_.try_emplace(name, now).first->second;
+                                           Clock::time_point now,
+                                           std::optional<Clock::time_point> stalled_since) {
+    auto& first = failing_.try_emplace(name, now).first->second;
+    if (stalled_since) first = std::min(first, *stalled_since);
+    const auto since = first;
     if (!limited() || attached < 2) return Verdict::Wait;
     Verdict verdict = Verdict::Wait;
     if (!transient) {

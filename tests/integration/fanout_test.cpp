@@ -106,6 +106,13 @@ bool targets_match(SyncFixture& f, const FanoutTargets& targets) {
     return true;
 }
 
+// Whether the targets of tenants `ts` each equal their tenant.
+bool tenants_match(SyncFixture& f, const FanoutTargets& targets, const std::vector<int>& ts) {
+    return std::all_of(ts.begin(), ts.end(), [&](int t) {
+        return provider_rows(f, t) == target_rows(targets.databases[t]);
+    });
+}
+
 // No target holds a row of another tenant, live or deleted (on_delete: hard).
 void check_no_foreign_rows(SyncFixture& f, const FanoutTargets& targets) {
     for (std::size_t t = 0; t < targets.databases.size(); ++t) {
@@ -511,12 +518,7 @@ TEST_CASE(
         "INSERT INTO public.users (id, tenant, name) SELECT 'u' || i, 'tenant' || (i % 3), "
         "'name ' || i FROM generate_series(1, 30) AS i");
     f.start();
-    auto matches = [&](std::vector<int> ts) {
-        return std::all_of(ts.begin(), ts.end(), [&](int t) {
-            return provider_rows(f, t) == target_rows(targets.databases[t]);
-        });
-    };
-    REQUIRE(wait_until([&] { return matches({0, 1}); }, 30s));
+    REQUIRE(wait_until([&] { return tenants_match(f, targets, {0, 1}); }, 30s));
     const auto head =
         read_file(f.config_path()).substr(0, read_file(f.config_path()).find(entry(0)));
 
@@ -526,7 +528,7 @@ TEST_CASE(
     p.exec(
         "UPDATE public.users SET version = version + 1, name = 'during' WHERE id IN "
         "('u1', 'u2', 'u3')");
-    REQUIRE(wait_until([&] { return matches({0, 1, 2}); }, 30s));
+    REQUIRE(wait_until([&] { return tenants_match(f, targets, {0, 1, 2}); }, 30s));
     CHECK(f.process().running());
     CHECK_THAT(f.process().log(), Catch::Contains("reload: targets added [tenant2], removed [], "
                                                   "kept [tenant0, tenant1]") &&
@@ -548,7 +550,7 @@ TEST_CASE(
     p.exec(
         "UPDATE public.users SET version = version + 1, name = 'after' WHERE id IN "
         "('u4', 'u5', 'u6')");  // tenants 1, 2, 0
-    REQUIRE(wait_until([&] { return matches({0, 2}); }, 30s));
+    REQUIRE(wait_until([&] { return tenants_match(f, targets, {0, 2}); }, 30s));
     CHECK(target_rows(targets.databases[1]) == tenant1_before);
     CHECK_THAT(f.process().log(), Catch::Contains("removed [tenant1]"));
 
@@ -556,7 +558,7 @@ TEST_CASE(
     write_file(f.config_path(), head + "  - name: [broken\n");
     f.process().signal(SIGHUP);
     p.exec("INSERT INTO public.users (id, tenant) VALUES ('late', 'tenant0')");
-    REQUIRE(wait_until([&] { return matches({0, 2}); }, 30s));
+    REQUIRE(wait_until([&] { return tenants_match(f, targets, {0, 2}); }, 30s));
     CHECK(f.process().running());
     CHECK_THAT(f.process().log(), Catch::Contains("the running config stays"));
     check_no_foreign_rows(f, targets);
@@ -657,14 +659,9 @@ TEST_CASE(
     WARN(
         "detached " << std::chrono::duration_cast<std::chrono::milliseconds>(detached_after).count()
                     << " ms after the server stopped");
-    auto matches = [&](std::vector<int> ts) {
-        return std::all_of(ts.begin(), ts.end(), [&](int t) {
-            return provider_rows(f, t) == target_rows(targets.databases[t]);
-        });
-    };
-    REQUIRE(wait_until([&] { return matches({0, 2}); }, 30s));
+    REQUIRE(wait_until([&] { return tenants_match(f, targets, {0, 2}); }, 30s));
     p.exec("UPDATE public.users SET version = version + 1, name = 'detached' WHERE id = 'u4'");
-    REQUIRE(wait_until([&] { return matches({0, 2}); }, 30s));
+    REQUIRE(wait_until([&] { return tenants_match(f, targets, {0, 2}); }, 30s));
     // They no longer hold the slot's WAL: it is acknowledged past their checkpoints.
     REQUIRE(f.wait_caught_up());
     for (int t : {1, 3}) CHECK(slot_past(f, held[t]));
@@ -727,12 +724,7 @@ TEST_CASE("fan-out: a target that refuses a change fails alone, and a reload bri
     p.exec("UPDATE public.users SET name = 'refused', version = version + 1 WHERE id = 'u1'");
     p.exec("UPDATE public.users SET name = 'next', version = version + 1 WHERE id IN ('u3', 'u5')");
     REQUIRE(wait_until([&] { return target_state(f, 1) == "failed"; }, 30s));
-    auto matches = [&](std::vector<int> ts) {
-        return std::all_of(ts.begin(), ts.end(), [&](int t) {
-            return provider_rows(f, t) == target_rows(targets.databases[t]);
-        });
-    };
-    REQUIRE(wait_until([&] { return matches({0, 2}); }, 30s));
+    REQUIRE(wait_until([&] { return tenants_match(f, targets, {0, 2}); }, 30s));
     REQUIRE(f.wait_caught_up());
     CHECK(f.process().running());
     CHECK_THAT(f.process().log(), Catch::Contains("target tenant1 failed:"));
@@ -753,6 +745,62 @@ TEST_CASE("fan-out: a target that refuses a change fails alone, and a reload bri
     CHECK(f.stop() == 0);
 }
 
+// A target whose table stays locked (a migration, a transaction left open) answers nothing:
+// with fanout.max_target_lag its unanswered step is cut at the limit's seconds and it is
+// detached, the others stream on; while the lock stays its copy gives up at the limit and is
+// tried again; once the lock goes it re-attaches with a copy.
+TEST_CASE("fan-out: a target stalled by a lock is detached at the limit, and re-attaches after",
+          "[fanout][integration]") {
+    auto targets = make_targets("hard");
+    test::SyncOptions options;
+    options.provider_ddl = kProviderDdl;
+    options.targets_yaml = targets.yaml;
+    options.extra_yaml = "fanout:\n  max_target_lag: {seconds: 3}\n";
+    SyncFixture f(options);
+    auto p = f.provider();
+    p.exec(
+        "INSERT INTO public.users (id, tenant, name) SELECT 'u' || i, 'tenant' || (i % 3), "
+        "'name ' || i FROM generate_series(1, 30) AS i");
+    f.start();
+    REQUIRE(wait_until([&] { return targets_match(f, targets); }, 30s));
+    REQUIRE(f.wait_caught_up());
+    auto locker = targets.databases[1].connect();
+    locker.exec("BEGIN");
+    locker.exec("LOCK TABLE neon_auth.users_sync IN ACCESS EXCLUSIVE MODE");
+    const auto locked = std::chrono::steady_clock::now();
+    p.exec("UPDATE public.users SET version = version + 1, name = 'while locked'");
+
+    REQUIRE(wait_until([&] { return target_state(f, 1) == "detached"; }, 30s));
+    const auto detached_after = std::chrono::steady_clock::now() - locked;
+    WARN(
+        "detached " << std::chrono::duration_cast<std::chrono::milliseconds>(detached_after).count()
+                    << " ms after its table was locked");
+    REQUIRE(wait_until([&] { return tenants_match(f, targets, {0, 2}); }, 30s));
+    CHECK_THAT(f.process().log(),
+               Catch::Contains("target tenant1: no answer for 3 s (fanout.max_target_lag)"));
+    // While the lock stays, the probe finds the server answering, and its copy waits on the lock
+    // for the limit, then is tried again: the others go on all along.
+    for (int round = 0; round < 3; ++round) {
+        p.exec(
+            "UPDATE public.users SET version = version + 1, name = 'still locked' WHERE id = "
+            "'u3'");  // tenant0's
+        REQUIRE(wait_until([&] { return tenants_match(f, targets, {0, 2}); }, 30s));
+        std::this_thread::sleep_for(2s);
+    }
+    CHECK(target_state(f, 1) != "streaming");
+    CHECK(f.process().running());
+
+    locker.exec("COMMIT");
+    REQUIRE(wait_until([&] { return target_state(f, 1) == "streaming"; }, 60s));
+    REQUIRE(wait_until([&] { return targets_match(f, targets); }, 30s));
+    p.exec("UPDATE public.users SET version = version + 1, name = 'unlocked'");
+    REQUIRE(wait_until([&] { return targets_match(f, targets); }, 30s));
+    REQUIRE(f.wait_caught_up());
+    check_no_foreign_rows(f, targets);
+    CHECK_THAT(f.process().log(), !Catch::Contains("still locked"));
+    CHECK(f.stop() == 0);
+}
+
 // A target added to a running sidecar copies alongside the stream: the others go on applying,
 // and the slot is acknowledged no further than before the copy's snapshot until the new target
 // streams too.
@@ -769,12 +817,7 @@ TEST_CASE("fan-out: the other targets stream on while a target added by SIGHUP c
         "INSERT INTO public.users (id, tenant, name) SELECT 'u' || i, 'tenant' || (i % 3), "
         "'name ' || i FROM generate_series(1, 30) AS i");
     f.start();
-    auto matches = [&](std::vector<int> ts) {
-        return std::all_of(ts.begin(), ts.end(), [&](int t) {
-            return provider_rows(f, t) == target_rows(targets.databases[t]);
-        });
-    };
-    REQUIRE(wait_until([&] { return matches({0, 1}); }, 30s));
+    REQUIRE(wait_until([&] { return tenants_match(f, targets, {0, 1}); }, 30s));
     // A transaction left open on the provider holds the new target's copy before its snapshot
     // (a temporary slot waits for the transactions running when it is made).
     auto blocker = f.provider();
@@ -787,7 +830,7 @@ TEST_CASE("fan-out: the other targets stream on while a target added by SIGHUP c
     p.exec(
         "UPDATE public.users SET version = version + 1, name = 'during the copy' WHERE id IN "
         "('u3', 'u4')");  // tenant0's, tenant1's
-    REQUIRE(wait_until([&] { return matches({0, 1}); }, 30s));
+    REQUIRE(wait_until([&] { return tenants_match(f, targets, {0, 1}); }, 30s));
     std::this_thread::sleep_for(1s);  // several status intervals
     CHECK(target_state(f, 2) == "copying");
     CHECK(target_state(f, 0) == "streaming");
@@ -803,7 +846,8 @@ TEST_CASE("fan-out: the other targets stream on while a target added by SIGHUP c
     REQUIRE(f.wait_caught_up());  // held no more
     CHECK_THAT(f.process().log(),
                Catch::Contains("target tenant2: joins slot") &&
-                   Catch::Contains("target tenant2 copied; it joins the stream"));
+                   Catch::Contains("target tenant2 copied; it joins the stream") &&
+                   Catch::Contains("target tenant2 caught up at"));
     check_no_foreign_rows(f, targets);
     // Nothing applied twice across the hand-over: one upsert each since the start.
     auto s = f.status();

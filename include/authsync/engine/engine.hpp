@@ -66,9 +66,11 @@ private:
     // What the next session runs: the config without its detached targets.
     // none while every target is detached or copies to join.
     std::optional<config::Config> session_config() const;
-    // A session failed on target `name`: true when it is left out of the next one.
+    // A session failed on target `name` (stalled: a step of it unanswered since then): true
+    // when it is left out of the next one.
     bool leave_out(const std::string& name, bool transient, const std::string& failure,
-                   std::size_t attached);
+                   std::size_t attached,
+                   std::optional<std::chrono::steady_clock::time_point> stalled_since);
     void restart_session();
     bool another_config(const std::string& failure);
     void start_joining(const std::vector<std::string>& names);

@@ -8,6 +8,7 @@
 #pragma once
 
 #include <chrono>
+#include <map>
 #include <optional>
 #include <string>
 
@@ -33,6 +34,9 @@ struct EngineStatus : status::Progress {
     status::Histogram e2e_latency_seconds{
         {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60}};
     status::LagHistory lag_history;
+    // A target copied alongside the stream (Supervisor::join_targets) is `catching_up` until it
+    // holds durably the provider's WAL position when its copy ended: by target.
+    std::map<std::string, Lsn> catch_up_to;
     std::chrono::steady_clock::time_point started_at = std::chrono::steady_clock::now();
 };
 

@@ -111,6 +111,10 @@ public:
     // cancel request's own connection). Queries queued behind it in a pipeline are skipped, so
     // a transaction whose COMMIT is queued does not commit. Best effort: errors are ignored.
     void cancel_query();
+    // The same, sent from a thread of its own that ends when the request does: for a server
+    // that may not answer at all, whose cancel connection could block the caller for as long
+    // as its connect timeout.
+    void cancel_query_in_background();
     bool is_open() const { return static_cast<bool>(conn_); }
     pg_conn* raw() const { return conn_.raw(); }
 

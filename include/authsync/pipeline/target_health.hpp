@@ -5,7 +5,9 @@
 // that fails transiently (its server gone) is waited for until it has failed for the limit's
 // seconds or holds the limit's bytes of the provider's WAL; then it is detached: the next
 // session runs without it, so the slot moves on, and it is copied again and re-attached once
-// its server answers. A target that fails for good (a constraint, a permission) fails at
+// its server answers. A target that stalls (a step unanswered for the limit's seconds: a lock
+// held in its database, a server that no longer answers) has failed since the step began, so
+// it is detached at once. A target that fails for good (a constraint, a permission) fails at
 // once: detached, and not tried again until a reload. The last target still attached is never
 // detached. A target's failures are over once it commits again. Pure: the clock is passed in.
 #pragma once
@@ -38,9 +40,11 @@ public:
     bool limited() const { return limit_.seconds || limit_.bytes; }
 
     // A session failed on target `name`, one of `attached`; `held_bytes`: how far its
-    // checkpoint is behind the provider's WAL, as last known.
+    // checkpoint is behind the provider's WAL, as last known. `stalled_since`: the failure is a
+    // step that had not answered since then (a stalled target), so its failing began there.
     Verdict failed(const std::string& name, bool transient, std::uint64_t held_bytes,
-                   std::size_t attached, Clock::time_point now);
+                   std::size_t attached, Clock::time_point now,
+                   std::optional<Clock::time_point> stalled_since = std::nullopt);
     // `name` committed: its failures are over.
     void recovered(const std::string& name) {
         if (!failing_.empty()) failing_.erase(name);

@@ -76,8 +76,10 @@ struct SlotHealth {
 
 // One target database (fan-out; the `target:` form is one named "default").
 struct TargetProgress {
-    // streaming, copying (joining with a copy of its own), detached (fanout.max_target_lag:
-    // waits for its server, then is copied again), failed (refused a change; until a reload).
+    // streaming, copying (joining with a copy of its own), catching_up (copied; applying from
+    // the stream what came since, up to where the stream was when its copy ended), detached
+    // (fanout.max_target_lag: waits for its server, then is copied again), failed (refused a
+    // change; until a reload).
     std::string state = "streaming";
     std::string error;  // why it is detached or failed
     // The highest source end_lsn its checkpoint rows hold durably (and everything before it):

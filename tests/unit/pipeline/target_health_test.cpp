@@ -82,3 +82,21 @@ TEST_CASE("TargetHealth forgets a target removed from the config", "[unit][targe
     CHECK_FALSE(h.failing_since("a"));
     CHECK(h.to_probe().empty());
 }
+
+TEST_CASE("TargetHealth dates a stalled target's failure from its unanswered step",
+          "[unit][target_health]") {
+    TargetHealth h({30s, std::nullopt});
+    // A step left unanswered from t0 and cut at t0 + 30s: failing since t0, detached at once.
+    CHECK(h.failed("a", true, 0, 3, t0 + 30s, t0) == Verdict::Detach);
+    CHECK(h.failing_since("a") == t0);
+    // An earlier failure keeps its date; a stall never moves it later.
+    TargetHealth k({30s, std::nullopt});
+    CHECK(k.failed("b", true, 0, 3, t0) == Verdict::Wait);
+    CHECK(k.failed("b", true, 0, 3, t0 + 31s, t0 + 1s) == Verdict::Detach);
+    CHECK(k.failing_since("b") == t0);
+    // A stall cut short of the limit (the clock says so) still waits.
+    TargetHealth m({30s, std::nullopt});
+    CHECK(m.failed("c", true, 0, 3, t0 + 20s, t0) == Verdict::Wait);
+    // The last attached target is never left out, stalled or not.
+    CHECK(m.failed("c", true, 0, 1, t0 + 40s, t0) == Verdict::Wait);
+}
