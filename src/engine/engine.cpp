@@ -255,7 +255,8 @@ private:
         SentBatch(BatchRecord r, const asio::any_io_executor& ex)
             : record(std::move(r)), finished(ex, asio::steady_timer::time_point::max()) {}
         BatchRecord record;
-        std::vector<CommitPositions> positions;  // per committing writer
+        std::vector<CommitPositions> positions;   // per committing writer
+        std::vector<Clock::time_point> answered;  // per committing writer: when it answered
         bool done = false;
         std::exception_ptr error;
         asio::steady_timer finished;  // cancelled when done
@@ -266,6 +267,7 @@ private:
             }
         }
     };
+    void judge_stragglers(const SentBatch& sent);
     awaitable<void> send_batch(BatchRecord batch, bool all);
     awaitable<void> finish_batch(std::shared_ptr<SentBatch> sent);
     awaitable<void> join_batch();
@@ -1061,11 +1063,13 @@ awaitable<void> Session::send_batch(BatchRecord batch, bool all) {
 awaitable<void> Session::finish_batch(std::shared_ptr<SentBatch> sent) {
     std::vector<std::function<awaitable<void>()>> tasks;
     sent->positions.resize(sent->record.committing.size());
+    sent->answered.resize(sent->record.committing.size());
     for (std::size_t i = 0; i < sent->record.committing.size(); ++i) {
-        tasks.push_back(
-            [this, w = sent->record.committing[i], &out = sent->positions[i]]() -> awaitable<void> {
-                out = co_await in_target(w->id(), w->finish_commit());
-            });
+        tasks.push_back([this, w = sent->record.committing[i], &out = sent->positions[i],
+                         &at = sent->answered[i]]() -> awaitable<void> {
+            out = co_await in_target(w->id(), w->finish_commit());
+            at = Clock::now();
+        });
     }
     co_await in_parallel(std::move(tasks));
 }
@@ -1102,6 +1106,46 @@ awaitable<void> Session::join_batch() {
     note_durable();
     if (batch.txns > 0) status_.oldest_sent_commit_time.reset();
     batch_applied(batch);
+    if (batch.txns > 0 && !stop_requested_) judge_stragglers(*sent);
+}
+
+// fanout.max_target_lag: each target with changes in a committed batch, its time and changes
+// (a target catching up after its copy is not judged: it has more to write by design). A
+// target slow per change, batch after batch, while the stream falls behind, is detached.
+void Session::judge_stragglers(const SentBatch& sent) {
+    if (!detaching()) return;
+    std::map<std::string, pipeline::TargetHealth::Work> work;
+    const auto& batch = sent.record;
+    for (std::size_t i = 0; i < batch.committing.size(); ++i) {
+        if (sent.positions[i].rows == 0) continue;
+        const auto& t = *targets_[batch.committing[i]->target()];
+        if (status_.catch_up_to.count(t.name())) continue;
+        auto& w = work[t.name()];
+        w.took = std::max(w.took, sent.answered[i] - batch.started);
+        w.rows += sent.positions[i].rows;
+    }
+    const auto lag = batch.commit_time
+                         ? std::chrono::microseconds(std::max<std::int64_t>(
+                               PgTimestamp::now().micros - batch.commit_time->micros, 0))
+                         : std::chrono::microseconds{};
+    const auto lag_bytes = batch.end_lsn && status_.provider_wal_lsn > *batch.end_lsn
+                               ? lsn_bytes_between(*batch.end_lsn, status_.provider_wal_lsn)
+                               : 0;
+    auto slow = health_.batch_committed(work, lag, lag_bytes, targets_.size(), Clock::now());
+    if (!slow) return;
+    const auto& t = **std::find_if(targets_.begin(), targets_.end(),
+                                   [&](const auto& x) { return x->name() == slow->name; });
+    const auto seconds =
+        std::chrono::duration_cast<std::chrono::seconds>(Clock::now() - slow->since);
+    throw TargetFailure(
+        t.name(), pg::ErrorClass::Transient,
+        about(t) + fmt::format("{:.1f}x slower per change than every other target, {} batches in a "
+                               "row over {} s, while the stream was {} s ({} bytes) behind "
+                               "(fanout.max_target_lag)",
+                               slow->ratio, slow->batches, seconds.count(),
+                               std::chrono::duration_cast<std::chrono::seconds>(lag).count(),
+                               lag_bytes),
+        slow->since);
 }
 
 // A session that fails with a batch's outcome still awaited: its connections close, and the

@@ -157,6 +157,7 @@ awaitable<void> TargetWriter::truncate(const pipeline::Operation& op, PgTimestam
 awaitable<void> TargetWriter::flush_chunk() {
     open_transaction();
     if (batch_.empty() && affected_.empty()) co_return;
+    tx_rows_ += batch_.rows();
     for (auto& st : batch_.take_statements()) co_await send_statement(std::move(st));
     // Composite targets are recomputed once their mirrors' statements have said what they
     // affect: a second pass, in the same transaction.
@@ -414,6 +415,7 @@ awaitable<void> TargetWriter::send_commit(std::optional<Lsn> end_lsn,
         throw std::logic_error("changes were added to a batch after it was staged");
     }
     if (goes_whole()) {
+        if (staged_.empty()) tx_rows_ += batch_.rows();
         sent.statements = staged_.empty() ? batch_.take_statements() : std::exchange(staged_, {});
         sent.queries.push_back(prepared_of("BEGIN"));
         for (auto& st : sent.statements) {
@@ -429,6 +431,7 @@ awaitable<void> TargetWriter::send_commit(std::optional<Lsn> end_lsn,
     }
     for (auto& q : commit_queries(end_lsn, commit_time)) sent.queries.push_back(std::move(q));
     tx_open_ = false;
+    sent.rows = std::exchange(tx_rows_, 0);
     ++round_trips_;
     co_await target_.pipeline_send(sent.queries);
     // libpq holds its copy now: a replay rebuilds the arrays from the per-change values, so
@@ -453,7 +456,9 @@ awaitable<CommitPositions> TargetWriter::finish_commit() {
         co_return co_await replay_one_by_one(std::move(sent));
     }
     for (std::size_t k = 0; k < n; ++k) handle_result(sent.statements[k], outcomes[k + 1].result);
-    co_return positions_of(outcomes.back().result, sent.end_lsn.has_value());
+    auto positions = positions_of(outcomes.back().result, sent.end_lsn.has_value());
+    positions.rows = sent.rows;
+    co_return positions;
 }
 
 // A whole batch the target rejected a change of, again, statement by statement under
@@ -474,11 +479,14 @@ awaitable<CommitPositions> TargetWriter::replay_one_by_one(SentCommit sent) {
     auto outcomes = co_await run(commit_queries(sent.end_lsn, sent.commit_time));
     tx_open_ = false;
     if (auto f = first_failure(outcomes)) throw *outcomes[*f].error;
-    co_return positions_of(outcomes.back().result, sent.end_lsn.has_value());
+    auto positions = positions_of(outcomes.back().result, sent.end_lsn.has_value());
+    positions.rows = sent.rows;
+    co_return positions;
 }
 
 void TargetWriter::stage_commit() {
     if (!staged_.empty() || batch_.empty() || !goes_whole()) return;
+    tx_rows_ += batch_.rows();
     staged_ = batch_.take_statements();
 }
 
@@ -496,6 +504,7 @@ awaitable<void> TargetWriter::rollback() {
     require_commit_read("a rollback");
     batch_.clear();
     staged_.clear();
+    tx_rows_ = 0;
     affected_.clear();
     dead_letters_ = 0;
     if (tx_open_) {

@@ -1,5 +1,6 @@
 // Fan-out (targets:): one slot, one decode, several target databases, each with its own
 // mappings, scope and checkpoint.
+#include <fmt/format.h>
 #include <catch2/catch.hpp>
 
 #include <algorithm>
@@ -798,6 +799,113 @@ TEST_CASE("fan-out: a target stalled by a lock is detached at the limit, and re-
     REQUIRE(f.wait_caught_up());
     check_no_foreign_rows(f, targets);
     CHECK_THAT(f.process().log(), !Catch::Contains("still locked"));
+    CHECK(f.stop() == 0);
+}
+
+// A target that answers every batch, but slowly (here a trigger that sleeps per row), holds
+// every target back, since each commits every batch: once it has been the slowest per change
+// by far for the limit's seconds while the stream fell that far behind, it is detached, and
+// the others catch up.
+TEST_CASE("fan-out: a target slow per change is detached once it holds the stream back",
+          "[fanout][integration]") {
+    auto targets = make_targets("hard");
+    test::SyncOptions options;
+    options.provider_ddl = kProviderDdl;
+    options.targets_yaml = targets.yaml;
+    // Small batches: each of the slow target's steps answers well within the limit, so the stall
+    // watchdog is not what detaches it.
+    options.extra_yaml = "fanout:\n  max_target_lag: {seconds: 3}\napply:\n  batch_max_rows: 30\n";
+    SyncFixture f(options);
+    auto p = f.provider();
+    p.exec(
+        "INSERT INTO public.users (id, tenant, name) SELECT 'u' || i, 'tenant' || (i % 3), "
+        "'name ' || i FROM generate_series(1, 30) AS i");
+    f.start();
+    REQUIRE(wait_until([&] { return targets_match(f, targets); }, 30s));
+    REQUIRE(f.wait_caught_up());
+    targets.databases[1].connect().exec(R"(
+        CREATE FUNCTION public.slow() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN PERFORM pg_sleep(0.01); RETURN NEW; END $$;
+        CREATE TRIGGER slow BEFORE INSERT OR UPDATE ON neon_auth.users_sync
+            FOR EACH ROW EXECUTE FUNCTION public.slow();
+    )");
+    // 20 transactions a second, each with 10 new users per tenant: 2 s of the slow target's
+    // time per second, so the stream falls behind.
+    const auto began = std::chrono::steady_clock::now();
+    bool detached = false;
+    for (int round = 0; round < 600 && !detached; ++round) {
+        p.exec(fmt::format(
+            "INSERT INTO public.users (id, tenant, name) SELECT 'r{}-' || i, 'tenant' || (i % 3), "
+            "'slow ' || i FROM generate_series(1, 30) AS i",
+            round));
+        std::this_thread::sleep_for(50ms);
+        if (round % 10 == 0) detached = target_state(f, 1) == "detached";
+    }
+    REQUIRE(wait_until([&] { return target_state(f, 1) == "detached"; }, 30s));
+    WARN("detached " << std::chrono::duration_cast<std::chrono::milliseconds>(
+                            std::chrono::steady_clock::now() - began)
+                            .count()
+                     << " ms after the slow writes began");
+    targets.databases[1].connect().exec("DROP TRIGGER slow ON neon_auth.users_sync");
+    REQUIRE(wait_until([&] { return tenants_match(f, targets, {0, 2}); }, 30s));
+    const auto log = f.process().log();
+    CHECK_THAT(log, Catch::Contains("target tenant1: ") &&
+                        Catch::Contains("slower per change than every other target") &&
+                        Catch::Contains("target tenant1 detached (fanout.max_target_lag)"));
+    CHECK_THAT(log, !Catch::Contains("no answer for"));  // not the stall watchdog
+    CHECK(target_state(f, 0) == "streaming");
+
+    // Re-attached once it answers (a copy), and equal to its tenant.
+    REQUIRE(wait_until([&] { return target_state(f, 1) == "streaming"; }, 60s));
+    REQUIRE(wait_until([&] { return targets_match(f, targets); }, 30s));
+    p.exec("UPDATE public.users SET version = version + 1, name = 'all back'");
+    REQUIRE(wait_until([&] { return targets_match(f, targets); }, 30s));
+    REQUIRE(f.wait_caught_up());
+    check_no_foreign_rows(f, targets);
+    CHECK(f.stop() == 0);
+}
+
+// fanout.max_target_lag.bytes alone: a target whose server is down is waited for, however long,
+// until its checkpoint is that far behind the provider's WAL; then it is detached.
+TEST_CASE("fan-out: a target down is detached once it holds fanout.max_target_lag.bytes of WAL",
+          "[fanout][integration]") {
+    test::PgCluster second("target2");
+    auto targets = make_targets("hard", 3, {&test::target_cluster(), &second});
+    test::SyncOptions options;
+    options.provider_ddl = kProviderDdl;
+    options.targets_yaml = targets.yaml;
+    options.extra_yaml = "fanout:\n  max_target_lag: {bytes: 4MB}\n";
+    SyncFixture f(options);
+    auto p = f.provider();
+    p.exec(
+        "INSERT INTO public.users (id, tenant, name) SELECT 'u' || i, 'tenant' || (i % 3), "
+        "'name ' || i FROM generate_series(1, 30) AS i");
+    f.start();
+    REQUIRE(wait_until([&] { return targets_match(f, targets); }, 30s));
+    REQUIRE(f.wait_caught_up());
+    second.stop("immediate");  // tenant1's server
+    // The batch that finds it down still commits in the others; the sessions after it fail at
+    // their start, so the next change reaches no target.
+    p.exec("UPDATE public.users SET version = version + 1, name = 'while down'");
+    REQUIRE(wait_until([&] { return f.status()["last_error"].is_object(); }, 30s));
+    p.exec("UPDATE public.users SET version = version + 1, name = 'held' WHERE tenant = 'tenant0'");
+    // Well under 4 MB of WAL: waited for (the others too, as without a limit), however long.
+    std::this_thread::sleep_for(8s);
+    CHECK(target_state(f, 1) != "detached");
+    CHECK_FALSE(tenants_match(f, targets, {0}));
+    CHECK(f.process().running());
+    // 5 MB more of the provider's WAL (a logical message, which the publication does not carry).
+    p.exec("SELECT pg_logical_emit_message(false, 'authsync-test', repeat('x', 5000000))");
+    REQUIRE(wait_until([&] { return target_state(f, 1) == "detached"; }, 30s));
+    REQUIRE(wait_until([&] { return tenants_match(f, targets, {0, 2}); }, 30s));
+    CHECK_THAT(f.process().log(),
+               Catch::Contains("target tenant1 detached (fanout.max_target_lag)"));
+
+    second.start();
+    REQUIRE(wait_until([&] { return target_state(f, 1) == "streaming"; }, 60s));
+    REQUIRE(wait_until([&] { return targets_match(f, targets); }, 60s));
+    REQUIRE(f.wait_caught_up());
+    check_no_foreign_rows(f, targets);
     CHECK(f.stop() == 0);
 }
 

@@ -42,6 +42,7 @@ namespace asio = boost::asio;
 struct CommitPositions {
     std::optional<Lsn> committed_at;  // with a checkpoint written
     Lsn flushed;
+    std::size_t rows = 0;  // changes the transaction carried (its chunks included)
 };
 
 class TargetWriter {
@@ -124,6 +125,7 @@ private:
         std::vector<apply::Statement> statements;  // a whole batch's, without sql and params
         std::vector<pg::PipelineQuery> queries;    // what went, BEGIN first for a whole batch
         Lsn final_lsn;                             // names dead letters
+        std::size_t rows = 0;                      // changes in the transaction
     };
 
     asio::awaitable<void> send_statement(apply::Statement st);
@@ -176,6 +178,7 @@ private:
     Lsn txn_final_lsn_;
     std::uint64_t dead_letters_ = 0;
     std::uint64_t round_trips_ = 0;
+    std::size_t tx_rows_ = 0;  // changes sent or staged in the open transaction
 };
 
 }  // namespace authsync::engine

@@ -9,7 +9,12 @@
 // held in its database, a server that no longer answers) has failed since the step began, so
 // it is detached at once. A target that fails for good (a constraint, a permission) fails at
 // once: detached, and not tried again until a reload. The last target still attached is never
-// detached. A target's failures are over once it commits again. Pure: the clock is passed in.
+// detached. A target's failures are over once it commits again. A target that answers, but
+// slowly, holds the others back too, since every target commits each batch: one whose time
+// per change was at least twice every other's in each batch (a straggler; per change, so that
+// a target with more rows to write is not taken for a slow one) is detached once that has
+// lasted the limit's seconds while the stream was as far behind, or once the stream is the
+// limit's bytes behind. Pure: the clock is passed in.
 #pragma once
 
 #include <chrono>
@@ -49,6 +54,24 @@ public:
     void recovered(const std::string& name) {
         if (!failing_.empty()) failing_.erase(name);
     }
+    // A batch committed by several targets with changes to write, `work` per target; the
+    // stream was then `lag` behind the provider (`lag_bytes` of its WAL). The straggler to
+    // detach, if there is one.
+    struct Work {
+        Clock::duration took;
+        std::size_t rows = 0;
+    };
+    struct Straggler {
+        std::string name;
+        Clock::time_point since;  // straggling since then
+        std::size_t batches = 0;  // in a row
+        double ratio = 0;         // its time per change over the next slowest's, last batch
+    };
+    std::optional<Straggler> batch_committed(const std::map<std::string, Work>& work,
+                                             Clock::duration lag, std::uint64_t lag_bytes,
+                                             std::size_t attached, Clock::time_point now);
+    // Below this, a batch's times are noise: nobody straggles.
+    static constexpr auto kStragglerFloor = std::chrono::milliseconds(50);
     bool detached(const std::string& name) const { return out_.count(name) > 0; }
     // Detached targets to probe for a re-attach (failed ones wait for a reload).
     std::vector<std::string> to_probe() const;
@@ -66,6 +89,7 @@ private:
     TargetLagLimit limit_;
     std::map<std::string, Clock::time_point> failing_;  // first failure since its last commit
     std::map<std::string, Verdict> out_;                // detached or failed
+    std::optional<Straggler> straggler_;                // the batches' slowest by far, if one
 };
 
 }  // namespace authsync::pipeline
