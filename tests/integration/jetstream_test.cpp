@@ -1,0 +1,164 @@
+// The JetStream client (transport/jetstream.hpp) against a real 3-node nats-server cluster
+// (R3 stream, file storage): what the scale-out transport relies on, shown rather than assumed.
+#include "authsync/transport/jetstream.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <thread>
+
+#include "authsync/transport/frame.hpp"
+#include "nats_cluster.hpp"
+#include "pg_cluster.hpp"  // free_port
+
+using namespace authsync;
+using namespace std::chrono_literals;
+using transport::Frame;
+
+namespace {
+
+constexpr const char* kStream = "AUTHSYNC_TEST";
+constexpr const char* kSubject = "authsync.slot1.tenant1";
+
+// Frame `i` of a chain: end_lsn grows by 0x100, each names the one before.
+Frame frame(int i) {
+    Frame f;
+    f.end_lsn = Lsn(0x1000000 + static_cast<std::uint64_t>(i) * 0x100);
+    if (i > 1) f.prev_end_lsn = Lsn(0x1000000 + static_cast<std::uint64_t>(i - 1) * 0x100);
+    f.messages = {"B-begin-" + std::to_string(i), "I-change-" + std::to_string(i),
+                  "C-commit-" + std::to_string(i)};
+    return f;
+}
+
+transport::PublishAck publish(transport::JetStream& js, int i) {
+    const auto f = frame(i);
+    return js.publish(kSubject, transport::encode_frame(f),
+                      transport::frame_message_id("slot1", "tenant1", f), 30s);
+}
+
+// Fetches until `n` messages came (or 60 s passed), in the order delivered.
+std::vector<transport::Delivered> fetch_n(transport::Consumer& c, std::size_t n) {
+    std::vector<transport::Delivered> out;
+    const auto until = std::chrono::steady_clock::now() + 60s;
+    while (out.size() < n && std::chrono::steady_clock::now() < until) {
+        for (auto& d : c.fetch(static_cast<int>(std::min<std::size_t>(n - out.size(), 50)), 1s)) {
+            out.push_back(std::move(d));
+        }
+    }
+    return out;
+}
+
+}  // namespace
+
+TEST_CASE(
+    "JetStream: an R3 stream stores each frame once, in order, through a node's loss and a "
+    "restart of the whole cluster",
+    "[jetstream][integration]") {
+    test::NatsCluster cluster(3);
+    auto js = std::make_unique<transport::JetStream>(
+        transport::NatsConfig{cluster.urls(), "authsync-test", 10s});
+    js->ensure_stream({kStream, {"authsync.slot1.>"}, 3, std::nullopt, std::nullopt, 120s});
+    js->ensure_stream({kStream, {"authsync.slot1.>"}, 3, 64 << 20, std::nullopt, 120s});  // again
+
+    for (int i = 1; i <= 50; ++i) {
+        const auto ack = publish(*js, i);
+        CHECK_FALSE(ack.duplicate);
+        CHECK(ack.sequence == static_cast<std::uint64_t>(i));
+    }
+    // A source that crashed before its flush was reported publishes the same frames again:
+    // stored once (deduplication by message id).
+    for (int i = 41; i <= 50; ++i) {
+        const auto ack = publish(*js, i);
+        CHECK(ack.duplicate);
+        CHECK(ack.sequence == static_cast<std::uint64_t>(i));
+    }
+    CHECK(js->stream_state(kStream).messages == 50);
+
+    // A node lost (perhaps the stream's leader): publishing goes on once a leader is elected.
+    cluster.kill(0);
+    const auto killed = std::chrono::steady_clock::now();
+    for (int i = 51; i <= 70; ++i) CHECK(publish(*js, i).sequence == static_cast<std::uint64_t>(i));
+    WARN("20 frames published in " << std::chrono::duration_cast<std::chrono::milliseconds>(
+                                          std::chrono::steady_clock::now() - killed)
+                                          .count()
+                                   << " ms after a node was killed");
+    cluster.start(0);
+    cluster.wait_healthy();
+
+    {
+        auto consumer = js->consumer(kStream, "tenant1", kSubject, 3s);
+        auto got = fetch_n(consumer, 70);
+        REQUIRE(got.size() == 70);
+        Lsn previous;
+        for (std::size_t k = 0; k < got.size(); ++k) {
+            const auto f = transport::decode_frame(got[k].data());
+            CHECK(f.end_lsn == frame(static_cast<int>(k) + 1).end_lsn);
+            CHECK(f.prev_end_lsn == previous);  // the chain has no gap
+            CHECK(got[k].deliveries() == 1);
+            previous = f.end_lsn;
+        }
+        // The first 60 are durable in the target: acknowledged. The last 10 are not.
+        for (std::size_t k = 0; k < 60; ++k) got[k].ack(5s);
+    }
+    {
+        // A sink that died before its acks: the rest comes again, in order, after ack_wait.
+        auto consumer = js->consumer(kStream, "tenant1", kSubject, 3s);
+        auto again = fetch_n(consumer, 10);
+        REQUIRE(again.size() == 10);
+        for (std::size_t k = 0; k < again.size(); ++k) {
+            CHECK(transport::decode_frame(again[k].data()).end_lsn ==
+                  frame(61 + static_cast<int>(k)).end_lsn);
+            CHECK(again[k].deliveries() >= 2);
+            again[k].ack(5s);
+        }
+        CHECK(consumer.fetch(10, 1s).empty());
+        CHECK(consumer.pending() == 0);
+    }
+    // Where a restarted source finds its last frame for the target.
+    auto last = js->last_message(kStream, kSubject);
+    REQUIRE(last);
+    CHECK(transport::decode_frame(*last).end_lsn == frame(70).end_lsn);
+    CHECK_FALSE(js->last_message(kStream, "authsync.slot1.nobody"));
+
+    // The whole cluster restarted: the stream, its deduplication state and the consumer's
+    // position are on disk.
+    js.reset();
+    for (int n = 0; n < 3; ++n) cluster.stop(n);
+    for (int n = 0; n < 3; ++n) cluster.start(n);
+    cluster.wait_healthy();
+    js = std::make_unique<transport::JetStream>(
+        transport::NatsConfig{cluster.urls(), "authsync-test", 10s});
+    const auto ack = publish(*js, 70);
+    CHECK(ack.duplicate);
+    CHECK(ack.sequence == 70);
+    CHECK(publish(*js, 71).sequence == 71);
+    CHECK(js->stream_state(kStream).messages == 71);
+    auto consumer = js->consumer(kStream, "tenant1", kSubject, 3s);
+    auto next = fetch_n(consumer, 1);
+    REQUIRE(next.size() == 1);
+    CHECK(transport::decode_frame(next[0].data()).end_lsn == frame(71).end_lsn);
+    next[0].ack(5s);
+}
+
+TEST_CASE("JetStream: errors name what failed and say whether to retry",
+          "[jetstream][integration]") {
+    // Nothing listens: a transient failure once the connect timeout has passed.
+    const auto port = test::free_port();
+    try {
+        transport::JetStream js(transport::NatsConfig{
+            {"nats://127.0.0.1:" + std::to_string(port)}, "authsync-test", 1s});
+        FAIL("connected to nothing");
+    } catch (const transport::TransportError& e) {
+        CHECK(e.transient());
+        CHECK_THAT(e.what(), Catch::Contains("connecting to nats://127.0.0.1:"));
+    }
+    test::NatsCluster single(1);
+    transport::JetStream js(transport::NatsConfig{single.urls(), "authsync-test", 5s});
+    // Three replicas on a one-node server: refused for good, with the server's reason.
+    try {
+        js.ensure_stream({"R3_ON_ONE", {"x.>"}, 3, std::nullopt, std::nullopt, 120s});
+        FAIL("an R3 stream on one node");
+    } catch (const transport::TransportError& e) {
+        CHECK_FALSE(e.transient());
+        CHECK_THAT(e.what(), Catch::Contains("creating stream R3_ON_ONE"));
+    }
+}
