@@ -1,0 +1,48 @@
+// SinkCursor: what a sink does with each frame of its target's subject, given what the target
+// holds (its checkpoint), so that a frame delivered again is never applied twice and frames
+// lost to the stream's retention are never applied across.
+//
+// JetStream delivers at least once and, after a redelivery, not always in order; the frames of
+// one subject form a chain (each names the end_lsn of the one before: frame.hpp). A frame at or
+// below the position is skipped (acknowledge it: the target has it). A frame whose predecessor
+// is past the position means the frames in between are gone: a gap, to be repaired by copying
+// the target again (fan-out's join), never by applying on. A transaction in several parts is
+// held until its last part, then applied whole. Pure: no I/O.
+#pragma once
+
+#include <vector>
+
+#include "authsync/core/lsn.hpp"
+#include "authsync/transport/frame.hpp"
+
+namespace authsync::transport {
+
+class SinkCursor {
+public:
+    enum class Action {
+        Skip,   // the target holds it already: acknowledge it
+        Hold,   // a part of a transaction not whole yet: keep it unacknowledged
+        Apply,  // a whole transaction: take() it, apply it with its end_lsn, then applied()
+        Gap,    // frames before it are missing: the target needs a copy
+    };
+
+    // `position`: the target's checkpoint (for a target just copied, the copy's consistent
+    // point).
+    explicit SinkCursor(Lsn position) : position_(position) {}
+
+    Action offer(Frame frame);
+    // The parts of the transaction offer() said to apply, in order.
+    std::vector<Frame> take();
+    // That transaction is committed in the target, with its checkpoint.
+    void applied(Lsn end_lsn);
+    Lsn position() const { return position_; }
+    // The end_lsn of a transaction held in part, or an invalid Lsn.
+    Lsn holding() const { return parts_.empty() ? Lsn{} : parts_.front().end_lsn; }
+
+private:
+    Lsn position_;
+    std::vector<Frame> parts_;  // of the transaction being gathered, or ready to take
+    bool ready_ = false;
+};
+
+}  // namespace authsync::transport

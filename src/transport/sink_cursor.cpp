@@ -1,0 +1,42 @@
+#include "authsync/transport/sink_cursor.hpp"
+
+#include <stdexcept>
+#include <utility>
+
+namespace authsync::transport {
+
+SinkCursor::Action SinkCursor::offer(Frame frame) {
+    if (ready_) throw std::logic_error("a whole transaction was not taken before the next frame");
+    if (frame.end_lsn <= position_) return Action::Skip;
+    if (!parts_.empty()) {
+        const auto& last = parts_.back();
+        if (frame.end_lsn == last.end_lsn && frame.part <= last.part) return Action::Skip;
+        if (frame.end_lsn != last.end_lsn || frame.part != last.part + 1 ||
+            frame.parts != last.parts) {
+            // The gathered parts cannot be completed in order: start over from this frame.
+            parts_.clear();
+        }
+    }
+    if (parts_.empty()) {
+        // A transaction's first part carries the chain; a later part alone means its first
+        // parts are gone.
+        if (frame.part != 0 || frame.prev_end_lsn > position_) return Action::Gap;
+    }
+    parts_.push_back(std::move(frame));
+    if (parts_.back().part + 1 < parts_.back().parts) return Action::Hold;
+    ready_ = true;
+    return Action::Apply;
+}
+
+std::vector<Frame> SinkCursor::take() {
+    if (!ready_) throw std::logic_error("no whole transaction to take");
+    ready_ = false;
+    return std::exchange(parts_, {});
+}
+
+void SinkCursor::applied(Lsn end_lsn) {
+    if (end_lsn <= position_) throw std::logic_error("applied a transaction the target held");
+    position_ = end_lsn;
+}
+
+}  // namespace authsync::transport

@@ -1,0 +1,99 @@
+// SinkCursor (transport/sink_cursor.hpp): redeliveries, gaps and parts, as sequences of frames.
+#include "authsync/transport/sink_cursor.hpp"
+
+#include <catch2/catch.hpp>
+
+using namespace authsync;
+using transport::Frame;
+using transport::SinkCursor;
+using Action = SinkCursor::Action;
+
+namespace {
+
+// Transaction `i` ends at i * 0x100; the one before it on the subject was `prev`.
+Frame tx(int i, int prev, std::uint32_t part = 0, std::uint32_t parts = 1) {
+    Frame f;
+    f.end_lsn = Lsn(static_cast<std::uint64_t>(i) * 0x100);
+    f.prev_end_lsn = Lsn(static_cast<std::uint64_t>(prev) * 0x100);
+    f.part = part;
+    f.parts = parts;
+    f.messages = {"B", "I" + std::to_string(i) + "." + std::to_string(part), "C"};
+    return f;
+}
+
+void apply(SinkCursor& c, int i) {
+    auto parts = c.take();
+    REQUIRE_FALSE(parts.empty());
+    c.applied(parts.front().end_lsn);
+    CHECK(c.position() == Lsn(static_cast<std::uint64_t>(i) * 0x100));
+}
+
+}  // namespace
+
+TEST_CASE("SinkCursor applies the chain in order and skips what the target holds",
+          "[unit][sink_cursor]") {
+    SinkCursor c(Lsn(2 * 0x100));  // the target's checkpoint: transaction 2
+    CHECK(c.offer(tx(1, 0)) == Action::Skip);
+    CHECK(c.offer(tx(2, 1)) == Action::Skip);
+    CHECK(c.offer(tx(3, 2)) == Action::Apply);
+    apply(c, 3);
+    CHECK(c.offer(tx(5, 3)) == Action::Apply);  // 4 had nothing for this target
+    apply(c, 5);
+    // Delivered again (an ack lost, a sink that died before acknowledging): nothing twice.
+    CHECK(c.offer(tx(3, 2)) == Action::Skip);
+    CHECK(c.offer(tx(5, 3)) == Action::Skip);
+    CHECK(c.offer(tx(6, 5)) == Action::Apply);
+    apply(c, 6);
+}
+
+TEST_CASE("SinkCursor starts after a copy at a point between two frames", "[unit][sink_cursor]") {
+    // Copied at 0x350: transaction 3 (ends 0x300) is in the copy, 4 (ends 0x400) is not.
+    SinkCursor c(Lsn(0x350));
+    CHECK(c.offer(tx(3, 2)) == Action::Skip);
+    CHECK(c.offer(tx(4, 3)) == Action::Apply);
+    apply(c, 4);
+}
+
+TEST_CASE("SinkCursor finds frames lost before the next one it is given", "[unit][sink_cursor]") {
+    SinkCursor c(Lsn(3 * 0x100));
+    // Transaction 4 is gone (the stream's retention): 5 names it as its predecessor.
+    CHECK(c.offer(tx(5, 4)) == Action::Gap);
+    CHECK(c.position() == Lsn(3 * 0x100));  // nothing moved
+    // A later part whose first part is gone is a gap too.
+    CHECK(c.offer(tx(6, 3, 1, 2)) == Action::Gap);
+    // The predecessor comes after all (delivered late): applied in order.
+    CHECK(c.offer(tx(4, 3)) == Action::Apply);
+    apply(c, 4);
+    CHECK(c.offer(tx(5, 4)) == Action::Apply);
+    apply(c, 5);
+}
+
+TEST_CASE("SinkCursor gathers a transaction's parts and applies it whole", "[unit][sink_cursor]") {
+    SinkCursor c(Lsn(1 * 0x100));
+    CHECK(c.offer(tx(2, 1, 0, 3)) == Action::Hold);
+    CHECK(c.holding() == Lsn(2 * 0x100));
+    CHECK(c.offer(tx(2, 1, 0, 3)) == Action::Skip);  // a part delivered twice
+    CHECK(c.offer(tx(2, 1, 1, 3)) == Action::Hold);
+    CHECK_THROWS_AS(c.take(), std::logic_error);  // not whole yet
+    CHECK(c.offer(tx(2, 1, 2, 3)) == Action::Apply);
+    const auto parts = c.take();
+    REQUIRE(parts.size() == 3);
+    for (std::uint32_t k = 0; k < 3; ++k) CHECK(parts[k].part == k);
+    c.applied(parts.front().end_lsn);
+    CHECK_FALSE(c.holding().is_valid());
+    // Parts that cannot be completed (the next transaction begins before the last part):
+    // what was gathered is dropped, and the new frame's predecessor shows the gap.
+    CHECK(c.offer(tx(3, 2, 0, 2)) == Action::Hold);
+    CHECK(c.offer(tx(4, 3)) == Action::Gap);
+    CHECK_FALSE(c.holding().is_valid());
+    CHECK(c.position() == Lsn(2 * 0x100));
+}
+
+TEST_CASE("SinkCursor refuses to be driven out of turn", "[unit][sink_cursor]") {
+    SinkCursor c(Lsn(1 * 0x100));
+    CHECK_THROWS_AS(c.take(), std::logic_error);
+    CHECK(c.offer(tx(2, 1)) == Action::Apply);
+    CHECK_THROWS_AS(c.offer(tx(3, 2)), std::logic_error);  // 2 not taken yet
+    c.take();
+    CHECK_THROWS_AS(c.applied(Lsn(1 * 0x100)), std::logic_error);
+}
