@@ -10,7 +10,9 @@ SinkCursor::Action SinkCursor::offer(Frame frame) {
     if (frame.end_lsn <= position_) return Action::Skip;
     if (!parts_.empty()) {
         const auto& last = parts_.back();
-        if (frame.end_lsn == last.end_lsn && frame.part <= last.part) return Action::Skip;
+        // A part held already, delivered again: acknowledging this copy would acknowledge the
+        // held one too (the same stream message), which a crash before the apply would lose.
+        if (frame.end_lsn == last.end_lsn && frame.part <= last.part) return Action::Hold;
         if (frame.end_lsn != last.end_lsn || frame.part != last.part + 1 ||
             frame.parts != last.parts) {
             // The gathered parts cannot be completed in order: start over from this frame.

@@ -82,7 +82,7 @@ std::map<std::string, std::string> provider_rows(SyncFixture& f, int t) {
 
 // A target that joins by SIGHUP has no table until its copy starts: it holds nothing yet.
 bool provisioned(pg::Connection& c) {
-    return !c.exec("SELECT to_regclass('neon_auth.users_sync') IS NULL").get(0, 0).starts_with('t');
+    return c.exec("SELECT to_regclass('neon_auth.users_sync') IS NOT NULL").get(0, 0) == "t";
 }
 
 // The same of the live rows in target database `db`.

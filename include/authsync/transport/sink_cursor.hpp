@@ -21,7 +21,7 @@ class SinkCursor {
 public:
     enum class Action {
         Skip,   // the target holds it already: acknowledge it
-        Hold,   // a part of a transaction not whole yet: keep it unacknowledged
+        Hold,   // a part of a transaction not whole yet (or a copy of one): keep it unacknowledged
         Apply,  // a whole transaction: take() it, apply it with its end_lsn, then applied()
         Gap,    // frames before it are missing: the target needs a copy
     };
