@@ -20,6 +20,7 @@
 #include "authsync/core/sql.hpp"
 #include "authsync/engine/engine.hpp"
 #include "authsync/engine/provisioning.hpp"
+#include "authsync/engine/role.hpp"
 #include "authsync/pg/async_connection.hpp"
 #include "authsync/status/http_server.hpp"
 
@@ -95,6 +96,12 @@ int run_command(const std::string& config_path) {
     return run_engine(config_path, engine::SessionOptions{}, true);
 }
 
+int sink_command(const std::string& config_path, const std::string& target,
+                 const std::string& listen) {
+    SinkRun sink{target, listen};
+    return run_engine(config_path, engine::SessionOptions{}, true, &sink);
+}
+
 int resync_command(const std::string& config_path) {
     engine::SessionOptions options;
     options.resync = true;
@@ -103,9 +110,40 @@ int resync_command(const std::string& config_path) {
 }
 
 int run_engine(const std::string& config_path, engine::SessionOptions session_options,
-               bool serve_status) {
+               bool serve_status, const SinkRun* sink) {
     auto config = load(config_path);
     if (!config) return 1;
+    if (config->transport.nats() && !engine::has_jetstream()) {
+        std::cerr << "authsync: transport.kind: nats needs authsync built with libnats "
+                     "(install libnats-dev and build again)\n";
+        return 1;
+    }
+    if (config->transport.nats() && session_options.stop_after_backfill) {
+        std::cerr << "authsync: with transport.kind: nats each sink copies its own target: "
+                     "remove a target's checkpoint row (authsync.checkpoint) and restart its "
+                     "sink to copy it again\n";
+        return 1;
+    }
+    if (sink) {
+        if (!config->transport.nats()) {
+            std::cerr << "authsync: sink needs transport.kind: nats in " << config_path << '\n';
+            return 1;
+        }
+        std::optional<std::size_t> index;
+        std::string names;
+        for (std::size_t i = 0; i < config->targets.size(); ++i) {
+            if (config->targets[i].name == sink->target) index = i;
+            names += (names.empty() ? "" : ", ") + config->targets[i].name;
+        }
+        if (!index) {
+            std::cerr << "authsync: no target named \"" << sink->target << "\" in " << config_path
+                      << " (targets: " << names << ")\n";
+            return 1;
+        }
+        session_options.sink_target = index;
+        // The source's endpoint may listen on the same machine: a sink's is its own.
+        config->status.listen = sink->listen;
+    }
     for (const auto& w : exposure_warnings(*config, config::process_env())) spdlog::warn("{}", w);
     asio::io_context io;
     engine::Supervisor supervisor(io, std::move(*config), session_options);

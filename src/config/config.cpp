@@ -28,8 +28,9 @@ namespace {
 
 using Keys = std::span<const std::string_view>;
 
-constexpr std::string_view kTopKeys[] = {"source",    "target", "targets",  "status",     "apply",
-                                         "reconnect", "fanout", "mappings", "presets_dir"};
+constexpr std::string_view kTopKeys[] = {"source",      "target",    "targets", "status",
+                                         "apply",       "reconnect", "fanout",  "mappings",
+                                         "presets_dir", "transport"};
 constexpr std::string_view kSourceKeys[] = {"dsn",
                                             "slot",
                                             "publication",
@@ -50,6 +51,10 @@ constexpr std::string_view kApplyKeys[] = {"batch_max_rows",     "batch_max_byte
 constexpr std::string_view kReconnectKeys[] = {"initial_backoff", "max_backoff"};
 constexpr std::string_view kFanoutKeys[] = {"max_target_lag"};
 constexpr std::string_view kTargetLagKeys[] = {"seconds", "bytes"};
+constexpr std::string_view kTransportKeys[] = {"kind",           "servers",          "stream",
+                                               "subject_prefix", "replicas",         "max_bytes",
+                                               "max_age",        "duplicate_window", "ack_wait"};
+constexpr std::string_view kTransportKinds[] = {"in_process", "nats"};
 constexpr std::string_view kMappingKeys[] = {"source", "target",    "key",
                                              "fields", "on_delete", "scope"};
 constexpr std::string_view kFieldKeys[] = {"column", "as"};
@@ -280,6 +285,9 @@ private:
     ApplyConfig parse_apply(const Section& top) const;
     ReconnectConfig parse_reconnect(const Section& top) const;
     FanoutConfig parse_fanout(const Section& top, const SourceConfig& source) const;
+    TransportConfig parse_transport(const Section& top) const;
+    // Why `text` is not host:port with a port 1-65535, or "" (status.listen, a NATS server).
+    static std::string host_port_problem(std::string_view text);
     // The `mappings` list of section `s` (the top level, or one of `targets`).
     void parse_mappings(const Section& s, std::vector<mapping::MappingRule>& mappings,
                         std::vector<mapping::CompositeRule>& composites) const;
@@ -748,19 +756,115 @@ StatusConfig Parser::parse_status(const Section& top) const {
     if (!listen) return c;
     c.listen = *listen;
     if (c.listen.empty()) return c;
-    const YAML::Mark mark = s.find("listen")->mark();
-    auto bad = [&](std::string_view why) {
-        return fmt::format(
-            "status.listen {} {} (expected host:port, [ipv6]:port, or \"\" to "
-            "disable)",
-            in_quotes(c.listen), why);
-    };
-    const HostPort hp = split_host_port(c.listen);
-    if (!hp.problem.empty()) fail(mark, bad(hp.problem));
-    if (!hp.port) fail(mark, bad("has no port"));
-    if (hp.host.empty()) fail(mark, bad("has no host"));
+    if (const auto why = host_port_problem(c.listen); !why.empty()) {
+        fail(s.find("listen")->mark(),
+             fmt::format("status.listen {} {} (expected host:port, [ipv6]:port, or \"\" to "
+                         "disable)",
+                         in_quotes(c.listen), why));
+    }
+    return c;
+}
+
+std::string Parser::host_port_problem(std::string_view text) {
+    const HostPort hp = split_host_port(text);
+    if (!hp.problem.empty()) return std::string(hp.problem);
+    if (!hp.port) return "has no port";
+    if (hp.host.empty()) return "has no host";
     auto p = is_digits(*hp.port) ? parse_unsigned(*hp.port) : std::nullopt;
-    if (!p || *p < 1 || *p > 65535) fail(mark, bad("has an invalid port (1-65535)"));
+    if (!p || *p < 1 || *p > 65535) return "has an invalid port (1-65535)";
+    return "";
+}
+
+TransportConfig Parser::parse_transport(const Section& top) const {
+    Section s = subsection(top, "transport", kTransportKeys);
+    TransportConfig c;
+    if (auto v = get_choice(s, "kind", kTransportKinds)) {
+        c.kind = *v == 0 ? TransportKind::InProcess : TransportKind::Nats;
+    }
+    const Entry* servers = s.find("servers");
+    if (!c.nats()) {
+        // Settings for a transport that is not used would be silently ignored.
+        for (const auto key : kTransportKeys) {
+            if (key == "kind") continue;
+            if (const Entry* e = s.find(key)) {
+                fail(e->key_mark, fmt::format("transport.{} is for transport.kind: nats", key));
+            }
+        }
+        return c;
+    }
+    if (!servers) {
+        const Entry* kind = s.find("kind");
+        fail(kind->mark(), "transport.kind: nats needs transport.servers (nats://host:port, ...)");
+    }
+    for (const auto& [url, mark] : string_items(*servers, "transport.servers")) {
+        auto bad = [&](std::string_view why) {
+            fail(mark, fmt::format("transport.servers: {} {} (expected nats://host:port or "
+                                   "tls://host:port)",
+                                   in_quotes(url), why));
+        };
+        const auto scheme = url.find("://");
+        if (scheme == std::string::npos) bad("has no scheme");
+        const auto name = url.substr(0, scheme);
+        if (name != "nats" && name != "tls") bad("has another scheme");
+        const auto rest = std::string_view(url).substr(scheme + 3);
+        if (rest.find('@') != std::string_view::npos) {
+            // A user or token in the URL would be logged with it.
+            fail(mark, "transport.servers: credentials do not belong in a server URL");
+        }
+        if (const auto why = host_port_problem(rest); !why.empty()) bad(why);
+        c.servers.push_back(url);
+    }
+    if (c.servers.empty()) fail(servers->mark(), "transport.servers must not be empty");
+    if (auto v = get_string(s, "stream")) {
+        const bool ok =
+            !v->empty() && v->size() <= 64 && std::all_of(v->begin(), v->end(), [](char ch) {
+                return std::isalnum(static_cast<unsigned char>(ch)) || ch == '_' || ch == '-';
+            });
+        if (!ok) {
+            fail(s.find("stream")->mark(),
+                 fmt::format("transport.stream {} must be 1 to 64 of A-Z, a-z, 0-9, _ and -",
+                             in_quotes(*v)));
+        }
+        c.stream = *v;
+    }
+    if (auto v = get_string(s, "subject_prefix")) {
+        const bool ok = !v->empty() && v->front() != '.' && v->back() != '.' &&
+                        v->find("..") == std::string::npos &&
+                        std::all_of(v->begin(), v->end(), [](char ch) {
+                            return std::isalnum(static_cast<unsigned char>(ch)) || ch == '_' ||
+                                   ch == '-' || ch == '.';
+                        });
+        if (!ok) {
+            fail(s.find("subject_prefix")->mark(),
+                 fmt::format("transport.subject_prefix {} must be tokens of A-Z, a-z, 0-9, _ "
+                             "and - separated by dots",
+                             in_quotes(*v)));
+        }
+        c.subject_prefix = *v;
+    }
+    c.replicas = c.servers.size() >= 3 ? 3 : 1;
+    if (auto v = get_count(s, "replicas")) {
+        if (*v < 1 || *v > 5) fail(s.find("replicas")->mark(), "transport.replicas must be 1 to 5");
+        c.replicas = static_cast<int>(*v);
+    }
+    if (auto v = get_size(s, "max_bytes")) c.max_bytes = static_cast<std::int64_t>(*v);
+    auto seconds = [&](std::string_view key) -> std::optional<std::chrono::seconds> {
+        auto v = get_duration(s, key);
+        if (!v) return std::nullopt;
+        if (*v < std::chrono::seconds(1)) {
+            fail(s.find(key)->mark(), fmt::format("transport.{} must be at least 1s", key));
+        }
+        return std::chrono::duration_cast<std::chrono::seconds>(*v);
+    };
+    c.max_age = seconds("max_age");
+    if (auto v = seconds("duplicate_window")) c.duplicate_window = *v;
+    if (auto v = seconds("ack_wait")) c.ack_wait = *v;
+    if (c.max_age && *c.max_age < c.duplicate_window) {
+        fail(s.find("max_age")->mark(),
+             fmt::format("transport.max_age ({}s) must be at least transport.duplicate_window "
+                         "({}s)",
+                         c.max_age->count(), c.duplicate_window.count()));
+    }
     return c;
 }
 
@@ -1412,6 +1516,7 @@ Config Parser::parse(std::string_view yaml) {
     c.apply = parse_apply(top);
     c.reconnect = parse_reconnect(top);
     c.fanout = parse_fanout(top, c.source);
+    c.transport = parse_transport(top);
     c.presets_dir = get_string(top, "presets_dir").value_or("");
     presets_dir_ = c.presets_dir;
     if (const Entry* list = top.find("targets")) {
@@ -1459,6 +1564,7 @@ Config Config::for_target(std::size_t i) const {
     c.apply = apply;
     c.reconnect = reconnect;
     c.fanout = fanout;
+    c.transport = transport;
     c.presets_dir = presets_dir;
     const auto& t = targets.at(i);
     c.target = t.target;

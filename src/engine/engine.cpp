@@ -18,6 +18,7 @@
 #include "authsync/engine/join.hpp"
 #include "authsync/engine/log.hpp"
 #include "authsync/engine/provisioning.hpp"
+#include "authsync/engine/role.hpp"
 #include "authsync/engine/target_writer.hpp"
 #include "authsync/pg/async_connection.hpp"
 #include "authsync/pg/error_class.hpp"
@@ -38,12 +39,6 @@ namespace {
 
 // Prefix of the heartbeat messages authsync emits on the provider (content: the slot name).
 constexpr const char* kHeartbeatPrefix = "authsync_heartbeat";
-
-// A permanent failure that is none of the typed ones (e.g. a lost slot).
-class FatalError : public Error {
-public:
-    using Error::Error;
-};
 
 // A failure of one target's database (its server gone, a change it refused), named so that the
 // supervisor can detach that target alone (fanout.max_target_lag). Its class is its cause's.
@@ -98,7 +93,7 @@ awaitable<void> in_parallel(std::vector<std::function<awaitable<void>()>> tasks)
 
 // One connected run of the engine: the replication stream in, the ChangeRouter's operations
 // out to the writers (apply lanes), the FlushTracker's position reported back. See engine.hpp.
-class Session {
+class Session : public RoleSession {
 public:
     Session(const config::Config& config, SessionOptions options, EngineStatus& status,
             pipeline::TargetHealth& health, const std::optional<Lsn>& ack_hold,
@@ -127,9 +122,9 @@ public:
         }
     }
 
-    awaitable<void> run();
+    awaitable<void> run() override;
 
-    void request_stop() {
+    void request_stop() override {
         stop_requested_ = true;
         replication_.cancel();
         cancel_timers();
@@ -138,7 +133,7 @@ public:
     // uncommitted target transaction rolls back with them; the checkpoint has not moved. The
     // target's queries are cancelled first: a COMMIT already queued behind a blocked statement
     // in a pipeline must not run once the block lifts.
-    void abort() {
+    void abort() override {
         stop_requested_ = true;
         cancel_timers();
         replication_.close();
@@ -148,12 +143,12 @@ public:
         }
         source_.close();
     }
-    bool reached_streaming() const { return reached_streaming_; }
+    bool reached_streaming() const override { return reached_streaming_; }
     // The session did what it was started for (e.g. a resync's copy) and need not run again.
-    bool finished() const { return finished_; }
+    bool finished() const override { return finished_; }
     // Targets that must join with a copy of their own, alongside the others' stream: the
     // session ended before streaming, so that the next one runs without them meanwhile.
-    const std::vector<std::string>& joiners() const { return joiners_; }
+    const std::vector<std::string>& joiners() const override { return joiners_; }
 
 private:
     // Start-up (prepare.cpp's order): target, source, slot, writers, stream.
@@ -544,32 +539,7 @@ awaitable<std::optional<std::string>> Session::scope_change(Target& t) {
 }
 
 awaitable<void> Session::check_publication() {
-    const auto& src = config_.source;
-    if (!co_await publication_exists(source_, src.publication)) {
-        if (!src.create_publication) {
-            throw FatalError(
-                fmt::format("publication \"{}\" does not exist on the source (run "
-                            "`authsync init`, or set source.create_publication)",
-                            src.publication));
-        }
-        auto notes = co_await create_publication(source_, config_);
-        log_->info("created publication {}", src.publication);
-        for (const auto& note : notes) log_->warn("{}", note);
-    }
-    // E.g. a publication made for another project, or before a target was added, would stream
-    // the wrong users or none of a target's.
-    auto problems = co_await check_publication_scope(source_, config_);
-    if (!problems.empty()) {
-        throw FatalError(fmt::format("{} ({})", problems.front().what, problems.front().hint));
-    }
-    // A mapped table left out of an existing publication would never stream: say so now.
-    if (auto missing = co_await table_missing_from_publication(source_, config_)) {
-        throw FatalError(fmt::format(
-            "publication \"{}\" does not include {} (mapped in the config): its changes would "
-            "never arrive; add it with ALTER PUBLICATION, or drop the publication so that "
-            "authsync creates it for the config's tables",
-            src.publication, *missing));
-    }
+    co_await ensure_publication(source_, config_);
 }
 
 // Whether the targets' checkpoints need a new copy (true: resync), judged against the slot:
@@ -1682,7 +1652,16 @@ awaitable<int> Supervisor::run() {
             co_await backoff_timer_.async_wait(asio::redirect_error(use_awaitable, ec));
             continue;
         }
-        Session session(*running, session_options_, status_, health_, ack_hold_, ex);
+        std::unique_ptr<RoleSession> made;
+        if (session_options_.sink_target) {
+            made = make_sink_session(*running, *session_options_.sink_target, status_, ex);
+        } else if (running->transport.nats()) {
+            made = make_source_session(*running, status_, ex);
+        } else {
+            made = std::make_unique<Session>(*running, session_options_, status_, health_,
+                                             ack_hold_, ex);
+        }
+        RoleSession& session = *made;
         session_ = &session;
         std::string failure;
         bool transient = false;

@@ -1,9 +1,11 @@
 #include "authsync/engine/provisioning.hpp"
 
 #include <fmt/format.h>
+#include <spdlog/spdlog.h>
 
 #include "authsync/apply/composite.hpp"
 #include "authsync/core/sql.hpp"
+#include "authsync/engine/log.hpp"
 #include "authsync/pg/error_class.hpp"
 
 #include <algorithm>
@@ -1231,6 +1233,36 @@ awaitable<std::vector<Problem>> check_target(pg::AsyncConnection& target,
         }
     }
     co_return problems;
+}
+
+asio::awaitable<void> ensure_publication(pg::AsyncConnection& source,
+                                         const config::Config& config) {
+    const auto& src = config.source;
+    if (!co_await publication_exists(source, src.publication)) {
+        if (!src.create_publication) {
+            throw FatalError(
+                fmt::format("publication \"{}\" does not exist on the source (run "
+                            "`authsync init`, or set source.create_publication)",
+                            src.publication));
+        }
+        auto notes = co_await create_publication(source, config);
+        logger("engine")->info("created publication {}", src.publication);
+        for (const auto& note : notes) logger("engine")->warn("{}", note);
+    }
+    // E.g. a publication made for another project, or before a target was added, would stream
+    // the wrong users or none of a target's.
+    auto problems = co_await check_publication_scope(source, config);
+    if (!problems.empty()) {
+        throw FatalError(fmt::format("{} ({})", problems.front().what, problems.front().hint));
+    }
+    // A mapped table left out of an existing publication would never stream: say so now.
+    if (auto missing = co_await table_missing_from_publication(source, config)) {
+        throw FatalError(fmt::format(
+            "publication \"{}\" does not include {} (mapped in the config): its changes would "
+            "never arrive; add it with ALTER PUBLICATION, or drop the publication so that "
+            "authsync creates it for the config's tables",
+            src.publication, *missing));
+    }
 }
 
 }  // namespace authsync::engine

@@ -57,6 +57,9 @@ ErrorClass classify(const std::exception& e) {
         return classify_sqlstate(pg->sqlstate());
     }
     if (dynamic_cast<const SlotBusyError*>(&e)) return ErrorClass::Transient;
+    if (const auto* service = dynamic_cast<const ServiceError*>(&e)) {
+        return service->transient() ? ErrorClass::Transient : ErrorClass::Permanent;
+    }
     if (dynamic_cast<const ProtocolError*>(&e)) return ErrorClass::Protocol;
     // The event loop's waits on a connection's socket fail this way when the peer is gone.
     if (dynamic_cast<const boost::system::system_error*>(&e)) return ErrorClass::Transient;

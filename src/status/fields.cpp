@@ -141,6 +141,24 @@ auto in_slot_health(T SlotHealth::*member) {
     };
 }
 
+// A member of transport, for as_is and metric_of.
+template <typename T>
+auto in_transport(T TransportProgress::*member) {
+    return [member](auto& s) -> auto& {
+        return s.transport.*member;
+    };
+}
+
+// A transport counter or gauge: no sample in the in-process engine (no role).
+template <typename T>
+Metric transport_metric(std::string_view name, std::string_view type, std::string_view help,
+                        T TransportProgress::*member) {
+    return Metric{name, type, help, [member](const Snapshot& s) {
+                      if (s.transport.role.empty()) return Samples{};
+                      return detail::samples_of(s.transport.*member);
+                  }};
+}
+
 std::vector<Field> declare() {
     return {
         {.name = "up",
@@ -382,6 +400,45 @@ std::vector<Field> declare() {
                               }
                               return out;
                           }}},
+        {.name = "role", .json = as_is(in_transport(&TransportProgress::role), "transport")},
+        {.name = "frames",
+         .json = as_is(in_transport(&TransportProgress::frames), "transport"),
+         .metric = transport_metric("authsync_transport_frames_total", kCounter,
+                                    "JetStream frames published (source role) or applied (sink).",
+                                    &TransportProgress::frames)},
+        {.name = "frame_bytes",
+         .json = as_is(in_transport(&TransportProgress::bytes), "transport"),
+         .metric = transport_metric("authsync_transport_frame_bytes_total", kCounter,
+                                    "Bytes of those frames.", &TransportProgress::bytes)},
+        {.name = "frames_skipped",
+         .json = as_is(in_transport(&TransportProgress::skipped), "transport"),
+         .metric =
+             transport_metric("authsync_transport_frames_skipped_total", kCounter,
+                              "Sink: frames delivered that its target's checkpoint already held.",
+                              &TransportProgress::skipped)},
+        {.name = "redeliveries",
+         .json = as_is(in_transport(&TransportProgress::redeliveries), "transport"),
+         .metric = transport_metric(
+             "authsync_transport_redeliveries_total", kCounter,
+             "Sink: frames JetStream delivered again (an acknowledgement lost or late).",
+             &TransportProgress::redeliveries)},
+        {.name = "stream_pending",
+         .json = as_is(in_transport(&TransportProgress::pending), "transport"),
+         .metric =
+             transport_metric("authsync_transport_stream_pending", kGauge,
+                              "Sink: frames on its subject not delivered to it yet (stream lag).",
+                              &TransportProgress::pending)},
+        {.name = "unacked",
+         .json = as_is(in_transport(&TransportProgress::unacked), "transport"),
+         .metric = transport_metric("authsync_transport_unacked", kGauge,
+                                    "Sink: frames delivered and not acknowledged yet.",
+                                    &TransportProgress::unacked)},
+        {.name = "copies",
+         .json = as_is(in_transport(&TransportProgress::copies), "transport"),
+         .metric = transport_metric(
+             "authsync_transport_copies_total", kCounter,
+             "Sink: copies of its target from the provider (the first, and after a gap).",
+             &TransportProgress::copies)},
         {.name = "wal_status",
          .json = as_is(in_slot_health(&SlotHealth::wal_status), "slot_health"),
          .metric = Metric{"authsync_slot_wal_status", kGauge,

@@ -9,8 +9,8 @@ namespace authsync::transport {
 
 namespace {
 
-constexpr char kMagic[] = {'A', 'S', 'F', '\x01'};
-constexpr std::size_t kHeaderSize = sizeof kMagic + 8 + 8 + 4 + 4 + 4;
+constexpr char kMagic[] = {'A', 'S', 'F', '\x02'};
+constexpr std::size_t kHeaderSize = sizeof kMagic + 8 + 8 + 4 + 4 + 8 + 4;
 
 void put_u32(std::string& out, std::uint32_t v) {
     for (int shift = 24; shift >= 0; shift -= 8) out.push_back(static_cast<char>(v >> shift));
@@ -37,6 +37,7 @@ std::string encode_frame(const Frame& frame) {
     put_u64(out, frame.prev_end_lsn.value);
     put_u32(out, frame.part);
     put_u32(out, frame.parts);
+    put_u64(out, frame.epoch);
     put_u32(out, static_cast<std::uint32_t>(frame.messages.size()));
     for (const auto& m : frame.messages) {
         if (m.size() > UINT32_MAX) throw std::length_error("a pgoutput message over 4 GB");
@@ -59,6 +60,7 @@ Frame decode_frame(std::span<const std::byte> bytes) {
     f.prev_end_lsn = Lsn(r.read_u64());
     f.part = r.read_u32();
     f.parts = r.read_u32();
+    f.epoch = r.read_u64();
     if (!f.end_lsn.is_valid()) r.fail("end_lsn is 0");
     if (f.prev_end_lsn.is_valid() && f.prev_end_lsn >= f.end_lsn) {
         r.fail(fmt::format("prev_end_lsn {} is not before end_lsn {}", f.prev_end_lsn.to_string(),
@@ -89,7 +91,8 @@ Frame decode_frame(std::string_view bytes) {
 }
 
 std::string frame_message_id(std::string_view slot, std::string_view target, const Frame& frame) {
-    return fmt::format("{}/{}/{}/{}", slot, target, frame.end_lsn.to_string(), frame.part);
+    return fmt::format("{}/{}/{}/{}/{:x}", slot, target, frame.end_lsn.to_string(), frame.part,
+                       frame.epoch);
 }
 
 std::string frame_subject(std::string_view prefix, std::string_view slot, std::string_view target) {

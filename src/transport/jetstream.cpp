@@ -166,6 +166,8 @@ JetStream::JetStream(NatsConfig config) : config_(std::move(config)) {
     jsOptions jo;
     jsOptions_Init(&jo);
     jo.Wait = config_.timeout.count();
+    jo.PublishAsync.ErrHandler = &JetStream::on_publish_error;
+    jo.PublishAsync.ErrHandlerClosure = this;
     if (const auto js = natsConnection_JetStream(&js_, nc_, &jo); js != NATS_OK) {
         natsConnection_Destroy(nc_);
         fail("JetStream context", js);
@@ -235,6 +237,51 @@ PublishAck JetStream::publish(const std::string& subject, std::string_view data,
     }
 }
 
+void JetStream::on_publish_error(jsCtx*, jsPubAckErr* pae, void* closure) {
+    auto* self = static_cast<JetStream*>(closure);
+    const char* subject = pae->Msg != nullptr ? natsMsg_GetSubject(pae->Msg) : "?";
+    // The server's text names the failure (never the payload).
+    auto text = fmt::format("NATS: publishing to {}: {}", subject != nullptr ? subject : "?",
+                            natsStatus_GetText(pae->Err));
+    if (pae->ErrText != nullptr && *pae->ErrText != '\0')
+        text += fmt::format(" ({})", pae->ErrText);
+    if (pae->ErrCode != 0)
+        text += fmt::format(" [JetStream error {}]", static_cast<int>(pae->ErrCode));
+    std::lock_guard lock(self->errors_mutex_);
+    if (self->publish_error_.empty()) self->publish_error_ = std::move(text);
+}
+
+void JetStream::publish_all(const std::vector<Outgoing>& messages,
+                            std::chrono::milliseconds deadline) {
+    {
+        std::lock_guard lock(errors_mutex_);
+        publish_error_.clear();
+    }
+    for (const auto& m : messages) {
+        jsPubOptions po;
+        jsPubOptions_Init(&po);
+        po.MsgId = m.message_id.c_str();
+        const auto s = js_PublishAsync(js_, m.subject.c_str(), m.data.data(),
+                                       static_cast<int>(m.data.size()), &po);
+        if (s != NATS_OK) fail(fmt::format("publishing to {}", m.subject), s);
+    }
+    jsPubOptions wait;
+    jsPubOptions_Init(&wait);
+    wait.MaxWait = deadline.count();
+    const auto s = js_PublishAsyncComplete(js_, &wait);
+    std::string error;
+    {
+        std::lock_guard lock(errors_mutex_);
+        error = std::exchange(publish_error_, {});
+    }
+    if (!error.empty()) throw TransportError(error, true);
+    if (s != NATS_OK) fail(fmt::format("waiting for {} acknowledgements", messages.size()), s);
+}
+
+std::size_t JetStream::max_payload() const {
+    return static_cast<std::size_t>(std::max<int64_t>(natsConnection_GetMaxPayload(nc_), 0));
+}
+
 std::optional<std::string> JetStream::last_message(const std::string& stream,
                                                    const std::string& subject) {
     natsMsg* msg = nullptr;
@@ -273,6 +320,34 @@ Consumer JetStream::consumer(const std::string& stream, const std::string& durab
     s = js_PullSubscribe(&sub, js_, subject.c_str(), durable.c_str(), nullptr, &so, &code);
     if (s != NATS_OK) fail(fmt::format("binding consumer {}", durable), s, code);
     return Consumer(*this, stream, durable, sub);
+}
+
+Consumer JetStream::session_consumer(const std::string& stream, const std::string& subject,
+                                     std::chrono::seconds ack_wait, std::chrono::seconds idle,
+                                     int replicas) {
+    jsConsumerConfig cc;
+    jsConsumerConfig_Init(&cc);
+    cc.AckPolicy = js_AckAll;
+    cc.DeliverPolicy = js_DeliverAll;
+    cc.AckWait = nanoseconds(ack_wait);
+    cc.FilterSubject = subject.c_str();
+    cc.InactiveThreshold = nanoseconds(idle);
+    cc.Replicas = replicas;
+    jsConsumerInfo* ci = nullptr;
+    jsErrCode code = static_cast<jsErrCode>(0);
+    auto s = js_AddConsumer(&ci, js_, stream.c_str(), &cc, nullptr, &code);
+    if (s != NATS_OK) fail(fmt::format("creating a consumer of {}", subject), s, code);
+    const std::string name = ci->Name;
+    jsConsumerInfo_Destroy(ci);
+    jsSubOptions so;
+    jsSubOptions_Init(&so);
+    so.Stream = stream.c_str();
+    so.Consumer = name.c_str();
+    natsSubscription* sub = nullptr;
+    code = static_cast<jsErrCode>(0);
+    s = js_PullSubscribe(&sub, js_, subject.c_str(), name.c_str(), nullptr, &so, &code);
+    if (s != NATS_OK) fail(fmt::format("binding consumer {}", name), s, code);
+    return Consumer(*this, stream, name, sub);
 }
 
 }  // namespace authsync::transport

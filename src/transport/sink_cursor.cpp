@@ -12,10 +12,11 @@ SinkCursor::Action SinkCursor::offer(Frame frame) {
         const auto& last = parts_.back();
         // A part held already, delivered again: acknowledging this copy would acknowledge the
         // held one too (the same stream message), which a crash before the apply would lose.
-        if (frame.end_lsn == last.end_lsn && frame.part <= last.part) return Action::Hold;
-        if (frame.end_lsn != last.end_lsn || frame.part != last.part + 1 ||
-            frame.parts != last.parts) {
-            // The gathered parts cannot be completed in order: start over from this frame.
+        const bool same = frame.end_lsn == last.end_lsn && frame.epoch == last.epoch;
+        if (same && frame.part <= last.part) return Action::Hold;
+        if (!same || frame.part != last.part + 1 || frame.parts != last.parts) {
+            // The gathered parts cannot be completed in order (their source session died
+            // mid-frame, and the next one published its own): start over from this frame.
             parts_.clear();
         }
     }

@@ -11,6 +11,7 @@
 #include <set>
 #include <thread>
 
+#include "fanout_support.hpp"
 #include "sync_fixture.hpp"
 
 using namespace authsync;
@@ -20,125 +21,13 @@ using test::wait_until;
 
 namespace {
 
-constexpr int kTenants = 3;
-
-std::string tenant(int t) {
-    return "tenant" + std::to_string(t);
-}
-
-// A provider users table keyed by id alone: its tenant column is outside the replica
-// identity, so the publication cannot filter it and the router scopes every row.
-const char* kProviderDdl = R"(
-    CREATE TABLE public.users (
-        id text PRIMARY KEY,
-        tenant text NOT NULL,
-        name text,
-        email text,
-        version int NOT NULL DEFAULT 1);
-    CREATE TABLE public.unrelated (id serial PRIMARY KEY, note text);
-)";
-
-// A target database: its server and name.
-struct TargetDb {
-    test::PgCluster* cluster = nullptr;
-    std::string name;
-    pg::Connection connect() const { return cluster->connect(name); }
-};
-
-struct FanoutTargets {
-    std::vector<TargetDb> databases;
-    std::string yaml;
-};
-
-// `count` targets, tenant i's in a database of clusters[i % clusters.size()] (default: the
-// shared target server).
-FanoutTargets make_targets(const std::string& on_delete, int count = kTenants,
-                           std::vector<test::PgCluster*> clusters = {}) {
-    if (clusters.empty()) clusters.push_back(&test::target_cluster());
-    FanoutTargets out;
-    for (int t = 0; t < count; ++t) {
-        auto* cluster = clusters[t % clusters.size()];
-        auto db = cluster->create_database("tenant");
-        out.databases.push_back({cluster, db});
-        out.yaml += "  - name: " + tenant(t) + "\n    dsn: \"" + cluster->dsn(db) +
-                    "\"\n    mappings:\n      - source: public.users\n        key: id\n"
-                    "        on_delete: " +
-                    on_delete + "\n        scope: {tenant: " + tenant(t) +
-                    "}\n        fields: {display_name: name, primary_email: email, version: "
-                    "version}\n";
-    }
-    return out;
-}
-
-// id -> "name|email|version" of what the provider holds for tenant `t`.
-std::map<std::string, std::string> provider_rows(SyncFixture& f, int t) {
-    std::map<std::string, std::string> rows;
-    auto r = f.provider().exec_params(
-        "SELECT id, concat_ws('|', name, email, version) FROM public.users WHERE tenant = $1",
-        pg::params(tenant(t)));
-    for (int i = 0; i < r.rows(); ++i) rows[std::string(r.get(i, 0))] = std::string(r.get(i, 1));
-    return rows;
-}
-
-// A target that joins by SIGHUP has no table until its copy starts: it holds nothing yet.
-bool provisioned(pg::Connection& c) {
-    return c.exec("SELECT to_regclass('neon_auth.users_sync') IS NOT NULL").get(0, 0) == "t";
-}
-
-// The same of the live rows in target database `db`.
-std::map<std::string, std::string> target_rows(const TargetDb& db) {
-    std::map<std::string, std::string> rows;
-    auto c = db.connect();
-    if (!provisioned(c)) return rows;
-    auto r = c.exec(
-        "SELECT id, concat_ws('|', raw_json->>'display_name', raw_json->>'primary_email', "
-        "raw_json->>'version') FROM neon_auth.users_sync WHERE deleted_at IS NULL");
-    for (int i = 0; i < r.rows(); ++i) rows[std::string(r.get(i, 0))] = std::string(r.get(i, 1));
-    return rows;
-}
-
-// Every row, deleted or not, in target `db` (ids).
-std::set<std::string> all_ids(const TargetDb& db) {
-    std::set<std::string> ids;
-    auto c = db.connect();
-    if (!provisioned(c)) return ids;
-    auto r = c.exec("SELECT id FROM neon_auth.users_sync");
-    for (int i = 0; i < r.rows(); ++i) ids.insert(std::string(r.get(i, 0)));
-    return ids;
-}
-
-bool targets_match(SyncFixture& f, const FanoutTargets& targets) {
-    for (std::size_t t = 0; t < targets.databases.size(); ++t) {
-        if (provider_rows(f, static_cast<int>(t)) != target_rows(targets.databases[t])) {
-            return false;
-        }
-    }
-    return true;
-}
+using namespace test::fanout;
 
 // The state /status shows for target `t` ("" while the endpoint does not answer).
 std::string target_state(SyncFixture& f, int t) {
     auto s = f.status();
     if (!s.contains("targets") || !s["targets"].contains(tenant(t))) return "";
     return s["targets"][tenant(t)].value("state", "");
-}
-
-// Whether the targets of tenants `ts` each equal their tenant.
-bool tenants_match(SyncFixture& f, const FanoutTargets& targets, const std::vector<int>& ts) {
-    return std::all_of(ts.begin(), ts.end(), [&](int t) {
-        return provider_rows(f, t) == target_rows(targets.databases[t]);
-    });
-}
-
-// No target holds a row of another tenant, live or deleted (on_delete: hard).
-void check_no_foreign_rows(SyncFixture& f, const FanoutTargets& targets) {
-    for (std::size_t t = 0; t < targets.databases.size(); ++t) {
-        auto mine = provider_rows(f, static_cast<int>(t));
-        for (const auto& id : all_ids(targets.databases[t])) {
-            INFO("target " << t << " id " << id);
-            CHECK(mine.count(id) == 1);
-        }
-    }
 }
 
 }  // namespace

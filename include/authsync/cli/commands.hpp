@@ -17,6 +17,10 @@ namespace authsync::cli {
 void check_targets(const config::Config& config);
 
 int run_command(const std::string& config_path);
+// `authsync sink --target NAME`: applies target NAME from the JetStream stream (transport.kind:
+// nats) until SIGTERM; its status endpoint listens on `listen` ("" for none).
+int sink_command(const std::string& config_path, const std::string& target,
+                 const std::string& listen);
 // Drops and re-creates the slot, copies every user again and reconciles the target (users no
 // longer on the provider are soft-deleted, or removed under on_delete: hard); then exits.
 int resync_command(const std::string& config_path);
@@ -36,8 +40,14 @@ int status_command(const std::string& url, bool json, const std::string& cacert 
 // `authsync targets`: the targets of a running authsync (its /status), worst lag first.
 int targets_command(const std::string& url, const std::string& cacert);
 
-// The engine with the status endpoint (when serve_status and configured), until it stops.
-int run_engine(const std::string& config_path, engine::SessionOptions options, bool serve_status);
+struct SinkRun {
+    std::string target;
+    std::string listen;
+};
+// The engine with the status endpoint (when serve_status and configured), until it stops; a
+// sink of one target when `sink` is given.
+int run_engine(const std::string& config_path, engine::SessionOptions options, bool serve_status,
+               const SinkRun* sink = nullptr);
 
 // Sets up spdlog: lines to stderr at the given level (trace|debug|info|warn|error), as text or
 // one JSON object per line.

@@ -108,6 +108,27 @@ struct FanoutConfig {
     bool detaches() const { return max_target_lag_seconds || max_target_lag_bytes; }
 };
 
+// Between the decode and the targets (issue 17): in this process (the default), or through a
+// NATS JetStream stream, so that sinks on other machines apply each target's changes
+// (`authsync run` then publishes; `authsync sink --target NAME` applies one target).
+enum class TransportKind { InProcess, Nats };
+
+struct TransportConfig {
+    TransportKind kind = TransportKind::InProcess;
+    // nats://host:port or tls://host:port; credentials are not taken here (no secrets in a
+    // URL that would be logged).
+    std::vector<std::string> servers;
+    std::string stream = "AUTHSYNC";          // [A-Za-z0-9_-], at most 64
+    std::string subject_prefix = "authsync";  // subjects: <prefix>.<slot>.<target>
+    int replicas = 1;                         // default 3 with 3 servers or more
+    std::optional<std::int64_t> max_bytes;    // the stream's limits (retention)
+    std::optional<std::chrono::seconds> max_age;
+    std::chrono::seconds duplicate_window{120};  // JetStream's deduplication of message ids
+    // A sink's delivered frames unacknowledged this long are delivered again.
+    std::chrono::seconds ack_wait{30};
+    bool nats() const { return kind == TransportKind::Nats; }
+};
+
 struct Config {
     std::string path;  // the file it came from, for messages
     SourceConfig source;
@@ -125,6 +146,7 @@ struct Config {
     ApplyConfig apply;
     ReconnectConfig reconnect;
     FanoutConfig fanout;
+    TransportConfig transport;
     std::string presets_dir;  // "" unless configured
 
     // This config for targets[i] alone: `target`, `mappings` and `composites` are that

@@ -43,4 +43,15 @@ public:
     using Error::Error;
 };
 
+// A failure of a service other than PostgreSQL (NATS JetStream), which says itself whether
+// trying again may help (a server or a stream leader away, a timeout).
+class ServiceError : public Error {
+public:
+    ServiceError(const std::string& what, bool transient) : Error(what), transient_(transient) {}
+    bool transient() const { return transient_; }
+
+private:
+    bool transient_;
+};
+
 }  // namespace authsync

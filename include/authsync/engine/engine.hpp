@@ -31,13 +31,16 @@ namespace authsync::engine {
 
 namespace asio = boost::asio;
 
-class Session;
+class RoleSession;
 
 struct SessionOptions {
     // Drop the slot, copy every user again and reconcile the target (`authsync resync`).
     bool resync = false;
     // Exit once the slot is ready and any copy is done, instead of streaming.
     bool stop_after_backfill = false;
+    // `authsync sink --target NAME`: apply that target (its index in the config) from the
+    // JetStream stream, instead of reading the slot.
+    std::optional<std::size_t> sink_target;
 };
 
 class Supervisor {
@@ -83,7 +86,7 @@ private:
     SessionOptions session_options_;
     EngineStatus status_;
     bool stop_requested_ = false;
-    Session* session_ = nullptr;              // the running session, for request_stop
+    RoleSession* session_ = nullptr;          // the running session, for request_stop
     std::optional<config::Config> pending_;   // reload(): the config of the next session
     std::optional<config::Config> previous_;  // the last config that started, while a reloaded
                                               // one has not reached streaming yet

@@ -20,6 +20,12 @@ namespace authsync::engine {
 
 namespace asio = boost::asio;
 
+// A permanent failure that is none of the typed ones (e.g. a lost slot).
+class FatalError : public Error {
+public:
+    using Error::Error;
+};
+
 // A composite mapping's lookup did not find exactly one value.
 class LookupError : public Error {
 public:
@@ -50,6 +56,10 @@ asio::awaitable<bool> publication_exists(pg::AsyncConnection& source, const std:
 // note for each table published whole or without its row filter (the caller logs them).
 asio::awaitable<std::vector<std::string>> create_publication(pg::AsyncConnection& source,
                                                              const config::Config& config);
+// The publication, checked against the config (a scope or table it lacks is a FatalError),
+// and created when missing and allowed (source.create_publication). Shared by the in-process
+// engine and the source role.
+asio::awaitable<void> ensure_publication(pg::AsyncConnection& source, const config::Config& config);
 asio::awaitable<void> create_slot(pg::AsyncConnection& source, const std::string& slot);
 
 // Runs the lookups of composite mappings on the provider and fills their values into the row

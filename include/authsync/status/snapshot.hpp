@@ -91,6 +91,19 @@ struct TargetProgress {
     std::map<std::string, MappingRows> rows_applied;  // by source table
 };
 
+// The JetStream transport (transport.kind: nats): the source role's publishing, or a sink's
+// applying. Role "" in the in-process engine.
+struct TransportProgress {
+    std::string role;                // "", "source" or "sink"
+    std::uint64_t frames = 0;        // published (source), applied (sink)
+    std::uint64_t bytes = 0;         // of those frames
+    std::uint64_t skipped = 0;       // sink: frames its checkpoint already held
+    std::uint64_t redeliveries = 0;  // sink: frames delivered again (a lost or late ack)
+    std::uint64_t pending = 0;       // sink: its subject's frames not delivered yet (stream lag)
+    std::uint64_t unacked = 0;       // sink: frames delivered and not yet acknowledged
+    std::uint64_t copies = 0;        // sink: copies of its target (the first, after a gap)
+};
+
 // What the engine reports as it runs, shown as it is.
 struct Progress {
     Lsn received_lsn;      // end_lsn of the newest source transaction received
@@ -112,6 +125,7 @@ struct Progress {
     std::map<std::string, MappingRows> rows_applied;        // by source table
     std::map<std::string, CopyProgress> snapshot_progress;  // initial copy, by source table
     std::map<std::string, TargetProgress> targets;          // by target name
+    TransportProgress transport;
     std::string last_error;
     std::optional<PgTimestamp> last_error_at;
 };

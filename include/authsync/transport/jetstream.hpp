@@ -11,6 +11,7 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -22,16 +23,13 @@ struct __natsConnection;
 struct __natsSubscription;
 struct __natsMsg;
 struct __jsCtx;
+struct jsPubAckErr;
 
 namespace authsync::transport {
 
-class TransportError : public Error {
+class TransportError : public ServiceError {
 public:
-    TransportError(const std::string& what, bool transient) : Error(what), transient_(transient) {}
-    bool transient() const { return transient_; }
-
-private:
-    bool transient_;
+    using ServiceError::ServiceError;
 };
 
 struct NatsConfig {
@@ -54,6 +52,13 @@ struct StreamState {
     std::uint64_t bytes = 0;
     std::uint64_t first_sequence = 0;
     std::uint64_t last_sequence = 0;
+};
+
+// One message of a publish_all().
+struct Outgoing {
+    std::string subject;
+    std::string data;
+    std::string message_id;
 };
 
 struct PublishAck {
@@ -98,7 +103,8 @@ public:
     // Up to `batch` messages in stream order, waiting at most `timeout` for the first; none
     // when nothing came.
     std::vector<Delivered> fetch(int batch, std::chrono::milliseconds timeout);
-    // How many of the stream's messages for its subject it has not been delivered yet.
+    // How many of the stream's messages for its subject it has not been delivered yet. Throws
+    // TransportError when the consumer is gone or has no leader (a fetch only times out then).
     std::uint64_t pending();
 
 private:
@@ -126,16 +132,34 @@ public:
     // was lost) until `deadline` has passed.
     PublishAck publish(const std::string& subject, std::string_view data,
                        const std::string& message_id, std::chrono::milliseconds deadline);
+    // Publishes every message without waiting between them, then waits until the stream has
+    // acknowledged each (at most `deadline`). Throws TransportError, transient, naming the first
+    // that failed: the caller starts over from what the stream holds (none is retried here, so
+    // that a subject's messages are never stored out of order). Give one message per subject.
+    void publish_all(const std::vector<Outgoing>& messages, std::chrono::milliseconds deadline);
+    // The most bytes one message may carry (the servers' max_payload).
+    std::size_t max_payload() const;
     // The last message stored on `subject`, if any.
     std::optional<std::string> last_message(const std::string& stream, const std::string& subject);
     // The durable consumer `durable` of `stream`, filtered to `subject` (created if missing):
     // explicit acks, redelivered after `ack_wait` unacknowledged.
     Consumer consumer(const std::string& stream, const std::string& durable,
                       const std::string& subject, std::chrono::seconds ack_wait);
+    // A consumer of `subject` for one reader's session: it delivers the subject from its first
+    // stored message in stream order (nothing an earlier reader left unacknowledged comes back
+    // after later messages), an ack covers the messages before it, and the server removes it
+    // once unused for `idle` (a reader that died). `replicas` as the stream's, so that it
+    // outlives the loss of a node.
+    Consumer session_consumer(const std::string& stream, const std::string& subject,
+                              std::chrono::seconds ack_wait, std::chrono::seconds idle,
+                              int replicas);
 
 private:
     friend class Consumer;
+    static void on_publish_error(__jsCtx* js, jsPubAckErr* pae, void* closure);
     NatsConfig config_;
+    std::mutex errors_mutex_;
+    std::string publish_error_;  // the first publish_all() failure reported, if any
     __natsConnection* nc_ = nullptr;
     __jsCtx* js_ = nullptr;
 };

@@ -75,6 +75,16 @@ constexpr const char* kDocument = R"({
       }
     }
   },
+  "transport": {
+    "role": "sink",
+    "frames": 120,
+    "frame_bytes": 65536,
+    "frames_skipped": 4,
+    "redeliveries": 2,
+    "stream_pending": 17,
+    "unacked": 3,
+    "copies": 1
+  },
   "slot_health": {
     "wal_status": "reserved",
     "safe_wal_size_bytes": -4096,

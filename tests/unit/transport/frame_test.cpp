@@ -35,13 +35,15 @@ Frame captured_frame() {
 
 TEST_CASE("A frame carries a captured transaction's pgoutput messages byte for byte",
           "[unit][frame]") {
-    const auto f = captured_frame();
+    auto f = captured_frame();
+    f.epoch = 77;
     REQUIRE(f.messages.size() >= 4);
     const auto decoded = decode_frame(encode_frame(f));
     CHECK(decoded.end_lsn == f.end_lsn);
     CHECK(decoded.prev_end_lsn == f.prev_end_lsn);
     CHECK(decoded.part == 0);
     CHECK(decoded.parts == 1);
+    CHECK(decoded.epoch == 77);
     REQUIRE(decoded.messages == f.messages);
     // The sink decodes them with the engine's own decoder.
     pgoutput::Decoder decoder{pgoutput::DecoderOptions{}};
@@ -64,11 +66,11 @@ TEST_CASE("A malformed frame is refused with a clear error, never read past its 
     }
     CHECK_THROWS_AS(decode_frame(good + "x"), ProtocolError);  // trailing bytes
     auto bad = good;
-    bad[3] = '\x02';  // a version this build does not read
+    bad[3] = '\x01';  // the first layout, before epochs  // a version this build does not read
     CHECK_THROWS_WITH(decode_frame(bad), Catch::Contains("not an authsync frame"));
     // A count of messages that cannot fit: refused before anything is allocated for it.
     bad = good;
-    for (int i = 28; i < 32; ++i) bad[i] = '\xff';
+    for (int i = 36; i < 40; ++i) bad[i] = '\xff';
     CHECK_THROWS_WITH(decode_frame(bad), Catch::Contains("cannot fit"));
     // An empty message, a prev_end_lsn not before end_lsn, a part out of its parts.
     Frame g = f;
@@ -94,6 +96,7 @@ TEST_CASE("Frame subjects and message ids", "[unit][frame]") {
     auto f = captured_frame();
     f.part = 1;
     f.parts = 3;
+    f.epoch = 0xabc;
     CHECK(transport::frame_subject("authsync", "slot1", "tenant7") == "authsync.slot1.tenant7");
     CHECK(transport::frame_subject("acme.authsync", "s", "t") == "acme.authsync.s.t");
     for (auto [prefix, slot, target] : {std::tuple{"", "s", "t"},
@@ -107,5 +110,5 @@ TEST_CASE("Frame subjects and message ids", "[unit][frame]") {
         CHECK_THROWS_AS(transport::frame_subject(prefix, slot, target), ConfigError);
     }
     CHECK(transport::frame_message_id("slot1", "tenant7", f) ==
-          "slot1/tenant7/" + f.end_lsn.to_string() + "/1");
+          "slot1/tenant7/" + f.end_lsn.to_string() + "/1/abc");
 }

@@ -98,3 +98,28 @@ TEST_CASE("SinkCursor refuses to be driven out of turn", "[unit][sink_cursor]") 
     c.take();
     CHECK_THROWS_AS(c.applied(Lsn(1 * 0x100)), std::logic_error);
 }
+
+TEST_CASE("SinkCursor never completes a dead source session's parts with another session's",
+          "[unit][sink_cursor]") {
+    SinkCursor c(Lsn(2 * 0x100));
+    auto first = tx(4, 2, 0, 2);
+    first.epoch = 1;  // its session died before part 1
+    CHECK(c.offer(first) == Action::Hold);
+    // The next session republishes transactions 3 and 4 (the same end) in parts of its own.
+    auto again0 = tx(4, 2, 0, 2);
+    again0.epoch = 2;
+    auto again1 = tx(4, 2, 1, 2);
+    again1.epoch = 2;
+    CHECK(c.offer(again0) == Action::Hold);  // not taken for a copy of the held part
+    CHECK(c.offer(again1) == Action::Apply);
+    auto parts = c.take();
+    REQUIRE(parts.size() == 2);
+    CHECK(parts[0].epoch == 2);
+    CHECK(parts[1].epoch == 2);
+    // A part of the dead session alone, after its first: a gap, never applied.
+    SinkCursor d(Lsn(2 * 0x100));
+    auto orphan = tx(4, 2, 1, 2);
+    orphan.epoch = 1;
+    CHECK(d.offer(again0) == Action::Hold);
+    CHECK(d.offer(orphan) == Action::Gap);
+}

@@ -1,0 +1,552 @@
+// The source role (transport.kind: nats): the slot decoded once, each source transaction's
+// changes routed to the targets whose scope they match, and published as frames
+// (transport/frame.hpp) to each target's subject; the provider is acknowledged only for what
+// the stream has stored (its publish acknowledgements, on the stream's replicas).
+//
+// Per target, a batch of whole transactions becomes one frame (split in parts when larger than
+// the servers' max_payload): its messages are the pgoutput messages as received (Begin, the
+// Relation (and Type) messages of the tables it touches, the changes the target's router passes
+// on, Commit), so that the sink decodes and maps them with the same code. Each frame names the
+// end_lsn of the frame before it on the subject (the chain the sink checks for gaps).
+//
+// Order: a subject never has two messages in flight (rounds: at most one per subject, then
+// every acknowledgement), so that a message lost in a failure is never followed by a later one.
+// After a restart the source reads each subject's last message: transactions it covers are not
+// published again, and the chain goes on from it (a frame whose parts were not all stored is
+// published again whole, with a new epoch).
+#include <utility>  // before Asio (Boost 1.74)
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <map>
+#include <random>
+#include <set>
+
+#include "authsync/core/sql.hpp"
+#include "authsync/engine/log.hpp"
+#include "authsync/engine/provisioning.hpp"
+#include "authsync/engine/role.hpp"
+#include "authsync/pg/async_connection.hpp"
+#include "authsync/pgoutput/decoder.hpp"
+#include "authsync/pgoutput/relation_cache.hpp"
+#include "authsync/pipeline/change_router.hpp"
+#include "authsync/wire/replication_message.hpp"
+#include "jetstream_roles.hpp"
+
+namespace authsync::engine {
+
+using asio::awaitable;
+using asio::use_awaitable;
+
+namespace {
+
+// How long a round of publishes may wait for the stream's acknowledgements (a stream leader
+// elected again after a node was lost takes a few seconds).
+constexpr std::chrono::seconds kPublishDeadline{15};
+// Room left in a message for the frame header and NATS's own headers (the message id).
+constexpr std::size_t kFrameSlack = 512;
+
+std::string_view text_of(std::span<const std::byte> bytes) {
+    return {reinterpret_cast<const char*>(bytes.data()), bytes.size()};
+}
+
+// The relations a change message names.
+std::vector<pgoutput::RelationId> relations_of(const pgoutput::Message& m) {
+    if (const auto* i = std::get_if<pgoutput::Insert>(&m)) return {i->relation_id};
+    if (const auto* u = std::get_if<pgoutput::Update>(&m)) return {u->relation_id};
+    if (const auto* d = std::get_if<pgoutput::Delete>(&m)) return {d->relation_id};
+    if (const auto* t = std::get_if<pgoutput::Truncate>(&m)) return t->relation_ids;
+    return {};
+}
+
+class SourceSession : public RoleSession {
+public:
+    SourceSession(const config::Config& config, EngineStatus& status, asio::any_io_executor ex)
+        : config_(config),
+          status_(status),
+          source_(ex),
+          replication_(ex),
+          status_timer_(ex),
+          log_(logger("source")),
+          epoch_(std::random_device{}() | (std::uint64_t{std::random_device{}()} << 32)) {
+        for (std::size_t i = 0; i < config_.targets.size(); ++i) {
+            auto t = std::make_unique<Target>();
+            t->index = i;
+            t->config = config_.for_target(i);
+            t->subject = target_subject(config_, t->name());
+            targets_.push_back(std::move(t));
+        }
+    }
+    ~SourceSession() override {
+        // A publish still waiting for its acknowledgements ends within its deadline.
+        pool_.join();
+    }
+
+    awaitable<void> run() override;
+    void request_stop() override {
+        stop_requested_ = true;
+        replication_.cancel();
+        status_timer_.cancel();
+    }
+    void abort() override {
+        stop_requested_ = true;
+        status_timer_.cancel();
+        replication_.close();
+        source_.close();
+    }
+    bool reached_streaming() const override { return reached_streaming_; }
+
+private:
+    struct Target {
+        std::size_t index = 0;
+        config::Config config;
+        std::optional<pipeline::ChangeRouter> router;
+        std::string subject;
+        // The end_lsn of the last whole frame on its subject (or, for a subject with none, where
+        // this session starts): the next frame's prev_end_lsn.
+        Lsn chain;
+        // Transactions ending at or below it are on the subject already.
+        Lsn published;
+        // The transaction being received: its messages for this target.
+        std::vector<std::string> txn;
+        std::set<pgoutput::RelationId> txn_relations;  // Relation messages in `txn`
+        // Whole transactions not yet published.
+        std::vector<std::string> batch;
+        std::size_t batch_bytes = 0;
+        Lsn batch_end;
+        const std::string& name() const { return config.targets.front().name; }
+    };
+
+    awaitable<void> prepare();
+    awaitable<void> read_chains(Lsn start);
+    awaitable<void> stream();
+    awaitable<void> handle_xlog(const wire::XLogData& x);
+    void add_change(Target& t, const pgoutput::Message& m, std::string_view bytes);
+    void commit(const pgoutput::Commit& c, std::string_view bytes);
+    awaitable<void> publish_batch();
+    std::vector<transport::Frame> frames_of(Target& t) const;
+    awaitable<void> send_status(bool reply_requested);
+    awaitable<void> status_loop();
+    awaitable<std::optional<pg::CopyBuffer>> next_copy_data() {
+        if (lookahead_) co_return std::exchange(lookahead_, std::nullopt);
+        co_return co_await replication_.read_copy_data();
+    }
+    bool more_data_waiting() {
+        if (!lookahead_) lookahead_ = replication_.try_read_copy_data();
+        return lookahead_.has_value();
+    }
+    bool batch_full() const {
+        if (pending_txns_ >= config_.apply.batch_max_rows) return true;
+        for (const auto& t : targets_) {
+            if (t->batch_bytes >= config_.apply.batch_max_bytes) return true;
+        }
+        return false;
+    }
+
+    config::Config config_;
+    EngineStatus& status_;
+    pg::AsyncConnection source_;
+    pg::AsyncConnection replication_;
+    asio::steady_timer status_timer_;
+    asio::thread_pool pool_{1};  // JetStream's blocking calls
+    std::unique_ptr<transport::JetStream> js_;
+    std::shared_ptr<spdlog::logger> log_;
+    std::uint64_t epoch_;
+    std::size_t max_frame_bytes_ = 0;
+
+    pgoutput::Decoder decoder_;
+    pgoutput::RelationCache relations_;
+    std::map<pgoutput::RelationId, std::string> relation_bytes_;  // the latest Relation message
+    std::map<pgoutput::TypeId, std::string> type_bytes_;          // Type messages seen
+    std::vector<std::unique_ptr<Target>> targets_;
+    std::vector<pipeline::Operation> operations_;  // scratch
+    std::optional<pg::CopyBuffer> lookahead_;
+
+    bool in_transaction_ = false;
+    Lsn txn_final_lsn_;
+    std::string begin_bytes_;
+    std::size_t pending_txns_ = 0;  // received since the last publish
+    Lsn pending_end_;               // the last of them
+    Lsn received_;
+    Lsn acknowledged_;  // stored by the stream (or holding nothing for any target)
+
+    bool stop_requested_ = false;
+    bool streaming_ = false;
+    bool reached_streaming_ = false;
+};
+
+awaitable<void> SourceSession::run() {
+    status_.state = State::Starting;
+    co_await prepare();
+    if (stop_requested_) co_return;
+    streaming_ = true;
+    asio::co_spawn(co_await asio::this_coro::executor, status_loop(), asio::detached);
+    std::exception_ptr failure;
+    try {
+        co_await stream();
+    } catch (...) {
+        failure = std::current_exception();
+    }
+    streaming_ = false;
+    status_timer_.cancel();
+    if (failure) std::rethrow_exception(failure);
+}
+
+awaitable<void> SourceSession::prepare() {
+    const auto& src = config_.source;
+    co_await source_.connect(src.dsn, "authsync");
+    try {
+        co_await resolve_lookups(source_, config_);
+    } catch (const LookupError& e) {
+        throw FatalError(e.what());
+    }
+    for (auto& t : targets_) {
+        t->config.composites = config_.targets[t->index].composites;
+        t->config.targets.front().composites = t->config.composites;
+        t->config.mappings = config_.targets[t->index].mappings;
+        t->config.targets.front().mappings = t->config.mappings;
+        t->router.emplace(t->config.mappings, t->config.composites, 1);
+    }
+    co_await ensure_publication(source_, config_);
+
+    js_ = co_await off_thread(pool_, [this] {
+        return std::make_unique<transport::JetStream>(
+            nats_config(config_, "source " + config_.source.slot));
+    });
+    co_await off_thread(pool_, [this] { js_->ensure_stream(stream_spec(config_)); });
+    max_frame_bytes_ =
+        js_->max_payload() > 2 * kFrameSlack ? js_->max_payload() - kFrameSlack : kFrameSlack;
+
+    auto slot = co_await find_slot(source_, src.slot);
+    if (slot && slot->plugin != "pgoutput") {
+        throw FatalError(
+            fmt::format("slot {} uses plugin {}, authsync needs pgoutput", src.slot, slot->plugin));
+    }
+    if (slot && slot->wal_status == "lost") {
+        throw FatalError(fmt::format(
+            "slot {} is lost (the provider removed WAL it needed): the stream misses changes; "
+            "drop the slot, and each sink copies its target again",
+            src.slot));
+    }
+    if (!slot) {
+        if (!src.create_slot) {
+            throw FatalError(
+                fmt::format("slot {} does not exist on the source (run `authsync init`, or set "
+                            "source.create_slot)",
+                            src.slot));
+        }
+        // No copy here: each sink copies its own target (a temporary slot's snapshot) and
+        // applies the stream from there.
+        co_await create_slot(source_, src.slot);
+        slot = co_await find_slot(source_, src.slot);
+        if (!slot) throw FatalError(fmt::format("slot {} vanished after its creation", src.slot));
+        log_->info("created slot {}", src.slot);
+    }
+    if (!slot->confirmed_flush) {
+        throw FatalError(fmt::format("slot {} has no confirmed_flush_lsn yet", src.slot));
+    }
+    const Lsn start = *slot->confirmed_flush;
+    co_await read_chains(start);
+    received_ = acknowledged_ = start;
+    status_.received_lsn = status_.applied_lsn = status_.flushed_lsn = start;
+
+    co_await replication_.connect(src.dsn, "authsync", true);
+    const auto command = fmt::format(
+        "START_REPLICATION SLOT {} LOGICAL {} (proto_version '1', publication_names {})",
+        quote_identifier(src.slot), start.to_string(),
+        quote_literal(quote_identifier(src.publication)));
+    co_await replication_.start_copy_both(command);
+    status_.state = State::Streaming;
+    for (const auto& t : targets_) {
+        auto& shown = status_.targets[t->name()];
+        shown.state = "streaming";
+        shown.error.clear();
+        shown.durable_lsn = t->chain;
+    }
+    reached_streaming_ = true;
+    log_->info("publishing slot={} from lsn={} to stream {} ({} targets)", src.slot,
+               start.to_string(), config_.transport.stream, targets_.size());
+}
+
+// Each subject's last message: where its chain goes on, and what needs no publishing again.
+awaitable<void> SourceSession::read_chains(Lsn start) {
+    for (auto& t : targets_) {
+        auto last = co_await off_thread(
+            pool_, [this, &t] { return js_->last_message(config_.transport.stream, t->subject); });
+        if (!last) {
+            // Nothing stored for it (a new target, or all of it aged out): the chain starts
+            // here; a sink that holds less finds a gap and copies its target again.
+            t->chain = start;
+            t->published = Lsn{};
+            continue;
+        }
+        transport::Frame f;
+        try {
+            f = transport::decode_frame(*last);
+        } catch (const ProtocolError& e) {
+            throw FatalError(fmt::format("the last message on {} is not an authsync frame: {}",
+                                         t->subject, e.what()));
+        }
+        if (f.part + 1 == f.parts) {
+            t->chain = t->published = f.end_lsn;
+        } else {
+            // Its source died before its last part: it is published again, whole.
+            t->chain = t->published = f.prev_end_lsn;
+            log_->info(
+                "target {}: the last frame on its subject lacks parts after {} of {}; "
+                "publishing its transactions again",
+                t->name(), f.part + 1, f.parts);
+        }
+        log_->debug("target {}: subject {} holds up to {}", t->name(), t->subject,
+                    t->published.to_string());
+    }
+}
+
+awaitable<void> SourceSession::stream() {
+    for (;;) {
+        // Whole transactions wait and nothing more is buffered: publish them now.
+        if (pending_txns_ > 0 && !in_transaction_ && !more_data_waiting()) {
+            co_await publish_batch();
+            continue;
+        }
+        std::optional<pg::CopyBuffer> data;
+        try {
+            data = co_await next_copy_data();
+        } catch (const boost::system::system_error& e) {
+            if (e.code() != asio::error::operation_aborted) throw;
+        }
+        if (stop_requested_) break;
+        if (!data) throw pg::PgError::connection_loss("the provider ended the replication stream");
+        auto message = wire::decode_server_message(data->bytes());
+        if (auto* x = std::get_if<wire::XLogData>(&message)) {
+            co_await handle_xlog(*x);
+            if (batch_full() && !in_transaction_) co_await publish_batch();
+        } else {
+            const auto& k = std::get<wire::PrimaryKeepalive>(message);
+            status_.provider_wal_lsn = std::max(status_.provider_wal_lsn, k.wal_end);
+            // Everything received is stored: what the provider sent up to its WAL end holds
+            // nothing more for any target.
+            if (!in_transaction_ && pending_txns_ == 0 && !lookahead_) {
+                acknowledged_ = std::max(acknowledged_, k.wal_end);
+            }
+            if (k.reply_requested) co_await send_status(false);
+        }
+    }
+    status_.state = State::Stopping;
+    // Clean stop: whole transactions are published; a half-received one comes again.
+    if (!in_transaction_ && pending_txns_ > 0) co_await publish_batch();
+    co_await send_status(false);
+    log_->info("stopped at lsn={}", acknowledged_.to_string());
+}
+
+awaitable<void> SourceSession::handle_xlog(const wire::XLogData& x) {
+    status_.provider_wal_lsn = std::max(status_.provider_wal_lsn, x.wal_end);
+    const auto bytes = text_of(x.payload);
+    auto message = decoder_.decode(x.payload);
+    if (auto* b = std::get_if<pgoutput::Begin>(&message)) {
+        if (in_transaction_) throw ProtocolError("Begin message inside a transaction");
+        in_transaction_ = true;
+        txn_final_lsn_ = b->final_lsn;
+        begin_bytes_.assign(bytes);
+        if (!status_.oldest_pending_commit_time) {
+            status_.oldest_pending_commit_time = b->commit_time;
+        }
+    } else if (auto* c = std::get_if<pgoutput::Commit>(&message)) {
+        commit(*c, bytes);
+    } else if (auto* r = std::get_if<pgoutput::Relation>(&message)) {
+        relations_.apply(*r);
+        relation_bytes_[r->relation_id].assign(bytes);
+        for (auto& t : targets_) {
+            t->router->bind(*r);
+            // A change after a re-sent Relation carries it again (the sink's cache replaces).
+            t->txn_relations.erase(r->relation_id);
+        }
+    } else if (auto* type = std::get_if<pgoutput::Type>(&message)) {
+        relations_.apply(*type);
+        type_bytes_[type->type_id].assign(bytes);
+    } else if (std::holds_alternative<pgoutput::LogicalMessage>(message) ||
+               std::holds_alternative<pgoutput::Origin>(message)) {
+        // Not for the sinks.
+    } else {
+        if (!in_transaction_) {
+            throw ProtocolError(
+                fmt::format("{} message outside a transaction", pgoutput::message_name(message)));
+        }
+        for (auto& t : targets_) {
+            operations_.clear();
+            t->router->route(message, relations_, operations_);
+            if (!operations_.empty()) add_change(*t, message, bytes);
+        }
+    }
+    co_return;
+}
+
+// A change that reaches target `t`: after its transaction's Begin and the Relation (and Type)
+// messages of its tables, once each per frame part set.
+void SourceSession::add_change(Target& t, const pgoutput::Message& m, std::string_view bytes) {
+    if (t.txn.empty()) {
+        t.txn.emplace_back(begin_bytes_);
+        t.txn_relations.clear();
+    }
+    for (const auto id : relations_of(m)) {
+        if (t.txn_relations.count(id)) continue;
+        const auto rel = relation_bytes_.find(id);
+        if (rel == relation_bytes_.end()) {
+            throw ProtocolError(
+                fmt::format("a change of relation {} before its Relation message", id));
+        }
+        if (const auto* cached = relations_.find(id)) {
+            for (const auto& column : cached->columns) {
+                if (auto type = type_bytes_.find(column.type_id); type != type_bytes_.end()) {
+                    t.txn.push_back(type->second);
+                }
+            }
+        }
+        t.txn.push_back(rel->second);
+        t.txn_relations.insert(id);
+    }
+    t.txn.emplace_back(bytes);
+}
+
+void SourceSession::commit(const pgoutput::Commit& c, std::string_view bytes) {
+    if (!in_transaction_) throw ProtocolError("Commit message outside a transaction");
+    if (c.commit_lsn != txn_final_lsn_) {
+        throw ProtocolError(
+            fmt::format("Commit at {} closes a transaction that began with final_lsn {}",
+                        c.commit_lsn.to_string(), txn_final_lsn_.to_string()));
+    }
+    in_transaction_ = false;
+    received_ = std::max(received_, c.end_lsn);
+    status_.received_lsn = received_;
+    for (auto& t : targets_) {
+        if (t->txn.empty()) continue;
+        if (c.end_lsn <= t->published) {
+            t->txn.clear();  // on the subject already (published before a restart)
+            continue;
+        }
+        t->txn.emplace_back(bytes);
+        for (auto& m : t->txn) {
+            t->batch_bytes += m.size() + 4;
+            t->batch.push_back(std::move(m));
+        }
+        t->txn.clear();
+        t->batch_end = c.end_lsn;
+    }
+    pending_end_ = c.end_lsn;
+    ++pending_txns_;
+}
+
+// A target's batch as a frame, in parts of at most max_frame_bytes_ each.
+std::vector<transport::Frame> SourceSession::frames_of(Target& t) const {
+    std::vector<transport::Frame> parts;
+    std::size_t size = 0;
+    for (auto& m : t.batch) {
+        if (m.size() + 4 + 64 > max_frame_bytes_) {
+            throw FatalError(fmt::format(
+                "target {}: a pgoutput message of {} bytes does not fit in a NATS message (the "
+                "servers' max_payload allows {}): raise max_payload",
+                t.name(), m.size(), max_frame_bytes_ + kFrameSlack));
+        }
+        if (parts.empty() || size + m.size() + 4 > max_frame_bytes_) {
+            parts.emplace_back();
+            size = 64;
+        }
+        size += m.size() + 4;
+        parts.back().messages.push_back(std::move(m));
+    }
+    for (std::size_t i = 0; i < parts.size(); ++i) {
+        auto& f = parts[i];
+        f.end_lsn = t.batch_end;
+        f.prev_end_lsn = t.chain;
+        f.part = static_cast<std::uint32_t>(i);
+        f.parts = static_cast<std::uint32_t>(parts.size());
+        f.epoch = epoch_;
+    }
+    return parts;
+}
+
+// Publishes every target's batch, then acknowledges the provider up to the batch's last
+// transaction: each subject gets its parts one round at a time.
+awaitable<void> SourceSession::publish_batch() {
+    std::vector<std::pair<Target*, std::vector<transport::Frame>>> frames;
+    std::size_t rounds = 0;
+    for (auto& t : targets_) {
+        if (t->batch.empty()) continue;
+        frames.emplace_back(t.get(), frames_of(*t));
+        rounds = std::max(rounds, frames.back().second.size());
+    }
+    std::uint64_t bytes = 0;
+    for (std::size_t round = 0; round < rounds; ++round) {
+        std::vector<transport::Outgoing> out;
+        for (auto& [t, parts] : frames) {
+            if (round >= parts.size()) continue;
+            const auto& f = parts[round];
+            out.push_back({t->subject, transport::encode_frame(f),
+                           transport::frame_message_id(config_.source.slot, t->name(), f)});
+            bytes += out.back().data.size();
+        }
+        co_await off_thread(pool_, [this, &out] { js_->publish_all(out, kPublishDeadline); });
+        status_.transport.frames += out.size();
+    }
+    for (auto& [t, parts] : frames) {
+        t->chain = t->published = t->batch_end;
+        t->batch.clear();
+        t->batch_bytes = 0;
+        status_.targets[t->name()].durable_lsn = t->chain;
+    }
+    status_.transport.bytes += bytes;
+    acknowledged_ = std::max(acknowledged_, pending_end_);
+    status_.txns_applied += pending_txns_;
+    ++status_.batches;
+    pending_txns_ = 0;
+    status_.oldest_pending_commit_time.reset();
+    status_.applied_lsn = acknowledged_;
+    status_.last_applied_at = PgTimestamp::now();
+    co_await send_status(false);
+}
+
+awaitable<void> SourceSession::send_status(bool reply_requested) {
+    if (!replication_.is_open()) co_return;
+    wire::StandbyStatusUpdate u;
+    u.write = std::max(received_, acknowledged_);
+    u.flush = acknowledged_;
+    u.apply = acknowledged_;
+    u.send_time = PgTimestamp::now();
+    u.reply_requested = reply_requested;
+    co_await replication_.put_copy_data(wire::encode_standby_status_update(u));
+    status_.flushed_lsn = u.flush;
+    status_.applied_lsn = std::max(status_.applied_lsn, acknowledged_);
+}
+
+awaitable<void> SourceSession::status_loop() {
+    while (streaming_) {
+        status_timer_.expires_after(config_.source.status_interval);
+        boost::system::error_code ec;
+        co_await status_timer_.async_wait(asio::redirect_error(use_awaitable, ec));
+        if (!streaming_) break;
+        try {
+            co_await send_status(false);
+        } catch (const std::exception& e) {
+            log_->debug("status update: {}", e.what());
+        }
+    }
+}
+
+}  // namespace
+
+bool has_jetstream() {
+    return true;
+}
+
+std::unique_ptr<RoleSession> make_source_session(const config::Config& config, EngineStatus& status,
+                                                 asio::any_io_executor ex) {
+    return std::make_unique<SourceSession>(config, status, std::move(ex));
+}
+
+}  // namespace authsync::engine

@@ -1,0 +1,314 @@
+// Scale-out through NATS JetStream (transport.kind: nats): `authsync run` decodes the slot once
+// and publishes each target's frames; one `authsync sink --target NAME` per target applies
+// them. Real servers throughout: the provider and targets are PostgreSQL, the stream lives on a
+// 3-node nats-server cluster (R3) started by the test.
+#include <fmt/format.h>
+#include <catch2/catch.hpp>
+
+#include <csignal>
+#include <filesystem>
+#include <memory>
+#include <random>
+#include <thread>
+
+#include "fanout_support.hpp"
+#include "nats_cluster.hpp"
+#include "sync_fixture.hpp"
+
+using namespace authsync;
+using namespace std::chrono_literals;
+using namespace test::fanout;
+using test::SyncFixture;
+using test::wait_until;
+
+namespace {
+
+std::string transport_yaml(const test::NatsCluster& nats, const std::string& stream,
+                           const std::string& more = "") {
+    std::string servers;
+    for (const auto& url : nats.urls()) servers += (servers.empty() ? "" : ", ") + url;
+    return "transport:\n  kind: nats\n  servers: [" + servers + "]\n  stream: " + stream +
+           "\n  ack_wait: 5s\n" + more;
+}
+
+// `authsync sink --target NAME` for target `t` of the fixture's config, with a status endpoint.
+class Sink {
+public:
+    Sink(SyncFixture& f, int t, const std::string& suffix = "")
+        : port_(test::free_port()),
+          process_({AUTHSYNC_EXE, "--log-level", "debug", "sink", "--config", f.config_path(),
+                    "--target", tenant(t), "--listen", "127.0.0.1:" + std::to_string(port_)},
+                   (std::filesystem::path(f.config_path()).parent_path() /
+                    ("sink-" + tenant(t) + suffix + ".log"))
+                       .string()) {}
+    ~Sink() {
+        if (process_.running()) process_.kill9();
+    }
+    void start() { process_.start(); }
+    void kill9() { process_.kill9(); }
+    int stop() {
+        process_.signal(SIGTERM);
+        return process_.wait(15s);
+    }
+    bool running() { return process_.running(); }
+    std::string log() const { return process_.log(); }
+    nlohmann::json status() const {
+        auto j = nlohmann::json::parse(
+            test::run_shell_output(fmt::format("curl -s -m 5 http://127.0.0.1:{}/status", port_)),
+            nullptr, false);
+        return j.is_object() ? j : nlohmann::json::object();
+    }
+
+private:
+    int port_;
+    test::Process process_;
+};
+
+std::vector<std::unique_ptr<Sink>> start_sinks(SyncFixture& f, int count) {
+    std::vector<std::unique_ptr<Sink>> sinks;
+    for (int t = 0; t < count; ++t) {
+        sinks.push_back(std::make_unique<Sink>(f, t));
+        sinks.back()->start();
+    }
+    return sinks;
+}
+
+// A randomized workload on the provider: single statements, a user moved between tenants,
+// and transactions that touch several tenants at once.
+class Workload {
+public:
+    Workload(SyncFixture& f, int tenants, unsigned seed) : f_(f), tenants_(tenants), rng_(seed) {}
+    void run(int statements) {
+        auto p = f_.provider();
+        for (int i = 0; i < statements; ++i) {
+            const auto id = "u" + std::to_string(1 + pick(60));
+            switch (pick(6)) {
+                case 0:
+                    p.exec("INSERT INTO public.users (id, tenant, name) VALUES ('n" +
+                           std::to_string(next_id_++) + "', '" + tenant(pick(tenants_)) +
+                           "', 'added')");
+                    break;
+                case 1: p.exec("DELETE FROM public.users WHERE id = '" + id + "'"); break;
+                case 2:
+                    p.exec("UPDATE public.users SET tenant = '" + tenant(pick(tenants_)) +
+                           "', version = version + 1 WHERE id = '" + id + "'");
+                    break;
+                case 3:
+                    p.exec("BEGIN; UPDATE public.users SET version = version + 1, name = 'b" +
+                           std::to_string(i) + "' WHERE tenant = '" + tenant(pick(tenants_)) +
+                           "'; INSERT INTO public.users (id, tenant) VALUES ('n" +
+                           std::to_string(next_id_++) + "', '" + tenant(pick(tenants_)) +
+                           "'); COMMIT");
+                    break;
+                default:
+                    p.exec("UPDATE public.users SET version = version + 1, email = 'e" +
+                           std::to_string(i) + "' WHERE id = '" + id + "'");
+            }
+        }
+    }
+
+private:
+    int pick(int n) { return std::uniform_int_distribution<int>(0, n - 1)(rng_); }
+    SyncFixture& f_;
+    int tenants_;
+    std::mt19937 rng_;
+    int next_id_ = 1000;
+};
+
+void seed_users(SyncFixture& f, int tenants) {
+    f.provider().exec(fmt::format(
+        "INSERT INTO public.users (id, tenant, name) SELECT 'u' || i, 'tenant' || (i % {}), "
+        "'name ' || i FROM generate_series(1, 60) AS i",
+        tenants));
+}
+
+// Every target equals its tenant; on failure, the logs say why.
+void require_match(SyncFixture& f, const FanoutTargets& targets,
+                   const std::vector<std::unique_ptr<Sink>>& sinks,
+                   std::chrono::milliseconds timeout = 90s) {
+    const bool matched = wait_until([&] { return targets_match(f, targets); }, timeout);
+    if (!matched) {
+        for (std::size_t t = 0; t < targets.databases.size(); ++t) {
+            INFO("tenant " << t << ": provider " << provider_rows(f, static_cast<int>(t)).size()
+                           << " rows, target " << target_rows(targets.databases[t]).size());
+        }
+        for (const auto& s : sinks) UNSCOPED_INFO("sink log:\n" << s->log());
+        UNSCOPED_INFO("source log:\n" << f.process().log());
+    }
+    REQUIRE(matched);
+}
+
+}  // namespace
+
+TEST_CASE("JetStream: a source and a sink per target keep each tenant equal, through SIGKILLs",
+          "[jetstream][scaleout][integration]") {
+    test::NatsCluster nats(3);
+    nats.wait_healthy();
+    auto targets = make_targets("hard");
+    test::SyncOptions options;
+    options.provider_ddl = kProviderDdl;
+    options.targets_yaml = targets.yaml;
+    options.extra_yaml = "apply:\n  batch_max_rows: 50\n" + transport_yaml(nats, "SCALEOUT1");
+    SyncFixture f(options);
+    seed_users(f, kTenants);
+    f.start();  // the source: publishes, copies nothing
+    auto sinks = start_sinks(f, kTenants);
+    // Each sink copies its own target (a temporary slot's snapshot), then applies its subject.
+    require_match(f, targets, sinks);
+    // The source copies nothing itself, and no target database was written by it.
+    CHECK(f.process().log().find("copying") == std::string::npos);
+
+    Workload work(f, kTenants, 20261206);
+    for (int round = 0; round < 4; ++round) {
+        work.run(60);
+        switch (round) {
+            case 0:  // the source dies mid-stream: what it had not stored comes again
+                f.kill9();
+                f.start();
+                break;
+            case 1:  // a sink dies with frames applied and not acknowledged
+                sinks[1]->kill9();
+                sinks[1]->start();
+                break;
+            case 2:  // both at once
+                f.kill9();
+                sinks[2]->kill9();
+                work.run(30);
+                f.start();
+                sinks[2]->start();
+                break;
+            default: break;
+        }
+        work.run(60);
+    }
+    require_match(f, targets, sinks);
+    check_no_foreign_rows(f, targets);
+    // Each target's checkpoint holds where its frames end; the slot moves on.
+    REQUIRE(f.wait_caught_up(60s));
+    for (int t = 0; t < kTenants; ++t) {
+        auto s = sinks[t]->status();
+        INFO("sink " << t << ": " << s.dump());
+        CHECK(s["state"] == "streaming");
+        CHECK(s["transport"]["role"] == "sink");
+        CHECK(s["transport"]["frames"].get<int>() > 0);
+        CHECK(s["transport"]["copies"].get<int>() <= 1);
+    }
+    const auto source = f.status();
+    CHECK(source["transport"]["frames"].get<int>() > 0);
+    CHECK(f.stop() == 0);
+    for (auto& s : sinks) CHECK(s->stop() == 0);
+    // No row value in any log (the frames carry them; they are never logged).
+    for (const auto& s : sinks) CHECK(s->log().find("@example.com") == std::string::npos);
+}
+
+TEST_CASE("JetStream: a NATS node lost and the whole cluster restarted lose nothing",
+          "[jetstream][scaleout][integration]") {
+    test::NatsCluster nats(3);
+    nats.wait_healthy();
+    auto targets = make_targets("hard", 2);
+    test::SyncOptions options;
+    options.provider_ddl = kProviderDdl;
+    options.targets_yaml = targets.yaml;
+    options.extra_yaml = transport_yaml(nats, "SCALEOUT2");
+    SyncFixture f(options);
+    seed_users(f, 2);
+    f.start();
+    auto sinks = start_sinks(f, 2);
+    require_match(f, targets, sinks);
+    Workload work(f, 2, 7);
+    // One node of three killed mid-stream (the stream has 3 replicas): publishes and
+    // deliveries go on through the other two.
+    work.run(40);
+    nats.kill(1);
+    work.run(60);
+    require_match(f, targets, sinks);
+    nats.start(1);
+    nats.wait_healthy();
+    work.run(40);
+    require_match(f, targets, sinks);
+    // JetStream restarted entirely while the source is down: the stream comes back from the
+    // nodes' stores, the source from its slot.
+    f.kill9();
+    work.run(40);
+    for (int n = 0; n < nats.size(); ++n) nats.stop(n);
+    for (int n = 0; n < nats.size(); ++n) nats.start(n);
+    nats.wait_healthy();
+    f.start();
+    work.run(40);
+    require_match(f, targets, sinks);
+    check_no_foreign_rows(f, targets);
+    CHECK(f.stop() == 0);
+    for (auto& s : sinks) CHECK(s->stop() == 0);
+}
+
+TEST_CASE("JetStream: a sink moved to another process takes its target over, one at a time",
+          "[jetstream][scaleout][integration]") {
+    test::NatsCluster nats(3);
+    nats.wait_healthy();
+    auto targets = make_targets("hard", 2);
+    test::SyncOptions options;
+    options.provider_ddl = kProviderDdl;
+    options.targets_yaml = targets.yaml;
+    options.extra_yaml = transport_yaml(nats, "SCALEOUT3");
+    SyncFixture f(options);
+    seed_users(f, 2);
+    f.start();
+    auto sinks = start_sinks(f, 2);
+    require_match(f, targets, sinks);
+    // A second sink of tenant0 (another machine, in production) waits: the target's advisory
+    // lock lets one write.
+    Sink second(f, 0, "-second");
+    second.start();
+    REQUIRE(wait_until(
+        [&] { return second.log().find("another instance holds") != std::string::npos; }, 30s));
+    Workload work(f, 2, 99);
+    work.run(60);
+    require_match(f, targets, sinks);
+    CHECK(second.status().value("state", "") != "streaming");
+    // The first dies: the second takes the target over, from its checkpoint.
+    sinks[0]->kill9();
+    work.run(60);
+    std::vector<std::unique_ptr<Sink>> now;
+    require_match(f, targets, now);
+    REQUIRE(wait_until([&] { return second.status().value("state", "") == "streaming"; }, 30s));
+    CHECK(second.status()["transport"]["copies"].get<int>() == 0);  // no copy: its checkpoint
+    check_no_foreign_rows(f, targets);
+    CHECK(second.stop() == 0);
+    CHECK(sinks[1]->stop() == 0);
+    CHECK(f.stop() == 0);
+}
+
+TEST_CASE("JetStream: a sink behind the stream's retention copies its target again",
+          "[jetstream][scaleout][integration]") {
+    test::NatsCluster nats(3);
+    nats.wait_healthy();
+    auto targets = make_targets("hard", 2);
+    test::SyncOptions options;
+    options.provider_ddl = kProviderDdl;
+    options.targets_yaml = targets.yaml;
+    // Frames older than 2 s are gone from the stream.
+    options.extra_yaml =
+        transport_yaml(nats, "SCALEOUT4", "  max_age: 2s\n  duplicate_window: 1s\n");
+    SyncFixture f(options);
+    seed_users(f, 2);
+    f.start();
+    auto sinks = start_sinks(f, 2);
+    require_match(f, targets, sinks);
+    REQUIRE(sinks[0]->stop() == 0);
+    Workload work(f, 2, 5);
+    work.run(80);
+    // tenant1 applies on; tenant0's frames age out while its sink is away.
+    REQUIRE(wait_until([&] { return tenants_match(f, targets, {1}); }, 60s));
+    std::this_thread::sleep_for(3s);
+    work.run(20);
+    sinks[0]->start();
+    std::vector<std::unique_ptr<Sink>> none;
+    require_match(f, targets, none);
+    REQUIRE(wait_until(
+        [&] { return sinks[0]->log().find("copying it again") != std::string::npos; }, 30s));
+    REQUIRE(wait_until([&] { return sinks[0]->status().value("state", "") == "streaming"; }, 30s));
+    CHECK(sinks[0]->status()["transport"]["copies"].get<int>() >= 1);
+    check_no_foreign_rows(f, targets);
+    for (auto& s : sinks) CHECK(s->stop() == 0);
+    CHECK(f.stop() == 0);
+}
