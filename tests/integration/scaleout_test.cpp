@@ -13,6 +13,8 @@
 
 #include "fanout_support.hpp"
 #include "nats_cluster.hpp"
+#include "preset_support.hpp"
+#include "stack_support.hpp"
 #include "sync_fixture.hpp"
 
 using namespace authsync;
@@ -34,12 +36,12 @@ std::string transport_yaml(const test::NatsCluster& nats, const std::string& str
 // `authsync sink --target NAME` for target `t` of the fixture's config, with a status endpoint.
 class Sink {
 public:
-    Sink(SyncFixture& f, int t, const std::string& suffix = "")
+    Sink(SyncFixture& f, const std::string& target, const std::string& suffix = "")
         : port_(test::free_port()),
           process_({AUTHSYNC_EXE, "--log-level", "debug", "sink", "--config", f.config_path(),
-                    "--target", tenant(t), "--listen", "127.0.0.1:" + std::to_string(port_)},
+                    "--target", target, "--listen", "127.0.0.1:" + std::to_string(port_)},
                    (std::filesystem::path(f.config_path()).parent_path() /
-                    ("sink-" + tenant(t) + suffix + ".log"))
+                    ("sink-" + target + suffix + ".log"))
                        .string()) {}
     ~Sink() {
         if (process_.running()) process_.kill9();
@@ -67,7 +69,7 @@ private:
 std::vector<std::unique_ptr<Sink>> start_sinks(SyncFixture& f, int count) {
     std::vector<std::unique_ptr<Sink>> sinks;
     for (int t = 0; t < count; ++t) {
-        sinks.push_back(std::make_unique<Sink>(f, t));
+        sinks.push_back(std::make_unique<Sink>(f, tenant(t)));
         sinks.back()->start();
     }
     return sinks;
@@ -257,7 +259,7 @@ TEST_CASE("JetStream: a sink moved to another process takes its target over, one
     require_match(f, targets, sinks);
     // A second sink of tenant0 (another machine, in production) waits: the target's advisory
     // lock lets one write.
-    Sink second(f, 0, "-second");
+    Sink second(f, tenant(0), "-second");
     second.start();
     REQUIRE(wait_until(
         [&] { return second.log().find("another instance holds") != std::string::npos; }, 30s));
@@ -311,4 +313,80 @@ TEST_CASE("JetStream: a sink behind the stream's retention copies its target aga
     check_no_foreign_rows(f, targets);
     for (auto& s : sinks) CHECK(s->stop() == 0);
     CHECK(f.stop() == 0);
+}
+
+// The issue's story on Stack Auth's schema: 10 projects in one provider, each synced into its
+// own database by a sink of its own, with the source and sinks killed during the traffic.
+TEST_CASE("JetStream: 10 Stack projects, a sink each, through SIGKILLs of the source and sinks",
+          "[jetstream][scaleout][stack-auth][integration]") {
+    test::NatsCluster nats(3);
+    nats.wait_healthy();
+    constexpr int kProjects = 10;
+    auto tenancy = [](int i) { return fmt::format("00000000-0000-4000-8000-{:012d}", i); };
+    std::string ddl = test::read_preset_fixture("stack-auth", "schema.sql") + "\n" +
+                      test::read_preset_fixture("stack-auth", "workload.sql") +
+                      "\nINSERT INTO \"Tenancy\" (id, \"projectId\", \"branchId\") VALUES ";
+    for (int i = 0; i < kProjects; ++i) {
+        ddl += fmt::format("{}('{}', 'p{}', 'main')", i ? ", " : "", tenancy(i), i);
+    }
+    ddl += ";\n";
+    test::SyncOptions o;
+    o.provider_ddl = ddl;
+    o.log_level = "info";
+    o.extra_yaml = transport_yaml(nats, "SCALEOUT5");
+    std::vector<std::string> dbs;
+    for (int i = 0; i < kProjects; ++i) {
+        dbs.push_back(test::target_cluster().create_database("stack"));
+        o.targets_yaml += fmt::format(
+            "  - name: t{}\n    dsn: \"{}\"\n    mappings:\n      - preset: stack-auth\n"
+            "        preset_options: {{project_id: p{}}}\n",
+            i, test::target_cluster().dsn(dbs.back()), i);
+    }
+    SyncFixture f(o);
+    for (int i = 0; i < kProjects; ++i) {
+        f.provider().exec(fmt::format("CALL stack_seed('{}', 6, 0.{})", tenancy(i), 10 + i));
+    }
+    f.start();
+    std::vector<std::unique_ptr<Sink>> sinks;
+    for (int i = 0; i < kProjects; ++i) {
+        sinks.push_back(std::make_unique<Sink>(f, "t" + std::to_string(i)));
+        sinks.back()->start();
+    }
+    auto all_match = [&] {
+        for (int i = 0; i < kProjects; ++i) {
+            if (!test::target_matches(f, dbs[i], tenancy(i))) return false;
+        }
+        return true;
+    };
+    REQUIRE(wait_until(all_match, 120s));
+    auto workload = [&](int a, int b, int seed) {
+        return fmt::format("CALL stack_workload('{}', '{}', 0.{}, 200)", tenancy(a), tenancy(b),
+                           seed);
+    };
+    // The source killed during three projects' traffic (each with another's beside it), and
+    // two sinks killed and restarted meanwhile.
+    int kills = 0;
+    for (int i : {0, 1, 2}) {
+        if (i == 1) {
+            sinks[3]->kill9();
+            sinks[7]->kill9();
+        }
+        kills += test::run_with_kills(f, workload(i, i + 5, 50 + i), 1, 700ms);
+        if (i == 1) {
+            sinks[3]->start();
+            sinks[7]->start();
+        }
+    }
+    CHECK(kills >= 1);
+    const bool matched = wait_until(all_match, 120s);
+    if (!matched) {
+        for (const auto& s : sinks) UNSCOPED_INFO("sink log:\n" << s->log());
+    }
+    REQUIRE(matched);
+    for (int i = 0; i < kProjects; ++i) {
+        INFO("t" << i);
+        test::require_target_matches(f, dbs[i], tenancy(i));
+    }
+    CHECK(f.stop() == 0);
+    for (auto& s : sinks) CHECK(s->stop() == 0);
 }

@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "preset_support.hpp"
+#include "stack_support.hpp"
 #include "sync_fixture.hpp"
 
 namespace authsync::test {
@@ -44,28 +45,6 @@ SyncOptions stack_options() {
         "      project_id: proj-a\n";
     o.log_level = "info";
     return o;
-}
-
-constexpr const char* kTime = "'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'";
-
-// What the target holds, rendered as reference.sql renders the provider.
-std::map<std::string, std::string> target_queries() {
-    const std::string t = kTime;
-    return {
-        {"users", "SELECT id, raw_json::text FROM neon_auth.users_sync WHERE deleted_at IS NULL"},
-        {"teams",
-         "SELECT id, display_name, profile_image_url, client_metadata::text, "
-         "client_read_only_metadata::text, server_metadata::text, to_char(created_at AT TIME "
-         "ZONE 'UTC', " +
-             t + ") FROM neon_auth.teams_sync"},
-        {"team_members",
-         "SELECT team_id, user_id, display_name, is_selected::text, to_char(joined_at AT TIME "
-         "ZONE 'UTC', " +
-             t + ") FROM neon_auth.team_members_sync"},
-        {"permissions",
-         "SELECT id, user_id, team_id, permission_id, to_char(granted_at AT TIME ZONE 'UTC', " + t +
-             ") FROM neon_auth.user_permissions_sync"},
-    };
 }
 
 // Compares every table; on a difference, names the first differing row (ids only).
@@ -349,32 +328,6 @@ TEST_CASE("stack-auth: a lost mirror or another project's publication stops auth
 }  // namespace authsync::test
 
 namespace authsync::test {
-
-namespace {
-
-// Target database `db` equals what reference.sql computes for `tenancy` on the provider, and
-// holds no mirror row of another tenancy.
-void require_target_matches(SyncFixture& f, const std::string& db, const std::string& tenancy,
-                            PgCluster& cluster = target_cluster()) {
-    const auto refs = reference_queries("stack-auth");
-    auto provider = f.provider();
-    auto target = cluster.connect(db);
-    for (const auto& [name, sql] : target_queries()) {
-        require_same_rows("tenancy " + tenancy + " table " + name,
-                          sorted_rows(provider.exec_params(refs.at(name), {tenancy})),
-                          sorted_rows(target.exec(sql)));
-    }
-    for (const char* mirror : {"stack_project_user", "stack_contact_channel", "stack_team",
-                               "stack_user_permission", "stack_team_member"}) {
-        INFO(db << " " << mirror);
-        auto r = target.exec_params(
-            std::string("SELECT count(*) FROM authsync.") + mirror + " WHERE \"tenancyId\" <> $1",
-            {tenancy});
-        CHECK(r.get(0, 0) == "0");
-    }
-}
-
-}  // namespace
 
 TEST_CASE("stack-auth fan-out: three projects from one slot, each in its own database",
           "[integration][stack-auth][fanout]") {
