@@ -678,6 +678,14 @@ awaitable<void> write_lane_rows(pg::AsyncConnection& target, const std::string& 
         pg::params(slot, apply::text_array_literal(keys), apply::text_array_literal(positions)));
 }
 
+awaitable<void> collapse_lane_checkpoints(pg::AsyncConnection& target, const std::string& slot,
+                                          Lsn lowest) {
+    co_await target.query_params(
+        "WITH gone AS (DELETE FROM authsync.checkpoint WHERE starts_with(slot, $1 || '/lane')) "
+        "UPDATE authsync.checkpoint SET end_lsn = $2::pg_lsn, updated_at = now() WHERE slot = $1",
+        pg::params(slot, lowest.to_string()));
+}
+
 awaitable<void> delete_lane_checkpoints(pg::AsyncConnection& target, const std::string& slot) {
     co_await target.query_params(
         "DELETE FROM authsync.checkpoint WHERE starts_with(slot, $1 || '/lane')", pg::params(slot));

@@ -164,7 +164,21 @@ awaitable<void> SinkSession::prepare() {
     }
     const auto unusable_mirrors = co_await inspect_mirrors(target, config_);
     co_await ensure_target_schema(target, config_);
-    const auto checkpoint = co_await read_checkpoint(target, slot);
+    auto checkpoint = co_await read_checkpoint(target, slot);
+    if (const auto lanes = co_await read_lane_checkpoints(target, slot);
+        checkpoint && lanes.size() > 1) {
+        // Left by `authsync run` with apply.lanes: each lane holds its own keys up to its own
+        // row. A sink applies with one lane from the lowest: keys of lanes further on get their
+        // changes since then again, in order.
+        Lsn lowest = checkpoint->end_lsn;
+        for (const auto& [lane, c] : lanes) {
+            if (c.end_lsn.is_valid()) lowest = std::min(lowest, c.end_lsn);
+        }
+        co_await collapse_lane_checkpoints(target, slot, lowest);
+        log_->info("target {}: {} apply lanes' checkpoints made one at {}", name(), lanes.size(),
+                   lowest.to_string());
+        checkpoint->end_lsn = lowest;
+    }
     if (checkpoint && !unusable_mirrors.empty()) {
         throw FatalError(
             fmt::format("target {}: {}: the mirrors must be copied from the "

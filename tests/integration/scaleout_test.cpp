@@ -7,6 +7,7 @@
 
 #include <csignal>
 #include <filesystem>
+#include <fstream>
 #include <memory>
 #include <random>
 #include <thread>
@@ -387,6 +388,46 @@ TEST_CASE("JetStream: 10 Stack projects, a sink each, through SIGKILLs of the so
         INFO("t" << i);
         test::require_target_matches(f, dbs[i], tenancy(i));
     }
+    CHECK(f.stop() == 0);
+    for (auto& s : sinks) CHECK(s->stop() == 0);
+}
+
+TEST_CASE("JetStream: targets run in-process with apply lanes are taken over by sinks",
+          "[jetstream][scaleout][integration]") {
+    test::NatsCluster nats(3);
+    nats.wait_healthy();
+    auto targets = make_targets("hard", 2);
+    test::SyncOptions options;
+    options.provider_ddl = kProviderDdl;
+    options.targets_yaml = targets.yaml;
+    options.extra_yaml = "apply:\n  lanes: 4\n";
+    SyncFixture f(options);
+    seed_users(f, 2);
+    f.start();  // in-process, four lanes into each target
+    Workload work(f, 2, 11);
+    work.run(60);
+    std::vector<std::unique_ptr<Sink>> none;
+    require_match(f, targets, none);
+    REQUIRE(f.stop() == 0);
+    // The same config, now through the stream: each sink starts from its target's lanes.
+    {
+        std::ofstream config(f.config_path(), std::ios::app);
+        config << transport_yaml(nats, "SCALEOUT6");
+    }
+    work.run(40);  // while nothing runs: the slot keeps it
+    f.start();
+    auto sinks = start_sinks(f, 2);
+    work.run(40);
+    require_match(f, targets, sinks);
+    for (int t = 0; t < 2; ++t) {
+        CHECK_THAT(sinks[t]->log(), Catch::Contains("apply lanes' checkpoints made one"));
+        CHECK(sinks[t]->status()["transport"]["copies"].get<int>() == 0);
+        auto rows = targets.databases[t].connect().exec_params(
+            "SELECT count(*) FROM authsync.checkpoint WHERE slot LIKE $1 || '%'",
+            pg::params(f.slot()));
+        CHECK(rows.get(0, 0) == "1");
+    }
+    check_no_foreign_rows(f, targets);
     CHECK(f.stop() == 0);
     for (auto& s : sinks) CHECK(s->stop() == 0);
 }

@@ -106,6 +106,10 @@ asio::awaitable<std::map<std::size_t, Checkpoint>> read_lane_checkpoints(
 // rows of lanes past them (after a lane count change; see pipeline::lane_start_positions).
 asio::awaitable<void> write_lane_rows(pg::AsyncConnection& target, const std::string& slot,
                                       const std::vector<Lsn>& starts);
+// The lanes' rows made one (a sink applies with one lane): lane 0's row at `lowest`, the rest
+// removed, in one statement.
+asio::awaitable<void> collapse_lane_checkpoints(pg::AsyncConnection& target,
+                                                const std::string& slot, Lsn lowest);
 // Removes the rows of lanes 1 and up (before a copy, which restarts every lane at one point).
 asio::awaitable<void> delete_lane_checkpoints(pg::AsyncConnection& target, const std::string& slot);
 
