@@ -96,9 +96,9 @@ int run_command(const std::string& config_path) {
     return run_engine(config_path, engine::SessionOptions{}, true);
 }
 
-int sink_command(const std::string& config_path, const std::string& target,
+int sink_command(const std::string& config_path, const std::vector<std::string>& targets,
                  const std::string& listen) {
-    SinkRun sink{target, listen};
+    SinkRun sink{targets, listen};
     return run_engine(config_path, engine::SessionOptions{}, true, &sink);
 }
 
@@ -124,29 +124,52 @@ int run_engine(const std::string& config_path, engine::SessionOptions session_op
                      "sink to copy it again\n";
         return 1;
     }
+    // A sink process applies one or more targets: one supervisor each, on one loop.
+    std::vector<std::size_t> sink_indexes;
     if (sink) {
         if (!config->transport.nats()) {
             std::cerr << "authsync: sink needs transport.kind: nats in " << config_path << '\n';
             return 1;
         }
-        std::optional<std::size_t> index;
         std::string names;
-        for (std::size_t i = 0; i < config->targets.size(); ++i) {
-            if (config->targets[i].name == sink->target) index = i;
-            names += (names.empty() ? "" : ", ") + config->targets[i].name;
+        for (const auto& t : config->targets) names += (names.empty() ? "" : ", ") + t.name;
+        for (const auto& wanted : sink->targets) {
+            std::optional<std::size_t> index;
+            for (std::size_t i = 0; i < config->targets.size(); ++i) {
+                if (config->targets[i].name == wanted) index = i;
+            }
+            if (!index) {
+                std::cerr << "authsync: no target named \"" << wanted << "\" in " << config_path
+                          << " (targets: " << names << ")\n";
+                return 1;
+            }
+            if (std::find(sink_indexes.begin(), sink_indexes.end(), *index) == sink_indexes.end()) {
+                sink_indexes.push_back(*index);
+            }
         }
-        if (!index) {
-            std::cerr << "authsync: no target named \"" << sink->target << "\" in " << config_path
-                      << " (targets: " << names << ")\n";
-            return 1;
-        }
-        session_options.sink_target = index;
         // The source's endpoint may listen on the same machine: a sink's is its own.
         config->status.listen = sink->listen;
     }
     for (const auto& w : exposure_warnings(*config, config::process_env())) spdlog::warn("{}", w);
     asio::io_context io;
-    engine::Supervisor supervisor(io, std::move(*config), session_options);
+    std::vector<std::unique_ptr<engine::Supervisor>> supervisors;
+    if (sink_indexes.empty()) {
+        supervisors.push_back(
+            std::make_unique<engine::Supervisor>(io, std::move(*config), session_options));
+    }
+    for (const auto index : sink_indexes) {
+        session_options.sink_target = index;
+        supervisors.push_back(std::make_unique<engine::Supervisor>(io, *config, session_options));
+    }
+    engine::Supervisor& supervisor = *supervisors.front();
+    // What the endpoint shows: the one supervisor's, or every sink's together.
+    auto snapshot = [&supervisors] {
+        auto shown = supervisors.front()->snapshot();
+        for (std::size_t i = 1; i < supervisors.size(); ++i) {
+            status::merge_into(shown, supervisors[i]->snapshot());
+        }
+        return shown;
+    };
     std::unique_ptr<status::HttpServer> http;
     const auto& status_config = supervisor.config().status;
     if (serve_status && !status_config.listen.empty()) {
@@ -160,9 +183,8 @@ int run_engine(const std::string& config_path, engine::SessionOptions session_op
             listen.certificate_file = status_config.tls->certificate;
             listen.key_file = status_config.tls->key;
         }
-        http =
-            std::make_unique<status::HttpServer>(io.get_executor(), std::move(listen), options,
-                                                 [&supervisor] { return supervisor.snapshot(); });
+        http = std::make_unique<status::HttpServer>(io.get_executor(), std::move(listen), options,
+                                                    snapshot);
         try {
             http->start();
         } catch (const Error& e) {
@@ -178,7 +200,7 @@ int run_engine(const std::string& config_path, engine::SessionOptions session_op
     bool ready_sent = false;
     std::string last_state;
     std::function<void()> notify_tick = [&] {
-        const auto state = supervisor.snapshot().state;
+        const auto state = snapshot().state;
         if (state != last_state) {
             std::string message = "STATUS=" + state;
             if (!ready_sent && state != "starting") {
@@ -206,7 +228,7 @@ int run_engine(const std::string& config_path, engine::SessionOptions session_op
         [&](const boost::system::error_code& ec, int) {
             if (ec) return;
             notifier.notify("STOPPING=1");
-            supervisor.request_stop();
+            for (auto& each : supervisors) each->request_stop();
             signals.async_wait(on_signal);  // a second signal is harmless
         };
     signals.async_wait(on_signal);
@@ -226,25 +248,31 @@ int run_engine(const std::string& config_path, engine::SessionOptions session_op
             }
             hangup.async_wait(on_hangup);
         };
-    if (serve_status) hangup.async_wait(on_hangup);
-    int exit_code = 1;
-    asio::co_spawn(io, supervisor.run(), [&](std::exception_ptr e, int code) {
-        if (e) {
-            try {
-                std::rethrow_exception(e);
-            } catch (const std::exception& err) {
-                spdlog::error("engine failed: {}", err.what());
+    // A sink's targets are fixed at its start (restart it to change them).
+    if (serve_status && sink_indexes.empty()) hangup.async_wait(on_hangup);
+    // The exit code is the worst of the supervisors'; the loop ends with the last of them (a
+    // sink of several targets fails alone for one that stops for good).
+    int exit_code = 0;
+    std::size_t running = supervisors.size();
+    for (auto& each : supervisors) {
+        asio::co_spawn(io, each->run(), [&](std::exception_ptr e, int code) {
+            if (e) {
+                try {
+                    std::rethrow_exception(e);
+                } catch (const std::exception& err) {
+                    spdlog::error("engine failed: {}", err.what());
+                }
+                code = 1;
             }
-            exit_code = 1;
-        } else {
-            exit_code = code;
-        }
-        signals.cancel();
-        hangup.cancel();
-        notify_timer.cancel();
-        if (http) http->stop();
-        io.stop();
-    });
+            exit_code = std::max(exit_code, code);
+            if (--running > 0) return;
+            signals.cancel();
+            hangup.cancel();
+            notify_timer.cancel();
+            if (http) http->stop();
+            io.stop();
+        });
+    }
     io.run();
     return exit_code;
 }

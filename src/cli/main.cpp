@@ -37,14 +37,16 @@ int main(int argc, char** argv) {
                                    "Stream the provider's slot into the target until "
                                    "SIGTERM/SIGINT");
     add_config(run);
-    std::string sink_target;
+    std::vector<std::string> sink_targets;
     std::string sink_listen;
     auto* sink = app.add_subcommand(
         "sink",
         "Apply one target from the JetStream stream (transport.kind: nats) until "
         "SIGTERM/SIGINT; `run` publishes to it");
     add_config(sink);
-    sink->add_option("--target", sink_target, "the target's name in the config")->required();
+    sink->add_option("--target", sink_targets,
+                     "a target's name in the config (repeat it for a sink of several)")
+        ->required();
     sink->add_option("--listen", sink_listen,
                      "host:port of this sink's status endpoint (default: none)");
     auto* check = app.add_subcommand(
@@ -135,7 +137,7 @@ int main(int argc, char** argv) {
         return authsync::cli::run_decode(std::cin, std::cout, std::cerr, decode);
     }
     if (run->parsed()) return authsync::cli::run_command(config_path);
-    if (sink->parsed()) return authsync::cli::sink_command(config_path, sink_target, sink_listen);
+    if (sink->parsed()) return authsync::cli::sink_command(config_path, sink_targets, sink_listen);
     if (check->parsed()) return authsync::cli::check_command(config_path);
     if (init->parsed()) return authsync::cli::init_command(config_path);
     if (teardown->parsed()) return authsync::cli::teardown_command(config_path);

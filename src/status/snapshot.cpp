@@ -32,4 +32,30 @@ void LagHistory::add(const LagSample& sample) {
     while (samples_.front().unix_seconds < oldest) samples_.pop_front();
 }
 
+void merge_into(Snapshot& into, const Snapshot& other) {
+    for (const auto& [name, target] : other.targets) into.targets[name] = target;
+    for (const auto& [table, rows] : other.rows_applied) {
+        into.rows_applied[table].upserts += rows.upserts;
+        into.rows_applied[table].deletes += rows.deletes;
+    }
+    for (auto member : {&Progress::txns_applied, &Progress::batches, &Progress::target_round_trips,
+                        &Progress::reconnects, &Progress::errors, &Progress::dead_letters}) {
+        into.*member += other.*member;
+    }
+    for (auto member :
+         {&TransportProgress::frames, &TransportProgress::bytes, &TransportProgress::skipped,
+          &TransportProgress::redeliveries, &TransportProgress::pending,
+          &TransportProgress::unacked, &TransportProgress::copies}) {
+        into.transport.*member += other.transport.*member;
+    }
+    into.lag_bytes = std::max(into.lag_bytes, other.lag_bytes);
+    into.lag_seconds = std::max(into.lag_seconds, other.lag_seconds);
+    if (into.state == "streaming" && other.state != "streaming") into.state = other.state;
+    if (other.last_error_at &&
+        (!into.last_error_at || *into.last_error_at < *other.last_error_at)) {
+        into.last_error = other.last_error;
+        into.last_error_at = other.last_error_at;
+    }
+}
+
 }  // namespace authsync::status

@@ -37,13 +37,14 @@ std::string transport_yaml(const test::NatsCluster& nats, const std::string& str
 // `authsync sink --target NAME` for target `t` of the fixture's config, with a status endpoint.
 class Sink {
 public:
-    Sink(SyncFixture& f, const std::string& target, const std::string& suffix = "")
+    // `authsync sink` for `targets` (one process applying each of them).
+    Sink(SyncFixture& f, const std::vector<std::string>& targets, const std::string& suffix = "")
         : port_(test::free_port()),
-          process_({AUTHSYNC_EXE, "--log-level", "debug", "sink", "--config", f.config_path(),
-                    "--target", target, "--listen", "127.0.0.1:" + std::to_string(port_)},
-                   (std::filesystem::path(f.config_path()).parent_path() /
-                    ("sink-" + target + suffix + ".log"))
-                       .string()) {}
+          process_(argv(f, targets, port_), (std::filesystem::path(f.config_path()).parent_path() /
+                                             ("sink-" + targets.front() + suffix + ".log"))
+                                                .string()) {}
+    Sink(SyncFixture& f, const std::string& target, const std::string& suffix = "")
+        : Sink(f, std::vector<std::string>{target}, suffix) {}
     ~Sink() {
         if (process_.running()) process_.kill9();
     }
@@ -63,6 +64,17 @@ public:
     }
 
 private:
+    static std::vector<std::string> argv(SyncFixture& f, const std::vector<std::string>& targets,
+                                         int port) {
+        std::vector<std::string> out{
+            AUTHSYNC_EXE, "--log-level",   "debug",    "sink",
+            "--config",   f.config_path(), "--listen", "127.0.0.1:" + std::to_string(port)};
+        for (const auto& t : targets) {
+            out.push_back("--target");
+            out.push_back(t);
+        }
+        return out;
+    }
     int port_;
     test::Process process_;
 };
@@ -216,8 +228,17 @@ TEST_CASE("JetStream: a NATS node lost and the whole cluster restarted lose noth
     SyncFixture f(options);
     seed_users(f, 2);
     f.start();
-    auto sinks = start_sinks(f, 2);
+    // One sink process applies both targets.
+    std::vector<std::unique_ptr<Sink>> sinks;
+    sinks.push_back(std::make_unique<Sink>(f, std::vector<std::string>{tenant(0), tenant(1)}));
+    sinks.back()->start();
     require_match(f, targets, sinks);
+    {
+        auto s = sinks.front()->status();
+        INFO(s.dump());
+        CHECK(s["targets"].size() == 2);
+        CHECK(s["transport"]["copies"].get<int>() == 2);
+    }
     Workload work(f, 2, 7);
     // One node of three killed mid-stream (the stream has 3 replicas): publishes and
     // deliveries go on through the other two.

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include "authsync/cli/log_format.hpp"
 #include "authsync/config/config.hpp"
@@ -17,9 +18,10 @@ namespace authsync::cli {
 void check_targets(const config::Config& config);
 
 int run_command(const std::string& config_path);
-// `authsync sink --target NAME`: applies target NAME from the JetStream stream (transport.kind:
-// nats) until SIGTERM; its status endpoint listens on `listen` ("" for none).
-int sink_command(const std::string& config_path, const std::string& target,
+// `authsync sink --target NAME...`: applies those targets from the JetStream stream
+// (transport.kind: nats) until SIGTERM, each with a supervisor of its own on one event loop;
+// its status endpoint (all of them together) listens on `listen` ("" for none).
+int sink_command(const std::string& config_path, const std::vector<std::string>& targets,
                  const std::string& listen);
 // Drops and re-creates the slot, copies every user again and reconciles the target (users no
 // longer on the provider are soft-deleted, or removed under on_delete: hard); then exits.
@@ -41,7 +43,7 @@ int status_command(const std::string& url, bool json, const std::string& cacert 
 int targets_command(const std::string& url, const std::string& cacert);
 
 struct SinkRun {
-    std::string target;
+    std::vector<std::string> targets;
     std::string listen;
 };
 // The engine with the status endpoint (when serve_status and configured), until it stops; a

@@ -146,4 +146,9 @@ struct Snapshot : Progress {
     const LagHistory* lag_history = nullptr;         // may be null
 };
 
+// A sink of several targets shows them together: `other`'s targets join `into`'s, counters
+// add up, lag is the worst, and a state other than streaming shows over streaming. The
+// histograms and history stay `into`'s.
+void merge_into(Snapshot& into, const Snapshot& other);
+
 }  // namespace authsync::status
