@@ -211,6 +211,8 @@ awaitable<void> SinkSession::prepare() {
             "first frame on its subject",
             name());
     }
+    // Only a copy needs the provider again: a sink of many targets keeps no connection there.
+    source_.close();
     auto [insert_point, flush] = co_await writer_.prepare_streaming();
     // A checkpoint committed asynchronously by a sink that died may not be durable yet: what
     // it covers is acknowledged only once the target's flush passes where its WAL is now.

@@ -183,6 +183,7 @@ private:
 
 awaitable<void> SourceSession::run() {
     status_.state = State::Starting;
+    status_.transport.role = "source";
     co_await prepare();
     if (stop_requested_) co_return;
     streaming_ = true;

@@ -199,6 +199,13 @@ void JetStream::ensure_stream(const StreamSpec& spec) {
         code = static_cast<jsErrCode>(0);
         s = js_UpdateStream(nullptr, js_, &cfg, nullptr, &code);
     }
+    if (s != NATS_OK && code == JSStreamSubjectOverlapErr) {
+        throw TransportError(
+            fmt::format("NATS: creating stream {}: another stream of these servers takes "
+                        "subjects {}: give each stream a subject_prefix of its own",
+                        spec.name, fmt::join(spec.subjects, ", ")),
+            false);
+    }
     if (s != NATS_OK) fail(fmt::format("creating stream {}", spec.name), s, code);
 }
 
