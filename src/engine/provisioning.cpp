@@ -686,6 +686,12 @@ awaitable<void> collapse_lane_checkpoints(pg::AsyncConnection& target, const std
         pg::params(slot, lowest.to_string()));
 }
 
+awaitable<void> forget_checkpoint(pg::AsyncConnection& target, const std::string& slot) {
+    co_await target.query_params(
+        std::string("DELETE FROM authsync.checkpoint WHERE ") + apply::kSlotCheckpointRows,
+        pg::params(slot));
+}
+
 awaitable<void> delete_lane_checkpoints(pg::AsyncConnection& target, const std::string& slot) {
     co_await target.query_params(
         "DELETE FROM authsync.checkpoint WHERE starts_with(slot, $1 || '/lane')", pg::params(slot));

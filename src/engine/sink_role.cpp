@@ -44,6 +44,7 @@ constexpr std::chrono::milliseconds kFetchWait{500};
 constexpr std::chrono::seconds kAckTimeout{5};
 // While nothing is delivered, how often the consumer is asked whether it still exists.
 constexpr std::chrono::seconds kProbeEvery{2};
+constexpr int kStuckProbes = 3;
 
 class SinkSession : public RoleSession {
 public:
@@ -85,6 +86,9 @@ private:
     awaitable<void> apply_message(std::string_view bytes);
     awaitable<void> commit();
     awaitable<void> acknowledge_durable(bool ask_flush);
+    // Whether the subject's last frame ends past the position (a consumer that says nothing
+    // is pending may still be behind: seen after a whole cluster's restart).
+    awaitable<bool> stream_is_ahead();
 
     config::Config config_;
     std::size_t index_;
@@ -131,19 +135,35 @@ awaitable<void> SinkSession::run() {
     log_->info("target {}: applying {} from stream {} at {}", name(),
                target_subject(config_, name()), config_.transport.stream, skip_below_.to_string());
     auto last_probe = std::chrono::steady_clock::now();
+    int stuck_probes = 0;
     while (!stop_requested_) {
         auto batch = co_await off_thread(
             pool_, [this] { return consumer_->fetch(kFetchBatch, kFetchWait); });
-        if (!batch.empty()) {
+        const bool delivered = !batch.empty();
+        if (delivered) {
+            stuck_probes = 0;
             status_.transport.pending = batch.back().pending();
             if (!co_await take(std::move(batch))) co_return;
             if (pending_end_) co_await commit();
         } else if (std::chrono::steady_clock::now() - last_probe >= kProbeEvery) {
             // Nothing came: a fetch from a consumer that is gone, or without a leader, only
-            // times out. Asking for its state fails then, and the session starts again.
+            // times out. Asking for its state fails then, and the session starts again. One
+            // that says frames wait, probe after probe, while none comes (seen after a whole
+            // cluster's restart) is given up the same way.
             last_probe = std::chrono::steady_clock::now();
             status_.transport.pending =
                 co_await off_thread(pool_, [this] { return consumer_->pending(); });
+            // (Not in a conditional expression: GCC 12 mishandles co_await inside one.)
+            bool behind = status_.transport.pending > 0;
+            if (!behind) behind = co_await stream_is_ahead();
+            stuck_probes = behind ? stuck_probes + 1 : 0;
+            if (stuck_probes >= kStuckProbes) {
+                throw transport::TransportError(
+                    fmt::format("target {}: frames wait on its subject and its consumer "
+                                "delivers none; making a new one",
+                                name()),
+                    true);
+            }
         }
         co_await acknowledge_durable(!unacked_.empty());
     }
@@ -267,8 +287,10 @@ awaitable<bool> SinkSession::take(std::vector<transport::Delivered> batch) {
                     "target {}: the stream lacks its frames between {} and {} (aged out of the "
                     "stream's retention, or published before its copy): copying it again",
                     name(), cursor_->position().to_string(), prev.to_string());
+                // Its checkpoint goes, so that the next session copies it (prepare), however
+                // this one ends: nothing is applied past a gap.
                 if (writer_.has_work()) co_await writer_.rollback();
-                co_await copy();
+                co_await forget_checkpoint(writer_.connection(), config_.source.slot);
                 co_return false;
             }
             case Action::Apply: {
@@ -340,6 +362,15 @@ awaitable<void> SinkSession::apply_message(std::string_view bytes) {
             if (writer_.must_flush_chunk()) co_await writer_.flush_chunk();
         }
     }
+}
+
+awaitable<bool> SinkSession::stream_is_ahead() {
+    if (!cursor_ || unacked_.size() > 0) co_return false;
+    auto last = co_await off_thread(pool_, [this] {
+        return js_->last_message(config_.transport.stream, target_subject(config_, name()));
+    });
+    if (!last) co_return false;
+    co_return transport::decode_frame(*last).end_lsn > cursor_->position();
 }
 
 // The transactions applied since the last commit, committed with their checkpoint.

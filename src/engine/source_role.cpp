@@ -36,6 +36,7 @@
 #include "authsync/pgoutput/decoder.hpp"
 #include "authsync/pgoutput/relation_cache.hpp"
 #include "authsync/pipeline/change_router.hpp"
+#include "authsync/transport/frame_builder.hpp"
 #include "authsync/wire/replication_message.hpp"
 #include "jetstream_roles.hpp"
 
@@ -108,18 +109,6 @@ private:
         config::Config config;
         std::optional<pipeline::ChangeRouter> router;
         std::string subject;
-        // The end_lsn of the last whole frame on its subject (or, for a subject with none, where
-        // this session starts): the next frame's prev_end_lsn.
-        Lsn chain;
-        // Transactions ending at or below it are on the subject already.
-        Lsn published;
-        // The transaction being received: its messages for this target.
-        std::vector<std::string> txn;
-        std::set<pgoutput::RelationId> txn_relations;  // Relation messages in `txn`
-        // Whole transactions not yet published.
-        std::vector<std::string> batch;
-        std::size_t batch_bytes = 0;
-        Lsn batch_end;
         const std::string& name() const { return config.targets.front().name; }
     };
 
@@ -127,10 +116,8 @@ private:
     awaitable<void> read_chains(Lsn start);
     awaitable<void> stream();
     awaitable<void> handle_xlog(const wire::XLogData& x);
-    void add_change(Target& t, const pgoutput::Message& m, std::string_view bytes);
     void commit(const pgoutput::Commit& c, std::string_view bytes);
     awaitable<void> publish_batch();
-    std::vector<transport::Frame> frames_of(Target& t) const;
     awaitable<void> send_status(bool reply_requested);
     awaitable<void> status_loop();
     awaitable<std::optional<pg::CopyBuffer>> next_copy_data() {
@@ -142,11 +129,8 @@ private:
         return lookahead_.has_value();
     }
     bool batch_full() const {
-        if (pending_txns_ >= config_.apply.batch_max_rows) return true;
-        for (const auto& t : targets_) {
-            if (t->batch_bytes >= config_.apply.batch_max_bytes) return true;
-        }
-        return false;
+        return frames_->pending_transactions() >= config_.apply.batch_max_rows ||
+               frames_->largest_batch_bytes() >= config_.apply.batch_max_bytes;
     }
 
     config::Config config_;
@@ -158,21 +142,16 @@ private:
     std::unique_ptr<transport::JetStream> js_;
     std::shared_ptr<spdlog::logger> log_;
     std::uint64_t epoch_;
-    std::size_t max_frame_bytes_ = 0;
+    std::optional<transport::FrameBuilder> frames_;
 
     pgoutput::Decoder decoder_;
     pgoutput::RelationCache relations_;
-    std::map<pgoutput::RelationId, std::string> relation_bytes_;  // the latest Relation message
-    std::map<pgoutput::TypeId, std::string> type_bytes_;          // Type messages seen
     std::vector<std::unique_ptr<Target>> targets_;
     std::vector<pipeline::Operation> operations_;  // scratch
     std::optional<pg::CopyBuffer> lookahead_;
 
     bool in_transaction_ = false;
     Lsn txn_final_lsn_;
-    std::string begin_bytes_;
-    std::size_t pending_txns_ = 0;  // received since the last publish
-    Lsn pending_end_;               // the last of them
     Lsn received_;
     Lsn acknowledged_;  // stored by the stream (or holding nothing for any target)
 
@@ -221,8 +200,10 @@ awaitable<void> SourceSession::prepare() {
             nats_config(config_, "source " + config_.source.slot));
     });
     co_await off_thread(pool_, [this] { js_->ensure_stream(stream_spec(config_)); });
-    max_frame_bytes_ =
-        js_->max_payload() > 2 * kFrameSlack ? js_->max_payload() - kFrameSlack : kFrameSlack;
+    frames_.emplace(
+        targets_.size(),
+        js_->max_payload() > 2 * kFrameSlack ? js_->max_payload() - kFrameSlack : kFrameSlack,
+        epoch_);
 
     auto slot = co_await find_slot(source_, src.slot);
     if (slot && slot->plugin != "pgoutput") {
@@ -268,7 +249,7 @@ awaitable<void> SourceSession::prepare() {
         auto& shown = status_.targets[t->name()];
         shown.state = "streaming";
         shown.error.clear();
-        shown.durable_lsn = t->chain;
+        shown.durable_lsn = frames_->chain(t->index);
     }
     reached_streaming_ = true;
     log_->info("publishing slot={} from lsn={} to stream {} ({} targets)", src.slot,
@@ -283,8 +264,7 @@ awaitable<void> SourceSession::read_chains(Lsn start) {
         if (!last) {
             // Nothing stored for it (a new target, or all of it aged out): the chain starts
             // here; a sink that holds less finds a gap and copies its target again.
-            t->chain = start;
-            t->published = Lsn{};
+            frames_->start_target(t->index, start, Lsn{});
             continue;
         }
         transport::Frame f;
@@ -294,25 +274,24 @@ awaitable<void> SourceSession::read_chains(Lsn start) {
             throw FatalError(fmt::format("the last message on {} is not an authsync frame: {}",
                                          t->subject, e.what()));
         }
-        if (f.part + 1 == f.parts) {
-            t->chain = t->published = f.end_lsn;
-        } else {
+        const Lsn holds = f.part + 1 == f.parts ? f.end_lsn : f.prev_end_lsn;
+        frames_->start_target(t->index, holds, holds);
+        if (f.part + 1 != f.parts) {
             // Its source died before its last part: it is published again, whole.
-            t->chain = t->published = f.prev_end_lsn;
             log_->info(
                 "target {}: the last frame on its subject lacks parts after {} of {}; "
                 "publishing its transactions again",
                 t->name(), f.part + 1, f.parts);
         }
         log_->debug("target {}: subject {} holds up to {}", t->name(), t->subject,
-                    t->published.to_string());
+                    holds.to_string());
     }
 }
 
 awaitable<void> SourceSession::stream() {
     for (;;) {
         // Whole transactions wait and nothing more is buffered: publish them now.
-        if (pending_txns_ > 0 && !in_transaction_ && !more_data_waiting()) {
+        if (frames_->pending_transactions() > 0 && !in_transaction_ && !more_data_waiting()) {
             co_await publish_batch();
             continue;
         }
@@ -333,7 +312,7 @@ awaitable<void> SourceSession::stream() {
             status_.provider_wal_lsn = std::max(status_.provider_wal_lsn, k.wal_end);
             // Everything received is stored: what the provider sent up to its WAL end holds
             // nothing more for any target.
-            if (!in_transaction_ && pending_txns_ == 0 && !lookahead_) {
+            if (!in_transaction_ && frames_->pending_transactions() == 0 && !lookahead_) {
                 acknowledged_ = std::max(acknowledged_, k.wal_end);
             }
             if (k.reply_requested) co_await send_status(false);
@@ -341,7 +320,7 @@ awaitable<void> SourceSession::stream() {
     }
     status_.state = State::Stopping;
     // Clean stop: whole transactions are published; a half-received one comes again.
-    if (!in_transaction_ && pending_txns_ > 0) co_await publish_batch();
+    if (!in_transaction_ && frames_->pending_transactions() > 0) co_await publish_batch();
     co_await send_status(false);
     log_->info("stopped at lsn={}", acknowledged_.to_string());
 }
@@ -354,7 +333,7 @@ awaitable<void> SourceSession::handle_xlog(const wire::XLogData& x) {
         if (in_transaction_) throw ProtocolError("Begin message inside a transaction");
         in_transaction_ = true;
         txn_final_lsn_ = b->final_lsn;
-        begin_bytes_.assign(bytes);
+        frames_->begin(bytes);
         if (!status_.oldest_pending_commit_time) {
             status_.oldest_pending_commit_time = b->commit_time;
         }
@@ -362,15 +341,13 @@ awaitable<void> SourceSession::handle_xlog(const wire::XLogData& x) {
         commit(*c, bytes);
     } else if (auto* r = std::get_if<pgoutput::Relation>(&message)) {
         relations_.apply(*r);
-        relation_bytes_[r->relation_id].assign(bytes);
-        for (auto& t : targets_) {
-            t->router->bind(*r);
-            // A change after a re-sent Relation carries it again (the sink's cache replaces).
-            t->txn_relations.erase(r->relation_id);
-        }
+        std::vector<std::uint32_t> types;
+        for (const auto& column : r->columns) types.push_back(column.type_id);
+        frames_->relation(r->relation_id, bytes, std::move(types));
+        for (auto& t : targets_) t->router->bind(*r);
     } else if (auto* type = std::get_if<pgoutput::Type>(&message)) {
         relations_.apply(*type);
-        type_bytes_[type->type_id].assign(bytes);
+        frames_->type(type->type_id, bytes);
     } else if (std::holds_alternative<pgoutput::LogicalMessage>(message) ||
                std::holds_alternative<pgoutput::Origin>(message)) {
         // Not for the sinks.
@@ -379,40 +356,14 @@ awaitable<void> SourceSession::handle_xlog(const wire::XLogData& x) {
             throw ProtocolError(
                 fmt::format("{} message outside a transaction", pgoutput::message_name(message)));
         }
+        const auto relations = relations_of(message);
         for (auto& t : targets_) {
             operations_.clear();
             t->router->route(message, relations_, operations_);
-            if (!operations_.empty()) add_change(*t, message, bytes);
+            if (!operations_.empty()) frames_->change(t->index, relations, bytes);
         }
     }
     co_return;
-}
-
-// A change that reaches target `t`: after its transaction's Begin and the Relation (and Type)
-// messages of its tables, once each per frame part set.
-void SourceSession::add_change(Target& t, const pgoutput::Message& m, std::string_view bytes) {
-    if (t.txn.empty()) {
-        t.txn.emplace_back(begin_bytes_);
-        t.txn_relations.clear();
-    }
-    for (const auto id : relations_of(m)) {
-        if (t.txn_relations.count(id)) continue;
-        const auto rel = relation_bytes_.find(id);
-        if (rel == relation_bytes_.end()) {
-            throw ProtocolError(
-                fmt::format("a change of relation {} before its Relation message", id));
-        }
-        if (const auto* cached = relations_.find(id)) {
-            for (const auto& column : cached->columns) {
-                if (auto type = type_bytes_.find(column.type_id); type != type_bytes_.end()) {
-                    t.txn.push_back(type->second);
-                }
-            }
-        }
-        t.txn.push_back(rel->second);
-        t.txn_relations.insert(id);
-    }
-    t.txn.emplace_back(bytes);
 }
 
 void SourceSession::commit(const pgoutput::Commit& c, std::string_view bytes) {
@@ -425,87 +376,38 @@ void SourceSession::commit(const pgoutput::Commit& c, std::string_view bytes) {
     in_transaction_ = false;
     received_ = std::max(received_, c.end_lsn);
     status_.received_lsn = received_;
-    for (auto& t : targets_) {
-        if (t->txn.empty()) continue;
-        if (c.end_lsn <= t->published) {
-            t->txn.clear();  // on the subject already (published before a restart)
-            continue;
-        }
-        t->txn.emplace_back(bytes);
-        for (auto& m : t->txn) {
-            t->batch_bytes += m.size() + 4;
-            t->batch.push_back(std::move(m));
-        }
-        t->txn.clear();
-        t->batch_end = c.end_lsn;
-    }
-    pending_end_ = c.end_lsn;
-    ++pending_txns_;
-}
-
-// A target's batch as a frame, in parts of at most max_frame_bytes_ each.
-std::vector<transport::Frame> SourceSession::frames_of(Target& t) const {
-    std::vector<transport::Frame> parts;
-    std::size_t size = 0;
-    for (auto& m : t.batch) {
-        if (m.size() + 4 + 64 > max_frame_bytes_) {
-            throw FatalError(fmt::format(
-                "target {}: a pgoutput message of {} bytes does not fit in a NATS message (the "
-                "servers' max_payload allows {}): raise max_payload",
-                t.name(), m.size(), max_frame_bytes_ + kFrameSlack));
-        }
-        if (parts.empty() || size + m.size() + 4 > max_frame_bytes_) {
-            parts.emplace_back();
-            size = 64;
-        }
-        size += m.size() + 4;
-        parts.back().messages.push_back(std::move(m));
-    }
-    for (std::size_t i = 0; i < parts.size(); ++i) {
-        auto& f = parts[i];
-        f.end_lsn = t.batch_end;
-        f.prev_end_lsn = t.chain;
-        f.part = static_cast<std::uint32_t>(i);
-        f.parts = static_cast<std::uint32_t>(parts.size());
-        f.epoch = epoch_;
-    }
-    return parts;
+    frames_->commit(bytes, c.end_lsn);
 }
 
 // Publishes every target's batch, then acknowledges the provider up to the batch's last
 // transaction: each subject gets its parts one round at a time.
 awaitable<void> SourceSession::publish_batch() {
-    std::vector<std::pair<Target*, std::vector<transport::Frame>>> frames;
+    const auto txns = frames_->pending_transactions();
+    const auto end = frames_->pending_end();
+    auto frames = frames_->take();
     std::size_t rounds = 0;
-    for (auto& t : targets_) {
-        if (t->batch.empty()) continue;
-        frames.emplace_back(t.get(), frames_of(*t));
-        rounds = std::max(rounds, frames.back().second.size());
-    }
+    for (const auto& [t, parts] : frames) rounds = std::max(rounds, parts.size());
     std::uint64_t bytes = 0;
     for (std::size_t round = 0; round < rounds; ++round) {
         std::vector<transport::Outgoing> out;
-        for (auto& [t, parts] : frames) {
+        for (const auto& [t, parts] : frames) {
             if (round >= parts.size()) continue;
             const auto& f = parts[round];
-            out.push_back({t->subject, transport::encode_frame(f),
-                           transport::frame_message_id(config_.source.slot, t->name(), f)});
+            const auto& name = targets_[t]->name();
+            out.push_back({targets_[t]->subject, transport::encode_frame(f),
+                           transport::frame_message_id(config_.source.slot, name, f)});
             bytes += out.back().data.size();
         }
         co_await off_thread(pool_, [this, &out] { js_->publish_all(out, kPublishDeadline); });
         status_.transport.frames += out.size();
     }
-    for (auto& [t, parts] : frames) {
-        t->chain = t->published = t->batch_end;
-        t->batch.clear();
-        t->batch_bytes = 0;
-        status_.targets[t->name()].durable_lsn = t->chain;
+    for (const auto& [t, parts] : frames) {
+        status_.targets[targets_[t]->name()].durable_lsn = frames_->chain(t);
     }
     status_.transport.bytes += bytes;
-    acknowledged_ = std::max(acknowledged_, pending_end_);
-    status_.txns_applied += pending_txns_;
+    acknowledged_ = std::max(acknowledged_, end);
+    status_.txns_applied += txns;
     ++status_.batches;
-    pending_txns_ = 0;
     status_.oldest_pending_commit_time.reset();
     status_.applied_lsn = acknowledged_;
     status_.last_applied_at = PgTimestamp::now();

@@ -15,6 +15,9 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
+// Worth trying again: a server, a leader or an answer away, or the connection in trouble
+// (a node shutting down, an election). What the JetStream API refused with an error code of
+// its own (a stream config the servers cannot take) and misuse stay refused.
 bool transient_status(natsStatus s, jsErrCode code) {
     switch (s) {
         case NATS_TIMEOUT:
@@ -26,7 +29,11 @@ bool transient_status(natsStatus s, jsErrCode code) {
         case NATS_IO_ERROR:
         case NATS_STALE_CONNECTION:
         case NATS_SLOW_CONSUMER: return true;
-        default: return code == JSClusterNotAvailErr;
+        case NATS_INVALID_ARG:
+        case NATS_INVALID_SUBJECT:
+        case NATS_NOT_PERMITTED:
+        case NATS_MAX_PAYLOAD: return false;
+        default: return code == 0 || code == JSClusterNotAvailErr;
     }
 }
 
@@ -294,7 +301,15 @@ std::optional<std::string> JetStream::last_message(const std::string& stream,
     natsMsg* msg = nullptr;
     jsErrCode code = static_cast<jsErrCode>(0);
     const auto s = js_GetLastMsg(&msg, js_, stream.c_str(), subject.c_str(), nullptr, &code);
-    if (s == NATS_NOT_FOUND || code == JSNoMessageFoundErr) return std::nullopt;
+    // Only the stream's own answer says the subject holds nothing: a NOT_FOUND of another
+    // kind (the stream not known to a node yet, during an election) is worth asking again.
+    if (code == JSNoMessageFoundErr) return std::nullopt;
+    if (s == NATS_NOT_FOUND && code == 0) {
+        throw TransportError(fmt::format("NATS: reading the last message of {}: not found, "
+                                         "without the stream's word that it holds none",
+                                         subject),
+                             true);
+    }
     if (s != NATS_OK) fail(fmt::format("reading the last message of {}", subject), s, code);
     const int n = natsMsg_GetDataLength(msg);
     std::string out(natsMsg_GetData(msg), static_cast<std::size_t>(std::max(n, 0)));

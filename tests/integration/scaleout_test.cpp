@@ -326,8 +326,7 @@ TEST_CASE("JetStream: a sink behind the stream's retention copies its target aga
     std::this_thread::sleep_for(3s);
     work.run(20);
     sinks[0]->start();
-    std::vector<std::unique_ptr<Sink>> none;
-    require_match(f, targets, none);
+    require_match(f, targets, sinks);
     REQUIRE(wait_until(
         [&] { return sinks[0]->log().find("copying it again") != std::string::npos; }, 30s));
     REQUIRE(wait_until([&] { return sinks[0]->status().value("state", "") == "streaming"; }, 30s));

@@ -110,6 +110,9 @@ asio::awaitable<void> write_lane_rows(pg::AsyncConnection& target, const std::st
 // removed, in one statement.
 asio::awaitable<void> collapse_lane_checkpoints(pg::AsyncConnection& target,
                                                 const std::string& slot, Lsn lowest);
+// Removes every checkpoint row of the slot (its lanes' too): the target is copied at its next
+// start.
+asio::awaitable<void> forget_checkpoint(pg::AsyncConnection& target, const std::string& slot);
 // Removes the rows of lanes 1 and up (before a copy, which restarts every lane at one point).
 asio::awaitable<void> delete_lane_checkpoints(pg::AsyncConnection& target, const std::string& slot);
 
