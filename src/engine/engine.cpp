@@ -28,6 +28,7 @@
 #include "authsync/pipeline/flush_tracker.hpp"
 #include "authsync/pipeline/lanes.hpp"
 #include "authsync/wire/replication_message.hpp"
+#include "spawned.hpp"
 
 namespace authsync::engine {
 
@@ -388,8 +389,10 @@ awaitable<void> Session::run() {
             }
         };
     };
-    asio::co_spawn(ex, status_loop(), report("status updates"));
-    asio::co_spawn(ex, monitor_loop(), report("provider monitor"));
+    // They use the session: it returns (and is destroyed) only once they have ended.
+    Spawned loops(ex);
+    loops.spawn(status_loop(), report("status updates"));
+    loops.spawn(monitor_loop(), report("provider monitor"));
     std::exception_ptr failure;
     try {
         co_await stream();
@@ -399,6 +402,7 @@ awaitable<void> Session::run() {
     streaming_ = false;
     status_timer_.cancel();
     monitor_timer_.cancel();
+    co_await loops.wait();
     if (failure) {
         co_await abandon_batch();
         std::rethrow_exception(failure);

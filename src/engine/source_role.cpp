@@ -39,6 +39,7 @@
 #include "authsync/transport/frame_builder.hpp"
 #include "authsync/wire/replication_message.hpp"
 #include "jetstream_roles.hpp"
+#include "spawned.hpp"
 
 namespace authsync::engine {
 
@@ -166,7 +167,9 @@ awaitable<void> SourceSession::run() {
     co_await prepare();
     if (stop_requested_) co_return;
     streaming_ = true;
-    asio::co_spawn(co_await asio::this_coro::executor, status_loop(), asio::detached);
+    // It uses the session: run() returns only once it has ended.
+    Spawned loops(co_await asio::this_coro::executor);
+    loops.spawn(status_loop(), {});
     std::exception_ptr failure;
     try {
         co_await stream();
@@ -175,6 +178,7 @@ awaitable<void> SourceSession::run() {
     }
     streaming_ = false;
     status_timer_.cancel();
+    co_await loops.wait();
     if (failure) std::rethrow_exception(failure);
 }
 
