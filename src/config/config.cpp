@@ -846,6 +846,11 @@ TransportConfig Parser::parse_transport(const Section& top) const {
     if (auto v = get_count(s, "replicas")) {
         if (*v < 1 || *v > 5) fail(s.find("replicas")->mark(), "transport.replicas must be 1 to 5");
         c.replicas = static_cast<int>(*v);
+        if (static_cast<std::size_t>(c.replicas) > c.servers.size()) {
+            fail(s.find("replicas")->mark(),
+                 fmt::format("transport.replicas ({}) cannot exceed the servers listed ({})",
+                             c.replicas, c.servers.size()));
+        }
     }
     if (auto v = get_size(s, "max_bytes")) c.max_bytes = static_cast<std::int64_t>(*v);
     auto seconds = [&](std::string_view key) -> std::optional<std::chrono::seconds> {

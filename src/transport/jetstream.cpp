@@ -33,7 +33,10 @@ bool transient_status(natsStatus s, jsErrCode code) {
         case NATS_INVALID_SUBJECT:
         case NATS_NOT_PERMITTED:
         case NATS_MAX_PAYLOAD: return false;
-        default: return code == 0 || code == JSClusterNotAvailErr;
+        // No peers for a placement: seen from a cluster still forming after its start (a
+        // replica count the servers can never hold is refused by the config and, with
+        // another code, by the servers).
+        default: return code == 0 || code == JSClusterNotAvailErr || code == JSClusterNoPeersErr;
     }
 }
 

@@ -104,6 +104,8 @@ TEST_CASE("transport: mistakes are located and say what is expected", "[config][
                Contains("transport.subject_prefix"));
     CHECK_THAT(error_of("transport: {kind: nats, servers: nats://a:1, replicas: 7}\n"),
                Contains("transport.replicas must be 1 to 5"));
+    CHECK_THAT(error_of("transport: {kind: nats, servers: nats://a:1, replicas: 3}\n"),
+               Contains("cannot exceed the servers listed"));
     CHECK_THAT(error_of("transport: {kind: nats, servers: nats://a:1, max_age: 1m}\n"),
                Contains("must be at least transport.duplicate_window"));
     CHECK_THAT(error_of("transport: {kind: nats, servers: nats://a:1, ack_wait: 10ms}\n"),
