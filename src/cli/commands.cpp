@@ -109,6 +109,38 @@ int resync_command(const std::string& config_path) {
     return run_engine(config_path, options, false);
 }
 
+namespace {
+
+// The indexes in `config` of a sink's targets, each once; nullopt after saying what is wrong
+// (no transport, a name the config lacks).
+std::optional<std::vector<std::size_t>> sink_targets(const config::Config& config,
+                                                     const SinkRun& sink,
+                                                     const std::string& config_path) {
+    if (!config.transport.nats()) {
+        std::cerr << "authsync: sink needs transport.kind: nats in " << config_path << '\n';
+        return std::nullopt;
+    }
+    std::string names;
+    for (const auto& t : config.targets) names += (names.empty() ? "" : ", ") + t.name;
+    std::vector<std::size_t> indexes;
+    for (const auto& wanted : sink.targets) {
+        const auto it = std::find_if(config.targets.begin(), config.targets.end(),
+                                     [&](const auto& t) { return t.name == wanted; });
+        if (it == config.targets.end()) {
+            std::cerr << "authsync: no target named \"" << wanted << "\" in " << config_path
+                      << " (targets: " << names << ")\n";
+            return std::nullopt;
+        }
+        const auto index = static_cast<std::size_t>(it - config.targets.begin());
+        if (std::find(indexes.begin(), indexes.end(), index) == indexes.end()) {
+            indexes.push_back(index);
+        }
+    }
+    return indexes;
+}
+
+}  // namespace
+
 int run_engine(const std::string& config_path, engine::SessionOptions session_options,
                bool serve_status, const SinkRun* sink) {
     auto config = load(config_path);
@@ -127,26 +159,9 @@ int run_engine(const std::string& config_path, engine::SessionOptions session_op
     // A sink process applies one or more targets: one supervisor each, on one loop.
     std::vector<std::size_t> sink_indexes;
     if (sink) {
-        if (!config->transport.nats()) {
-            std::cerr << "authsync: sink needs transport.kind: nats in " << config_path << '\n';
-            return 1;
-        }
-        std::string names;
-        for (const auto& t : config->targets) names += (names.empty() ? "" : ", ") + t.name;
-        for (const auto& wanted : sink->targets) {
-            std::optional<std::size_t> index;
-            for (std::size_t i = 0; i < config->targets.size(); ++i) {
-                if (config->targets[i].name == wanted) index = i;
-            }
-            if (!index) {
-                std::cerr << "authsync: no target named \"" << wanted << "\" in " << config_path
-                          << " (targets: " << names << ")\n";
-                return 1;
-            }
-            if (std::find(sink_indexes.begin(), sink_indexes.end(), *index) == sink_indexes.end()) {
-                sink_indexes.push_back(*index);
-            }
-        }
+        auto found = sink_targets(*config, *sink, config_path);
+        if (!found) return 1;
+        sink_indexes = std::move(*found);
         // The source's endpoint may listen on the same machine: a sink's is its own.
         config->status.listen = sink->listen;
     }

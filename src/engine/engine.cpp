@@ -448,10 +448,8 @@ awaitable<void> Session::prepare() {
         throw FatalError(e.what());
     }
     for (auto& t : targets_) {
-        t->config.composites = config_.targets[t->index].composites;
-        t->config.targets.front().composites = t->config.composites;
-        t->config.mappings = config_.targets[t->index].mappings;  // scope values canonical
-        t->config.targets.front().mappings = t->config.mappings;
+        // Its lookups resolved, its scope values canonical.
+        t->config = config_.for_target(t->index);
         t->router.emplace(t->config.mappings, t->config.composites, config_.apply.lanes);
     }
     std::optional<std::string> scope_changed;

@@ -191,10 +191,7 @@ awaitable<void> SourceSession::prepare() {
         throw FatalError(e.what());
     }
     for (auto& t : targets_) {
-        t->config.composites = config_.targets[t->index].composites;
-        t->config.targets.front().composites = t->config.composites;
-        t->config.mappings = config_.targets[t->index].mappings;
-        t->config.targets.front().mappings = t->config.mappings;
+        t->config = config_.for_target(t->index);  // its lookups resolved
         t->router.emplace(t->config.mappings, t->config.composites, 1);
     }
     co_await ensure_publication(source_, config_);

@@ -1,6 +1,7 @@
 // `authsync check`, `init` and `teardown` against real servers.
 #include <catch2/catch.hpp>
 
+#include <filesystem>
 #include <fstream>
 
 #include "sync_fixture.hpp"
@@ -227,4 +228,32 @@ TEST_CASE("a mapped table missing from an existing publication stops authsync wi
     CHECK_THAT(f.process().log(),
                Catch::Contains("publication \"authsync\" does not include public.users") &&
                    Catch::Contains("ALTER PUBLICATION"));
+}
+
+TEST_CASE("sink refuses a config without the transport, and names the targets it has",
+          "[commands][jetstream]") {
+    const auto dir = std::filesystem::temp_directory_path() / "authsync-sink-cli";
+    std::filesystem::create_directories(dir);
+    const std::string mapping =
+        "    mappings:\n      - source: public.users\n        key: id\n"
+        "        fields: {display_name: name}\n";
+    const std::string targets =
+        "targets:\n  - name: acme\n    dsn: \"host=127.0.0.1 dbname=a\"\n" + mapping +
+        "  - name: globex\n    dsn: \"host=127.0.0.1 dbname=b\"\n" + mapping;
+    const auto plain = (dir / "plain.yaml").string();
+    std::ofstream(plain) << "source: {dsn: \"host=127.0.0.1 dbname=p\"}\n" << targets;
+    auto out = test::run_cli("sink --config " + plain + " --target acme");
+    CHECK(out.rc == 1);
+    CHECK_THAT(out.text, Catch::Contains("sink needs transport.kind: nats"));
+    const auto nats = (dir / "nats.yaml").string();
+    std::ofstream(nats) << "source: {dsn: \"host=127.0.0.1 dbname=p\"}\n"
+                        << "transport: {kind: nats, servers: nats://127.0.0.1:1}\n"
+                        << targets;
+    out = test::run_cli("sink --config " + nats + " --target acme --target initech");
+    CHECK(out.rc == 1);
+    CHECK_THAT(out.text, Catch::Contains("no target named \"initech\"") &&
+                             Catch::Contains("(targets: acme, globex)"));
+    // Without --target: a usage error.
+    CHECK(test::run_cli("sink --config " + nats).rc == 2);
+    std::filesystem::remove_all(dir);
 }

@@ -94,4 +94,47 @@ void check_no_foreign_rows(SyncFixture& f, const FanoutTargets& targets) {
     }
 }
 
+SyncOptions tenant_options(const FanoutTargets& targets, std::string extra_yaml) {
+    SyncOptions options;
+    options.provider_ddl = kProviderDdl;
+    options.targets_yaml = targets.yaml;
+    options.extra_yaml = std::move(extra_yaml);
+    return options;
+}
+
+void seed_users(SyncFixture& f, int tenants) {
+    f.provider().exec(
+        "INSERT INTO public.users (id, tenant, name) SELECT 'u' || i, 'tenant' || (i % " +
+        std::to_string(tenants) + "), 'name ' || i FROM generate_series(1, 60) AS i");
+}
+
+void Workload::run(int statements, const std::function<void(int)>& each) {
+    auto p = f_.provider();
+    for (int i = 0; i < statements; ++i) {
+        const auto id = "u" + std::to_string(1 + pick(60));
+        switch (pick(6)) {
+            case 0:
+                p.exec("INSERT INTO public.users (id, tenant, name) VALUES ('n" +
+                       std::to_string(next_id_++) + "', '" + tenant(pick(tenants_)) +
+                       "', 'added')");
+                break;
+            case 1: p.exec("DELETE FROM public.users WHERE id = '" + id + "'"); break;
+            case 2:
+                p.exec("UPDATE public.users SET tenant = '" + tenant(pick(tenants_)) +
+                       "', version = version + 1 WHERE id = '" + id + "'");
+                break;
+            case 3:
+                p.exec("BEGIN; UPDATE public.users SET version = version + 1, name = 'b" +
+                       std::to_string(i) + "' WHERE tenant = '" + tenant(pick(tenants_)) +
+                       "'; INSERT INTO public.users (id, tenant) VALUES ('n" +
+                       std::to_string(next_id_++) + "', '" + tenant(pick(tenants_)) + "'); COMMIT");
+                break;
+            default:
+                p.exec("UPDATE public.users SET version = version + 1, email = 'e" +
+                       std::to_string(i) + "' WHERE id = '" + id + "'");
+        }
+        if (each) each(i);
+    }
+}
+
 }  // namespace authsync::test::fanout

@@ -2,7 +2,9 @@
 // tests: tenants of a provider users table, their target databases, and comparisons.
 #pragma once
 
+#include <functional>
 #include <map>
+#include <random>
 #include <set>
 #include <string>
 #include <vector>
@@ -49,5 +51,26 @@ bool targets_match(SyncFixture& f, const FanoutTargets& targets);
 bool tenants_match(SyncFixture& f, const FanoutTargets& targets, const std::vector<int>& ts);
 // No target holds a row of another tenant, live or deleted (on_delete: hard).
 void check_no_foreign_rows(SyncFixture& f, const FanoutTargets& targets);
+
+// The fixture's options for `targets` on kProviderDdl, with `extra_yaml` at the top level.
+SyncOptions tenant_options(const FanoutTargets& targets, std::string extra_yaml = "");
+// u1..u60 spread over `tenants` tenants.
+void seed_users(SyncFixture& f, int tenants);
+
+// A randomized workload on the provider: single statements, a user moved between tenants,
+// and transactions that touch several tenants at once. `each(i)` runs after statement i of
+// a run (e.g. to kill authsync mid-stream).
+class Workload {
+public:
+    Workload(SyncFixture& f, int tenants, unsigned seed) : f_(f), tenants_(tenants), rng_(seed) {}
+    void run(int statements, const std::function<void(int)>& each = {});
+
+private:
+    int pick(int n) { return std::uniform_int_distribution<int>(0, n - 1)(rng_); }
+    SyncFixture& f_;
+    int tenants_;
+    std::mt19937 rng_;
+    int next_id_ = 1000;
+};
 
 }  // namespace authsync::test::fanout

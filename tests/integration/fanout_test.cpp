@@ -90,52 +90,20 @@ TEST_CASE("fan-out: each target gets its own tenant's users from one slot",
 TEST_CASE("fan-out: targets stay equal to their tenants through SIGKILLs",
           "[fanout][integration]") {
     auto targets = make_targets("hard");
-    test::SyncOptions options;
-    options.provider_ddl = kProviderDdl;
-    options.targets_yaml = targets.yaml;
-    options.extra_yaml = "apply:\n  batch_max_rows: 50\n";
-    SyncFixture f(options);
-    auto p = f.provider();
-    p.exec(
-        "INSERT INTO public.users (id, tenant, name) SELECT 'u' || i, 'tenant' || (i % 3), "
-        "'name ' || i FROM generate_series(1, 60) AS i");
+    SyncFixture f(tenant_options(targets, "apply:\n  batch_max_rows: 50\n"));
+    seed_users(f, kTenants);
     f.start();
-    std::mt19937 rng(20261204);
-    auto pick = [&](int n) { return std::uniform_int_distribution<int>(0, n - 1)(rng); };
-    int next_id = 1000;
+    Workload work(f, kTenants, 20261204);
     for (int round = 0; round < 3; ++round) {
-        // A randomized workload: every statement its own transaction, and a few larger ones.
-        for (int i = 0; i < 150; ++i) {
-            const auto id = "u" + std::to_string(1 + pick(60));
-            switch (pick(6)) {
-                case 0:
-                    p.exec("INSERT INTO public.users (id, tenant, name) VALUES ('n" +
-                           std::to_string(next_id++) + "', '" + tenant(pick(kTenants)) +
-                           "', 'added')");
-                    break;
-                case 1: p.exec("DELETE FROM public.users WHERE id = '" + id + "'"); break;
-                case 2:
-                    p.exec("UPDATE public.users SET tenant = '" + tenant(pick(kTenants)) +
-                           "', version = version + 1 WHERE id = '" + id + "'");
-                    break;
-                case 3:
-                    p.exec("BEGIN; UPDATE public.users SET version = version + 1, name = 'b" +
-                           std::to_string(i) + "' WHERE tenant = '" + tenant(pick(kTenants)) +
-                           "'; INSERT INTO public.users (id, tenant) VALUES ('n" +
-                           std::to_string(next_id++) + "', '" + tenant(pick(kTenants)) +
-                           "'); COMMIT");
-                    break;
-                default:
-                    p.exec("UPDATE public.users SET version = version + 1, email = 'e" +
-                           std::to_string(i) + "' WHERE id = '" + id + "'");
-            }
+        // Every statement its own transaction, and a few larger ones.
+        work.run(150, [&](int i) {
             if (i == 75 && round < 2) {
                 // Mid-stream: whatever was in flight is lost with the process, and comes
                 // again from the slot.
                 f.kill9();
                 f.start();
             }
-        }
+        });
     }
     REQUIRE(wait_until([&] { return targets_match(f, targets); }, 60s));
     check_no_foreign_rows(f, targets);

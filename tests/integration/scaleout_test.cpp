@@ -88,55 +88,6 @@ std::vector<std::unique_ptr<Sink>> start_sinks(SyncFixture& f, int count) {
     return sinks;
 }
 
-// A randomized workload on the provider: single statements, a user moved between tenants,
-// and transactions that touch several tenants at once.
-class Workload {
-public:
-    Workload(SyncFixture& f, int tenants, unsigned seed) : f_(f), tenants_(tenants), rng_(seed) {}
-    void run(int statements) {
-        auto p = f_.provider();
-        for (int i = 0; i < statements; ++i) {
-            const auto id = "u" + std::to_string(1 + pick(60));
-            switch (pick(6)) {
-                case 0:
-                    p.exec("INSERT INTO public.users (id, tenant, name) VALUES ('n" +
-                           std::to_string(next_id_++) + "', '" + tenant(pick(tenants_)) +
-                           "', 'added')");
-                    break;
-                case 1: p.exec("DELETE FROM public.users WHERE id = '" + id + "'"); break;
-                case 2:
-                    p.exec("UPDATE public.users SET tenant = '" + tenant(pick(tenants_)) +
-                           "', version = version + 1 WHERE id = '" + id + "'");
-                    break;
-                case 3:
-                    p.exec("BEGIN; UPDATE public.users SET version = version + 1, name = 'b" +
-                           std::to_string(i) + "' WHERE tenant = '" + tenant(pick(tenants_)) +
-                           "'; INSERT INTO public.users (id, tenant) VALUES ('n" +
-                           std::to_string(next_id_++) + "', '" + tenant(pick(tenants_)) +
-                           "'); COMMIT");
-                    break;
-                default:
-                    p.exec("UPDATE public.users SET version = version + 1, email = 'e" +
-                           std::to_string(i) + "' WHERE id = '" + id + "'");
-            }
-        }
-    }
-
-private:
-    int pick(int n) { return std::uniform_int_distribution<int>(0, n - 1)(rng_); }
-    SyncFixture& f_;
-    int tenants_;
-    std::mt19937 rng_;
-    int next_id_ = 1000;
-};
-
-void seed_users(SyncFixture& f, int tenants) {
-    f.provider().exec(fmt::format(
-        "INSERT INTO public.users (id, tenant, name) SELECT 'u' || i, 'tenant' || (i % {}), "
-        "'name ' || i FROM generate_series(1, 60) AS i",
-        tenants));
-}
-
 // Every target equals its tenant; on failure, the logs say why.
 void require_match(SyncFixture& f, const FanoutTargets& targets,
                    const std::vector<std::unique_ptr<Sink>>& sinks,
@@ -160,10 +111,8 @@ TEST_CASE("JetStream: a source and a sink per target keep each tenant equal, thr
     test::NatsCluster nats(3);
     nats.wait_healthy();
     auto targets = make_targets("hard");
-    test::SyncOptions options;
-    options.provider_ddl = kProviderDdl;
-    options.targets_yaml = targets.yaml;
-    options.extra_yaml = "apply:\n  batch_max_rows: 50\n" + transport_yaml(nats, "SCALEOUT1");
+    auto options = tenant_options(
+        targets, "apply:\n  batch_max_rows: 50\n" + transport_yaml(nats, "SCALEOUT1"));
     SyncFixture f(options);
     seed_users(f, kTenants);
     f.start();  // the source: publishes, copies nothing
@@ -220,10 +169,7 @@ TEST_CASE("JetStream: a NATS node lost and the whole cluster restarted lose noth
     test::NatsCluster nats(3);
     nats.wait_healthy();
     auto targets = make_targets("hard", 2);
-    test::SyncOptions options;
-    options.provider_ddl = kProviderDdl;
-    options.targets_yaml = targets.yaml;
-    options.extra_yaml = transport_yaml(nats, "SCALEOUT2");
+    auto options = tenant_options(targets, transport_yaml(nats, "SCALEOUT2"));
     SyncFixture f(options);
     seed_users(f, 2);
     f.start();
@@ -269,10 +215,7 @@ TEST_CASE("JetStream: a sink moved to another process takes its target over, one
     test::NatsCluster nats(3);
     nats.wait_healthy();
     auto targets = make_targets("hard", 2);
-    test::SyncOptions options;
-    options.provider_ddl = kProviderDdl;
-    options.targets_yaml = targets.yaml;
-    options.extra_yaml = transport_yaml(nats, "SCALEOUT3");
+    auto options = tenant_options(targets, transport_yaml(nats, "SCALEOUT3"));
     SyncFixture f(options);
     seed_users(f, 2);
     f.start();
@@ -306,12 +249,9 @@ TEST_CASE("JetStream: a sink behind the stream's retention copies its target aga
     test::NatsCluster nats(3);
     nats.wait_healthy();
     auto targets = make_targets("hard", 2);
-    test::SyncOptions options;
-    options.provider_ddl = kProviderDdl;
-    options.targets_yaml = targets.yaml;
     // Frames older than 2 s are gone from the stream.
-    options.extra_yaml =
-        transport_yaml(nats, "SCALEOUT4", "  max_age: 2s\n  duplicate_window: 1s\n");
+    auto options = tenant_options(
+        targets, transport_yaml(nats, "SCALEOUT4", "  max_age: 2s\n  duplicate_window: 1s\n"));
     SyncFixture f(options);
     seed_users(f, 2);
     f.start();
@@ -416,10 +356,7 @@ TEST_CASE("JetStream: targets run in-process with apply lanes are taken over by 
     test::NatsCluster nats(3);
     nats.wait_healthy();
     auto targets = make_targets("hard", 2);
-    test::SyncOptions options;
-    options.provider_ddl = kProviderDdl;
-    options.targets_yaml = targets.yaml;
-    options.extra_yaml = "apply:\n  lanes: 4\n";
+    auto options = tenant_options(targets, "apply:\n  lanes: 4\n");
     SyncFixture f(options);
     seed_users(f, 2);
     f.start();  // in-process, four lanes into each target
