@@ -364,6 +364,21 @@ Statement checkpoint_statement(const std::string& slot, Lsn end_lsn,
         {slot, end_lsn.to_string(), time}, Statement::Kind::UpsertFull);
 }
 
+Statement every_lane_checkpoint_statement(const std::string& slot, Lsn end_lsn,
+                                          std::optional<PgTimestamp> commit_time) {
+    std::optional<std::string> time;
+    if (commit_time) time = commit_time->to_iso8601();
+    return plain(
+        "WITH lanes AS (UPDATE authsync.checkpoint SET end_lsn = greatest(end_lsn, $2::pg_lsn), "
+        "updated_at = now(), covers_acknowledged = true WHERE starts_with(slot, $1 || '/lane')) "
+        "INSERT INTO authsync.checkpoint (slot, end_lsn, commit_time, updated_at, "
+        "covers_acknowledged) VALUES ($1, $2::pg_lsn, $3::timestamptz, now(), true) ON "
+        "CONFLICT (slot) DO UPDATE SET end_lsn = greatest(authsync.checkpoint.end_lsn, "
+        "EXCLUDED.end_lsn), commit_time = coalesce(EXCLUDED.commit_time, "
+        "authsync.checkpoint.commit_time), updated_at = now(), covers_acknowledged = true",
+        {slot, end_lsn.to_string(), time}, Statement::Kind::UpsertFull);
+}
+
 std::string checkpoint_key(const std::string& slot, std::size_t lane) {
     return lane == 0 ? slot : slot + "/lane" + std::to_string(lane);
 }

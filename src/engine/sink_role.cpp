@@ -80,6 +80,7 @@ private:
 
     const std::string& name() const { return config_.targets.front().name; }
     awaitable<void> prepare();
+    awaitable<Lsn> take_lanes_over(Lsn checkpoint);
     awaitable<void> copy();
     // False when a gap was found and the target copied again (the session ends).
     awaitable<bool> take(std::vector<transport::Delivered> batch);
@@ -106,6 +107,10 @@ private:
     std::vector<pipeline::Operation> operations_;
     std::optional<transport::SinkCursor> cursor_;  // none until the first frame (snapshot: never)
     Lsn skip_below_;  // transactions committed before it are in the target (checkpoint, copy)
+    // Lanes taken over apart (take_lanes_over): each lane's checkpoint, by lane; and the
+    // highest, past which they are made one. Empty otherwise.
+    std::vector<Lsn> lane_floors_;
+    Lsn lanes_passed_at_;
 
     bool in_transaction_ = false;
     bool skipping_ = false;
@@ -185,20 +190,7 @@ awaitable<void> SinkSession::prepare() {
     const auto unusable_mirrors = co_await inspect_mirrors(target, config_);
     co_await ensure_target_schema(target, config_);
     auto checkpoint = co_await read_checkpoint(target, slot);
-    if (const auto lanes = co_await read_lane_checkpoints(target, slot);
-        checkpoint && lanes.size() > 1) {
-        // Left by `authsync run` with apply.lanes: each lane holds its own keys up to its own
-        // row. A sink applies with one lane from the lowest: keys of lanes further on get their
-        // changes since then again, in order.
-        Lsn lowest = checkpoint->end_lsn;
-        for (const auto& [lane, c] : lanes) {
-            if (c.end_lsn.is_valid()) lowest = std::min(lowest, c.end_lsn);
-        }
-        co_await collapse_lane_checkpoints(target, slot, lowest);
-        log_->info("target {}: {} apply lanes' checkpoints made one at {}", name(), lanes.size(),
-                   lowest.to_string());
-        checkpoint->end_lsn = lowest;
-    }
+    if (checkpoint) checkpoint->end_lsn = co_await take_lanes_over(checkpoint->end_lsn);
     if (checkpoint && !unusable_mirrors.empty()) {
         throw FatalError(
             fmt::format("target {}: {}: the mirrors must be copied from the "
@@ -211,7 +203,9 @@ awaitable<void> SinkSession::prepare() {
     } catch (const LookupError& e) {
         throw FatalError(e.what());
     }
-    router_.emplace(config_.mappings, config_.composites, 1);
+    // Lanes taken over are routed as they were, for what each lane's row covers.
+    router_.emplace(config_.mappings, config_.composites,
+                    std::max<std::size_t>(1, lane_floors_.size()));
 
     js_ = co_await off_thread(pool_, [this] {
         return std::make_unique<transport::JetStream>(nats_config(config_, "sink " + name()));
@@ -244,6 +238,40 @@ awaitable<void> SinkSession::prepare() {
             std::max(std::chrono::seconds(30), 2 * config_.transport.ack_wait),
             config_.transport.replicas));
     });
+}
+
+// Left by `authsync run` with apply.lanes: each lane holds its own keys up to its own row.
+// Rows at one position (a clean stop) are made one. Rows apart (a lane killed ahead of
+// another) are kept: the sink starts from the lowest, routes as those lanes did, skips each
+// change its lane's row covers, and raises every row with each commit, until it has passed
+// the highest (then they are made one). Returns where the sink starts.
+awaitable<Lsn> SinkSession::take_lanes_over(Lsn checkpoint) {
+    const auto& slot = config_.source.slot;
+    auto& target = writer_.connection();
+    const auto lanes = co_await read_lane_checkpoints(target, slot);
+    if (lanes.size() < 2) co_return checkpoint;
+    Lsn lowest = checkpoint;
+    Lsn highest = checkpoint;
+    for (const auto& [lane, c] : lanes) {
+        if (!c.end_lsn.is_valid()) continue;  // has committed nothing: skips nothing
+        lowest = std::min(lowest, c.end_lsn);
+        highest = std::max(highest, c.end_lsn);
+    }
+    if (lowest == highest) {
+        co_await collapse_lane_checkpoints(target, slot, lowest);
+        log_->info("target {}: {} apply lanes' checkpoints made one at {}", name(), lanes.size(),
+                   lowest.to_string());
+        co_return lowest;
+    }
+    lane_floors_.assign(lanes.rbegin()->first + 1, Lsn{});
+    for (const auto& [lane, c] : lanes) lane_floors_[lane] = c.end_lsn;
+    lanes_passed_at_ = highest;
+    writer_.checkpoint_every_lane(true);
+    log_->info(
+        "target {}: {} apply lanes stopped apart ({} to {}): applying from the lowest, each "
+        "lane's keys past its own checkpoint only",
+        name(), lane_floors_.size(), lowest.to_string(), highest.to_string());
+    co_return lowest;
 }
 
 // The target copied from a temporary slot's snapshot: its checkpoint is the copy's point.
@@ -354,6 +382,7 @@ awaitable<void> SinkSession::apply_message(std::string_view bytes) {
         operations_.clear();
         router_->route(message, relations_, operations_);
         for (const auto& op : operations_) {
+            if (!lane_floors_.empty() && txn_final_lsn_ < lane_floors_[op.writer]) continue;
             if (std::holds_alternative<pipeline::Truncate>(op.change)) {
                 co_await writer_.truncate(op, txn_commit_time_);
                 continue;
@@ -388,6 +417,15 @@ awaitable<void> SinkSession::commit() {
             total->upserts += rows.upserts;
             total->deletes += rows.deletes;
         }
+    }
+    if (!lane_floors_.empty() && *pending_end_ >= lanes_passed_at_) {
+        // Every lane's row is at this commit now: one row from here on.
+        co_await collapse_lane_checkpoints(writer_.connection(), config_.source.slot,
+                                           *pending_end_);
+        writer_.checkpoint_every_lane(false);
+        lane_floors_.clear();
+        log_->info("target {}: past every apply lane's checkpoint: one checkpoint at {}", name(),
+                   pending_end_->to_string());
     }
     status_.received_lsn = *pending_end_;
     status_.applied_lsn = *pending_end_;

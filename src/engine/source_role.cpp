@@ -378,6 +378,7 @@ void SourceSession::commit(const pgoutput::Commit& c, std::string_view bytes) {
     received_ = std::max(received_, c.end_lsn);
     status_.received_lsn = received_;
     frames_->commit(bytes, c.end_lsn);
+    status_.transport.unacked = frames_->pending_transactions();
 }
 
 // Publishes every target's batch, then acknowledges the provider up to the batch's last
@@ -407,6 +408,7 @@ awaitable<void> SourceSession::publish_batch() {
     }
     status_.transport.bytes += bytes;
     acknowledged_ = std::max(acknowledged_, end);
+    status_.transport.unacked = frames_->pending_transactions();
     status_.txns_applied += txns;
     ++status_.batches;
     status_.oldest_pending_commit_time.reset();

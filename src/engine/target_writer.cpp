@@ -131,14 +131,15 @@ awaitable<pg::Result> TargetWriter::run_one(std::string sql, pg::Params params) 
 
 awaitable<void> TargetWriter::truncate(const pipeline::Operation& op, PgTimestamp commit_time) {
     const auto& d = *op.destination;
-    const auto lanes = std::get<pipeline::Truncate>(op.change).lanes;
+    // The rows of the operation's lane (a sink that takes lanes over applies every lane's).
+    const auto [lane, lanes] = std::get<pipeline::Truncate>(op.change);
     // Order matters here: what came before the TRUNCATE goes in first.
     co_await flush_chunk();
     co_await settle();
     if (d.mapping) {
         const auto& rule = d.mapping->rule();
         auto st = apply::truncate_statement(rule, commit_time,
-                                            pipeline::lane_condition("id", lane_, lanes));
+                                            pipeline::lane_condition("id", lane, lanes));
         co_await run_one(std::move(st.sql), std::move(st.params));
         log_->info("truncate of {} applied to {}", rule.source_name(), rule.target_name());
         co_return;
@@ -148,7 +149,7 @@ awaitable<void> TargetWriter::truncate(const pipeline::Operation& op, PgTimestam
     std::string key = "m.";
     if (!source.key_columns.empty()) key += quote_identifier(source.key_columns.front()) + "::text";
     auto st = apply::mirror_truncate_statement(source, commit_time,
-                                               pipeline::lane_condition(key, lane_, lanes));
+                                               pipeline::lane_condition(key, lane, lanes));
     co_await execute(st);
     log_->info("truncate of {} applied to its mirror {}", source.source_name(),
                source.mirror_name());
@@ -380,7 +381,9 @@ std::vector<pg::PipelineQuery> TargetWriter::commit_queries(
     std::optional<Lsn> end_lsn, std::optional<PgTimestamp> commit_time) const {
     std::vector<pg::PipelineQuery> queries;
     if (end_lsn) {
-        auto cp = apply::checkpoint_statement(checkpoint_key_, *end_lsn, commit_time);
+        auto cp = every_lane_ ? apply::every_lane_checkpoint_statement(config_.source.slot,
+                                                                       *end_lsn, commit_time)
+                              : apply::checkpoint_statement(checkpoint_key_, *end_lsn, commit_time);
         queries.push_back({std::move(cp.sql), std::move(cp.params), true});
     }
     queries.push_back(prepared_of("COMMIT"));

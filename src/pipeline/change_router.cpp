@@ -231,11 +231,11 @@ void ChangeRouter::route(const pgoutput::Message& message, const pgoutput::Relat
             const auto* d = destination_for(id);
             if (!d) continue;
             if (!d->routed || lanes_ == 1) {
-                out.push_back(Operation{0, d, Truncate{1}});
+                out.push_back(Operation{0, d, Truncate{0, 1}});
                 continue;
             }
             for (std::size_t lane = 0; lane < lanes_; ++lane) {
-                out.push_back(Operation{lane, d, Truncate{lanes_}});
+                out.push_back(Operation{lane, d, Truncate{lane, lanes_}});
             }
         }
         return;

@@ -431,7 +431,8 @@ std::vector<Field> declare() {
         {.name = "unacked",
          .json = as_is(in_transport(&TransportProgress::unacked), "transport"),
          .metric = transport_metric("authsync_transport_unacked", kGauge,
-                                    "Sink: frames delivered and not acknowledged yet.",
+                                    "Sink: frames delivered and not acknowledged yet. Source: "
+                                    "transactions received and not yet stored by the stream.",
                                     &TransportProgress::unacked)},
         {.name = "copies",
          .json = as_is(in_transport(&TransportProgress::copies), "transport"),

@@ -102,6 +102,29 @@ SyncOptions tenant_options(const FanoutTargets& targets, std::string extra_yaml)
     return options;
 }
 
+void audit_applications(const TargetDb& db) {
+    db.connect().exec(R"(
+        CREATE TABLE public.applied (id text, version bigint);
+        CREATE FUNCTION public.record_applied() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN INSERT INTO public.applied VALUES (NEW.id, (NEW.raw_json->>'version')::bigint);
+        RETURN NEW; END $$;
+        CREATE TRIGGER applied AFTER INSERT OR UPDATE ON neon_auth.users_sync
+          FOR EACH ROW EXECUTE FUNCTION public.record_applied();
+    )");
+}
+
+int applied_twice(const TargetDb& db) {
+    auto r = db.connect().exec(
+        "SELECT count(*) FROM (SELECT 1 FROM public.applied GROUP BY id, version HAVING count(*) "
+        "> 1) AS twice");
+    return std::stoi(std::string(r.get(0, 0)));
+}
+
+int applications(const TargetDb& db) {
+    auto r = db.connect().exec("SELECT count(*) FROM public.applied");
+    return std::stoi(std::string(r.get(0, 0)));
+}
+
 void seed_users(SyncFixture& f, int tenants) {
     f.provider().exec(
         "INSERT INTO public.users (id, tenant, name) SELECT 'u' || i, 'tenant' || (i % " +

@@ -52,6 +52,15 @@ bool tenants_match(SyncFixture& f, const FanoutTargets& targets, const std::vect
 // No target holds a row of another tenant, live or deleted (on_delete: hard).
 void check_no_foreign_rows(SyncFixture& f, const FanoutTargets& targets);
 
+// Every application of a change to target `db` from now on, counted per (id, version): the
+// Workload gives each change of a user a version of its own, so an (id, version) applied twice
+// is a change applied twice (an upsert repeated, or an older change applied again). Needs
+// users_sync in `db` (after its copy) and on_delete: hard (a soft delete rewrites the row).
+void audit_applications(const TargetDb& db);
+// (id, version) pairs applied more than once since audit_applications, and all applications.
+int applied_twice(const TargetDb& db);
+int applications(const TargetDb& db);
+
 // The fixture's options for `targets` on kProviderDdl, with `extra_yaml` at the top level.
 SyncOptions tenant_options(const FanoutTargets& targets, std::string extra_yaml = "");
 // u1..u60 spread over `tenants` tenants.

@@ -104,6 +104,27 @@ void require_match(SyncFixture& f, const FanoutTargets& targets,
     REQUIRE(matched);
 }
 
+// Since audit_applications: changes were applied to every target, none of them twice.
+void check_applied_once(const FanoutTargets& targets) {
+    for (std::size_t t = 0; t < targets.databases.size(); ++t) {
+        INFO("tenant " << t);
+        CHECK(applications(targets.databases[t]) > 0);
+        CHECK(applied_twice(targets.databases[t]) == 0);
+    }
+}
+
+// Whether some target's apply lanes' checkpoint rows stand at different positions.
+bool lanes_apart(SyncFixture& f, const FanoutTargets& targets) {
+    for (const auto& db : targets.databases) {
+        auto r = db.connect().exec_params(
+            "SELECT count(DISTINCT end_lsn) FROM authsync.checkpoint WHERE slot = $1 OR "
+            "starts_with(slot, $1 || '/lane')",
+            pg::params(f.slot()));
+        if (std::stoi(std::string(r.get(0, 0))) > 1) return true;
+    }
+    return false;
+}
+
 }  // namespace
 
 TEST_CASE("JetStream: a source and a sink per target keep each tenant equal, through SIGKILLs",
@@ -121,6 +142,7 @@ TEST_CASE("JetStream: a source and a sink per target keep each tenant equal, thr
     require_match(f, targets, sinks);
     // The source copies nothing itself, and no target database was written by it.
     CHECK(f.process().log().find("copying") == std::string::npos);
+    for (const auto& db : targets.databases) audit_applications(db);
 
     Workload work(f, kTenants, 20261206);
     for (int round = 0; round < 4; ++round) {
@@ -158,6 +180,8 @@ TEST_CASE("JetStream: a source and a sink per target keep each tenant equal, thr
     }
     const auto source = f.status();
     CHECK(source["transport"]["frames"].get<int>() > 0);
+    CHECK(source["transport"]["unacked"].get<int>() == 0);  // caught up: the stream holds all
+    check_applied_once(targets);
     CHECK(f.stop() == 0);
     for (auto& s : sinks) CHECK(s->stop() == 0);
     // No row value in any log (the frames carry them; they are never logged).
@@ -184,6 +208,7 @@ TEST_CASE("JetStream: a NATS node lost and the whole cluster restarted lose noth
         CHECK(s["targets"].size() == 2);
         CHECK(s["transport"]["copies"].get<int>() == 2);
     }
+    for (const auto& db : targets.databases) audit_applications(db);
     Workload work(f, 2, 7);
     // One node of three killed mid-stream (the stream has 3 replicas): publishes and
     // deliveries go on through the other two.
@@ -206,6 +231,7 @@ TEST_CASE("JetStream: a NATS node lost and the whole cluster restarted lose noth
     work.run(40);
     require_match(f, targets, sinks);
     check_no_foreign_rows(f, targets);
+    check_applied_once(targets);
     CHECK(f.stop() == 0);
     for (auto& s : sinks) CHECK(s->stop() == 0);
 }
@@ -227,6 +253,7 @@ TEST_CASE("JetStream: a sink moved to another process takes its target over, one
     second.start();
     REQUIRE(wait_until(
         [&] { return second.log().find("another instance holds") != std::string::npos; }, 30s));
+    for (const auto& db : targets.databases) audit_applications(db);
     Workload work(f, 2, 99);
     work.run(60);
     require_match(f, targets, sinks);
@@ -239,6 +266,7 @@ TEST_CASE("JetStream: a sink moved to another process takes its target over, one
     REQUIRE(wait_until([&] { return second.status().value("state", "") == "streaming"; }, 30s));
     CHECK(second.status()["transport"]["copies"].get<int>() == 0);  // no copy: its checkpoint
     check_no_foreign_rows(f, targets);
+    check_applied_once(targets);
     CHECK(second.stop() == 0);
     CHECK(sinks[1]->stop() == 0);
     CHECK(f.stop() == 0);
@@ -384,6 +412,59 @@ TEST_CASE("JetStream: targets run in-process with apply lanes are taken over by 
         CHECK(rows.get(0, 0) == "1");
     }
     check_no_foreign_rows(f, targets);
+    CHECK(f.stop() == 0);
+    for (auto& s : sinks) CHECK(s->stop() == 0);
+}
+
+// A crash leaves apply lanes at different positions: each lane's keys are in the target up to
+// its own row. Sinks taking such a target over apply each key's changes past its own lane's
+// row only, so that nothing is applied twice, and make the rows one once past them all.
+TEST_CASE("JetStream: sinks take over apply lanes killed apart and apply nothing twice",
+          "[jetstream][scaleout][integration]") {
+    test::NatsCluster nats(3);
+    nats.wait_healthy();
+    auto targets = make_targets("hard", 2);
+    auto options = tenant_options(targets, "apply:\n  lanes: 4\n  batch_max_rows: 5\n");
+    SyncFixture f(options);
+    seed_users(f, 2);
+    f.start();  // in-process, four lanes into each target
+    std::vector<std::unique_ptr<Sink>> none;
+    require_match(f, targets, none);
+    for (const auto& db : targets.databases) audit_applications(db);
+    Workload work(f, 2, 31);
+    // Killed under traffic until some target's lanes stand apart.
+    int attempts = 0;
+    for (; attempts < 10; ++attempts) {
+        work.run(40, [&](int i) {
+            if (i == 30) f.kill9();
+        });
+        if (lanes_apart(f, targets)) break;
+        f.start();
+    }
+    INFO(attempts << " kills before the lanes stood apart");
+    REQUIRE(lanes_apart(f, targets));
+    {
+        std::ofstream config(f.config_path(), std::ios::app);
+        config << transport_yaml(nats, "SCALEOUT7");
+    }
+    f.start();
+    auto sinks = start_sinks(f, 2);
+    work.run(60);
+    require_match(f, targets, sinks);
+    std::string logs;
+    for (const auto& s : sinks) logs += s->log();
+    CHECK_THAT(logs, Catch::Contains("apply lanes stopped apart") &&
+                         Catch::Contains("past every apply lane's checkpoint"));
+    CHECK_FALSE(lanes_apart(f, targets));
+    for (int t = 0; t < 2; ++t) {
+        auto rows = targets.databases[t].connect().exec_params(
+            "SELECT count(*) FROM authsync.checkpoint WHERE slot LIKE $1 || '%'",
+            pg::params(f.slot()));
+        CHECK(rows.get(0, 0) == "1");
+        CHECK(sinks[t]->status()["transport"]["copies"].get<int>() == 0);
+    }
+    check_no_foreign_rows(f, targets);
+    check_applied_once(targets);
     CHECK(f.stop() == 0);
     for (auto& s : sinks) CHECK(s->stop() == 0);
 }

@@ -127,6 +127,11 @@ Statement truncate_statement(const mapping::MappingRule& rule, PgTimestamp commi
 // idle acknowledgement) the stored one stays.
 Statement checkpoint_statement(const std::string& slot, Lsn end_lsn,
                                std::optional<PgTimestamp> commit_time);
+// The checkpoint of one writer that applies every lane's keys of `slot` (a sink that took over
+// lanes which stopped at different positions): each lane's row is raised to at least `end_lsn`,
+// none lowered, so that every lane still skips what it held before.
+Statement every_lane_checkpoint_statement(const std::string& slot, Lsn end_lsn,
+                                          std::optional<PgTimestamp> commit_time);
 // The checkpoint row of apply lane `lane` of `slot`: lane 0's is the slot's own row (as
 // before lanes existed), lane k's is "<slot>/lane<k>" ('/' is never in a slot name).
 std::string checkpoint_key(const std::string& slot, std::size_t lane);

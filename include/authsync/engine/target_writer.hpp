@@ -95,6 +95,10 @@ public:
     // batch until send_commit() or rollback().
     void stage_commit();
     bool busy() const { return tx_open_ || in_flight_.has_value() || sent_commit_.has_value(); }
+    // From now on each commit raises every lane's checkpoint row of the slot to its end_lsn
+    // (apply::every_lane_checkpoint_statement) instead of writing this writer's own row: a sink
+    // applying the keys of lanes that stopped apart, until it has passed them all.
+    void checkpoint_every_lane(bool on) { every_lane_ = on; }
     // Sends the rest, then the checkpoint (with `end_lsn`) and COMMIT, in one round trip whose
     // results finish_commit() reads: nothing else may go on this connection in between. What
     // the batch holds is taken before the first suspension, so that changes added meanwhile
@@ -172,6 +176,7 @@ private:
     std::string in_flight_savepoint_;       // the savepoint taken just before in_flight_
     std::uint64_t savepoint_seq_ = 0;
     bool tx_open_ = false;
+    bool every_lane_ = false;         // checkpoint_every_lane
     bool begin_pending_ = false;      // the transaction's BEGIN goes with the next pipeline
     bool begun_in_pipeline_ = false;  // ... and went with the one whose results are awaited
     std::uint64_t wal_block_size_ = 8192;

@@ -56,8 +56,9 @@ struct Remove {
     std::string key;                      // mapping
     std::vector<std::string> mirror_key;  // mirror
 };
-// Every row the lane owns (lane_condition over the lane count; all rows with one lane).
+// Every row lane `lane` owns (lane_condition over the lane count; all rows with one lane).
 struct Truncate {
+    std::size_t lane = 0;
     std::size_t lanes = 1;
 };
 

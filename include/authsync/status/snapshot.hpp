@@ -100,8 +100,10 @@ struct TransportProgress {
     std::uint64_t skipped = 0;       // sink: frames its checkpoint already held
     std::uint64_t redeliveries = 0;  // sink: frames delivered again (a lost or late ack)
     std::uint64_t pending = 0;       // sink: its subject's frames not delivered yet (stream lag)
-    std::uint64_t unacked = 0;       // sink: frames delivered and not yet acknowledged
-    std::uint64_t copies = 0;        // sink: copies of its target (the first, after a gap)
+    // sink: frames delivered and not yet acknowledged; source: transactions received and not
+    // yet stored by the stream (the provider is acknowledged only past them)
+    std::uint64_t unacked = 0;
+    std::uint64_t copies = 0;  // sink: copies of its target (the first, after a gap)
 };
 
 // What the engine reports as it runs, shown as it is.

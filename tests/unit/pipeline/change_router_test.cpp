@@ -163,6 +163,8 @@ TEST_CASE("a truncate of a routed table goes to every lane, each for the keys it
     for (std::size_t i = 0; i < routed.ops.size(); ++i) {
         CHECK(routed.ops[i].writer == i % 3);
         CHECK(std::get<Truncate>(routed.ops[i].change).lanes == 3);
+        // Each names its lane's rows (a sink taking lanes over applies them all on one writer).
+        CHECK(std::get<Truncate>(routed.ops[i].change).lane == routed.ops[i].writer);
     }
 }
 
