@@ -38,9 +38,11 @@ using asio::use_awaitable;
 
 namespace {
 
-// Frames per fetch (one target transaction at most); the wait for the first of them.
+// Frames per fetch (one target transaction at most); the wait for the first of them. A
+// frame that arrives meanwhile is delivered at once: the wait bounds only how often an idle
+// target asks (and how long a stop waits), a pull request per 2 s.
 constexpr int kFetchBatch = 256;
-constexpr std::chrono::milliseconds kFetchWait{500};
+constexpr std::chrono::milliseconds kFetchWait{2000};
 constexpr std::chrono::seconds kAckTimeout{5};
 // While nothing is delivered, how often the consumer is asked whether it still exists.
 constexpr std::chrono::seconds kProbeEvery{2};
@@ -235,8 +237,7 @@ awaitable<void> SinkSession::prepare() {
     consumer_ = co_await off_thread(pool_, [this] {
         return std::make_unique<transport::Consumer>(js_->session_consumer(
             config_.transport.stream, target_subject(config_, name()), config_.transport.ack_wait,
-            std::max(std::chrono::seconds(30), 2 * config_.transport.ack_wait),
-            config_.transport.replicas));
+            std::max(std::chrono::seconds(30), 2 * config_.transport.ack_wait)));
     });
 }
 

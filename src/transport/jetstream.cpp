@@ -348,8 +348,7 @@ Consumer JetStream::consumer(const std::string& stream, const std::string& durab
 }
 
 Consumer JetStream::session_consumer(const std::string& stream, const std::string& subject,
-                                     std::chrono::seconds ack_wait, std::chrono::seconds idle,
-                                     int replicas) {
+                                     std::chrono::seconds ack_wait, std::chrono::seconds idle) {
     jsConsumerConfig cc;
     jsConsumerConfig_Init(&cc);
     cc.AckPolicy = js_AckAll;
@@ -357,7 +356,8 @@ Consumer JetStream::session_consumer(const std::string& stream, const std::strin
     cc.AckWait = nanoseconds(ack_wait);
     cc.FilterSubject = subject.c_str();
     cc.InactiveThreshold = nanoseconds(idle);
-    cc.Replicas = replicas;
+    cc.Replicas = 1;
+    cc.MemoryStorage = true;
     jsConsumerInfo* ci = nullptr;
     jsErrCode code = static_cast<jsErrCode>(0);
     auto s = js_AddConsumer(&ci, js_, stream.c_str(), &cc, nullptr, &code);
@@ -368,6 +368,7 @@ Consumer JetStream::session_consumer(const std::string& stream, const std::strin
     jsSubOptions_Init(&so);
     so.Stream = stream.c_str();
     so.Consumer = name.c_str();
+    so.Config.MemoryStorage = true;  // binding checks the consumer's config against this
     natsSubscription* sub = nullptr;
     code = static_cast<jsErrCode>(0);
     s = js_PullSubscribe(&sub, js_, subject.c_str(), name.c_str(), nullptr, &so, &code);

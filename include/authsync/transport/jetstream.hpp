@@ -148,11 +148,11 @@ public:
     // A consumer of `subject` for one reader's session: it delivers the subject from its first
     // stored message in stream order (nothing an earlier reader left unacknowledged comes back
     // after later messages), an ack covers the messages before it, and the server removes it
-    // once unused for `idle` (a reader that died). `replicas` as the stream's, so that it
-    // outlives the loss of a node.
+    // once unused for `idle` (a reader that died). One replica, in memory: it holds only one
+    // session's progress (the reader's own checkpoint is the truth), so a consumer lost with
+    // its node costs a new session, not a Raft group per subject on every node.
     Consumer session_consumer(const std::string& stream, const std::string& subject,
-                              std::chrono::seconds ack_wait, std::chrono::seconds idle,
-                              int replicas);
+                              std::chrono::seconds ack_wait, std::chrono::seconds idle);
 
 private:
     friend class Consumer;
