@@ -984,10 +984,11 @@ awaitable<void> Session::apply_batch() {
     co_await send_batch(std::move(batch), false);
 }
 
-// Each writer with work commits the batch with its checkpoint, in parallel; one always does,
-// so that some checkpoint row holds every end_lsn reported. A writer with nothing to write
-// covers the batch as soon as its earlier commits are durable. `all`: every writer commits
-// (an idle record, or the lanes finishing together).
+// Each writer with work commits the batch with its checkpoint, in parallel. A writer with
+// nothing to write covers the batch as soon as its earlier commits are durable; a target
+// whose checkpoint rows fall behind that gets a checkpoint-only commit now and then, and the
+// provider is acknowledged only as far as some checkpoint row holds. `all`: every writer
+// commits (an idle record, or the lanes finishing together).
 awaitable<void> Session::send_batch(BatchRecord batch, bool all) {
     for (auto& t : targets_) {
         const auto before = batch.committing.size();
@@ -995,9 +996,12 @@ awaitable<void> Session::send_batch(BatchRecord batch, bool all) {
             if (all || w->has_work()) batch.committing.push_back(w);
         }
         // A target with nothing to write still needs a checkpoint row that holds what is
-        // acknowledged (FlushTracker::stored_behind): with one target in every batch, with
-        // several now and then, so that idle targets cost little.
-        const bool due = targets_.size() == 1 ||
+        // acknowledged (FlushTracker::stored_behind), now and then: transactions that bring it
+        // nothing (other tenants' rows, other slots' heartbeats) must not cost it a commit
+        // each. N authsyncs on one provider each received every other one's heartbeats, and
+        // each heartbeat was a target commit in all N of them. Our own heartbeat still commits
+        // a single target's checkpoint: it keeps an idle slot current.
+        const bool due = (targets_.size() == 1 && batch.heartbeat) ||
                          (tracker_->stored_behind(t->index) &&
                           Clock::now() - t->last_checkpoint >= config_.source.status_interval);
         if (batch.committing.size() == before && due) {
@@ -1163,10 +1167,14 @@ void Session::batch_applied(const BatchRecord& batch) {
     status_.last_commit_time = batch.commit_time;
     status_.last_applied_at = PgTimestamp::now();
     status_.txns_applied += batch.txns;
-    ++status_.batches;
     const double apply_seconds =
         std::chrono::duration<double>(Clock::now() - batch.started).count();
-    status_.batch_apply_seconds.observe(apply_seconds);
+    // Transactions that brought no target anything (and no checkpoint fell due) committed
+    // nothing: not a batch committed to a target.
+    if (!batch.committing.empty()) {
+        ++status_.batches;
+        status_.batch_apply_seconds.observe(apply_seconds);
+    }
     log_->debug("applied {} transactions up to lsn={} in {:.1f} ms", batch.txns,
                 batch.end_lsn->to_string(), apply_seconds * 1000);
     if (batch.heartbeat) {

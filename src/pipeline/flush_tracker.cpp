@@ -131,10 +131,16 @@ bool FlushTracker::has_unflushed() const {
 
 std::optional<Lsn> FlushTracker::idle_record(Lsn wal_end, bool applied_all, Clock::time_point now,
                                              Clock::duration every) {
-    if (!applied_all || has_unflushed() || wal_end <= committed_) return std::nullopt;
+    if (!applied_all || has_unflushed()) return std::nullopt;
+    // Nothing new since the last commit, unless the last transactions brought some target
+    // nothing and its checkpoint rows were not written for them: they are recorded now, or
+    // the slot would stay behind them until more WAL came.
+    bool behind = false;
+    for (std::size_t t = 0; t < targets_ && !behind; ++t) behind = stored_behind(t);
+    if (wal_end <= committed_ && !behind) return std::nullopt;
     if (last_idle_record_ && now - *last_idle_record_ < every) return std::nullopt;
     last_idle_record_ = now;
-    return wal_end;
+    return std::max(wal_end, committed_);
 }
 
 }  // namespace authsync::pipeline

@@ -464,6 +464,53 @@ TEST_CASE("at low load each transaction costs one round trip to the target",
     CHECK(f.stop() == 0);
 }
 
+// Transactions that bring the target nothing (here other authsyncs' heartbeats on the same
+// provider, which pgoutput sends to every slot) cost it no commit each: with N authsyncs on one
+// provider each one's heartbeats were a target commit in all N. Their checkpoint is written
+// now and then (status_interval), and when the stream idles right after them (no WAL past
+// them), the idle record stores it so that the slot still passes them.
+TEST_CASE("transactions that bring the target nothing cost it no commit each",
+          "[sync][integration]") {
+    test::SyncOptions options;
+    options.heartbeat_interval = "0s";  // our own heartbeats commit the checkpoint
+    options.status_interval = "3s";
+    SyncFixture f(options);
+    f.start();
+    auto p = f.provider();
+    p.exec("INSERT INTO public.users (id, name) VALUES ('nb0', 'warm up')");
+    REQUIRE(wait_until([&] { return row_exists(f, "nb0"); }));
+    REQUIRE(wait_until([&] { return counters(f).value("batches", 0) >= 1; }));
+    const auto before = counters(f);
+    constexpr int kTransactions = 30;
+    for (int i = 0; i < kTransactions; ++i) {
+        p.exec("SELECT pg_logical_emit_message(true, 'authsync_heartbeat', 'another_slot')");
+        std::this_thread::sleep_for(20ms);  // one at a time: each its own batch
+    }
+    json after;
+    REQUIRE(wait_until([&] {
+        after = counters(f);
+        return after.value("txns_applied", 0) >= before.value("txns_applied", 0) + kTransactions;
+    }));
+    const auto batches = after.value("batches", 0) - before.value("batches", 0);
+    const auto trips = after.value("target_round_trips", 0) - before.value("target_round_trips", 0);
+    WARN(kTransactions << " transactions for nobody: " << batches << " batches, " << trips
+                       << " round trips to the target");
+    CHECK(batches == 0);
+    // At most a checkpoint falling due (status_interval) and an idle record.
+    CHECK(trips <= 2);
+    // Nothing after them: the slot still passes them, and their checkpoint is in the target.
+    REQUIRE(f.wait_caught_up(30s));
+    const auto confirmed = f.provider_value(
+        "SELECT confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = '" + f.slot() +
+        "'");
+    CHECK(f.target_value("SELECT end_lsn >= '" + confirmed +
+                         "'::pg_lsn FROM authsync.checkpoint WHERE slot = '" + f.slot() + "'") ==
+          "t");
+    p.exec("INSERT INTO public.users (id, name) VALUES ('nb1', 'after them')");
+    CHECK(wait_until([&] { return row_exists(f, "nb1"); }));
+    CHECK(f.stop() == 0);
+}
+
 // A backlog of small transactions goes in whole batches, each in one round trip, none over
 // apply.batch_max_rows: a batch reaching the limit waits for its Commit instead of taking the
 // chunk path (a chunk pipeline, then the commit's: two round trips, and the reader waiting

@@ -69,7 +69,8 @@ public:
 
     // The keepalive's WAL end to record as every writer's checkpoint, when it is due: nothing is
     // pending (`applied_all`: no transaction or batch open), every commit is durable, it is
-    // ahead of what was committed, and the last record is at least `every` old.
+    // ahead of what was committed or some target's rows are behind (stored_behind), and the
+    // last record is at least `every` old. Never below what was committed.
     std::optional<Lsn> idle_record(Lsn wal_end, bool applied_all, Clock::time_point now,
                                    Clock::duration every);
 

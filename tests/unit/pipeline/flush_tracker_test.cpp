@@ -174,6 +174,35 @@ TEST_CASE(
     CHECK(t.idle_record(at(0xa00), true, t0 + 10s, 10s));
 }
 
+// Transactions that brought the target nothing (e.g. other slots' heartbeats) were passed
+// through without a checkpoint commit: when the stream then idles with no WAL after them, the
+// idle record writes the checkpoint that lets the slot pass them.
+TEST_CASE("an idle record stores what transactions that brought nothing left behind",
+          "[pipeline]") {
+    auto t = fresh(1);
+    const auto t0 = FlushTracker::Clock::time_point{} + 1h;
+    t.received(at(0x100));
+    t.committed(0, at(0x100), at(0x5000));
+    t.target_flushed(0, at(0x5000));
+    CHECK(t.acknowledged() == at(0x100));
+    // 0x200: nothing to write, no checkpoint commit.
+    t.received(at(0x200));
+    t.committed(0, at(0x200), std::nullopt);
+    t.target_flushed(0, at(0x5000));
+    CHECK(t.acknowledged() == at(0x100));
+    CHECK(t.stored_behind(0));
+    // The provider's WAL ends at that transaction's end: still recorded, at what was covered.
+    auto record = t.idle_record(at(0x200), true, t0, 10s);
+    REQUIRE(record);
+    CHECK(*record == at(0x200));
+    t.committed(0, at(0x200), at(0x5100));
+    t.target_flushed(0, at(0x5100));
+    CHECK(t.acknowledged() == at(0x200));
+    CHECK_FALSE(t.stored_behind(0));
+    // Caught up and stored: nothing more to record at the same WAL end.
+    CHECK_FALSE(t.idle_record(at(0x200), true, t0 + 20s, 10s));
+}
+
 // Fan-out: writers grouped by target database.
 TEST_CASE("a target counts only as far as its stored checkpoint rows hold", "[pipeline]") {
     // Writers 0 and 1 into target 0, writer 2 into target 1.
