@@ -349,34 +349,39 @@ Statement truncate_statement(const mapping::MappingRule& rule, PgTimestamp commi
     return plain(sql, {commit_time.to_iso8601()}, Statement::Kind::SoftDelete);
 }
 
-Statement checkpoint_statement(const std::string& slot, Lsn end_lsn,
-                               std::optional<PgTimestamp> commit_time) {
-    // Every write marks the row as covering what authsync acknowledges (engine::Checkpoint).
-    // Without a commit time (an idle acknowledgement) the stored one stays.
+namespace {
+
+// The checkpoint row's upsert; `end_lsn` is what an existing row's end_lsn becomes. Every write
+// marks the row as covering what authsync acknowledges (engine::Checkpoint); without a commit
+// time (an idle acknowledgement) the stored one stays.
+Statement checkpoint_upsert(std::string prefix, const char* end_lsn, const std::string& slot,
+                            Lsn lsn, std::optional<PgTimestamp> commit_time) {
     std::optional<std::string> time;
     if (commit_time) time = commit_time->to_iso8601();
-    return plain(
-        "INSERT INTO authsync.checkpoint (slot, end_lsn, commit_time, updated_at, "
-        "covers_acknowledged) VALUES ($1, $2::pg_lsn, $3::timestamptz, now(), true) ON "
-        "CONFLICT (slot) DO UPDATE SET end_lsn = EXCLUDED.end_lsn, commit_time = "
-        "coalesce(EXCLUDED.commit_time, authsync.checkpoint.commit_time), updated_at = "
-        "now(), covers_acknowledged = true",
-        {slot, end_lsn.to_string(), time}, Statement::Kind::UpsertFull);
+    return plain(std::move(prefix) +
+                     "INSERT INTO authsync.checkpoint (slot, end_lsn, commit_time, updated_at, "
+                     "covers_acknowledged) VALUES ($1, $2::pg_lsn, $3::timestamptz, now(), true) "
+                     "ON CONFLICT (slot) DO UPDATE SET end_lsn = " +
+                     end_lsn +
+                     ", commit_time = coalesce(EXCLUDED.commit_time, "
+                     "authsync.checkpoint.commit_time), updated_at = now(), "
+                     "covers_acknowledged = true",
+                 {slot, lsn.to_string(), time}, Statement::Kind::UpsertFull);
+}
+
+}  // namespace
+
+Statement checkpoint_statement(const std::string& slot, Lsn end_lsn,
+                               std::optional<PgTimestamp> commit_time) {
+    return checkpoint_upsert({}, "EXCLUDED.end_lsn", slot, end_lsn, commit_time);
 }
 
 Statement every_lane_checkpoint_statement(const std::string& slot, Lsn end_lsn,
                                           std::optional<PgTimestamp> commit_time) {
-    std::optional<std::string> time;
-    if (commit_time) time = commit_time->to_iso8601();
-    return plain(
+    return checkpoint_upsert(
         "WITH lanes AS (UPDATE authsync.checkpoint SET end_lsn = greatest(end_lsn, $2::pg_lsn), "
-        "updated_at = now(), covers_acknowledged = true WHERE starts_with(slot, $1 || '/lane')) "
-        "INSERT INTO authsync.checkpoint (slot, end_lsn, commit_time, updated_at, "
-        "covers_acknowledged) VALUES ($1, $2::pg_lsn, $3::timestamptz, now(), true) ON "
-        "CONFLICT (slot) DO UPDATE SET end_lsn = greatest(authsync.checkpoint.end_lsn, "
-        "EXCLUDED.end_lsn), commit_time = coalesce(EXCLUDED.commit_time, "
-        "authsync.checkpoint.commit_time), updated_at = now(), covers_acknowledged = true",
-        {slot, end_lsn.to_string(), time}, Statement::Kind::UpsertFull);
+        "updated_at = now(), covers_acknowledged = true WHERE starts_with(slot, $1 || '/lane')) ",
+        "greatest(authsync.checkpoint.end_lsn, EXCLUDED.end_lsn)", slot, end_lsn, commit_time);
 }
 
 std::string checkpoint_key(const std::string& slot, std::size_t lane) {

@@ -154,6 +154,25 @@ TEST_CASE("an idle acknowledgement keeps the stored commit time", "[apply]") {
                Catch::Contains("coalesce(EXCLUDED.commit_time, authsync.checkpoint.commit_time)"));
 }
 
+// A sink that took over lanes stopped apart (engine/sink_role.cpp): no lane's row moves back.
+TEST_CASE("the every-lane checkpoint raises each lane's row and lowers none", "[apply]") {
+    auto st = every_lane_checkpoint_statement("my_slot", Lsn(0x16B3748), std::nullopt);
+    CHECK_THAT(st.sql, Catch::StartsWith("WITH lanes AS (UPDATE authsync.checkpoint SET "
+                                         "end_lsn = greatest(end_lsn, $2::pg_lsn)"));
+    CHECK_THAT(st.sql, Catch::Contains("starts_with(slot, $1 || '/lane')"));
+    CHECK_THAT(st.sql,
+               Catch::Contains("DO UPDATE SET end_lsn = greatest(authsync.checkpoint.end_lsn, "
+                               "EXCLUDED.end_lsn)"));
+    CHECK_THAT(st.sql, Catch::Contains("covers_acknowledged = true"));
+    REQUIRE(st.params.size() == 3);
+    CHECK(st.params[0] == "my_slot");
+    CHECK(st.params[1] == "0/16B3748");
+    CHECK_FALSE(st.params[2].has_value());
+    // The single writer's form sets the LSN it is given.
+    CHECK_THAT(checkpoint_statement("my_slot", Lsn(1), std::nullopt).sql,
+               Catch::Contains("DO UPDATE SET end_lsn = EXCLUDED.end_lsn,"));
+}
+
 // Bytes from PostgreSQL 15: encode(array_send(ARRAY[...]::T[]), 'hex').
 TEST_CASE("array parameters are in PostgreSQL's binary array format", "[apply]") {
     const std::string a = "a", q = "b\"c";
