@@ -125,6 +125,25 @@ bool lanes_apart(SyncFixture& f, const FanoutTargets& targets) {
     return false;
 }
 
+// The consumers of `stream` that node `node` holds (its /jsz: a node lists the consumers it
+// keeps; a session's consumer has one replica, so exactly one running node lists it).
+std::vector<std::string> consumers_on(const test::NatsCluster& nats, int node,
+                                      const std::string& stream) {
+    std::vector<std::string> out;
+    auto j = nlohmann::json::parse(
+        nats.monitor(node, "/jsz?accounts=true&streams=true&consumers=true"), nullptr, false);
+    if (!j.is_object()) return out;
+    for (const auto& account : j.value("account_details", nlohmann::json::array())) {
+        for (const auto& st : account.value("stream_detail", nlohmann::json::array())) {
+            if (st.value("name", "") != stream) continue;
+            for (const auto& c : st.value("consumer_detail", nlohmann::json::array())) {
+                out.push_back(c.value("name", ""));
+            }
+        }
+    }
+    return out;
+}
+
 }  // namespace
 
 TEST_CASE("JetStream: a source and a sink per target keep each tenant equal, through SIGKILLs",
@@ -229,6 +248,65 @@ TEST_CASE("JetStream: a NATS node lost and the whole cluster restarted lose noth
     nats.wait_healthy();
     f.start();
     work.run(40);
+    require_match(f, targets, sinks);
+    check_no_foreign_rows(f, targets);
+    check_applied_once(targets);
+    CHECK(f.stop() == 0);
+    for (auto& s : sinks) CHECK(s->stop() == 0);
+}
+
+// A sink session's consumer has one replica, kept in memory (JetStream::session_consumer):
+// the target's checkpoint is the truth. Losing the node that holds it loses the consumer; the
+// sink notices (its probe fails), starts a new session on a node still up, from the target's
+// checkpoint, and applies nothing twice. The node is picked by where the consumer is.
+TEST_CASE("JetStream: a sink whose consumer's node is lost goes on from its checkpoint",
+          "[jetstream][scaleout][integration]") {
+    test::NatsCluster nats(3);
+    nats.wait_healthy();
+    const std::string stream = "SCALEOUT_R1";
+    auto targets = make_targets("hard", 1);
+    auto options = tenant_options(targets, transport_yaml(nats, stream));
+    SyncFixture f(options);
+    seed_users(f, 1);
+    f.start();
+    auto sinks = start_sinks(f, 1);
+    require_match(f, targets, sinks);
+    audit_applications(targets.databases[0]);
+    Workload work(f, 1, 5);
+    work.run(30);
+    require_match(f, targets, sinks);
+    // Where the session's consumer is: one node, one consumer.
+    int holder = -1;
+    std::string consumer;
+    for (int n = 0; n < nats.size(); ++n) {
+        auto names = consumers_on(nats, n, stream);
+        INFO("node n" << n + 1 << ": " << names.size() << " consumer(s)");
+        if (names.empty()) continue;
+        CHECK(holder == -1);  // on one node only
+        CHECK(names.size() == 1);
+        holder = n;
+        consumer = names.front();
+    }
+    REQUIRE(holder >= 0);
+    nats.kill(holder);
+    work.run(60);
+    require_match(f, targets, sinks, 120s);
+    // A new consumer, on a node that is up.
+    std::string replacement;
+    for (int n = 0; n < nats.size(); ++n) {
+        if (n == holder) continue;
+        for (const auto& name : consumers_on(nats, n, stream)) {
+            if (name != consumer) replacement = name;
+        }
+    }
+    CHECK_FALSE(replacement.empty());
+    WARN("the sink's consumer " << consumer << " was on n" << holder + 1 << ", killed; then "
+                                << replacement);
+    CHECK(sinks[0]->status().value("state", "") == "streaming");
+    CHECK(sinks[0]->status()["transport"]["copies"].get<int>() == 1);  // the first one only
+    nats.start(holder);
+    nats.wait_healthy();
+    work.run(30);
     require_match(f, targets, sinks);
     check_no_foreign_rows(f, targets);
     check_applied_once(targets);

@@ -104,6 +104,16 @@ void NatsCluster::wait_healthy() {
     }
 }
 
+std::string NatsCluster::monitor(int node, const std::string& path) const {
+    const auto& n = nodes_.at(static_cast<std::size_t>(node));
+    try {
+        return run_shell_output(
+            "curl -sf -m 5 'http://127.0.0.1:" + std::to_string(n.monitor_port) + path + "'");
+    } catch (const std::runtime_error&) {
+        return {};  // not running, or not answering
+    }
+}
+
 std::string NatsCluster::log(int node) const {
     return nodes_.at(static_cast<std::size_t>(node)).process->log();
 }

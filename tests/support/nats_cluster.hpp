@@ -31,6 +31,9 @@ public:
     // Waits until every running node is healthy; throws after 60 s.
     void wait_healthy();
     std::string log(int node) const;
+    // The body of GET `path` (e.g. "/jsz?consumers=true") on the node's monitoring port; empty
+    // when it does not answer.
+    std::string monitor(int node, const std::string& path) const;
 
 private:
     struct Node {
