@@ -1228,10 +1228,7 @@ void Session::arm_durability_wakeup() {
 awaitable<void> Session::finish_together() {
     co_await join_batch();
     if (writers_.size() == 1 || in_transaction_) co_return;
-    const auto at = tracker_->committed_lsn();
-    bool apart = false;
-    for (auto& w : writers_) apart = apart || tracker_->checkpoint(w->id()) != at;
-    if (apart && at.is_valid()) co_await commit_writers(at, std::nullopt, true);
+    if (auto at = tracker_->together_at()) co_await commit_writers(*at, std::nullopt, true);
 }
 
 // A clean stop reports what the target has flushed; a little wait lets its walwriter finish.

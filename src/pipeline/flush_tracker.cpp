@@ -55,6 +55,15 @@ Lsn FlushTracker::resume_lsn() const {
 
 void FlushTracker::received(Lsn end_lsn) {
     received_ = std::max(received_, end_lsn);
+    streamed_ = std::max(streamed_, end_lsn);
+}
+
+std::optional<Lsn> FlushTracker::together_at() const {
+    if (!committed_.is_valid() || streamed_ < committed_) return std::nullopt;
+    const bool apart = std::any_of(writers_.begin(), writers_.end(),
+                                   [&](const Writer& w) { return w.checkpoint != committed_; });
+    if (!apart) return std::nullopt;
+    return committed_;
 }
 
 void FlushTracker::committed(WriterId w, Lsn end_lsn, std::optional<Lsn> target_point) {
@@ -132,15 +141,21 @@ bool FlushTracker::has_unflushed() const {
 std::optional<Lsn> FlushTracker::idle_record(Lsn wal_end, bool applied_all, Clock::time_point now,
                                              Clock::duration every) {
     if (!applied_all || has_unflushed()) return std::nullopt;
-    // Nothing new since the last commit, unless the last transactions brought some target
-    // nothing and its checkpoint rows were not written for them: they are recorded now, or
+    // Only what the provider has sent is recorded: committed_ may be a writer's starting
+    // checkpoint (a target that joined with a copy) that the others have not reached.
+    if (wal_end < committed_) return std::nullopt;
+    // At what was committed: nothing new, unless the last transactions brought some target
+    // nothing and its checkpoint rows were not written for them. They are recorded now, or
     // the slot would stay behind them until more WAL came.
-    bool behind = false;
-    for (std::size_t t = 0; t < targets_ && !behind; ++t) behind = stored_behind(t);
-    if (wal_end <= committed_ && !behind) return std::nullopt;
+    if (wal_end == committed_) {
+        bool behind = false;
+        for (std::size_t t = 0; t < targets_ && !behind; ++t) behind = stored_behind(t);
+        if (!behind) return std::nullopt;
+    }
     if (last_idle_record_ && now - *last_idle_record_ < every) return std::nullopt;
     last_idle_record_ = now;
-    return std::max(wal_end, committed_);
+    streamed_ = std::max(streamed_, wal_end);
+    return wal_end;
 }
 
 }  // namespace authsync::pipeline

@@ -8,6 +8,7 @@
 #include <csignal>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <memory>
 #include <random>
 #include <thread>
@@ -125,11 +126,17 @@ bool lanes_apart(SyncFixture& f, const FanoutTargets& targets) {
     return false;
 }
 
-// The consumers of `stream` that node `node` holds (its /jsz: a node lists the consumers it
-// keeps; a session's consumer has one replica, so exactly one running node lists it).
-std::vector<std::string> consumers_on(const test::NatsCluster& nats, int node,
-                                      const std::string& stream) {
-    std::vector<std::string> out;
+// A consumer of a stream as one node's /jsz lists it: a node lists the consumers it keeps (a
+// session's consumer has one replica, so one running node lists it). `waiting`: pull
+// requests waiting on it (a live session's fetch; one left by an earlier session has none).
+struct HeldConsumer {
+    std::string name;
+    int waiting = 0;
+};
+
+std::vector<HeldConsumer> consumers_on(const test::NatsCluster& nats, int node,
+                                       const std::string& stream) {
+    std::vector<HeldConsumer> out;
     auto j = nlohmann::json::parse(
         nats.monitor(node, "/jsz?accounts=true&streams=true&consumers=true"), nullptr, false);
     if (!j.is_object()) return out;
@@ -137,7 +144,7 @@ std::vector<std::string> consumers_on(const test::NatsCluster& nats, int node,
         for (const auto& st : account.value("stream_detail", nlohmann::json::array())) {
             if (st.value("name", "") != stream) continue;
             for (const auto& c : st.value("consumer_detail", nlohmann::json::array())) {
-                out.push_back(c.value("name", ""));
+                out.push_back({c.value("name", ""), c.value("num_waiting", 0)});
             }
         }
     }
@@ -275,19 +282,27 @@ TEST_CASE("JetStream: a sink whose consumer's node is lost goes on from its chec
     Workload work(f, 1, 5);
     work.run(30);
     require_match(f, targets, sinks);
-    // Where the session's consumer is: one node, one consumer.
+    // Where the session's consumer is: the one with the sink's fetch waiting on it, on one node.
     int holder = -1;
     std::string consumer;
-    for (int n = 0; n < nats.size(); ++n) {
-        auto names = consumers_on(nats, n, stream);
-        INFO("node n" << n + 1 << ": " << names.size() << " consumer(s)");
-        if (names.empty()) continue;
-        CHECK(holder == -1);  // on one node only
-        CHECK(names.size() == 1);
-        holder = n;
-        consumer = names.front();
-    }
-    REQUIRE(holder >= 0);
+    REQUIRE(wait_until(
+        [&] {
+            std::map<std::string, int> nodes_listing;
+            holder = -1;
+            int live = 0;
+            for (int n = 0; n < nats.size(); ++n) {
+                for (const auto& c : consumers_on(nats, n, stream)) {
+                    ++nodes_listing[c.name];
+                    if (c.waiting == 0) continue;
+                    ++live;
+                    holder = n;
+                    consumer = c.name;
+                }
+            }
+            for (const auto& [name, count] : nodes_listing) CHECK(count == 1);  // one replica
+            return live == 1;
+        },
+        15s));
     nats.kill(holder);
     work.run(60);
     require_match(f, targets, sinks, 120s);
@@ -295,8 +310,8 @@ TEST_CASE("JetStream: a sink whose consumer's node is lost goes on from its chec
     std::string replacement;
     for (int n = 0; n < nats.size(); ++n) {
         if (n == holder) continue;
-        for (const auto& name : consumers_on(nats, n, stream)) {
-            if (name != consumer) replacement = name;
+        for (const auto& c : consumers_on(nats, n, stream)) {
+            if (c.name != consumer) replacement = c.name;
         }
     }
     CHECK_FALSE(replacement.empty());

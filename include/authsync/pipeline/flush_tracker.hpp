@@ -69,10 +69,18 @@ public:
 
     // The keepalive's WAL end to record as every writer's checkpoint, when it is due: nothing is
     // pending (`applied_all`: no transaction or batch open), every commit is durable, it is
-    // ahead of what was committed or some target's rows are behind (stored_behind), and the
-    // last record is at least `every` old. Never below what was committed.
+    // ahead of what was committed (or at it, when some target's rows are behind:
+    // stored_behind), and the last record is at least `every` old.
     std::optional<Lsn> idle_record(Lsn wal_end, bool applied_all, Clock::time_point now,
                                    Clock::duration every);
+
+    // Where every writer's row is brought at a clean stop, so that a restart finds them
+    // together (pipeline::lane_start_positions): the highest checkpoint, when the rows stand
+    // apart and the stream has been received up to it in this session. Not before: a row
+    // behind may lack a change whose commit a crash lost while another writer's commit of the
+    // same batch held (lanes killed apart); raising it before the stream sent that
+    // transaction again would skip the change for good.
+    std::optional<Lsn> together_at() const;
 
     // What to report: write, and flush (= apply).
     Lsn written() const { return std::max(received_, acknowledged_); }
@@ -109,6 +117,7 @@ private:
     std::vector<Writer> writers_;
     std::size_t targets_ = 1;
     Lsn received_;
+    Lsn streamed_;  // the highest end_lsn (or idle record) the stream delivered in this session
     Lsn committed_;
     Lsn acknowledged_;
     std::optional<Clock::time_point> last_idle_record_;

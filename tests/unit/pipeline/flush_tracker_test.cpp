@@ -203,6 +203,58 @@ TEST_CASE("an idle record stores what transactions that brought nothing left beh
     CHECK_FALSE(t.idle_record(at(0x200), true, t0 + 20s, 10s));
 }
 
+// A target that joined with a copy starts ahead of the others (engine: copy_joining_target):
+// its checkpoint is not something the stream has sent. An idle record below it would write
+// it into the other targets' rows, and they would skip what lies between.
+TEST_CASE("an idle record never records what the provider has not sent", "[pipeline]") {
+    FlushTracker t(std::vector<std::size_t>{0, 1});
+    t.start_writer(0, at(0x100), at(0x7000));
+    t.start_writer(1, at(0x900), at(0x8000));
+    t.start(at(0x100));
+    t.target_flushed(0, at(0x7000));
+    t.target_flushed(1, at(0x8000));
+    const auto t0 = FlushTracker::Clock::time_point{} + 1h;
+    // 0x200 brought nobody anything: target 0's rows fall behind it.
+    t.received(at(0x200));
+    t.committed(0, at(0x200), std::nullopt);
+    t.committed(1, at(0x200), std::nullopt);
+    t.target_flushed(0, at(0x7000));
+    REQUIRE(t.stored_behind(0));
+    CHECK_FALSE(t.idle_record(at(0x250), true, t0, 10s));
+    // Once the provider has sent past the joined target's checkpoint, it is safe.
+    auto record = t.idle_record(at(0x900), true, t0, 10s);
+    REQUIRE(record);
+    CHECK(*record == at(0x900));
+}
+
+// Lanes killed apart: lane 1 committed a batch (0x300) whose lane-0 commit the crash lost, so
+// lane 0's row is still at 0x100 and lane 0 lacks its share of 0x300. A clean stop before the
+// stream has sent 0x300 again must leave the rows apart: raised to 0x300, lane 0 would skip
+// its share of it for good.
+TEST_CASE("a clean stop brings the rows together only at what the stream has sent again",
+          "[pipeline]") {
+    FlushTracker t(std::vector<std::size_t>{0, 0});
+    t.start_writer(0, at(0x100), at(0x7000));
+    t.start_writer(1, at(0x300), at(0x7000));
+    t.start(at(0x100));
+    CHECK(t.resume_lsn() == at(0x100));
+    CHECK_FALSE(t.together_at());  // nothing streamed yet
+    t.received(at(0x200));
+    t.committed(0, at(0x200), at(0x7100));
+    t.committed(1, at(0x200), std::nullopt);
+    CHECK_FALSE(t.together_at());  // 0x300 not sent again yet
+    t.received(at(0x300));         // lane 0 applies its share of 0x300; lane 1 skips it
+    t.committed(0, at(0x300), at(0x7200));
+    t.committed(1, at(0x300), std::nullopt);
+    CHECK_FALSE(t.together_at());  // together already
+    t.received(at(0x400));
+    t.committed(1, at(0x400), at(0x7300));
+    t.committed(0, at(0x400), std::nullopt);
+    auto together = t.together_at();
+    REQUIRE(together);
+    CHECK(*together == at(0x400));
+}
+
 // Fan-out: writers grouped by target database.
 TEST_CASE("a target counts only as far as its stored checkpoint rows hold", "[pipeline]") {
     // Writers 0 and 1 into target 0, writer 2 into target 1.
