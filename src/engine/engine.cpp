@@ -1224,10 +1224,12 @@ void Session::arm_durability_wakeup() {
 }
 
 // At a clean stop every lane records the same position, so that a restart with another lane
-// count finds them together (pipeline::lane_start_positions).
+// count finds them together (pipeline::lane_start_positions). A single lane records what
+// transactions that brought it nothing left behind (no checkpoint commit of their own): the
+// slot then stops where the stream did.
 awaitable<void> Session::finish_together() {
     co_await join_batch();
-    if (writers_.size() == 1 || in_transaction_) co_return;
+    if (in_transaction_) co_return;
     if (auto at = tracker_->together_at()) co_await commit_writers(*at, std::nullopt, true);
 }
 

@@ -511,6 +511,42 @@ TEST_CASE("transactions that bring the target nothing cost it no commit each",
     CHECK(f.stop() == 0);
 }
 
+// The same transactions right before a clean stop: the stop stores their checkpoint, and the
+// slot stops past them (nothing is replayed at the next start).
+TEST_CASE("a clean stop stores what transactions that brought nothing left behind",
+          "[sync][integration]") {
+    test::SyncOptions options;
+    options.heartbeat_interval = "0s";
+    options.status_interval = "1h";  // no checkpoint falls due, no idle record
+    SyncFixture f(options);
+    f.start();
+    auto p = f.provider();
+    p.exec("INSERT INTO public.users (id, name) VALUES ('cs0', 'warm up')");
+    REQUIRE(wait_until([&] { return row_exists(f, "cs0"); }));
+    REQUIRE(wait_until([&] { return counters(f).value("batches", 0) >= 1; }));
+    const auto before = counters(f);
+    std::string last;
+    for (int i = 0; i < 5; ++i) {
+        last = f.provider_value(
+            "SELECT pg_logical_emit_message(true, 'authsync_heartbeat', 'another_slot')");
+    }
+    REQUIRE(wait_until([&] {
+        return counters(f).value("txns_applied", 0) >= before.value("txns_applied", 0) + 5;
+    }));
+    REQUIRE(f.stop() == 0);
+    // The slot and the checkpoint are past the last of them.
+    CHECK(f.provider_value("SELECT confirmed_flush_lsn > '" + last +
+                           "'::pg_lsn FROM pg_replication_slots WHERE slot_name = '" + f.slot() +
+                           "'") == "t");
+    CHECK(f.target_value("SELECT end_lsn > '" + last +
+                         "'::pg_lsn FROM authsync.checkpoint WHERE slot = '" + f.slot() + "'") ==
+          "t");
+    f.start();
+    p.exec("INSERT INTO public.users (id, name) VALUES ('cs1', 'after the stop')");
+    CHECK(wait_until([&] { return row_exists(f, "cs1"); }));
+    CHECK(f.stop() == 0);
+}
+
 // A backlog of small transactions goes in whole batches, each in one round trip, none over
 // apply.batch_max_rows: a batch reaching the limit waits for its Commit instead of taking the
 // chunk path (a chunk pipeline, then the commit's: two round trips, and the reader waiting
