@@ -464,33 +464,65 @@ TEST_CASE("at low load each transaction costs one round trip to the target",
     CHECK(f.stop() == 0);
 }
 
-// Transactions that bring the target nothing (here other authsyncs' heartbeats on the same
-// provider, which pgoutput sends to every slot) cost it no commit each: with N authsyncs on one
-// provider each one's heartbeats were a target commit in all N. Their checkpoint is written
-// now and then (status_interval), and when the stream idles right after them (no WAL past
-// them), the idle record stores it so that the slot still passes them.
-TEST_CASE("transactions that bring the target nothing cost it no commit each",
-          "[sync][integration]") {
-    test::SyncOptions options;
-    options.heartbeat_interval = "0s";  // our own heartbeats commit the checkpoint
-    options.status_interval = "3s";
-    SyncFixture f(options);
-    f.start();
-    auto p = f.provider();
-    p.exec("INSERT INTO public.users (id, name) VALUES ('nb0', 'warm up')");
-    REQUIRE(wait_until([&] { return row_exists(f, "nb0"); }));
-    REQUIRE(wait_until([&] { return counters(f).value("batches", 0) >= 1; }));
+namespace {
+
+// Transactions that bring the target nothing: another authsync's heartbeats on the same
+// provider (pgoutput sends every logical message to every slot), `n` of them one at a time.
+// Returns the counters once all were received, and sets `last` to the last one's LSN.
+json foreign_heartbeats(SyncFixture& f, int n, std::string& last) {
     const auto before = counters(f);
-    constexpr int kTransactions = 30;
-    for (int i = 0; i < kTransactions; ++i) {
-        p.exec("SELECT pg_logical_emit_message(true, 'authsync_heartbeat', 'another_slot')");
-        std::this_thread::sleep_for(20ms);  // one at a time: each its own batch
+    for (int i = 0; i < n; ++i) {
+        last = f.provider_value(
+            "SELECT pg_logical_emit_message(true, 'authsync_heartbeat', 'another_slot')");
+        std::this_thread::sleep_for(20ms);  // each its own batch
     }
     json after;
     REQUIRE(wait_until([&] {
         after = counters(f);
-        return after.value("txns_applied", 0) >= before.value("txns_applied", 0) + kTransactions;
+        return after.value("txns_applied", 0) >= before.value("txns_applied", 0) + n;
     }));
+    return after;
+}
+
+// Whether the slot's confirmed position and the target's checkpoint are both at `lsn` or past.
+void check_slot_and_checkpoint_at(SyncFixture& f, const std::string& lsn) {
+    CHECK(f.provider_value("SELECT confirmed_flush_lsn >= '" + lsn +
+                           "'::pg_lsn FROM pg_replication_slots WHERE slot_name = '" + f.slot() +
+                           "'") == "t");
+    CHECK(f.target_value("SELECT end_lsn >= '" + lsn +
+                         "'::pg_lsn FROM authsync.checkpoint WHERE slot = '" + f.slot() + "'") ==
+          "t");
+}
+
+// Started, with a first user applied (the counters then start after a batch).
+void warmed_up(SyncFixture& f) {
+    f.start();
+    f.provider().exec("INSERT INTO public.users (id, name) VALUES ('warm', 'warm up')");
+    REQUIRE(wait_until([&] { return row_exists(f, "warm"); }));
+    REQUIRE(wait_until([&] { return counters(f).value("batches", 0) >= 1; }));
+}
+
+test::SyncOptions without_own_heartbeats(const std::string& status_interval) {
+    test::SyncOptions options;
+    options.heartbeat_interval = "0s";  // our own heartbeats commit the checkpoint
+    options.status_interval = status_interval;
+    return options;
+}
+
+}  // namespace
+
+// They cost the target no commit each: with N authsyncs on one provider each one's heartbeats
+// were a target commit in all N. Their checkpoint is written now and then (status_interval),
+// and when the stream idles right after them (no WAL past them), the idle record stores it so
+// that the slot still passes them.
+TEST_CASE("transactions that bring the target nothing cost it no commit each",
+          "[sync][integration]") {
+    SyncFixture f(without_own_heartbeats("3s"));
+    warmed_up(f);
+    const auto before = counters(f);
+    constexpr int kTransactions = 30;
+    std::string last;
+    const auto after = foreign_heartbeats(f, kTransactions, last);
     const auto batches = after.value("batches", 0) - before.value("batches", 0);
     const auto trips = after.value("target_round_trips", 0) - before.value("target_round_trips", 0);
     WARN(kTransactions << " transactions for nobody: " << batches << " batches, " << trips
@@ -500,13 +532,8 @@ TEST_CASE("transactions that bring the target nothing cost it no commit each",
     CHECK(trips <= 2);
     // Nothing after them: the slot still passes them, and their checkpoint is in the target.
     REQUIRE(f.wait_caught_up(30s));
-    const auto confirmed = f.provider_value(
-        "SELECT confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = '" + f.slot() +
-        "'");
-    CHECK(f.target_value("SELECT end_lsn >= '" + confirmed +
-                         "'::pg_lsn FROM authsync.checkpoint WHERE slot = '" + f.slot() + "'") ==
-          "t");
-    p.exec("INSERT INTO public.users (id, name) VALUES ('nb1', 'after them')");
+    check_slot_and_checkpoint_at(f, last);
+    f.provider().exec("INSERT INTO public.users (id, name) VALUES ('nb1', 'after them')");
     CHECK(wait_until([&] { return row_exists(f, "nb1"); }));
     CHECK(f.stop() == 0);
 }
@@ -515,34 +542,14 @@ TEST_CASE("transactions that bring the target nothing cost it no commit each",
 // slot stops past them (nothing is replayed at the next start).
 TEST_CASE("a clean stop stores what transactions that brought nothing left behind",
           "[sync][integration]") {
-    test::SyncOptions options;
-    options.heartbeat_interval = "0s";
-    options.status_interval = "1h";  // no checkpoint falls due, no idle record
-    SyncFixture f(options);
-    f.start();
-    auto p = f.provider();
-    p.exec("INSERT INTO public.users (id, name) VALUES ('cs0', 'warm up')");
-    REQUIRE(wait_until([&] { return row_exists(f, "cs0"); }));
-    REQUIRE(wait_until([&] { return counters(f).value("batches", 0) >= 1; }));
-    const auto before = counters(f);
+    SyncFixture f(without_own_heartbeats("1h"));  // no checkpoint falls due, no idle record
+    warmed_up(f);
     std::string last;
-    for (int i = 0; i < 5; ++i) {
-        last = f.provider_value(
-            "SELECT pg_logical_emit_message(true, 'authsync_heartbeat', 'another_slot')");
-    }
-    REQUIRE(wait_until([&] {
-        return counters(f).value("txns_applied", 0) >= before.value("txns_applied", 0) + 5;
-    }));
+    foreign_heartbeats(f, 5, last);
     REQUIRE(f.stop() == 0);
-    // The slot and the checkpoint are past the last of them.
-    CHECK(f.provider_value("SELECT confirmed_flush_lsn > '" + last +
-                           "'::pg_lsn FROM pg_replication_slots WHERE slot_name = '" + f.slot() +
-                           "'") == "t");
-    CHECK(f.target_value("SELECT end_lsn > '" + last +
-                         "'::pg_lsn FROM authsync.checkpoint WHERE slot = '" + f.slot() + "'") ==
-          "t");
+    check_slot_and_checkpoint_at(f, last);
     f.start();
-    p.exec("INSERT INTO public.users (id, name) VALUES ('cs1', 'after the stop')");
+    f.provider().exec("INSERT INTO public.users (id, name) VALUES ('cs1', 'after the stop')");
     CHECK(wait_until([&] { return row_exists(f, "cs1"); }));
     CHECK(f.stop() == 0);
 }
