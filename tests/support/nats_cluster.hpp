@@ -28,7 +28,10 @@ public:
     bool running(int node);
     // Whether the node answers /healthz with JetStream ready.
     bool healthy(int node) const;
-    // Waits until every running node is healthy; throws after 60 s.
+    // Waits until every node that should be up (started and not since killed or stopped) is
+    // running, answers /healthz, and is a current member of the JetStream meta group as its
+    // leader sees it: only then can a stream with a replica on each of them be placed. Throws
+    // with the nodes' logs when a node has exited or after 60 s.
     void wait_healthy();
     std::string log(int node) const;
     // The body of GET `path` (e.g. "/jsz?consumers=true") on the node's monitoring port; empty
@@ -42,7 +45,15 @@ private:
         int monitor_port = 0;
         std::string config;
         std::unique_ptr<Process> process;
+        bool up = false;  // started, and not since killed or stopped
     };
+    void choose_ports();
+    void write_configs();
+    void start_all();
+    // Whether the meta group's leader lists every other node that should be up as current.
+    bool meta_group_whole() const;
+    std::string logs() const;
+
     std::string base_dir_;
     std::vector<Node> nodes_;
 };
