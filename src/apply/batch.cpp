@@ -39,11 +39,17 @@ std::string users_sync_upsert(const std::string& table, std::string_view rows, R
 }
 
 Batch::Table& Batch::table_for(const mapping::MappingRule& rule) {
+    // Consecutive changes nearly always go to the same table: no name built, no lookup.
+    if (auto* t = last_.table;
+        t && t->target_table == rule.target_table && t->target_schema == rule.target_schema) {
+        return *t;
+    }
     auto name = rule.target_name();
     auto it = tables_.find(name);
     if (it == tables_.end()) {
         it = tables_.emplace(name, Table{rule.target_schema, rule.target_table, {}}).first;
     }
+    last_.table = &it->second;
     return it->second;
 }
 
@@ -89,7 +95,8 @@ void Batch::remove(const mapping::MappingRule& rule, std::string key, PgTimestam
 }
 
 void Batch::clear() {
-    tables_.clear();
+    // The tables stay (empty, they yield no statement): the next batch reuses their buckets.
+    for (auto& [name, table] : tables_) table.rows.clear();
     rows_ = 0;
     bytes_ = 0;
 }

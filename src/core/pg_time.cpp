@@ -20,6 +20,23 @@ std::string PgTimestamp::to_iso8601() const {
     const std::int64_t days = floor_div(secs, 86400);
     const std::int64_t sod = secs - days * 86400;
     const CivilDate c = civil_from_days(days);
+    if (c.year >= 0 && c.year <= 9999) {
+        // The usual shape, written digit by digit: this runs for every change applied.
+        std::string out = "0000-00-00T00:00:00.000000Z";
+        const auto put = [&out](std::size_t at, std::size_t width, std::int64_t value) {
+            for (std::size_t i = at + width; i > at; --i, value /= 10) {
+                out[i - 1] = static_cast<char>('0' + value % 10);
+            }
+        };
+        put(0, 4, c.year);
+        put(5, 2, c.month);
+        put(8, 2, c.day);
+        put(11, 2, sod / 3600);
+        put(14, 2, (sod / 60) % 60);
+        put(17, 2, sod % 60);
+        put(20, 6, frac);
+        return out;
+    }
     return fmt::format("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z", c.year, c.month, c.day,
                        sod / 3600, (sod / 60) % 60, sod % 60, frac);
 }

@@ -945,20 +945,21 @@ awaitable<void> Session::handle_change(const pgoutput::Message& message) {
         const auto offset = t->primary().id();
         for (auto i = first; i < operations_.size(); ++i) operations_[i].writer += offset;
     }
-    for (const auto& op : operations_) {
-        if (skipping_[op.writer]) continue;
-        auto& writer = *writers_[op.writer];
+    for (auto& op : operations_) {
+        const auto id = op.writer;
+        if (skipping_[id]) continue;
+        auto& writer = *writers_[id];
         if (std::holds_alternative<pipeline::Truncate>(op.change)) {
             co_await join_batch();
-            co_await in_target(op.writer, writer.truncate(op, txn_commit_time_));
+            co_await in_target(id, writer.truncate(op, txn_commit_time_));
             continue;
         }
-        writer.add(op, txn_commit_time_);
+        writer.add(std::move(op), txn_commit_time_);
         // Bounded memory for transactions of any size: the batch goes into the open target
         // transaction now; it commits with the source transaction's Commit.
         if (writer.must_flush_chunk()) {
             co_await join_batch();
-            co_await in_target(op.writer, writer.flush_chunk());
+            co_await in_target(id, writer.flush_chunk());
         }
     }
 }

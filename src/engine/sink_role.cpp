@@ -382,13 +382,13 @@ awaitable<void> SinkSession::apply_message(std::string_view bytes) {
         if (skipping_) co_return;
         operations_.clear();
         router_->route(message, relations_, operations_);
-        for (const auto& op : operations_) {
+        for (auto& op : operations_) {
             if (!lane_floors_.empty() && txn_final_lsn_ < lane_floors_[op.writer]) continue;
             if (std::holds_alternative<pipeline::Truncate>(op.change)) {
                 co_await writer_.truncate(op, txn_commit_time_);
                 continue;
             }
-            writer_.add(op, txn_commit_time_);
+            writer_.add(std::move(op), txn_commit_time_);
             if (writer_.must_flush_chunk()) co_await writer_.flush_chunk();
         }
     }

@@ -4,21 +4,21 @@
 
 namespace authsync::pipeline {
 
-void LaneBatch::add(const Operation& op, PgTimestamp commit_time) {
+void LaneBatch::add(Operation&& op, PgTimestamp commit_time) {
     const auto& d = *op.destination;
     auto& counts = counts_[d.source_name];
-    if (const auto* u = std::get_if<Upsert>(&op.change)) {
+    if (auto* u = std::get_if<Upsert>(&op.change)) {
         if (d.mapping) {
-            mappings_.upsert(d.mapping->rule(), u->image, commit_time);
+            mappings_.upsert(d.mapping->rule(), std::move(u->image), commit_time);
         } else {
-            mirrors_.upsert(*d.mirror, u->row, commit_time);
+            mirrors_.upsert(*d.mirror, std::move(u->row), commit_time);
         }
         ++counts.upserts;
-    } else if (const auto* r = std::get_if<Remove>(&op.change)) {
+    } else if (auto* r = std::get_if<Remove>(&op.change)) {
         if (d.mapping) {
-            mappings_.remove(d.mapping->rule(), r->key, commit_time);
+            mappings_.remove(d.mapping->rule(), std::move(r->key), commit_time);
         } else {
-            mirrors_.remove(*d.mirror, r->mirror_key, commit_time);
+            mirrors_.remove(*d.mirror, std::move(r->mirror_key), commit_time);
         }
         ++counts.deletes;
     } else {

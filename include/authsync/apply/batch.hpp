@@ -93,6 +93,18 @@ private:
     Table& table_for(const mapping::MappingRule& rule);
 
     std::map<std::string, Table> tables_;  // by target name, for a stable statement order
+    // The last table table_for() answered (map nodes are stable). A copy or move of the batch
+    // starts without it: it would point into the other batch's map.
+    struct LastTable {
+        Table* table = nullptr;
+        LastTable() = default;
+        LastTable(const LastTable&) {}
+        LastTable& operator=(const LastTable&) {
+            table = nullptr;
+            return *this;
+        }
+    };
+    LastTable last_;
     std::size_t rows_ = 0;
     std::size_t bytes_ = 0;
 };

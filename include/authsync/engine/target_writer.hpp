@@ -66,8 +66,9 @@ public:
 
     // The source transaction being received: dead letters name its commit LSN.
     void set_source_transaction(Lsn final_lsn) { txn_final_lsn_ = final_lsn; }
-    void add(const pipeline::Operation& op, PgTimestamp commit_time) {
-        batch_.add(op, commit_time);
+    // Takes the operation's row image (it is not copied).
+    void add(pipeline::Operation&& op, PgTimestamp commit_time) {
+        batch_.add(std::move(op), commit_time);
     }
     // A TRUNCATE, in order: what came before it goes in first.
     asio::awaitable<void> truncate(const pipeline::Operation& op, PgTimestamp commit_time);
