@@ -11,13 +11,6 @@ namespace authsync::apply {
 
 namespace {
 
-// What a pending change weighs in memory, roughly: enough to bound a batch by bytes.
-std::size_t image_bytes(const mapping::RowImage& image) {
-    std::size_t n = image.key.size() + 64;
-    for (const auto& [k, v] : image.fields) n += k.size() + v.size() + 32;
-    return n;
-}
-
 std::string timestamp_param(PgTimestamp t) {
     return t.to_iso8601();
 }
@@ -62,7 +55,7 @@ void Batch::upsert(const mapping::MappingRule& rule, mapping::RowImage image,
     if (inserted) {
         ++rows_;
     } else {
-        bytes_ -= std::min(bytes_, p.deleted ? p.image.key.size() + 64 : image_bytes(p.image));
+        bytes_ -= std::min(bytes_, p.deleted ? p.image.key.size() + 64 : p.image.bytes());
     }
     if (!inserted && !p.deleted) {
         p.image.merge_from(image);
@@ -73,7 +66,7 @@ void Batch::upsert(const mapping::MappingRule& rule, mapping::RowImage image,
     }
     p.deleted = false;
     p.commit_time = commit_time;
-    bytes_ += image_bytes(p.image);
+    bytes_ += p.image.bytes();
 }
 
 void Batch::remove(const mapping::MappingRule& rule, std::string key, PgTimestamp commit_time) {
@@ -84,7 +77,7 @@ void Batch::remove(const mapping::MappingRule& rule, std::string key, PgTimestam
     if (inserted) {
         ++rows_;
     } else {
-        bytes_ -= std::min(bytes_, p.deleted ? p.image.key.size() + 64 : image_bytes(p.image));
+        bytes_ -= std::min(bytes_, p.deleted ? p.image.key.size() + 64 : p.image.bytes());
     }
     p.deleted = true;
     p.image = mapping::RowImage{};

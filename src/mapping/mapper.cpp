@@ -545,41 +545,65 @@ const char* kind_name(ColumnKind kind) {
 
 // ---- RowImage --------------------------------------------------------------------------------
 
+std::string& RowImage::begin_value(std::string_view quoted) {
+    if (json_.empty()) {
+        json_ += '{';
+    } else {
+        json_.back() = ',';  // the closing brace of the fields before
+    }
+    const auto key_begin = static_cast<std::uint32_t>(json_.size());
+    json_ += quoted;
+    json_ += ':';
+    fields_.push_back(Field{key_begin, static_cast<std::uint32_t>(json_.size()), 0});
+    return json_;
+}
+
+void RowImage::end_value() {
+    fields_.back().value_end = static_cast<std::uint32_t>(json_.size());
+    json_ += '}';
+}
+
+void RowImage::add(std::string_view json_key, std::string_view value) {
+    begin_value(json_quote(json_key)) += value;
+    end_value();
+}
+
+const RowImage::Field* RowImage::find(std::string_view quoted) const {
+    for (const auto& f : fields_) {
+        if (quoted_key(f) == quoted) return &f;
+    }
+    return nullptr;
+}
+
+std::optional<std::string_view> RowImage::value_of(std::string_view json_key) const {
+    if (const auto* f = find(json_quote(json_key))) return value(*f);
+    return std::nullopt;
+}
+
 void RowImage::merge_from(const RowImage& newer) {
     if (&newer == this) return;
-    for (const auto& [json_key, value] : newer.fields) {
-        auto it = std::find_if(fields.begin(), fields.end(),
-                               [&](const auto& f) { return f.first == json_key; });
-        if (it != fields.end()) {
-            it->second = value;
-        } else {
-            fields.emplace_back(json_key, value);
-        }
+    // Keys are escaped the same way in both images, so their quoted forms compare.
+    RowImage merged;
+    merged.json_.reserve(json_.size() + newer.json_.size());
+    merged.fields_.reserve(fields_.size() + newer.fields_.size());
+    for (const auto& f : fields_) {
+        const auto* n = newer.find(quoted_key(f));
+        merged.begin_value(quoted_key(f)) += n ? newer.value(*n) : value(f);
+        merged.end_value();
     }
+    for (const auto& n : newer.fields_) {
+        if (find(newer.quoted_key(n)) != nullptr) continue;
+        merged.begin_value(newer.quoted_key(n)) += newer.value(n);
+        merged.end_value();
+    }
+    json_ = std::move(merged.json_);
+    fields_ = std::move(merged.fields_);
     // Full if either side is: a full older image supplies what a partial newer one left out, a
     // full newer one has every key. Two partial images may together cover every key, but the
     // image cannot know the rule's keys, so it stays partial: merging over the stored row is
     // correct either way, replacing it with an incomplete image would not be.
     partial = partial && newer.partial;
     key = newer.key;
-}
-
-std::string RowImage::to_json() const {
-    std::size_t size = 2;
-    for (const auto& [k, v] : fields) size += k.size() + v.size() + 4;
-    std::string out;
-    out.reserve(size);
-    out += '{';
-    bool first = true;
-    for (const auto& [k, v] : fields) {
-        if (!first) out += ',';
-        first = false;
-        append_json_string(out, k);
-        out += ':';
-        out += v;
-    }
-    out += '}';
-    return out;
 }
 
 // ---- BoundMapping ----------------------------------------------------------------------------
@@ -644,7 +668,8 @@ BoundMapping BoundMapping::bind(const MappingRule& rule, const pgoutput::Relatio
             }
             m.has_id_field_ = true;
         }
-        m.fields_.push_back(BoundField{f.json_key, pos, type_id, f.as, is_key});
+        m.fields_.push_back(
+            BoundField{f.json_key, json_quote(f.json_key), pos, type_id, f.as, is_key});
     }
     return m;
 }
@@ -708,8 +733,16 @@ RowImage BoundMapping::map_new(const TupleData& tuple, const TupleData* old_tupl
         }
     }
 
-    image.fields.reserve(fields_.size() + (has_id_field_ ? 0 : 1));
-    if (!has_id_field_) image.fields.emplace_back("id", json_quote(image.key));
+    std::size_t estimate = 2 + (has_id_field_ ? 0 : image.key.size() + 8);
+    for (const auto& f : fields_) {
+        estimate +=
+            f.quoted_key.size() + tuple[static_cast<std::size_t>(f.column)].value.size() + 4;
+    }
+    image.reserve(estimate);
+    if (!has_id_field_) {
+        append_json_string(image.begin_value(R"("id")"), image.key);
+        image.end_value();
+    }
     for (std::size_t i = 0; i < fields_.size(); ++i) {
         const BoundField& f = fields_[i];
         const auto pos = static_cast<std::size_t>(f.column);
@@ -719,15 +752,17 @@ RowImage BoundMapping::map_new(const TupleData& tuple, const TupleData* old_tupl
             col = &(*old_tuple)[pos];  // as for the key itself
         }
         switch (col->kind) {
-            case ColumnKind::Null: image.fields.emplace_back(f.json_key, "null"); break;
+            case ColumnKind::Null:
+                image.begin_value(f.quoted_key) += "null";
+                image.end_value();
+                break;
             case ColumnKind::UnchangedToast:
                 // Not NULL and not a default: the writer keeps the stored value for this key.
                 image.partial = true;
                 break;
             case ColumnKind::Text: {
-                auto& field = image.fields.emplace_back(f.json_key, std::string());
-                field.second.reserve(col->value.size() + 2);
-                append_field(field.second, i, col->value);
+                append_field(image.begin_value(f.quoted_key), i, col->value);
+                image.end_value();
                 break;
             }
             case ColumnKind::Binary:

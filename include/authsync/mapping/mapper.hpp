@@ -29,6 +29,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -43,16 +44,52 @@ namespace authsync::mapping {
 // A users_sync row as JSON fragments: each value is already valid JSON text (`"x"`, `42`,
 // `{"a":1}`, `null`), so numerics and json columns are embedded exactly, without a round trip
 // through double.
-struct RowImage {
-    std::string key;                                          // users_sync.id
-    std::vector<std::pair<std::string, std::string>> fields;  // raw_json key -> JSON text
+//
+// The fields are written into one JSON object as they are added (one buffer per image, not a
+// string per key and value): the image is made for every change applied, so this is on the
+// hot path. Field order is the order of adding; a key is never added twice.
+class RowImage {
+public:
+    std::string key;       // users_sync.id
     bool partial = false;  // some mapped column was unchanged TOAST and is absent
+
+    // Adds `json_key` (escaped here) with `value`, which is JSON text.
+    void add(std::string_view json_key, std::string_view value);
+    // Adds a field whose key is `quoted_key` (a JSON string literal, escaped: `"name"`) and
+    // returns the buffer for the caller to append the value's JSON text to; end_value() closes
+    // it. Nothing else may touch the image in between.
+    std::string& begin_value(std::string_view quoted_key);
+    void end_value();
+
+    void reserve(std::size_t json_bytes) { json_.reserve(json_bytes); }
+    std::size_t field_count() const { return fields_.size(); }
+    // The value's JSON text for `json_key`, or nullopt when the image has no such key.
+    std::optional<std::string_view> value_of(std::string_view json_key) const;
 
     // Later values win; the result is partial only if both were. (A partial image merged over
     // a full one is full: the older one supplies the unchanged values.)
     void merge_from(const RowImage& newer);
     // `{"id":"1","display_name":"Ada",...}` in field order.
-    std::string to_json() const;
+    std::string to_json() const { return json_.empty() ? std::string("{}") : json_; }
+    // What the image weighs in memory, roughly.
+    std::size_t bytes() const { return key.size() + json_.size() + 32 * fields_.size() + 64; }
+
+private:
+    struct Field {
+        std::uint32_t key_begin;    // the quoted key's first byte in json_
+        std::uint32_t value_begin;  // after its ':'
+        std::uint32_t value_end;
+    };
+    std::string_view quoted_key(const Field& f) const {
+        return std::string_view(json_).substr(f.key_begin, f.value_begin - 1 - f.key_begin);
+    }
+    std::string_view value(const Field& f) const {
+        return std::string_view(json_).substr(f.value_begin, f.value_end - f.value_begin);
+    }
+    const Field* find(std::string_view quoted) const;
+
+    std::string json_;  // "{...}" once a field is added; empty before
+    std::vector<Field> fields_;
 };
 
 class BoundMapping {
@@ -76,7 +113,8 @@ public:
 private:
     struct BoundField {
         std::string json_key;
-        int column = -1;  // position in the relation
+        std::string quoted_key;  // json_key as a JSON string literal
+        int column = -1;         // position in the relation
         pgoutput::TypeId type_id = 0;
         Conversion as = Conversion::Auto;
         bool is_key = false;  // the column is a key column

@@ -21,7 +21,7 @@ RowImage image(std::string key, std::vector<std::pair<std::string, std::string>>
                bool partial = false) {
     RowImage i;
     i.key = std::move(key);
-    i.fields = std::move(fields);
+    for (const auto& [k, v] : fields) i.add(k, v);
     i.partial = partial;
     return i;
 }
