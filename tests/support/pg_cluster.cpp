@@ -106,7 +106,21 @@ PgCluster::PgCluster(std::string name, std::vector<std::string> settings) : name
     std::ofstream hba(data_dir_ + "/pg_hba.conf", std::ios::app);
     hba << "host replication all 127.0.0.1/32 trust\n";
     hba.close();
-    start();
+    // A port that free_port() found free can be taken by another socket before the server
+    // binds it: the start is tried again on another port (a later `port` line wins).
+    for (int attempt = 1;; ++attempt) {
+        try {
+            start();
+            return;
+        } catch (const std::runtime_error&) {
+            if (attempt == 3 || log_tail().find("Address already in use") == std::string::npos) {
+                throw;
+            }
+            port_ = free_port();
+            std::ofstream(data_dir_ + "/postgresql.conf", std::ios::app)
+                << "port = " << port_ << "\n";
+        }
+    }
 }
 
 PgCluster::~PgCluster() {
