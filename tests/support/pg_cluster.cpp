@@ -7,11 +7,14 @@
 #include <unistd.h>
 
 #include <array>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <random>
 #include <stdexcept>
+#include <utility>
 
 namespace authsync::test {
 
@@ -39,21 +42,50 @@ std::string pg_bindir() {
     return "/usr/lib/postgresql/15/bin";
 }
 
-int free_port() {
+namespace {
+
+// The kernel's range for ephemeral ports: outgoing connections and bind() to port 0 take
+// their local port from it.
+std::pair<int, int> ephemeral_range() {
+    int low = 32768, high = 60999;  // Linux's defaults, if the file cannot be read
+    std::ifstream in("/proc/sys/net/ipv4/ip_local_port_range");
+    in >> low >> high;
+    return {low, high};
+}
+
+bool bindable(int port) {
     int fd = ::socket(AF_INET, SOCK_STREAM, 0);
     if (fd < 0) throw std::runtime_error("socket() failed");
+    const int on = 1;
+    ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);  // as the servers bind
     sockaddr_in addr{};
     addr.sin_family = AF_INET;
     addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    addr.sin_port = 0;
-    if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-        ::close(fd);
-        throw std::runtime_error("bind() failed");
-    }
-    socklen_t len = sizeof addr;
-    ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+    addr.sin_port = htons(static_cast<std::uint16_t>(port));
+    const bool ok = ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
     ::close(fd);
-    return ntohs(addr.sin_port);
+    return ok;
+}
+
+}  // namespace
+
+// Outside the ephemeral range, so that none of the many connections a test makes can take the
+// port between this answer and the server's bind, or while a test has the server stopped.
+int free_port() {
+    static std::mt19937 rng{std::random_device{}()};
+    const auto [low, high] = ephemeral_range();
+    int from = 10000, to = low - 1;
+    if (to - from < 1000) {
+        from = high + 1;
+        to = 65535;
+    }
+    if (to - from < 1000) throw std::runtime_error("no port range outside the ephemeral one");
+    std::uniform_int_distribution<int> pick(from, to);
+    for (int attempt = 0; attempt < 1000; ++attempt) {
+        const int port = pick(rng);
+        if (bindable(port)) return port;
+    }
+    throw std::runtime_error("no free port found outside the ephemeral range");
 }
 
 int run_shell(const std::string& command) {

@@ -49,7 +49,8 @@ private:
 
 // Where the PostgreSQL 15 binaries are (pg_config --bindir of the server package).
 std::string pg_bindir();
-// A TCP port on 127.0.0.1 that was free a moment ago.
+// A TCP port on 127.0.0.1 that was free a moment ago, outside the kernel's ephemeral range (no
+// outgoing connection can take it while a server is down).
 int free_port();
 // Runs a shell command, returns its exit status; throws when it cannot run.
 int run_shell(const std::string& command);
