@@ -559,6 +559,11 @@ std::string& RowImage::begin_value(std::string_view quoted) {
 }
 
 void RowImage::end_value() {
+    // Offsets are 32-bit: an image past 4 GiB (memory would run out first) is refused, never
+    // read back wrong.
+    if (json_.size() >= std::numeric_limits<std::uint32_t>::max()) {
+        throw MappingError("a row image larger than 4 GiB");
+    }
     fields_.back().value_end = static_cast<std::uint32_t>(json_.size());
     json_ += '}';
 }

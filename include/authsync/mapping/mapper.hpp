@@ -53,7 +53,8 @@ public:
     std::string key;       // users_sync.id
     bool partial = false;  // some mapped column was unchanged TOAST and is absent
 
-    // Adds `json_key` (escaped here) with `value`, which is JSON text.
+    // Adds `json_key` (escaped here) with `value`, which is JSON text (not a view into this
+    // image: adding may move its buffer).
     void add(std::string_view json_key, std::string_view value);
     // Adds a field whose key is `quoted_key` (a JSON string literal, escaped: `"name"`) and
     // returns the buffer for the caller to append the value's JSON text to; end_value() closes
