@@ -8,6 +8,7 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/thread_pool.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <chrono>
 #include <string>
 
 #include "authsync/config/config.hpp"
@@ -22,6 +23,10 @@ inline transport::NatsConfig nats_config(const config::Config& config, const std
     c.name = "authsync " + role;
     return c;
 }
+
+// How long creating the stream keeps trying while the cluster cannot answer (just started,
+// or electing); past it the failure is transient and the role starts again after its backoff.
+inline constexpr std::chrono::seconds kStreamSetupDeadline{10};
 
 // One stream for every slot and target under the prefix: each source publishes its own slot's
 // subjects, so that several sources may share it.

@@ -213,7 +213,8 @@ awaitable<void> SinkSession::prepare() {
         return std::make_unique<transport::JetStream>(nats_config(config_, "sink " + name()));
     });
     // The sink may start before the source: the stream is the same either way.
-    co_await off_thread(pool_, [this] { js_->ensure_stream(stream_spec(config_)); });
+    co_await off_thread(pool_,
+                        [this] { js_->ensure_stream(stream_spec(config_), kStreamSetupDeadline); });
 
     if (checkpoint) {
         skip_below_ = checkpoint->end_lsn;

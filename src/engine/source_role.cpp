@@ -200,7 +200,8 @@ awaitable<void> SourceSession::prepare() {
         return std::make_unique<transport::JetStream>(
             nats_config(config_, "source " + config_.source.slot));
     });
-    co_await off_thread(pool_, [this] { js_->ensure_stream(stream_spec(config_)); });
+    co_await off_thread(pool_,
+                        [this] { js_->ensure_stream(stream_spec(config_), kStreamSetupDeadline); });
     frames_.emplace(
         targets_.size(),
         js_->max_payload() > 2 * kFrameSlack ? js_->max_payload() - kFrameSlack : kFrameSlack,

@@ -51,6 +51,14 @@ bool transient_status(natsStatus s, jsErrCode code) {
     throw TransportError(text, transient_status(s, code));
 }
 
+// After a failed request that is safe to send again: pauses before the next try when the
+// failure is worth retrying and `until` has not passed; otherwise throws.
+void pause_or_fail(Clock::time_point until, const std::string& doing, natsStatus s,
+                   jsErrCode code) {
+    if (!transient_status(s, code) || Clock::now() >= until) fail(doing, s, code);
+    std::this_thread::sleep_for(std::chrono::milliseconds(250));
+}
+
 std::int64_t nanoseconds(std::chrono::nanoseconds d) {
     return d.count();
 }
@@ -189,7 +197,7 @@ JetStream::~JetStream() {
     natsConnection_Destroy(nc_);
 }
 
-void JetStream::ensure_stream(const StreamSpec& spec) {
+void JetStream::ensure_stream(const StreamSpec& spec, std::chrono::milliseconds deadline) {
     jsStreamConfig cfg;
     jsStreamConfig_Init(&cfg);
     std::vector<const char*> subjects;
@@ -203,20 +211,26 @@ void JetStream::ensure_stream(const StreamSpec& spec) {
     if (spec.max_bytes) cfg.MaxBytes = *spec.max_bytes;
     if (spec.max_age) cfg.MaxAge = nanoseconds(*spec.max_age);
     cfg.Duplicates = nanoseconds(spec.duplicate_window);
-    jsErrCode code = static_cast<jsErrCode>(0);
-    auto s = js_AddStream(nullptr, js_, &cfg, nullptr, &code);
-    if (s != NATS_OK && code == JSStreamNameExistErr) {
-        code = static_cast<jsErrCode>(0);
-        s = js_UpdateStream(nullptr, js_, &cfg, nullptr, &code);
+    const auto until = Clock::now() + deadline;
+    for (;;) {
+        // Safe to send again: a create whose answer was lost finds the stream, and updates it
+        // to the same spec.
+        jsErrCode code = static_cast<jsErrCode>(0);
+        auto s = js_AddStream(nullptr, js_, &cfg, nullptr, &code);
+        if (s != NATS_OK && code == JSStreamNameExistErr) {
+            code = static_cast<jsErrCode>(0);
+            s = js_UpdateStream(nullptr, js_, &cfg, nullptr, &code);
+        }
+        if (s == NATS_OK) return;
+        if (code == JSStreamSubjectOverlapErr) {
+            throw TransportError(
+                fmt::format("NATS: creating stream {}: another stream of these servers takes "
+                            "subjects {}: give each stream a subject_prefix of its own",
+                            spec.name, fmt::join(spec.subjects, ", ")),
+                false);
+        }
+        pause_or_fail(until, fmt::format("creating stream {}", spec.name), s, code);
     }
-    if (s != NATS_OK && code == JSStreamSubjectOverlapErr) {
-        throw TransportError(
-            fmt::format("NATS: creating stream {}: another stream of these servers takes "
-                        "subjects {}: give each stream a subject_prefix of its own",
-                        spec.name, fmt::join(spec.subjects, ", ")),
-            false);
-    }
-    if (s != NATS_OK) fail(fmt::format("creating stream {}", spec.name), s, code);
 }
 
 StreamState JetStream::stream_state(const std::string& stream) {
@@ -247,10 +261,7 @@ PublishAck JetStream::publish(const std::string& subject, std::string_view data,
             return out;
         }
         // No leader yet (an election), or no answer: the same id again, stored once.
-        if (!transient_status(s, code) || Clock::now() >= until) {
-            fail(fmt::format("publishing to {}", subject), s, code);
-        }
-        std::this_thread::sleep_for(std::chrono::milliseconds(250));
+        pause_or_fail(until, fmt::format("publishing to {}", subject), s, code);
     }
 }
 

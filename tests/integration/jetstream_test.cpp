@@ -56,8 +56,9 @@ TEST_CASE(
     test::NatsCluster cluster(3);
     auto js = std::make_unique<transport::JetStream>(
         transport::NatsConfig{cluster.urls(), "authsync-test", 10s});
-    js->ensure_stream({kStream, {"authsync.slot1.>"}, 3, std::nullopt, std::nullopt, 120s});
-    js->ensure_stream({kStream, {"authsync.slot1.>"}, 3, 64 << 20, std::nullopt, 120s});  // again
+    js->ensure_stream({kStream, {"authsync.slot1.>"}, 3, std::nullopt, std::nullopt, 120s}, 60s);
+    js->ensure_stream({kStream, {"authsync.slot1.>"}, 3, 64 << 20, std::nullopt, 120s},
+                      60s);  // again
 
     for (int i = 1; i <= 50; ++i) {
         const auto ack = publish(*js, i);
@@ -139,6 +140,43 @@ TEST_CASE(
     next[0].ack(5s);
 }
 
+TEST_CASE("JetStream: a stream is created once the cluster can place it, within the deadline",
+          "[jetstream][integration]") {
+    test::NatsCluster cluster(3);
+    const int leader = cluster.meta_leader();
+    REQUIRE(leader >= 0);
+    const int other = (leader + 1) % 3;
+    transport::JetStream js(transport::NatsConfig{cluster.urls(), "authsync-test", 5s});
+    // Two of three nodes lost, the meta group's leader among them: no quorum, so no stream can
+    // be created until they are back. A short deadline gives up, saying it is worth retrying.
+    cluster.kill(leader);
+    cluster.kill(other);
+    try {
+        js.ensure_stream({kStream, {"authsync.slot1.>"}, 3, std::nullopt, std::nullopt, 120s}, 2s);
+        FAIL("a stream created without a meta group quorum");
+    } catch (const transport::TransportError& e) {
+        CHECK(e.transient());
+        CHECK_THAT(e.what(), Catch::Contains("creating stream AUTHSYNC_TEST"));
+    }
+    // A longer one outlasts the loss: the nodes come back while the call keeps trying.
+    std::thread back([&] {
+        std::this_thread::sleep_for(3s);
+        cluster.start(leader);
+        cluster.start(other);
+    });
+    const auto started = std::chrono::steady_clock::now();
+    CHECK_NOTHROW(js.ensure_stream(
+        {kStream, {"authsync.slot1.>"}, 3, std::nullopt, std::nullopt, 120s}, 60s));
+    back.join();
+    WARN("the stream was created "
+         << std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() -
+                                                                  started)
+                .count()
+         << " ms after the call began (the nodes were started again after 3 s)");
+    CHECK(publish(js, 1).sequence == 1);
+    CHECK(js.stream_state(kStream).messages == 1);
+}
+
 TEST_CASE("JetStream: errors name what failed and say whether to retry",
           "[jetstream][integration]") {
     // Nothing listens: a transient failure once the connect timeout has passed.
@@ -155,7 +193,7 @@ TEST_CASE("JetStream: errors name what failed and say whether to retry",
     transport::JetStream js(transport::NatsConfig{single.urls(), "authsync-test", 5s});
     // Three replicas on a one-node server: refused for good, with the server's reason.
     try {
-        js.ensure_stream({"R3_ON_ONE", {"x.>"}, 3, std::nullopt, std::nullopt, 120s});
+        js.ensure_stream({"R3_ON_ONE", {"x.>"}, 3, std::nullopt, std::nullopt, 120s}, 60s);
         FAIL("an R3 stream on one node");
     } catch (const transport::TransportError& e) {
         CHECK_FALSE(e.transient());

@@ -125,7 +125,9 @@ public:
     JetStream& operator=(const JetStream&) = delete;
 
     // Creates the stream, or updates it to `spec` (its limits); the same for what exists.
-    void ensure_stream(const StreamSpec& spec);
+    // Tries again while the cluster cannot answer (no meta leader yet, a request lost in an
+    // election, no peers yet for the replicas) until `deadline` has passed.
+    void ensure_stream(const StreamSpec& spec, std::chrono::milliseconds deadline);
     StreamState stream_state(const std::string& stream);
     // Publishes and waits for the stream's acknowledgement (stored on its replicas), trying
     // again with the same message id while the stream has no leader (an election after a node
