@@ -332,7 +332,8 @@ std::optional<std::string> JetStream::last_message(const std::string& stream,
 }
 
 Consumer JetStream::consumer(const std::string& stream, const std::string& durable,
-                             const std::string& subject, std::chrono::seconds ack_wait) {
+                             const std::string& subject, std::chrono::seconds ack_wait,
+                             std::chrono::milliseconds deadline) {
     jsConsumerConfig cc;
     jsConsumerConfig_Init(&cc);
     cc.Durable = durable.c_str();
@@ -340,22 +341,26 @@ Consumer JetStream::consumer(const std::string& stream, const std::string& durab
     cc.DeliverPolicy = js_DeliverAll;
     cc.AckWait = nanoseconds(ack_wait);
     cc.FilterSubject = subject.c_str();
-    jsErrCode code = static_cast<jsErrCode>(0);
-    // Created first, then bound: a subscription that created its consumer would delete it when
-    // it is closed.
-    auto s = js_AddConsumer(nullptr, js_, stream.c_str(), &cc, nullptr, &code);
-    if (s != NATS_OK && code != JSConsumerNameExistErr) {
-        fail(fmt::format("creating consumer {}", durable), s, code);
-    }
     jsSubOptions so;
     jsSubOptions_Init(&so);
     so.Stream = stream.c_str();
     so.Consumer = durable.c_str();
-    natsSubscription* sub = nullptr;
-    code = static_cast<jsErrCode>(0);
-    s = js_PullSubscribe(&sub, js_, subject.c_str(), durable.c_str(), nullptr, &so, &code);
-    if (s != NATS_OK) fail(fmt::format("binding consumer {}", durable), s, code);
-    return Consumer(*this, stream, durable, sub);
+    const auto until = Clock::now() + deadline;
+    for (;;) {
+        // Created first, then bound: a subscription that created its consumer would delete it
+        // when it is closed. Both are safe to send again (the durable is found the second time).
+        jsErrCode code = static_cast<jsErrCode>(0);
+        auto s = js_AddConsumer(nullptr, js_, stream.c_str(), &cc, nullptr, &code);
+        if (s != NATS_OK && code != JSConsumerNameExistErr) {
+            pause_or_fail(until, fmt::format("creating consumer {}", durable), s, code);
+            continue;
+        }
+        natsSubscription* sub = nullptr;
+        code = static_cast<jsErrCode>(0);
+        s = js_PullSubscribe(&sub, js_, subject.c_str(), durable.c_str(), nullptr, &so, &code);
+        if (s == NATS_OK) return Consumer(*this, stream, durable, sub);
+        pause_or_fail(until, fmt::format("binding consumer {}", durable), s, code);
+    }
 }
 
 Consumer JetStream::session_consumer(const std::string& stream, const std::string& subject,

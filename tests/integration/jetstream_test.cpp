@@ -86,7 +86,7 @@ TEST_CASE(
     cluster.wait_healthy();
 
     {
-        auto consumer = js->consumer(kStream, "tenant1", kSubject, 3s);
+        auto consumer = js->consumer(kStream, "tenant1", kSubject, 3s, 60s);
         auto got = fetch_n(consumer, 70);
         REQUIRE(got.size() == 70);
         Lsn previous;
@@ -102,7 +102,7 @@ TEST_CASE(
     }
     {
         // A sink that died before its acks: the rest comes again, in order, after ack_wait.
-        auto consumer = js->consumer(kStream, "tenant1", kSubject, 3s);
+        auto consumer = js->consumer(kStream, "tenant1", kSubject, 3s, 60s);
         auto again = fetch_n(consumer, 10);
         REQUIRE(again.size() == 10);
         for (std::size_t k = 0; k < again.size(); ++k) {
@@ -133,7 +133,7 @@ TEST_CASE(
     CHECK(ack.sequence == 70);
     CHECK(publish(*js, 71).sequence == 71);
     CHECK(js->stream_state(kStream).messages == 71);
-    auto consumer = js->consumer(kStream, "tenant1", kSubject, 3s);
+    auto consumer = js->consumer(kStream, "tenant1", kSubject, 3s, 60s);
     auto next = fetch_n(consumer, 1);
     REQUIRE(next.size() == 1);
     CHECK(transport::decode_frame(next[0].data()).end_lsn == frame(71).end_lsn);

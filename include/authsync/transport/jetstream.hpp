@@ -144,9 +144,11 @@ public:
     // The last message stored on `subject`, if any.
     std::optional<std::string> last_message(const std::string& stream, const std::string& subject);
     // The durable consumer `durable` of `stream`, filtered to `subject` (created if missing):
-    // explicit acks, redelivered after `ack_wait` unacknowledged.
+    // explicit acks, redelivered after `ack_wait` unacknowledged. Tries again while the cluster
+    // cannot answer until `deadline` has passed.
     Consumer consumer(const std::string& stream, const std::string& durable,
-                      const std::string& subject, std::chrono::seconds ack_wait);
+                      const std::string& subject, std::chrono::seconds ack_wait,
+                      std::chrono::milliseconds deadline);
     // A consumer of `subject` for one reader's session: it delivers the subject from its first
     // stored message in stream order (nothing an earlier reader left unacknowledged comes back
     // after later messages), an ack covers the messages before it, and the server removes it
