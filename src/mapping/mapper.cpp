@@ -569,7 +569,11 @@ void RowImage::end_value() {
 }
 
 void RowImage::add(std::string_view json_key, std::string_view value) {
-    begin_value(json_quote(json_key)) += value;
+    add_quoted(json_quote(json_key), value);
+}
+
+void RowImage::add_quoted(std::string_view quoted_key, std::string_view value) {
+    begin_value(quoted_key) += value;
     end_value();
 }
 
@@ -593,13 +597,11 @@ void RowImage::merge_from(const RowImage& newer) {
     merged.fields_.reserve(fields_.size() + newer.fields_.size());
     for (const auto& f : fields_) {
         const auto* n = newer.find(quoted_key(f));
-        merged.begin_value(quoted_key(f)) += n ? newer.value(*n) : value(f);
-        merged.end_value();
+        merged.add_quoted(quoted_key(f), n ? newer.value(*n) : value(f));
     }
     for (const auto& n : newer.fields_) {
         if (find(newer.quoted_key(n)) != nullptr) continue;
-        merged.begin_value(newer.quoted_key(n)) += newer.value(n);
-        merged.end_value();
+        merged.add_quoted(newer.quoted_key(n), newer.value(n));
     }
     json_ = std::move(merged.json_);
     fields_ = std::move(merged.fields_);
@@ -757,10 +759,7 @@ RowImage BoundMapping::map_new(const TupleData& tuple, const TupleData* old_tupl
             col = &(*old_tuple)[pos];  // as for the key itself
         }
         switch (col->kind) {
-            case ColumnKind::Null:
-                image.begin_value(f.quoted_key) += "null";
-                image.end_value();
-                break;
+            case ColumnKind::Null: image.add_quoted(f.quoted_key, "null"); break;
             case ColumnKind::UnchangedToast:
                 // Not NULL and not a default: the writer keeps the stored value for this key.
                 image.partial = true;

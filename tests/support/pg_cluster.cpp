@@ -53,36 +53,26 @@ std::pair<int, int> ephemeral_range() {
     return {low, high};
 }
 
-bool bindable(int port) {
+// Binds a TCP socket to 127.0.0.1:`port` (0: the kernel picks one from the ephemeral range)
+// with SO_REUSEADDR, as the servers bind; returns the port bound, or 0 when it is taken. The
+// socket is closed before returning.
+int bind_loopback(int port) {
     int fd = ::socket(AF_INET, SOCK_STREAM, 0);
     if (fd < 0) throw std::runtime_error("socket() failed");
     const int on = 1;
-    ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);  // as the servers bind
+    ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
     sockaddr_in addr{};
     addr.sin_family = AF_INET;
     addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     addr.sin_port = htons(static_cast<std::uint16_t>(port));
-    const bool ok = ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
-    ::close(fd);
-    return ok;
-}
-
-// A port the kernel picks (from the ephemeral range).
-int kernel_chosen_port() {
-    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-    if (fd < 0) throw std::runtime_error("socket() failed");
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    addr.sin_port = 0;
-    if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-        ::close(fd);
-        throw std::runtime_error("bind() failed");
+    int bound = 0;
+    if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0) {
+        socklen_t len = sizeof addr;
+        ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+        bound = ntohs(addr.sin_port);
     }
-    socklen_t len = sizeof addr;
-    ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
     ::close(fd);
-    return ntohs(addr.sin_port);
+    return bound;
 }
 
 }  // namespace
@@ -101,10 +91,12 @@ int free_port() {
         std::uniform_int_distribution<int> pick(from, to);
         for (int attempt = 0; attempt < 1000; ++attempt) {
             const int port = pick(rng);
-            if (bindable(port)) return port;
+            if (bind_loopback(port) == port) return port;
         }
     }
-    return kernel_chosen_port();  // the ephemeral range leaves no room beside it
+    // The ephemeral range leaves no room beside it: the kernel's choice.
+    if (const int port = bind_loopback(0); port != 0) return port;
+    throw std::runtime_error("no free loopback port");
 }
 
 int run_shell(const std::string& command) {

@@ -56,9 +56,11 @@ public:
     // Adds `json_key` (escaped here) with `value`, which is JSON text (not a view into this
     // image: adding may move its buffer).
     void add(std::string_view json_key, std::string_view value);
-    // Adds a field whose key is `quoted_key` (a JSON string literal, escaped: `"name"`) and
-    // returns the buffer for the caller to append the value's JSON text to; end_value() closes
-    // it. Nothing else may touch the image in between.
+    // The same with `quoted_key` already a JSON string literal, escaped (`"name"`).
+    void add_quoted(std::string_view quoted_key, std::string_view value);
+    // Adds a field whose key is `quoted_key` (as for add_quoted) and returns the buffer for the
+    // caller to append the value's JSON text to; end_value() closes it. Nothing else may touch the
+    // image in between.
     std::string& begin_value(std::string_view quoted_key);
     void end_value();
 
