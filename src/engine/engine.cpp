@@ -1643,6 +1643,23 @@ bool Supervisor::another_config(const std::string& failure) {
     return false;
 }
 
+// The session `running` asks for: a sink of one target, the source of a JetStream stream, or
+// the slot applied straight into the targets.
+std::unique_ptr<RoleSession> Supervisor::make_session(const config::Config& running,
+                                                      asio::any_io_executor ex) {
+    if (session_options_.sink_target) {
+        return make_sink_session(running, *session_options_.sink_target, status_, ex);
+    }
+    if (running.transport.nats()) return make_source_session(running, status_, ex);
+    return std::make_unique<Session>(running, session_options_, status_, health_, ack_hold_, ex);
+}
+
+void Supervisor::record_failure(const std::string& failure) {
+    ++status_.errors;
+    status_.last_error = failure;
+    status_.last_error_at = PgTimestamp::now();
+}
+
 awaitable<int> Supervisor::run() {
     auto ex = co_await asio::this_coro::executor;
     asio::co_spawn(ex, sample_lag(), asio::detached);
@@ -1662,15 +1679,7 @@ awaitable<int> Supervisor::run() {
             co_await backoff_timer_.async_wait(asio::redirect_error(use_awaitable, ec));
             continue;
         }
-        std::unique_ptr<RoleSession> made;
-        if (session_options_.sink_target) {
-            made = make_sink_session(*running, *session_options_.sink_target, status_, ex);
-        } else if (running->transport.nats()) {
-            made = make_source_session(*running, status_, ex);
-        } else {
-            made = std::make_unique<Session>(*running, session_options_, status_, health_,
-                                             ack_hold_, ex);
-        }
+        const auto made = make_session(*running, ex);
         RoleSession& session = *made;
         session_ = &session;
         std::string failure;
@@ -1703,9 +1712,7 @@ awaitable<int> Supervisor::run() {
         session_ = nullptr;
         if (stop_requested_) break;
         if (failure.empty()) continue;
-        ++status_.errors;
-        status_.last_error = failure;
-        status_.last_error_at = PgTimestamp::now();
+        record_failure(failure);
         if (session.reached_streaming()) previous_.reset();
         auto attached = running->targets.size();
         for (const auto& f : failed_targets) {

@@ -16,6 +16,7 @@
 
 #include <utility>  // before Asio (Boost 1.74)
 
+#include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -75,6 +76,10 @@ private:
                    std::size_t attached,
                    std::optional<std::chrono::steady_clock::time_point> stalled_since);
     void restart_session();
+    std::unique_ptr<RoleSession> make_session(const config::Config& running,
+                                              asio::any_io_executor ex);
+    // Counts a session's failure and keeps it for /status.
+    void record_failure(const std::string& failure);
     bool another_config(const std::string& failure);
     void start_joining(const std::vector<std::string>& names);
     asio::awaitable<void> join_targets();
