@@ -438,15 +438,9 @@ awaitable<void> Session::prepare() {
         throw *target_down;
     }
     for (auto& t : targets_) co_await in_target(*t, inspect_target(*t));
-    co_await source_.connect(src.dsn, "authsync");
-    try {
-        // Into config_ (every target's presets: the publication is made from it), then each
-        // target's own config.
-        co_await resolve_lookups(source_, config_);
-    } catch (const LookupError& e) {
-        // A configuration problem: reconnecting would find the same.
-        throw FatalError(e.what());
-    }
+    // Lookups into config_ (every target's presets: the publication is made from it), then
+    // each target's own config.
+    co_await connect_and_resolve(source_, config_, "authsync");
     for (auto& t : targets_) {
         // Its lookups resolved, its scope values canonical.
         t->config = config_.for_target(t->index);

@@ -192,6 +192,16 @@ awaitable<void> resolve_lookups(pg::AsyncConnection& source, config::Config& con
     }
 }
 
+awaitable<void> connect_and_resolve(pg::AsyncConnection& source, config::Config& config,
+                                    const std::string& application_name) {
+    co_await source.connect(config.source.dsn, application_name);
+    try {
+        co_await resolve_lookups(source, config);
+    } catch (const LookupError& e) {
+        throw FatalError(e.what());
+    }
+}
+
 awaitable<std::vector<std::string>> existing_columns(pg::AsyncConnection& source,
                                                      const std::string& schema,
                                                      const std::string& table,

@@ -199,12 +199,7 @@ awaitable<void> SinkSession::prepare() {
                         "provider again; delete its checkpoint row to copy it",
                         name(), unusable_mirrors.front()));
     }
-    co_await source_.connect(config_.source.dsn, "authsync sink");
-    try {
-        co_await resolve_lookups(source_, config_);
-    } catch (const LookupError& e) {
-        throw FatalError(e.what());
-    }
+    co_await connect_and_resolve(source_, config_, "authsync sink");
     // Lanes taken over are routed as they were, for what each lane's row covers.
     router_.emplace(config_.mappings, config_.composites,
                     std::max<std::size_t>(1, lane_floors_.size()));

@@ -184,12 +184,7 @@ awaitable<void> SourceSession::run() {
 
 awaitable<void> SourceSession::prepare() {
     const auto& src = config_.source;
-    co_await source_.connect(src.dsn, "authsync");
-    try {
-        co_await resolve_lookups(source_, config_);
-    } catch (const LookupError& e) {
-        throw FatalError(e.what());
-    }
+    co_await connect_and_resolve(source_, config_, "authsync");
     for (auto& t : targets_) {
         t->config = config_.for_target(t->index);  // its lookups resolved
         t->router.emplace(t->config.mappings, t->config.composites, 1);

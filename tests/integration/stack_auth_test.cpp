@@ -263,6 +263,21 @@ TEST_CASE("stack-auth: check names a missing column, and a project without a ten
     CHECK(out.find("lookup tenancy_id found 0 rows") != std::string::npos);
 }
 
+TEST_CASE("stack-auth: run stops for good on a project without a tenancy",
+          "[integration][stack-auth]") {
+    SyncFixture f(stack_options());
+    f.provider().exec(
+        "DELETE FROM \"Tenancy\" WHERE \"projectId\" = 'proj-a' AND \"branchId\" = 'main'");
+    // Reconnecting would find the same: exit 1 at once, naming the lookup, not a retry loop.
+    f.start_unchecked();
+    const int rc = f.process().wait(std::chrono::seconds(30));
+    const auto log = f.process().log();
+    INFO(log);
+    CHECK(rc == 1);
+    CHECK(log.find("lookup tenancy_id found 0 rows") != std::string::npos);
+    CHECK(log.find("reconnecting") == std::string::npos);
+}
+
 TEST_CASE("stack-auth: resync copies the mirrors again and reconciles what changed meanwhile",
           "[integration][stack-auth]") {
     SyncFixture f(stack_options());

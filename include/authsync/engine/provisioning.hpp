@@ -66,6 +66,10 @@ asio::awaitable<void> create_slot(pg::AsyncConnection& source, const std::string
 // filters. Throws LookupError when a lookup finds no
 // row or several: e.g. no Stack tenancy for the configured project.
 asio::awaitable<void> resolve_lookups(pg::AsyncConnection& source, config::Config& config);
+// Connects to the provider as `application_name`, then resolves the lookups there, as a
+// session starts: a lookup that finds nothing is a FatalError (reconnecting would find the same).
+asio::awaitable<void> connect_and_resolve(pg::AsyncConnection& source, config::Config& config,
+                                          const std::string& application_name);
 
 // The columns of a mirrored table that exist on the provider, in the preset's order (optional
 // ones may be missing).
