@@ -33,9 +33,6 @@ public:
     // leader sees it: only then can a stream with a replica on each of them be placed. Throws
     // with the nodes' logs when a node has exited or after 60 s.
     void wait_healthy();
-    // The node that leads the JetStream meta group by its own word; -1 when none of the nodes
-    // that should be up does.
-    int meta_leader() const;
     std::string log(int node) const;
     // The body of GET `path` (e.g. "/jsz?consumers=true") on the node's monitoring port; empty
     // when it does not answer.
@@ -53,6 +50,9 @@ private:
     void choose_ports();
     void write_configs();
     void start_all();
+    // The node that leads the JetStream meta group by its own word; -1 when none of the nodes
+    // that should be up does.
+    int meta_leader() const;
     // Whether the meta group's leader lists every other node that should be up as current.
     bool meta_group_whole() const;
     std::string logs() const;
