@@ -102,6 +102,9 @@ int run_with_kills(SyncFixture& f, const std::string& workload_sql, int max_kill
     }
     workload.join();
     REQUIRE(workload_error.empty());
+    // The last restart may be a moment old: a SIGTERM before authsync has installed its
+    // handler would kill it (exit 143) rather than stop it.
+    f.wait_streaming();
     return kills;
 }
 

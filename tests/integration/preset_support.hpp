@@ -15,7 +15,8 @@ namespace authsync::test {
 // Replaces the first `from` in the fixture's config file with `to`; fails when it is absent.
 void replace_in_config(SyncFixture& f, const std::string& from, const std::string& to);
 // Runs `workload_sql` on the provider while SIGKILLing and restarting authsync every
-// `interval`, up to `max_kills` times; fails the test if the workload fails. Returns the kills.
+// `interval`, up to `max_kills` times; fails the test if the workload fails. Returns the kills,
+// with authsync streaming again.
 int run_with_kills(SyncFixture& f, const std::string& workload_sql, int max_kills = 4,
                    std::chrono::milliseconds interval = std::chrono::milliseconds(500));
 

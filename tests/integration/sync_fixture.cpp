@@ -195,6 +195,10 @@ nlohmann::json SyncFixture::status() const {
 
 void SyncFixture::start() {
     process_->start();
+    wait_streaming();
+}
+
+void SyncFixture::wait_streaming() {
     // Ready when the slot is streaming to it (the target schema exists by then). Not just
     // active: the slot is active during an initial copy too, before START_REPLICATION.
     bool streaming = wait_until(

@@ -65,6 +65,9 @@ public:
 
     // Starts authsync and waits until the slot streams to it.
     void start();
+    // Waits until the slot streams to the running authsync (120 s; an initial copy may come
+    // first): past its start-up, so that it handles SIGTERM. Throws with its log otherwise.
+    void wait_streaming();
     // Starts authsync without waiting (for runs that are expected to fail).
     void start_unchecked() { process_->start(); }
     // SIGTERM; returns the exit code (or -1 after the timeout).
