@@ -120,6 +120,7 @@ void torture(std::size_t lanes) {
     CHECK(truncates == 1);
 
     REQUIRE(f.wait_caught_up(300s));
+    f.wait_streaming();  // the last restart handles the SIGTERM at the end
     const char* provider_state =
         "SELECT md5(coalesce(string_agg(id || ':' || name || ':' || version || ':' || "
         "md5(coalesce(bio, '')), ',' ORDER BY id), '')) FROM public.users";
