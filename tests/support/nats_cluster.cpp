@@ -159,39 +159,30 @@ void NatsCluster::wait_healthy() {
     }
 }
 
-int NatsCluster::meta_leader() const {
-    for (std::size_t i = 0; i < nodes_.size(); ++i) {
-        if (!nodes_[i].up) continue;
-        const auto jsz =
-            nlohmann::json::parse(monitor(static_cast<int>(i), "/jsz"), nullptr, false);
-        if (jsz.is_discarded() || !jsz.contains("meta_cluster")) continue;
-        if (jsz["meta_cluster"].value("leader", "") == "n" + std::to_string(i + 1)) {
-            return static_cast<int>(i);
-        }
-    }
-    return -1;
-}
-
 bool NatsCluster::meta_group_whole() const {
     if (nodes_.size() < 2) return true;
-    const int leader = meta_leader();
-    if (leader < 0) return false;
-    const auto jsz = nlohmann::json::parse(monitor(leader, "/jsz"), nullptr, false);
-    if (jsz.is_discarded() || !jsz.contains("meta_cluster")) return false;
-    const auto& meta = jsz["meta_cluster"];
-    // Every other node that should be up is a current replica.
-    for (std::size_t j = 0; j < nodes_.size(); ++j) {
-        if (static_cast<int>(j) == leader || !nodes_[j].up) continue;
-        const auto name = "n" + std::to_string(j + 1);
-        bool current = false;
-        for (const auto& r : meta.value("replicas", nlohmann::json::array())) {
-            if (r.value("name", "") == name) {
-                current = r.value("current", false) && !r.value("offline", false);
+    for (std::size_t i = 0; i < nodes_.size(); ++i) {
+        if (!nodes_[i].up) continue;
+        const auto body = monitor(static_cast<int>(i), "/jsz");
+        const auto jsz = nlohmann::json::parse(body, nullptr, false);
+        if (jsz.is_discarded() || !jsz.contains("meta_cluster")) continue;
+        const auto& meta = jsz["meta_cluster"];
+        if (meta.value("leader", "") != "n" + std::to_string(i + 1)) continue;
+        // The leader: every other node that should be up is a current replica.
+        for (std::size_t j = 0; j < nodes_.size(); ++j) {
+            if (j == i || !nodes_[j].up) continue;
+            const auto name = "n" + std::to_string(j + 1);
+            bool current = false;
+            for (const auto& r : meta.value("replicas", nlohmann::json::array())) {
+                if (r.value("name", "") == name) {
+                    current = r.value("current", false) && !r.value("offline", false);
+                }
             }
+            if (!current) return false;
         }
-        if (!current) return false;
+        return true;
     }
-    return true;
+    return false;  // no node that should be up is the leader yet
 }
 
 std::string NatsCluster::logs() const {

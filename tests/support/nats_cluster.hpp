@@ -50,9 +50,6 @@ private:
     void choose_ports();
     void write_configs();
     void start_all();
-    // The node that leads the JetStream meta group by its own word; -1 when none of the nodes
-    // that should be up does.
-    int meta_leader() const;
     // Whether the meta group's leader lists every other node that should be up as current.
     bool meta_group_whole() const;
     std::string logs() const;
