@@ -285,7 +285,8 @@ awaitable<void> SinkSession::copy() {
 awaitable<bool> SinkSession::take(std::vector<transport::Delivered> batch) {
     using Action = transport::SinkCursor::Action;
     for (auto& message : batch) {
-        if (message.deliveries() > 1) ++status_.transport.redeliveries;
+        const bool redelivered = message.deliveries() > 1;
+        if (redelivered) ++status_.transport.redeliveries;
         transport::Frame frame;
         try {
             frame = transport::decode_frame(message.data());
@@ -301,12 +302,21 @@ awaitable<bool> SinkSession::take(std::vector<transport::Delivered> batch) {
             cursor_.emplace(skip_below_);
         }
         const Lsn prev = frame.prev_end_lsn;
-        switch (cursor_->offer(std::move(frame))) {
+        switch (cursor_->offer(std::move(frame), redelivered)) {
             case Action::Skip:
                 unacked_.back().done = true;
                 ++status_.transport.skipped;
                 break;
             case Action::Hold: break;
+            case Action::Reread:
+                // Nothing is acknowledged past the position, so a new consumer of the subject
+                // delivers the frames in between again, in stream order.
+                throw transport::TransportError(
+                    fmt::format("target {}: a frame came again ahead of the frames between {} "
+                                "and {} (JetStream redelivered out of order): reading the "
+                                "subject again from the checkpoint",
+                                name(), cursor_->position().to_string(), prev.to_string()),
+                    true);
             case Action::Gap: {
                 log_->warn(
                     "target {}: the stream lacks its frames between {} and {} (aged out of the "

@@ -5,7 +5,7 @@
 
 namespace authsync::transport {
 
-SinkCursor::Action SinkCursor::offer(Frame frame) {
+SinkCursor::Action SinkCursor::offer(Frame frame, bool redelivered) {
     if (ready_) throw std::logic_error("a whole transaction was not taken before the next frame");
     if (frame.end_lsn <= position_) return Action::Skip;
     if (!parts_.empty()) {
@@ -23,7 +23,9 @@ SinkCursor::Action SinkCursor::offer(Frame frame) {
     if (parts_.empty()) {
         // A transaction's first part carries the chain; a later part alone means its first
         // parts are gone.
-        if (frame.part != 0 || frame.prev_end_lsn > position_) return Action::Gap;
+        if (frame.part != 0 || frame.prev_end_lsn > position_) {
+            return redelivered ? Action::Reread : Action::Gap;
+        }
     }
     parts_.push_back(std::move(frame));
     if (parts_.back().part + 1 < parts_.back().parts) return Action::Hold;

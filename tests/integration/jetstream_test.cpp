@@ -2,9 +2,13 @@
 // (R3 stream, file storage): what the scale-out transport relies on, shown rather than assumed.
 #include "authsync/transport/jetstream.hpp"
 
+#include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <future>
+#include <map>
 #include <thread>
 
 #include "authsync/transport/frame.hpp"
@@ -102,17 +106,40 @@ TEST_CASE(
         for (std::size_t k = 0; k < 60; ++k) got[k].ack(5s);
     }
     {
-        // A sink that died before its acks: the rest comes again, in order, after ack_wait.
+        // A sink that died before its acks: the rest comes again after ack_wait. Not always in
+        // order, nor only once: nats-server before 2.10.14 (Debian 12 has 2.9.10) may pop a
+        // redelivery for a pull request that has just expired and step its cursor back
+        // (nats-server #5305), giving 61 62 63 65 .. 70 70 64, the second 70 counted as a
+        // first delivery. SinkCursor rereads on such a redelivery; here every unacknowledged
+        // frame must come again, first as a redelivery.
         auto consumer = js->consumer(kStream, "tenant1", kSubject, 3s, 60s);
-        auto again = fetch_n(consumer, 10);
-        REQUIRE(again.size() == 10);
-        for (std::size_t k = 0; k < again.size(); ++k) {
-            CHECK(transport::decode_frame(again[k].data()).end_lsn ==
-                  frame(61 + static_cast<int>(k)).end_lsn);
-            CHECK(again[k].deliveries() >= 2);
-            again[k].ack(5s);
+        std::map<int, std::uint64_t> first_deliveries;  // frame -> delivered how many times
+        std::vector<int> order;
+        const auto until = std::chrono::steady_clock::now() + 60s;
+        while (first_deliveries.size() < 10 && std::chrono::steady_clock::now() < until) {
+            for (auto& d : consumer.fetch(10, 1s)) {
+                const auto lsn = transport::decode_frame(d.data()).end_lsn;
+                const int i = static_cast<int>((lsn.value - 0x1000000) / 0x100);
+                order.push_back(i);
+                if (i > 60) first_deliveries.try_emplace(i, d.deliveries());
+                d.ack(5s);
+            }
         }
-        CHECK(consumer.fetch(10, 1s).empty());
+        INFO("frames in the order they came again: " << fmt::format("{}", fmt::join(order, " ")));
+        REQUIRE(first_deliveries.size() == 10);
+        CHECK(first_deliveries.begin()->first == 61);
+        CHECK(first_deliveries.rbegin()->first == 70);
+        for (const auto& [i, deliveries] : first_deliveries) {
+            INFO("frame " << i);
+            CHECK(deliveries >= 2);
+        }
+        const auto acked_again =
+            std::count_if(order.begin(), order.end(), [](int i) { return i <= 60; });
+        if (acked_again > 0) {
+            // An ack is answered before its consumer's group has it (a leader change loses
+            // it); a sink skips such a frame by its checkpoint.
+            WARN(acked_again << " frames acknowledged before came again");
+        }
         CHECK(consumer.pending() == 0);
     }
     // Where a restarted source finds its last frame for the target.

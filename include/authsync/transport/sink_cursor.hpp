@@ -6,8 +6,9 @@
 // one subject form a chain (each names the end_lsn of the one before: frame.hpp). A frame at or
 // below the position is skipped (acknowledge it: the target has it). A frame whose predecessor
 // is past the position means the frames in between are gone: a gap, to be repaired by copying
-// the target again (fan-out's join), never by applying on. A transaction in several parts is
-// held until its last part, then applied whole. Pure: no I/O.
+// the target again (fan-out's join), never by applying on; unless that frame came again, when
+// the frames before it may only be late (reread the subject first). A transaction in several parts
+// is held until its last part, then applied whole. Pure: no I/O.
 #pragma once
 
 #include <vector>
@@ -24,13 +25,18 @@ public:
         Hold,   // a part of a transaction not whole yet (or a copy of one): keep it unacknowledged
         Apply,  // a whole transaction: take() it, apply it with its end_lsn, then applied()
         Gap,    // frames before it are missing: the target needs a copy
+        // A frame delivered again ahead of frames before it. JetStream up to 2.10.13 can
+        // redeliver out of order (nats-server #5305): read the subject again from the
+        // position; a frame that is truly gone is then a Gap on its first delivery.
+        Reread,
     };
 
     // `position`: the target's checkpoint (for a target just copied, the copy's consistent
     // point).
     explicit SinkCursor(Lsn position) : position_(position) {}
 
-    Action offer(Frame frame);
+    // `redelivered`: JetStream delivered this message before (to this consumer).
+    Action offer(Frame frame, bool redelivered = false);
     // The parts of the transaction offer() said to apply, in order.
     std::vector<Frame> take();
     // That transaction is committed in the target, with its checkpoint.

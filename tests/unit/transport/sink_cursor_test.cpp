@@ -68,6 +68,25 @@ TEST_CASE("SinkCursor finds frames lost before the next one it is given", "[unit
     apply(c, 5);
 }
 
+TEST_CASE("SinkCursor rereads when a frame comes again ahead of frames before it",
+          "[unit][sink_cursor]") {
+    // nats-server 2.9 (Debian 12's) can redeliver 61 62 63 65 ... 70 70 64 after an ack_wait:
+    // 64 is late, not gone. Only a frame's first delivery can show a gap for sure.
+    SinkCursor c(Lsn(63 * 0x100));
+    CHECK(c.offer(tx(65, 64), true) == Action::Reread);
+    CHECK(c.position() == Lsn(63 * 0x100));
+    CHECK(c.offer(tx(66, 65, 1, 2), true) == Action::Reread);  // a later part, likewise
+    // Below the position or next in the chain, a redelivery is what it always was.
+    CHECK(c.offer(tx(63, 62), true) == Action::Skip);
+    CHECK(c.offer(tx(64, 63), true) == Action::Apply);
+    apply(c, 64);
+    // The reread subject, from a new consumer: the first delivery of 65 ahead of 64 would be
+    // a gap; in order it applies.
+    CHECK(c.offer(tx(66, 65)) == Action::Gap);
+    CHECK(c.offer(tx(65, 64)) == Action::Apply);
+    apply(c, 65);
+}
+
 TEST_CASE("SinkCursor gathers a transaction's parts and applies it whole", "[unit][sink_cursor]") {
     SinkCursor c(Lsn(1 * 0x100));
     CHECK(c.offer(tx(2, 1, 0, 3)) == Action::Hold);
