@@ -15,7 +15,8 @@ std::unique_ptr<RoleSession> make_source_session(const config::Config&, EngineSt
 }
 
 std::unique_ptr<RoleSession> make_sink_session(const config::Config& config, std::size_t,
-                                               EngineStatus& status, asio::any_io_executor ex) {
+                                               EngineStatus& status, SinkMemory&,
+                                               asio::any_io_executor ex) {
     return make_source_session(config, status, std::move(ex));
 }
 

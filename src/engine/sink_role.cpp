@@ -52,10 +52,11 @@ class SinkSession : public RoleSession {
 public:
     // `config`: the whole config; `index`: the sink's target in it.
     SinkSession(const config::Config& config, std::size_t index, EngineStatus& status,
-                asio::any_io_executor ex)
+                SinkMemory& memory, asio::any_io_executor ex)
         : config_(config.for_target(index)),
           index_(index),
           status_(status),
+          memory_(memory),
           source_(ex),
           writer_(config_, 0, 0, 0, ex),
           log_(logger("sink")) {}
@@ -96,6 +97,7 @@ private:
     config::Config config_;
     std::size_t index_;
     EngineStatus& status_;
+    SinkMemory& memory_;
     pg::AsyncConnection source_;
     TargetWriter writer_;
     asio::thread_pool pool_{1};  // JetStream's blocking calls
@@ -285,8 +287,7 @@ awaitable<void> SinkSession::copy() {
 awaitable<bool> SinkSession::take(std::vector<transport::Delivered> batch) {
     using Action = transport::SinkCursor::Action;
     for (auto& message : batch) {
-        const bool redelivered = message.deliveries() > 1;
-        if (redelivered) ++status_.transport.redeliveries;
+        if (message.deliveries() > 1) ++status_.transport.redeliveries;
         transport::Frame frame;
         try {
             frame = transport::decode_frame(message.data());
@@ -302,7 +303,11 @@ awaitable<bool> SinkSession::take(std::vector<transport::Delivered> batch) {
             cursor_.emplace(skip_below_);
         }
         const Lsn prev = frame.prev_end_lsn;
-        switch (cursor_->offer(std::move(frame), redelivered)) {
+        auto action = cursor_->offer(std::move(frame));
+        if (action == Action::Reread && memory_.reread_at == cursor_->position()) {
+            action = Action::Gap;  // the last session reread from here and found the same gap
+        }
+        switch (action) {
             case Action::Skip:
                 unacked_.back().done = true;
                 ++status_.transport.skipped;
@@ -310,11 +315,12 @@ awaitable<bool> SinkSession::take(std::vector<transport::Delivered> batch) {
             case Action::Hold: break;
             case Action::Reread:
                 // Nothing is acknowledged past the position, so a new consumer of the subject
-                // delivers the frames in between again, in stream order.
+                // delivers the frames in between again, in stream order, if the stream has them.
+                memory_.reread_at = cursor_->position();
                 throw transport::TransportError(
-                    fmt::format("target {}: a frame came again ahead of the frames between {} "
-                                "and {} (JetStream redelivered out of order): reading the "
-                                "subject again from the checkpoint",
+                    fmt::format("target {}: frames between {} and {} did not come before the "
+                                "next (delivered out of order, or lost with a connection): "
+                                "reading the subject again from the checkpoint",
                                 name(), cursor_->position().to_string(), prev.to_string()),
                     true);
             case Action::Gap: {
@@ -322,6 +328,7 @@ awaitable<bool> SinkSession::take(std::vector<transport::Delivered> batch) {
                     "target {}: the stream lacks its frames between {} and {} (aged out of the "
                     "stream's retention, or published before its copy): copying it again",
                     name(), cursor_->position().to_string(), prev.to_string());
+                memory_.reread_at.reset();
                 // Its checkpoint goes, so that the next session copies it (prepare), however
                 // this one ends: nothing is applied past a gap.
                 if (writer_.has_work()) co_await writer_.rollback();
@@ -475,8 +482,9 @@ awaitable<void> SinkSession::acknowledge_durable(bool ask_flush) {
 }  // namespace
 
 std::unique_ptr<RoleSession> make_sink_session(const config::Config& config, std::size_t index,
-                                               EngineStatus& status, asio::any_io_executor ex) {
-    return std::make_unique<SinkSession>(config, index, status, std::move(ex));
+                                               EngineStatus& status, SinkMemory& memory,
+                                               asio::any_io_executor ex) {
+    return std::make_unique<SinkSession>(config, index, status, memory, std::move(ex));
 }
 
 }  // namespace authsync::engine

@@ -5,8 +5,9 @@
 
 namespace authsync::transport {
 
-SinkCursor::Action SinkCursor::offer(Frame frame, bool redelivered) {
+SinkCursor::Action SinkCursor::offer(Frame frame) {
     if (ready_) throw std::logic_error("a whole transaction was not taken before the next frame");
+    const bool first = std::exchange(first_, false);
     if (frame.end_lsn <= position_) return Action::Skip;
     if (!parts_.empty()) {
         const auto& last = parts_.back();
@@ -24,7 +25,7 @@ SinkCursor::Action SinkCursor::offer(Frame frame, bool redelivered) {
         // A transaction's first part carries the chain; a later part alone means its first
         // parts are gone.
         if (frame.part != 0 || frame.prev_end_lsn > position_) {
-            return redelivered ? Action::Reread : Action::Gap;
+            return first ? Action::Gap : Action::Reread;
         }
     }
     parts_.push_back(std::move(frame));

@@ -12,6 +12,7 @@
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -47,8 +48,16 @@ bool has_jetstream();
 // The source role for `config` (transport.kind: nats). Throws ConfigError without libnats.
 std::unique_ptr<RoleSession> make_source_session(const config::Config& config, EngineStatus& status,
                                                  asio::any_io_executor ex);
+// What a sink carries from one session to the next.
+struct SinkMemory {
+    // Where its last session ended to read the subject again (SinkCursor's Reread). A second
+    // gap at the same position is a hole in the stream, not a late frame: the target is copied.
+    std::optional<Lsn> reread_at;
+};
+
 // The sink of target `index` of `config` (transport.kind: nats).
 std::unique_ptr<RoleSession> make_sink_session(const config::Config& config, std::size_t index,
-                                               EngineStatus& status, asio::any_io_executor ex);
+                                               EngineStatus& status, SinkMemory& memory,
+                                               asio::any_io_executor ex);
 
 }  // namespace authsync::engine

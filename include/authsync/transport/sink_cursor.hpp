@@ -6,9 +6,9 @@
 // one subject form a chain (each names the end_lsn of the one before: frame.hpp). A frame at or
 // below the position is skipped (acknowledge it: the target has it). A frame whose predecessor
 // is past the position means the frames in between are gone: a gap, to be repaired by copying
-// the target again (fan-out's join), never by applying on; unless that frame came again, when
-// the frames before it may only be late (reread the subject first). A transaction in several parts
-// is held until its last part, then applied whole. Pure: no I/O.
+// the target again (fan-out's join), never by applying on; unless frames came before it in this
+// session, when the ones between may only be late (reread the subject first). A transaction in
+// several parts is held until its last part, then applied whole. Pure: no I/O.
 #pragma once
 
 #include <vector>
@@ -25,9 +25,10 @@ public:
         Hold,   // a part of a transaction not whole yet (or a copy of one): keep it unacknowledged
         Apply,  // a whole transaction: take() it, apply it with its end_lsn, then applied()
         Gap,    // frames before it are missing: the target needs a copy
-        // A frame delivered again ahead of frames before it. JetStream up to 2.10.13 can
-        // redeliver out of order (nats-server #5305): read the subject again from the
-        // position; a frame that is truly gone is then a Gap on its first delivery.
+        // Frames before it are missing, after others came in this session: they may only be
+        // late (a redelivery out of order, nats-server before 2.10.14, #5305; a delivery lost
+        // with a connection). Read the subject again from the position: a new consumer starts
+        // at the oldest stored frame, so a gap then shows on its first frame, for sure.
         Reread,
     };
 
@@ -35,8 +36,9 @@ public:
     // point).
     explicit SinkCursor(Lsn position) : position_(position) {}
 
-    // `redelivered`: JetStream delivered this message before (to this consumer).
-    Action offer(Frame frame, bool redelivered = false);
+    // Frames in the order the session's consumer delivers them; the first is the oldest the
+    // stream stores for the subject.
+    Action offer(Frame frame);
     // The parts of the transaction offer() said to apply, in order.
     std::vector<Frame> take();
     // That transaction is committed in the target, with its checkpoint.
@@ -49,6 +51,7 @@ private:
     Lsn position_;
     std::vector<Frame> parts_;  // of the transaction being gathered, or ready to take
     bool ready_ = false;
+    bool first_ = true;  // nothing offered yet
 };
 
 }  // namespace authsync::transport
