@@ -9,6 +9,8 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include "authsync/transport/jetstream_errors.hpp"
+
 namespace authsync::transport {
 
 namespace {
@@ -33,10 +35,10 @@ bool transient_status(natsStatus s, jsErrCode code) {
         case NATS_INVALID_SUBJECT:
         case NATS_NOT_PERMITTED:
         case NATS_MAX_PAYLOAD: return false;
-        // No peers for a placement: seen from a cluster still forming after its start (a
-        // replica count the servers can never hold is refused by the config and, with
-        // another code, by the servers).
-        default: return code == 0 || code == JSClusterNotAvailErr || code == JSClusterNoPeersErr;
+        // NATS_ERR and the like: the server's error code says (no code: a client-side
+        // failure of a request, e.g. after a whole cluster's restart). A replica count the
+        // servers can never hold is refused by the config and, with another code, by them.
+        default: return code == 0 || transient_jetstream_error(static_cast<int>(code));
     }
 }
 
