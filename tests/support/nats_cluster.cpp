@@ -135,7 +135,7 @@ bool NatsCluster::healthy(int node) const {
 }
 
 void NatsCluster::wait_healthy() {
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
     auto remaining = [&] {
         return std::chrono::duration_cast<std::chrono::milliseconds>(
             deadline - std::chrono::steady_clock::now());
