@@ -303,11 +303,7 @@ awaitable<bool> SinkSession::take(std::vector<transport::Delivered> batch) {
             cursor_.emplace(skip_below_);
         }
         const Lsn prev = frame.prev_end_lsn;
-        auto action = cursor_->offer(std::move(frame));
-        if (action == Action::Reread && memory_.reread_at == cursor_->position()) {
-            action = Action::Gap;  // the last session reread from here and found the same gap
-        }
-        switch (action) {
+        switch (memory_.reread.settle(cursor_->offer(std::move(frame)), cursor_->position())) {
             case Action::Skip:
                 unacked_.back().done = true;
                 ++status_.transport.skipped;
@@ -316,7 +312,6 @@ awaitable<bool> SinkSession::take(std::vector<transport::Delivered> batch) {
             case Action::Reread:
                 // Nothing is acknowledged past the position, so a new consumer of the subject
                 // delivers the frames in between again, in stream order, if the stream has them.
-                memory_.reread_at = cursor_->position();
                 throw transport::TransportError(
                     fmt::format("target {}: frames between {} and {} did not come before the "
                                 "next (delivered out of order, or lost with a connection): "
@@ -328,7 +323,6 @@ awaitable<bool> SinkSession::take(std::vector<transport::Delivered> batch) {
                     "target {}: the stream lacks its frames between {} and {} (aged out of the "
                     "stream's retention, or published before its copy): copying it again",
                     name(), cursor_->position().to_string(), prev.to_string());
-                memory_.reread_at.reset();
                 // Its checkpoint goes, so that the next session copies it (prepare), however
                 // this one ends: nothing is applied past a gap.
                 if (writer_.has_work()) co_await writer_.rollback();

@@ -45,4 +45,16 @@ void SinkCursor::applied(Lsn end_lsn) {
     position_ = end_lsn;
 }
 
+SinkCursor::Action RereadMemory::settle(SinkCursor::Action action, Lsn position) {
+    if (action == SinkCursor::Action::Reread) {
+        if (reread_at_ != position) {
+            reread_at_ = position;
+            return action;
+        }
+        action = SinkCursor::Action::Gap;  // the last session reread from here: still missing
+    }
+    if (action == SinkCursor::Action::Gap) reread_at_.reset();
+    return action;
+}
+
 }  // namespace authsync::transport

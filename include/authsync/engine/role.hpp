@@ -12,13 +12,13 @@
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
 #include <memory>
-#include <optional>
 #include <string>
 #include <vector>
 
 #include "authsync/config/config.hpp"
 #include "authsync/core/error.hpp"
 #include "authsync/engine/status.hpp"
+#include "authsync/transport/sink_cursor.hpp"
 
 namespace authsync::engine {
 
@@ -50,9 +50,7 @@ std::unique_ptr<RoleSession> make_source_session(const config::Config& config, E
                                                  asio::any_io_executor ex);
 // What a sink carries from one session to the next.
 struct SinkMemory {
-    // Where its last session ended to read the subject again (SinkCursor's Reread). A second
-    // gap at the same position is a hole in the stream, not a late frame: the target is copied.
-    std::optional<Lsn> reread_at;
+    transport::RereadMemory reread;  // a gap found again where the last session reread: a copy
 };
 
 // The sink of target `index` of `config` (transport.kind: nats).

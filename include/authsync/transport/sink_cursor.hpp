@@ -11,6 +11,7 @@
 // several parts is held until its last part, then applied whole. Pure: no I/O.
 #pragma once
 
+#include <optional>
 #include <vector>
 
 #include "authsync/core/lsn.hpp"
@@ -52,6 +53,18 @@ private:
     std::vector<Frame> parts_;  // of the transaction being gathered, or ready to take
     bool ready_ = false;
     bool first_ = true;  // nothing offered yet
+};
+
+// What a sink carries from one session to the next: where it last read its subject again. A
+// Reread at that same position in the next session is a hole in the stream, not a late frame.
+class RereadMemory {
+public:
+    // `action`, offered at cursor position `position`, as the sink must take it: a Reread
+    // where the last session reread becomes a Gap.
+    SinkCursor::Action settle(SinkCursor::Action action, Lsn position);
+
+private:
+    std::optional<Lsn> reread_at_;
 };
 
 }  // namespace authsync::transport

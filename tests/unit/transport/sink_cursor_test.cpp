@@ -94,6 +94,30 @@ TEST_CASE("SinkCursor rereads when frames are missing after others came", "[unit
     CHECK(e.offer(tx(64, 63)) == Action::Reread);
 }
 
+TEST_CASE("A sink that finds the same gap again after a reread copies", "[unit][sink_cursor]") {
+    transport::RereadMemory memory;
+    // Session 1: 62 does not come between 61 and 63.
+    SinkCursor one(Lsn(60 * 0x100));
+    CHECK(memory.settle(one.offer(tx(61, 60)), one.position()) == Action::Apply);
+    apply(one, 61);
+    CHECK(memory.settle(one.offer(tx(63, 62)), one.position()) == Action::Reread);
+    // Session 2 reads the subject again from 61 and 62 is still not there: a hole, not late.
+    SinkCursor two(Lsn(61 * 0x100));
+    CHECK(memory.settle(two.offer(tx(61, 60)), two.position()) == Action::Skip);
+    CHECK(memory.settle(two.offer(tx(63, 62)), two.position()) == Action::Gap);
+    // After the copy, a late frame at the same position is late again, once.
+    SinkCursor three(Lsn(61 * 0x100));
+    CHECK(memory.settle(three.offer(tx(61, 60)), three.position()) == Action::Skip);
+    CHECK(memory.settle(three.offer(tx(63, 62)), three.position()) == Action::Reread);
+    // A reread that moved on (62 came) and then misses 64 rereads; it does not copy.
+    SinkCursor four(Lsn(61 * 0x100));
+    CHECK(memory.settle(four.offer(tx(62, 61)), four.position()) == Action::Apply);
+    apply(four, 62);
+    CHECK(memory.settle(four.offer(tx(65, 64)), four.position()) == Action::Reread);
+    SinkCursor five(Lsn(62 * 0x100));
+    CHECK(memory.settle(five.offer(tx(64, 63)), five.position()) == Action::Gap);
+}
+
 TEST_CASE("SinkCursor gathers a transaction's parts and applies it whole", "[unit][sink_cursor]") {
     SinkCursor c(Lsn(1 * 0x100));
     CHECK(c.offer(tx(2, 1, 0, 3)) == Action::Hold);
