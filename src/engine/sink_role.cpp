@@ -297,13 +297,16 @@ awaitable<bool> SinkSession::take(std::vector<transport::Delivered> batch) {
                                             e.what()));
         }
         const auto bytes = message.data().size();
+        const bool oldest = message.consumer_sequence() == 1;
         unacked_.push_back({std::move(message), frame.end_lsn, false, std::nullopt});
-        if (!cursor_) {
-            skip_below_ = frame.prev_end_lsn;
-            cursor_.emplace(skip_below_);
-        }
+        // No checkpoint, snapshot: never: from the first transaction stored whole (a part
+        // alone before it is passed, never taken for a gap: `never` refuses a copy).
+        if (!cursor_) cursor_.emplace();
+        const bool unpositioned = !cursor_->positioned();
         const Lsn prev = frame.prev_end_lsn;
-        switch (memory_.reread.settle(cursor_->offer(std::move(frame)), cursor_->position())) {
+        const auto action = cursor_->offer(std::move(frame), oldest);
+        if (unpositioned && cursor_->positioned()) skip_below_ = cursor_->position();
+        switch (memory_.reread.settle(action, cursor_->position())) {
             case Action::Skip:
                 unacked_.back().done = true;
                 ++status_.transport.skipped;

@@ -73,6 +73,7 @@ Delivered::Delivered(natsMsg* msg) : msg_(msg) {
     jsMsgMetaData* meta = nullptr;
     if (natsMsg_GetMetaData(&meta, msg_) == NATS_OK) {
         stream_sequence_ = meta->Sequence.Stream;
+        consumer_sequence_ = meta->Sequence.Consumer;
         deliveries_ = meta->NumDelivered;
         pending_ = meta->NumPending;
         jsMsgMetaData_Destroy(meta);
@@ -86,6 +87,7 @@ Delivered::~Delivered() {
 Delivered::Delivered(Delivered&& other) noexcept
     : msg_(std::exchange(other.msg_, nullptr)),
       stream_sequence_(other.stream_sequence_),
+      consumer_sequence_(other.consumer_sequence_),
       deliveries_(other.deliveries_),
       pending_(other.pending_) {}
 
@@ -94,6 +96,7 @@ Delivered& Delivered::operator=(Delivered&& other) noexcept {
         natsMsg_Destroy(msg_);
         msg_ = std::exchange(other.msg_, nullptr);
         stream_sequence_ = other.stream_sequence_;
+        consumer_sequence_ = other.consumer_sequence_;
         deliveries_ = other.deliveries_;
         pending_ = other.pending_;
     }

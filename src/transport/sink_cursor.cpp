@@ -5,9 +5,13 @@
 
 namespace authsync::transport {
 
-SinkCursor::Action SinkCursor::offer(Frame frame) {
+SinkCursor::Action SinkCursor::offer(Frame frame, bool oldest) {
     if (ready_) throw std::logic_error("a whole transaction was not taken before the next frame");
-    const bool first = std::exchange(first_, false);
+    if (!positioned_) {
+        if (frame.part != 0) return Action::Skip;  // a copy is what snapshot: never refuses
+        position_ = frame.prev_end_lsn;
+        positioned_ = true;
+    }
     if (frame.end_lsn <= position_) return Action::Skip;
     if (!parts_.empty()) {
         const auto& last = parts_.back();
@@ -25,7 +29,7 @@ SinkCursor::Action SinkCursor::offer(Frame frame) {
         // A transaction's first part carries the chain; a later part alone means its first
         // parts are gone.
         if (frame.part != 0 || frame.prev_end_lsn > position_) {
-            return first ? Action::Gap : Action::Reread;
+            return oldest ? Action::Gap : Action::Reread;
         }
     }
     parts_.push_back(std::move(frame));

@@ -78,6 +78,9 @@ public:
 
     std::string_view data() const;
     std::uint64_t stream_sequence() const { return stream_sequence_; }
+    // The consumer's count of its deliveries, this one included (a redelivery counts anew):
+    // 1 is its first, the oldest frame the stream keeps for the consumer's subject.
+    std::uint64_t consumer_sequence() const { return consumer_sequence_; }
     std::uint64_t deliveries() const { return deliveries_; }  // 1 the first time
     std::uint64_t pending() const { return pending_; }        // after this one, for its consumer
     // Acknowledged, and the server confirmed it (or TransportError).
@@ -88,6 +91,7 @@ public:
 private:
     __natsMsg* msg_ = nullptr;
     std::uint64_t stream_sequence_ = 0;
+    std::uint64_t consumer_sequence_ = 0;
     std::uint64_t deliveries_ = 0;
     std::uint64_t pending_ = 0;
 };

@@ -21,6 +21,17 @@ Frame tx(int i, int prev, std::uint32_t part = 0, std::uint32_t parts = 1) {
     return f;
 }
 
+// A cursor offered frames as a session's consumer delivers them: its first delivery (consumer
+// sequence 1) is the oldest frame the stream keeps for the subject.
+class Session : public SinkCursor {
+public:
+    using SinkCursor::SinkCursor;
+    Action offer(Frame f) { return SinkCursor::offer(std::move(f), ++delivered_ == 1); }
+
+private:
+    int delivered_ = 0;
+};
+
 void apply(SinkCursor& c, int i) {
     auto parts = c.take();
     REQUIRE_FALSE(parts.empty());
@@ -32,7 +43,7 @@ void apply(SinkCursor& c, int i) {
 
 TEST_CASE("SinkCursor applies the chain in order and skips what the target holds",
           "[unit][sink_cursor]") {
-    SinkCursor c(Lsn(2 * 0x100));  // the target's checkpoint: transaction 2
+    Session c(Lsn(2 * 0x100));  // the target's checkpoint: transaction 2
     CHECK(c.offer(tx(1, 0)) == Action::Skip);
     CHECK(c.offer(tx(2, 1)) == Action::Skip);
     CHECK(c.offer(tx(3, 2)) == Action::Apply);
@@ -48,19 +59,19 @@ TEST_CASE("SinkCursor applies the chain in order and skips what the target holds
 
 TEST_CASE("SinkCursor starts after a copy at a point between two frames", "[unit][sink_cursor]") {
     // Copied at 0x350: transaction 3 (ends 0x300) is in the copy, 4 (ends 0x400) is not.
-    SinkCursor c(Lsn(0x350));
+    Session c(Lsn(0x350));
     CHECK(c.offer(tx(3, 2)) == Action::Skip);
     CHECK(c.offer(tx(4, 3)) == Action::Apply);
     apply(c, 4);
 }
 
 TEST_CASE("SinkCursor finds frames lost before the next one it is given", "[unit][sink_cursor]") {
-    SinkCursor c(Lsn(3 * 0x100));
+    Session c(Lsn(3 * 0x100));
     // Transaction 4 is gone (the stream's retention): 5 names it as its predecessor.
     CHECK(c.offer(tx(5, 4)) == Action::Gap);
     CHECK(c.position() == Lsn(3 * 0x100));  // nothing moved
     // A later part whose first part is gone is a gap too.
-    SinkCursor parts(Lsn(3 * 0x100));
+    Session parts(Lsn(3 * 0x100));
     CHECK(parts.offer(tx(6, 3, 1, 2)) == Action::Gap);
     // The predecessor comes after all (delivered late): applied in order.
     CHECK(c.offer(tx(4, 3)) == Action::Apply);
@@ -73,7 +84,7 @@ TEST_CASE("SinkCursor rereads when frames are missing after others came", "[unit
     // nats-server 2.9 (Debian 12's) can redeliver 61 62 63 65 ... 70 70 64 after an ack_wait,
     // and a delivery in flight to a connection that dies comes only after its ack_wait: 64 is
     // late, not gone. Only a session's first frame (the oldest stored) shows a gap for sure.
-    SinkCursor c(Lsn(60 * 0x100));
+    Session c(Lsn(60 * 0x100));
     CHECK(c.offer(tx(61, 60)) == Action::Apply);
     apply(c, 61);
     CHECK(c.offer(tx(63, 62)) == Action::Reread);
@@ -84,12 +95,12 @@ TEST_CASE("SinkCursor rereads when frames are missing after others came", "[unit
     CHECK(c.offer(tx(62, 61)) == Action::Apply);
     apply(c, 62);
     // The subject read again by a new session: its first frame past a gap is a gap.
-    SinkCursor d(Lsn(62 * 0x100));
+    Session d(Lsn(62 * 0x100));
     CHECK(d.offer(tx(64, 63)) == Action::Gap);
     CHECK(d.offer(tx(63, 62)) == Action::Apply);
     apply(d, 63);
     // Frames at or below the position first, then a gap: it may be late; a reread tells.
-    SinkCursor e(Lsn(62 * 0x100));
+    Session e(Lsn(62 * 0x100));
     CHECK(e.offer(tx(62, 61)) == Action::Skip);
     CHECK(e.offer(tx(64, 63)) == Action::Reread);
 }
@@ -97,29 +108,68 @@ TEST_CASE("SinkCursor rereads when frames are missing after others came", "[unit
 TEST_CASE("A sink that finds the same gap again after a reread copies", "[unit][sink_cursor]") {
     transport::RereadMemory memory;
     // Session 1: 62 does not come between 61 and 63.
-    SinkCursor one(Lsn(60 * 0x100));
+    Session one(Lsn(60 * 0x100));
     CHECK(memory.settle(one.offer(tx(61, 60)), one.position()) == Action::Apply);
     apply(one, 61);
     CHECK(memory.settle(one.offer(tx(63, 62)), one.position()) == Action::Reread);
     // Session 2 reads the subject again from 61 and 62 is still not there: a hole, not late.
-    SinkCursor two(Lsn(61 * 0x100));
+    Session two(Lsn(61 * 0x100));
     CHECK(memory.settle(two.offer(tx(61, 60)), two.position()) == Action::Skip);
     CHECK(memory.settle(two.offer(tx(63, 62)), two.position()) == Action::Gap);
     // After the copy, a late frame at the same position is late again, once.
-    SinkCursor three(Lsn(61 * 0x100));
+    Session three(Lsn(61 * 0x100));
     CHECK(memory.settle(three.offer(tx(61, 60)), three.position()) == Action::Skip);
     CHECK(memory.settle(three.offer(tx(63, 62)), three.position()) == Action::Reread);
     // A reread that moved on (62 came) and then misses 64 rereads; it does not copy.
-    SinkCursor four(Lsn(61 * 0x100));
+    Session four(Lsn(61 * 0x100));
     CHECK(memory.settle(four.offer(tx(62, 61)), four.position()) == Action::Apply);
     apply(four, 62);
     CHECK(memory.settle(four.offer(tx(65, 64)), four.position()) == Action::Reread);
-    SinkCursor five(Lsn(62 * 0x100));
+    Session five(Lsn(62 * 0x100));
     CHECK(memory.settle(five.offer(tx(64, 63)), five.position()) == Action::Gap);
 }
 
+TEST_CASE("SinkCursor takes a gap for sure only on a consumer's first delivery",
+          "[unit][sink_cursor]") {
+    // The first delivery was lost (an expired fetch, a dropped connection): the second comes
+    // first in the session, past a gap that may only be late.
+    SinkCursor c(Lsn(62 * 0x100));
+    CHECK(c.offer(tx(64, 63), false) == Action::Reread);
+    CHECK(c.position() == Lsn(62 * 0x100));
+    // The oldest stored frame for the subject is past the position: gone for sure.
+    SinkCursor d(Lsn(62 * 0x100));
+    CHECK(d.offer(tx(64, 63), true) == Action::Gap);
+    SinkCursor parts(Lsn(62 * 0x100));
+    CHECK(parts.offer(tx(64, 62, 1, 2), true) == Action::Gap);
+    // Next in the chain, the flag changes nothing.
+    SinkCursor e(Lsn(62 * 0x100));
+    CHECK(e.offer(tx(63, 62), false) == Action::Apply);
+}
+
+TEST_CASE("SinkCursor without a position starts at the first transaction stored whole",
+          "[unit][sink_cursor]") {
+    // snapshot: never, no checkpoint. The stream's oldest frames for the subject are the last
+    // part of transaction 4 (its first part aged out) and a copy of it that a source which
+    // died mid-frame left: passed, not a gap (a copy is what `never` refuses).
+    SinkCursor c;
+    CHECK_FALSE(c.positioned());
+    CHECK(c.offer(tx(4, 3, 1, 2), true) == Action::Skip);
+    CHECK_FALSE(c.positioned());
+    CHECK(c.offer(tx(5, 4, 0, 2), false) == Action::Hold);  // 5 starts whole: the chain
+    CHECK(c.positioned());
+    CHECK(c.position() == Lsn(4 * 0x100));
+    CHECK(c.offer(tx(5, 4, 1, 2), false) == Action::Apply);
+    apply(c, 5);
+    // From then on it is a cursor like any: a gap past it is one.
+    CHECK(c.offer(tx(7, 6), false) == Action::Reread);
+    // A single-part first frame positions it at once.
+    SinkCursor d;
+    CHECK(d.offer(tx(9, 8), true) == Action::Apply);
+    apply(d, 9);
+}
+
 TEST_CASE("SinkCursor gathers a transaction's parts and applies it whole", "[unit][sink_cursor]") {
-    SinkCursor c(Lsn(1 * 0x100));
+    Session c(Lsn(1 * 0x100));
     CHECK(c.offer(tx(2, 1, 0, 3)) == Action::Hold);
     CHECK(c.holding() == Lsn(2 * 0x100));
     // A part delivered twice: still unacknowledged (the copy is the same stream message).
@@ -142,7 +192,7 @@ TEST_CASE("SinkCursor gathers a transaction's parts and applies it whole", "[uni
 }
 
 TEST_CASE("SinkCursor refuses to be driven out of turn", "[unit][sink_cursor]") {
-    SinkCursor c(Lsn(1 * 0x100));
+    Session c(Lsn(1 * 0x100));
     CHECK_THROWS_AS(c.take(), std::logic_error);
     CHECK(c.offer(tx(2, 1)) == Action::Apply);
     CHECK_THROWS_AS(c.offer(tx(3, 2)), std::logic_error);  // 2 not taken yet
@@ -152,7 +202,7 @@ TEST_CASE("SinkCursor refuses to be driven out of turn", "[unit][sink_cursor]") 
 
 TEST_CASE("SinkCursor never completes a dead source session's parts with another session's",
           "[unit][sink_cursor]") {
-    SinkCursor c(Lsn(2 * 0x100));
+    Session c(Lsn(2 * 0x100));
     auto first = tx(4, 2, 0, 2);
     first.epoch = 1;  // its session died before part 1
     CHECK(c.offer(first) == Action::Hold);
@@ -168,7 +218,7 @@ TEST_CASE("SinkCursor never completes a dead source session's parts with another
     CHECK(parts[0].epoch == 2);
     CHECK(parts[1].epoch == 2);
     // A part of the dead session alone, after another's first: never applied (read again).
-    SinkCursor d(Lsn(2 * 0x100));
+    Session d(Lsn(2 * 0x100));
     auto orphan = tx(4, 2, 1, 2);
     orphan.epoch = 1;
     CHECK(d.offer(again0) == Action::Hold);
