@@ -15,6 +15,9 @@ TEST_CASE("JetStream errors of a cluster restarting or electing are worth a retr
     CHECK(transient_jetstream_error(10059));  // stream not found (a node not caught up yet)
     CHECK(transient_jetstream_error(10014));  // consumer not found (an idle session's, removed)
     CHECK(transient_jetstream_error(10009));  // cluster can not handle request (no leader)
+    CHECK(transient_jetstream_error(10004));  // incomplete results (nodes did not answer)
+    CHECK(transient_jetstream_error(10007));  // this node is not assigned the asset (yet)
+    CHECK(transient_jetstream_error(10041));  // raft general error
 }
 
 TEST_CASE("JetStream errors no retry can mend stop the role", "[unit][jetstream]") {
@@ -23,5 +26,7 @@ TEST_CASE("JetStream errors no retry can mend stop the role", "[unit][jetstream]
     CHECK_FALSE(transient_jetstream_error(10076));  // JetStream not enabled
     CHECK_FALSE(transient_jetstream_error(10052));  // stream configuration validation error
     CHECK_FALSE(transient_jetstream_error(10058));  // stream name already in use
+    CHECK_FALSE(transient_jetstream_error(10006));  // JetStream not in clustered mode
+    CHECK_FALSE(transient_jetstream_error(10010));  // clustering support required
     CHECK_FALSE(transient_jetstream_error(0));      // no code: the caller decides
 }
