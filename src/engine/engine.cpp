@@ -1642,7 +1642,7 @@ bool Supervisor::another_config(const std::string& failure) {
 std::unique_ptr<RoleSession> Supervisor::make_session(const config::Config& running,
                                                       asio::any_io_executor ex) {
     if (session_options_.sink_target) {
-        return make_sink_session(running, *session_options_.sink_target, status_, sink_memory_, ex);
+        return make_sink_session(running, *session_options_.sink_target, status_, sink_reread_, ex);
     }
     if (running.transport.nats()) return make_source_session(running, status_, ex);
     return std::make_unique<Session>(running, session_options_, status_, health_, ack_hold_, ex);

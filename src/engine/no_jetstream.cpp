@@ -15,7 +15,7 @@ std::unique_ptr<RoleSession> make_source_session(const config::Config&, EngineSt
 }
 
 std::unique_ptr<RoleSession> make_sink_session(const config::Config& config, std::size_t,
-                                               EngineStatus& status, SinkMemory&,
+                                               EngineStatus& status, transport::RereadMemory&,
                                                asio::any_io_executor ex) {
     return make_source_session(config, status, std::move(ex));
 }

@@ -52,11 +52,11 @@ class SinkSession : public RoleSession {
 public:
     // `config`: the whole config; `index`: the sink's target in it.
     SinkSession(const config::Config& config, std::size_t index, EngineStatus& status,
-                SinkMemory& memory, asio::any_io_executor ex)
+                transport::RereadMemory& reread, asio::any_io_executor ex)
         : config_(config.for_target(index)),
           index_(index),
           status_(status),
-          memory_(memory),
+          reread_(reread),
           source_(ex),
           writer_(config_, 0, 0, 0, ex),
           log_(logger("sink")) {}
@@ -97,7 +97,7 @@ private:
     config::Config config_;
     std::size_t index_;
     EngineStatus& status_;
-    SinkMemory& memory_;
+    transport::RereadMemory& reread_;  // the role's, across sessions
     pg::AsyncConnection source_;
     TargetWriter writer_;
     asio::thread_pool pool_{1};  // JetStream's blocking calls
@@ -306,7 +306,7 @@ awaitable<bool> SinkSession::take(std::vector<transport::Delivered> batch) {
         const Lsn prev = frame.prev_end_lsn;
         const auto action = cursor_->offer(std::move(frame), oldest);
         if (unpositioned && cursor_->positioned()) skip_below_ = cursor_->position();
-        switch (memory_.reread.settle(action, cursor_->position())) {
+        switch (reread_.settle(action, cursor_->position())) {
             case Action::Skip:
                 unacked_.back().done = true;
                 ++status_.transport.skipped;
@@ -479,9 +479,10 @@ awaitable<void> SinkSession::acknowledge_durable(bool ask_flush) {
 }  // namespace
 
 std::unique_ptr<RoleSession> make_sink_session(const config::Config& config, std::size_t index,
-                                               EngineStatus& status, SinkMemory& memory,
+                                               EngineStatus& status,
+                                               transport::RereadMemory& reread,
                                                asio::any_io_executor ex) {
-    return std::make_unique<SinkSession>(config, index, status, memory, std::move(ex));
+    return std::make_unique<SinkSession>(config, index, status, reread, std::move(ex));
 }
 
 }  // namespace authsync::engine

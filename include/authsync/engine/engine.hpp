@@ -100,7 +100,7 @@ private:
     std::vector<std::string> joining_;        // fan-out: targets copying alongside the stream
     bool joiner_running_ = false;             // join_targets() runs
     std::optional<Lsn> ack_hold_;             // the slot is acknowledged no further while they copy
-    SinkMemory sink_memory_;                  // a sink role's, across its sessions
+    transport::RereadMemory sink_reread_;     // a sink role's, across its sessions
     asio::steady_timer backoff_timer_;
     asio::steady_timer stop_deadline_;
 };

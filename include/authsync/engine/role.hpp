@@ -48,14 +48,11 @@ bool has_jetstream();
 // The source role for `config` (transport.kind: nats). Throws ConfigError without libnats.
 std::unique_ptr<RoleSession> make_source_session(const config::Config& config, EngineStatus& status,
                                                  asio::any_io_executor ex);
-// What a sink carries from one session to the next.
-struct SinkMemory {
-    transport::RereadMemory reread;  // a gap found again where the last session reread: a copy
-};
-
-// The sink of target `index` of `config` (transport.kind: nats).
+// The sink of target `index` of `config` (transport.kind: nats). `reread`: the role's, kept
+// across its sessions (a gap found again where the last session reread is a hole: a copy).
 std::unique_ptr<RoleSession> make_sink_session(const config::Config& config, std::size_t index,
-                                               EngineStatus& status, SinkMemory& memory,
+                                               EngineStatus& status,
+                                               transport::RereadMemory& reread,
                                                asio::any_io_executor ex);
 
 }  // namespace authsync::engine

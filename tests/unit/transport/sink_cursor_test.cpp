@@ -107,26 +107,29 @@ TEST_CASE("SinkCursor rereads when frames are missing after others came", "[unit
 
 TEST_CASE("A sink that finds the same gap again after a reread copies", "[unit][sink_cursor]") {
     transport::RereadMemory memory;
+    auto settle = [&](Session& s, Frame f) {
+        return memory.settle(s.offer(std::move(f)), s.position());
+    };
     // Session 1: 62 does not come between 61 and 63.
     Session one(Lsn(60 * 0x100));
-    CHECK(memory.settle(one.offer(tx(61, 60)), one.position()) == Action::Apply);
+    CHECK(settle(one, tx(61, 60)) == Action::Apply);
     apply(one, 61);
-    CHECK(memory.settle(one.offer(tx(63, 62)), one.position()) == Action::Reread);
+    CHECK(settle(one, tx(63, 62)) == Action::Reread);
     // Session 2 reads the subject again from 61 and 62 is still not there: a hole, not late.
     Session two(Lsn(61 * 0x100));
-    CHECK(memory.settle(two.offer(tx(61, 60)), two.position()) == Action::Skip);
-    CHECK(memory.settle(two.offer(tx(63, 62)), two.position()) == Action::Gap);
+    CHECK(settle(two, tx(61, 60)) == Action::Skip);
+    CHECK(settle(two, tx(63, 62)) == Action::Gap);
     // After the copy, a late frame at the same position is late again, once.
     Session three(Lsn(61 * 0x100));
-    CHECK(memory.settle(three.offer(tx(61, 60)), three.position()) == Action::Skip);
-    CHECK(memory.settle(three.offer(tx(63, 62)), three.position()) == Action::Reread);
+    CHECK(settle(three, tx(61, 60)) == Action::Skip);
+    CHECK(settle(three, tx(63, 62)) == Action::Reread);
     // A reread that moved on (62 came) and then misses 64 rereads; it does not copy.
     Session four(Lsn(61 * 0x100));
-    CHECK(memory.settle(four.offer(tx(62, 61)), four.position()) == Action::Apply);
+    CHECK(settle(four, tx(62, 61)) == Action::Apply);
     apply(four, 62);
-    CHECK(memory.settle(four.offer(tx(65, 64)), four.position()) == Action::Reread);
+    CHECK(settle(four, tx(65, 64)) == Action::Reread);
     Session five(Lsn(62 * 0x100));
-    CHECK(memory.settle(five.offer(tx(64, 63)), five.position()) == Action::Gap);
+    CHECK(settle(five, tx(64, 63)) == Action::Gap);
 }
 
 TEST_CASE("SinkCursor takes a gap for sure only on a consumer's first delivery",
