@@ -1026,7 +1026,7 @@ awaitable<void> Session::send_batch(BatchRecord batch, bool all) {
         // send what arrived meanwhile).
         if (reading_stream_ && sent_batch_ == sent) {
             batch_wakeup_ = true;
-            replication_.cancel();
+            replication_.wake();
         }
     });
 }
@@ -1214,7 +1214,7 @@ void Session::arm_durability_wakeup() {
         if (ec) return;  // the session is going away: `this` may be too
         durability_armed_ = false;
         durability_wakeup_ = true;
-        replication_.cancel();
+        replication_.wake();
     });
 }
 

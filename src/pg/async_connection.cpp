@@ -4,6 +4,7 @@
 #include <thread>
 
 #include <fmt/format.h>
+#include <boost/asio/redirect_error.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
 namespace authsync::pg {
@@ -83,6 +84,25 @@ void AsyncConnection::throw_connection_error(const std::string& context) {
 
 asio::awaitable<void> AsyncConnection::wait_readable() {
     co_await socket_->async_wait(asio::posix::stream_descriptor::wait_read, use_awaitable);
+}
+
+asio::awaitable<bool> AsyncConnection::wait_readable_or_woken() {
+    boost::system::error_code ec;
+    copy_waiting_ = true;
+    co_await socket_->async_wait(asio::posix::stream_descriptor::wait_read,
+                                 asio::redirect_error(use_awaitable, ec));
+    copy_waiting_ = false;
+    const bool woken = std::exchange(woken_, false);
+    if (ec == asio::error::operation_aborted && woken) co_return true;
+    if (ec) throw boost::system::system_error(ec);
+    co_return false;
+}
+
+void AsyncConnection::wake() {
+    if (!copy_waiting_ || !socket_) return;
+    woken_ = true;
+    boost::system::error_code ec;
+    socket_->cancel(ec);
 }
 
 asio::awaitable<void> AsyncConnection::wait_writable() {
@@ -388,7 +408,7 @@ asio::awaitable<std::optional<CopyBuffer>> AsyncConnection::read_copy_data() {
         }
         // Push out any status update that did not fit in the socket earlier.
         if (PQflush(raw()) < 0) throw_connection_error("could not send replication status");
-        co_await wait_readable();
+        if (co_await wait_readable_or_woken()) co_return std::nullopt;
         if (!PQconsumeInput(raw())) throw_connection_error("could not read replication data");
     }
 }

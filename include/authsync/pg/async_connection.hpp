@@ -97,7 +97,8 @@ public:
     // Ends COPY FROM STDIN and waits for its result; throws PgError when the server refused.
     asio::awaitable<void> end_copy();
     // The next CopyData message, waiting as needed; nullopt when the server ended the COPY
-    // (the final result is checked and a failure is thrown as PgError).
+    // (the final result is checked and a failure is thrown as PgError), or when wake() ended
+    // the wait.
     asio::awaitable<std::optional<CopyBuffer>> read_copy_data();
     // A CopyData message if one is already buffered, without waiting.
     std::optional<CopyBuffer> try_read_copy_data();
@@ -106,6 +107,11 @@ public:
 
     // Cancels a pending wait on the socket (the waiting operation throws operation_aborted).
     void cancel();
+    // Ends a pending read_copy_data() early: it returns nullopt, without an exception (the
+    // reader's own flags say why it was woken). No effect when no read waits. A stream reader
+    // is woken once per batch at low load, and an exception (thrown again at each coroutine
+    // level) cost more than the rest of the wakeup.
+    void wake();
     void close();
     // Asks the server to cancel the query it runs for this connection (PQcancel; blocks for the
     // cancel request's own connection). Queries queued behind it in a pipeline are skipped, so
@@ -120,6 +126,8 @@ public:
 
 private:
     asio::awaitable<void> wait_readable();
+    // wait_readable() for read_copy_data(): true when wake() ended the wait.
+    asio::awaitable<bool> wait_readable_or_woken();
     asio::awaitable<void> wait_writable();
     asio::awaitable<void> flush();
     asio::awaitable<Result> collect_results(const std::string& context);
@@ -135,6 +143,8 @@ private:
     // try_read_copy_data saw the COPY end (PQgetCopyData -1): read_copy_data reports why, and
     // libpq must not be asked for copy data again meanwhile ("no COPY in progress").
     bool copy_ended_ = false;
+    bool copy_waiting_ = false;  // read_copy_data() waits on the socket
+    bool woken_ = false;         // wake() ended that wait
     // Prepared statements of this connection: SQL text -> name ("" while being prepared).
     std::unordered_map<std::string, std::string> prepared_;
     std::uint64_t prepared_seq_ = 0;
