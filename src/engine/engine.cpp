@@ -1183,8 +1183,10 @@ void Session::batch_applied(const BatchRecord& batch) {
 // Between batches: has each target flushed what it committed? (Inside a transaction the next
 // commit will tell.) Any lane of a target not inside a transaction can ask for it.
 awaitable<void> Session::check_durable() {
-    co_await join_batch();
-    if (!tracker_->has_unflushed()) co_return;
+    // A batch in flight brings the target's flush position with its outcome. Joining it here
+    // held the reader until that batch was through, every 100 ms: what arrived meanwhile was
+    // not read.
+    if (sent_batch_ || !tracker_->has_unflushed()) co_return;
     const auto before = tracker_->acknowledged();
     for (auto& t : targets_) {
         const bool waiting = std::any_of(t->lanes.begin(), t->lanes.end(), [&](const auto* w) {
