@@ -384,6 +384,13 @@ Statement every_lane_checkpoint_statement(const std::string& slot, Lsn end_lsn,
         "greatest(authsync.checkpoint.end_lsn, EXCLUDED.end_lsn)", slot, end_lsn, commit_time);
 }
 
+Statement chain_guard_statement(const std::string& key, Lsn behind) {
+    // count(*) is 0 unless the row holds `behind`: 1 / 0 fails.
+    return plain(
+        "SELECT 1 / count(*) FROM authsync.checkpoint WHERE slot = $1 AND end_lsn = $2::pg_lsn",
+        {key, behind.to_string()}, Statement::Kind::UpsertFull);
+}
+
 std::string checkpoint_key(const std::string& slot, std::size_t lane) {
     return lane == 0 ? slot : slot + "/lane" + std::to_string(lane);
 }

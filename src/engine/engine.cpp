@@ -241,10 +241,13 @@ private:
         std::optional<PgTimestamp> commit_time;
         std::size_t txns = 0;
         std::optional<PgTimestamp> heartbeat;  // commit time of its newest heartbeat
+        std::optional<PgTimestamp> oldest;     // commit time of its oldest transaction
         Clock::time_point started;
         std::vector<TargetWriter*> committing;
     };
-    awaitable<void> apply_batch();
+    // `chained`: sent behind the batch still executing (may_chain) instead of after it.
+    awaitable<void> apply_batch(bool chained = false);
+    bool may_chain();
     void batch_applied(const BatchRecord& batch);
     // A batch sent: its outcome, read by finish_batch while the stream goes on.
     struct SentBatch {
@@ -265,8 +268,11 @@ private:
     };
     void judge_stragglers(const SentBatch& sent);
     awaitable<void> send_batch(BatchRecord batch, bool all);
-    awaitable<void> finish_batch(std::shared_ptr<SentBatch> sent);
+    awaitable<void> finish_batch(std::shared_ptr<SentBatch> sent,
+                                 std::shared_ptr<SentBatch> before);
+    // Takes the outcome of every batch sent (join_oldest: of the oldest).
     awaitable<void> join_batch();
+    awaitable<void> join_oldest();
     awaitable<void> abandon_batch();
     awaitable<void> commit_writers(std::optional<Lsn> end_lsn,
                                    std::optional<PgTimestamp> commit_time, bool all);
@@ -363,6 +369,8 @@ private:
     // The batch whose commit was sent and not taken yet (send_batch); the next is received
     // meanwhile.
     std::shared_ptr<SentBatch> sent_batch_;
+    // A batch sent behind it (may_chain), taken after it.
+    std::shared_ptr<SentBatch> chained_batch_;
     bool reading_stream_ = false;  // the reader waits on the provider
     bool batch_wakeup_ = false;    // ... and was woken by the sent batch's outcome
 
@@ -795,12 +803,16 @@ awaitable<void> Session::stream() {
         // reader waits for whichever comes first: more from the provider, or that batch's
         // outcome, which wakes it.
         if (sent_batch_ && sent_batch_->done) {
-            co_await join_batch();
+            co_await join_oldest();
             continue;
         }
         if (!sent_batch_ && pending_txns_ > 0 && !in_transaction_ &&
             (all_go_whole() || !more_data_waiting())) {
             co_await apply_batch();
+            continue;
+        }
+        if (may_chain()) {
+            co_await apply_batch(true);
             continue;
         }
         if (tracker_->has_unflushed() && !lookahead_) arm_durability_wakeup();
@@ -960,11 +972,11 @@ awaitable<void> Session::handle_change(const pgoutput::Message& message) {
 
 // Sends the batch's commit and returns: the target executes it while the stream goes on, and
 // join_batch() reads the outcome before anything else goes to the writers.
-awaitable<void> Session::apply_batch() {
+awaitable<void> Session::apply_batch(bool chained) {
     // Built while the previous batch still executes in the target: W1's target idled for
     // the array building of every batch between one commit and the next.
     for (auto& w : writers_) w->stage_commit();
-    co_await join_batch();
+    if (!chained) co_await join_batch();
     BatchRecord batch;
     batch.started = Clock::now();
     if (pending_txns_ > 0) {
@@ -974,9 +986,21 @@ awaitable<void> Session::apply_batch() {
     batch.txns = std::exchange(pending_txns_, 0);
     batch.heartbeat = std::exchange(pending_heartbeat_, std::nullopt);
     // Still lag until the batch's commit is read (join_batch).
-    auto oldest = std::exchange(status_.oldest_pending_commit_time, std::nullopt);
-    if (!status_.oldest_sent_commit_time) status_.oldest_sent_commit_time = oldest;
+    batch.oldest = std::exchange(status_.oldest_pending_commit_time, std::nullopt);
+    if (!status_.oldest_sent_commit_time) status_.oldest_sent_commit_time = batch.oldest;
     co_await send_batch(std::move(batch), false);
+}
+
+// At low load (nothing more waiting on the provider), whole transactions received while a batch
+// executes go now, behind it, rather than once its outcome has come back: the target starts
+// them as soon as it has committed that one. At 1,000 tx/s a quarter of the transactions
+// arrived while the batch before executed, and waited 0.3 ms (p50) for its round trip.
+// From a backlog more is waiting, and batches keep growing while one executes. One writer only
+// (one target, one lane): its checkpoint row is the guard (TargetWriter::can_chain).
+bool Session::may_chain() {
+    return sent_batch_ && !chained_batch_ && pending_txns_ > 0 && !in_transaction_ &&
+           !stop_requested_ && writers_.size() == 1 && writers_.front()->can_chain() &&
+           !more_data_waiting();
 }
 
 // Each writer with work commits the batch with its checkpoint, in parallel. A writer with
@@ -1017,8 +1041,13 @@ awaitable<void> Session::send_batch(BatchRecord batch, bool all) {
     // The outcomes are read as they come, while the stream goes on; join_batch() takes them.
     auto ex = co_await asio::this_coro::executor;
     auto sent = std::make_shared<SentBatch>(std::move(batch), ex);
-    sent_batch_ = sent;
-    asio::co_spawn(ex, finish_batch(sent), [this, sent](std::exception_ptr e) {
+    auto before = sent_batch_;  // set: this batch went behind it (apply_batch(true))
+    (before ? chained_batch_ : sent_batch_) = sent;
+    if (before) {
+        ++status_.batches_chained;
+        log_->debug("batch of {} transactions sent behind the batch executing", sent->record.txns);
+    }
+    asio::co_spawn(ex, finish_batch(sent, before), [this, sent](std::exception_ptr e) {
         sent->error = e;
         sent->done = true;
         sent->finished.cancel();
@@ -1031,7 +1060,13 @@ awaitable<void> Session::send_batch(BatchRecord batch, bool all) {
     });
 }
 
-awaitable<void> Session::finish_batch(std::shared_ptr<SentBatch> sent) {
+awaitable<void> Session::finish_batch(std::shared_ptr<SentBatch> sent,
+                                      std::shared_ptr<SentBatch> before) {
+    // Its outcomes come after those of the batch it went behind, on the same connection.
+    if (before) {
+        co_await before->wait();
+        if (before->error) throw std::runtime_error("not applied: the batch before it failed");
+    }
     std::vector<std::function<awaitable<void>()>> tasks;
     sent->positions.resize(sent->record.committing.size());
     sent->answered.resize(sent->record.committing.size());
@@ -1046,8 +1081,12 @@ awaitable<void> Session::finish_batch(std::shared_ptr<SentBatch> sent) {
 }
 
 awaitable<void> Session::join_batch() {
+    while (sent_batch_) co_await join_oldest();
+}
+
+awaitable<void> Session::join_oldest() {
     if (!sent_batch_) co_return;
-    auto sent = std::exchange(sent_batch_, nullptr);
+    auto sent = std::exchange(sent_batch_, std::exchange(chained_batch_, nullptr));
     co_await sent->wait();
     if (sent->error) std::rethrow_exception(sent->error);
     const auto& batch = sent->record;
@@ -1075,7 +1114,9 @@ awaitable<void> Session::join_batch() {
     }
     status_.applied_lsn = std::max(status_.applied_lsn, tracker_->committed_lsn());
     note_durable();
-    if (batch.txns > 0) status_.oldest_sent_commit_time.reset();
+    if (batch.txns > 0) {
+        status_.oldest_sent_commit_time = sent_batch_ ? sent_batch_->record.oldest : std::nullopt;
+    }
     batch_applied(batch);
     if (batch.txns > 0 && !stop_requested_) judge_stragglers(*sent);
 }
@@ -1124,13 +1165,15 @@ void Session::judge_stragglers(const SentBatch& sent) {
 awaitable<void> Session::abandon_batch() {
     if (!sent_batch_) co_return;
     auto sent = std::exchange(sent_batch_, nullptr);
-    if (!sent->done) {
+    auto chained = std::exchange(chained_batch_, nullptr);
+    if (!sent->done || (chained && !chained->done)) {
         for (auto& w : writers_) {
             w->connection().cancel_query();
             w->close();
         }
     }
     co_await sent->wait();
+    if (chained) co_await chained->wait();
 }
 
 awaitable<void> Session::commit_writers(std::optional<Lsn> end_lsn,

@@ -1,5 +1,7 @@
 #include "authsync/engine/target_writer.hpp"
 
+#include <algorithm>
+
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
@@ -409,11 +411,19 @@ CommitPositions TargetWriter::positions_of(const pg::Result& wal, bool checkpoin
 // target rejects one of its changes, finish_commit() rolls back and sends the batch again
 // statement by statement, each under its savepoint. A batch that has begun (chunks of a large
 // transaction, or composite mirrors, whose results decide what to recompute) sends its rest
-// first, then the checkpoint and COMMIT.
+// first, then the checkpoint and COMMIT. A whole batch may go behind a commit still
+// executing (can_chain): its guard then makes it fail unless that one committed.
 awaitable<void> TargetWriter::send_commit(std::optional<Lsn> end_lsn,
                                           std::optional<PgTimestamp> commit_time) {
-    require_commit_read("a commit");
-    SentCommit sent{end_lsn, commit_time, {}, {}, txn_final_lsn_};
+    if (failed_) throw std::logic_error("a commit after one that failed on this connection");
+    SentCommit sent;
+    sent.end_lsn = end_lsn;
+    sent.commit_time = commit_time;
+    sent.final_lsn = txn_final_lsn_;
+    if (!sent_commits_.empty()) {
+        if (!can_chain()) throw std::logic_error("a commit came before the last commit was read");
+        sent.guarded = true;
+    }
     if (!staged_.empty() && !batch_.empty()) {
         throw std::logic_error("changes were added to a batch after it was staged");
     }
@@ -421,6 +431,11 @@ awaitable<void> TargetWriter::send_commit(std::optional<Lsn> end_lsn,
         if (staged_.empty()) tx_rows_ += batch_.rows();
         sent.statements = staged_.empty() ? batch_.take_statements() : std::exchange(staged_, {});
         sent.queries.push_back(prepared_of("BEGIN"));
+        if (sent.guarded) {
+            auto guard =
+                apply::chain_guard_statement(checkpoint_key_, *sent_commits_.back().end_lsn);
+            sent.queries.push_back({std::move(guard.sql), std::move(guard.params), true});
+        }
         for (auto& st : sent.statements) {
             const bool binary = !st.arrays.empty();
             sent.queries.push_back({std::move(st.sql), std::move(st.params), true, binary});
@@ -436,31 +451,86 @@ awaitable<void> TargetWriter::send_commit(std::optional<Lsn> end_lsn,
     tx_open_ = false;
     sent.rows = std::exchange(tx_rows_, 0);
     ++round_trips_;
-    co_await target_.pipeline_send(sent.queries);
+    // Listed before it goes: should the commit before it fail while this one is still being
+    // sent, replay_with_followers() finds it (deque references outlive other elements' push
+    // and pop).
+    auto& pending = sent_commits_.emplace_back(std::move(sent));
+    const bool chained = pending.guarded;
+    co_await target_.pipeline_send(pending.queries);
+    // By now a chained commit may have been read, or replayed, already: it keeps its arrays.
+    if (chained) co_return;
     // libpq holds its copy now: a replay rebuilds the arrays from the per-change values, so
     // the batch is not held twice while the next one is received.
-    for (std::size_t k = 0; k < sent.statements.size(); ++k) {
-        if (!sent.statements[k].arrays.empty()) sent.queries[k + 1].params = {};
+    for (std::size_t k = 0; k < pending.statements.size(); ++k) {
+        if (!pending.statements[k].arrays.empty()) {
+            pending.queries[k + pending.first_statement()].params = {};
+        }
     }
-    sent_commit_ = std::move(sent);
 }
 
+bool TargetWriter::can_chain() const {
+    // Behind one commit only, still executing (not being replayed: results_read).
+    return sent_commits_.size() == 1 && sent_commits_.front().end_lsn &&
+           !sent_commits_.front().results_read && !every_lane_ && goes_whole() && !in_flight_;
+}
+
+// A failed commit ends what this connection may send (send_commit throws): a batch chained
+// behind it must never go unguarded, as it would once the failed one is off the list.
 awaitable<CommitPositions> TargetWriter::finish_commit() {
-    if (!sent_commit_) throw std::logic_error("no commit was sent");
+    try {
+        co_return co_await read_commit();
+    } catch (...) {
+        failed_ = true;
+        throw;
+    }
+}
+
+awaitable<CommitPositions> TargetWriter::read_commit() {
+    if (sent_commits_.empty()) throw std::logic_error("no commit was sent");
+    if (auto settled = sent_commits_.front().settled) {
+        sent_commits_.pop_front();
+        co_return *settled;
+    }
     auto outcomes = co_await target_.pipeline_results();
-    auto sent = std::move(*sent_commit_);
-    sent_commit_.reset();
+    auto sent = std::move(sent_commits_.front());
+    sent_commits_.pop_front();
     const std::size_t n = sent.statements.size();
+    const std::size_t first = sent.first_statement();
     for (std::size_t i = 0; i < outcomes.size(); ++i) {
         if (!outcomes[i].error) continue;
-        const bool statement = n > 0 && i >= 1 && i <= n;
+        if (sent.guarded && i == 1) {
+            // The batch before reported no failure, yet its checkpoint is not there.
+            throw pg::PgError(
+                "the target does not hold the checkpoint of the batch committed before this "
+                "one (was authsync.checkpoint changed?): this batch was not applied");
+        }
+        const bool statement = n > 0 && i >= first && i < first + n;
         if (!statement || !is_row_error(*outcomes[i].error)) throw *outcomes[i].error;
-        co_await rollback_transaction();
-        co_return co_await replay_one_by_one(std::move(sent));
+        co_return co_await replay_with_followers(std::move(sent));
     }
-    for (std::size_t k = 0; k < n; ++k) handle_result(sent.statements[k], outcomes[k + 1].result);
+    for (std::size_t k = 0; k < n; ++k) {
+        handle_result(sent.statements[k], outcomes[k + first].result);
+    }
     auto positions = positions_of(outcomes.back().result, sent.end_lsn.has_value());
     positions.rows = sent.rows;
+    co_return positions;
+}
+
+// The target rejected a change of `sent`, whose transaction is left aborted: a batch sent
+// behind it failed at its BEGIN and was skipped whole. Their results are read; `sent` goes
+// again statement by statement, then each batch behind it, in order (finish_commit() then
+// returns what each became).
+awaitable<CommitPositions> TargetWriter::replay_with_followers(SentCommit sent) {
+    for (auto& behind : sent_commits_) {
+        co_await target_.pipeline_results();
+        behind.results_read = true;
+    }
+    co_await rollback_transaction();
+    auto positions = co_await replay_one_by_one(std::move(sent));
+    for (auto& behind : sent_commits_) {
+        auto settled = co_await replay_one_by_one(std::move(behind));
+        behind.settled = settled;
+    }
     co_return positions;
 }
 
@@ -472,8 +542,9 @@ awaitable<CommitPositions> TargetWriter::replay_one_by_one(SentCommit sent) {
     open_transaction();
     for (std::size_t k = 0; k < sent.statements.size(); ++k) {
         auto& st = sent.statements[k];
-        st.sql = std::move(sent.queries[k + 1].sql);
-        st.params = st.arrays.empty() ? std::move(sent.queries[k + 1].params) : st.array_params();
+        auto& query = sent.queries[k + sent.first_statement()];
+        st.sql = std::move(query.sql);
+        st.params = st.arrays.empty() ? std::move(query.params) : st.array_params();
         co_await send_statement(std::move(st));
     }
     co_await settle();
@@ -494,7 +565,8 @@ void TargetWriter::stage_commit() {
 }
 
 void TargetWriter::require_commit_read(const char* what) const {
-    if (sent_commit_)
+    if (std::any_of(sent_commits_.begin(), sent_commits_.end(),
+                    [](const SentCommit& c) { return !c.results_read; }))
         throw std::logic_error(fmt::format("{} came before the last commit was read", what));
 }
 

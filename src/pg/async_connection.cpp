@@ -40,8 +40,7 @@ void AsyncConnection::close() {
     detach_socket();
     conn_.close();
     prepared_.clear();
-    pipeline_items_.clear();
-    pipeline_queries_ = 0;
+    pipelines_.clear();
     copy_ended_ = false;
 }
 
@@ -230,8 +229,9 @@ asio::awaitable<std::vector<PipelineOutcome>> AsyncConnection::pipeline(
 }
 
 asio::awaitable<void> AsyncConnection::pipeline_send(const std::vector<PipelineQuery>& queries) {
-    if (!pipeline_items_.empty()) throw PgError("a pipeline's results were not read");
     if (!PQenterPipelineMode(raw())) throw_connection_error("could not enter pipeline mode");
+    SentPipeline pipeline;
+    pipeline.queries = queries.size();
     for (std::size_t i = 0; i < queries.size(); ++i) {
         const auto& q = queries[i];
         std::vector<const char*> values;
@@ -254,7 +254,7 @@ asio::awaitable<void> AsyncConnection::pipeline_send(const std::vector<PipelineQ
                 if (!PQsendPrepare(raw(), it->second.c_str(), q.sql.c_str(), n, nullptr)) {
                     throw_connection_error("could not send query");
                 }
-                pipeline_items_.push_back({i, &it->first});
+                pipeline.items.push_back({i, &it->first});
             }
             sent = PQsendQueryPrepared(raw(), it->second.c_str(), n, values.data(), length_ptr,
                                        format_ptr, 0);
@@ -263,18 +263,21 @@ asio::awaitable<void> AsyncConnection::pipeline_send(const std::vector<PipelineQ
                                      format_ptr, 0);
         }
         if (!sent) throw_connection_error("could not send query");
-        pipeline_items_.push_back({i, nullptr});
+        pipeline.items.push_back({i, nullptr});
     }
     if (!PQpipelineSync(raw())) throw_connection_error("could not send a pipeline sync");
-    pipeline_queries_ = queries.size();
+    pipelines_.push_back(std::move(pipeline));
     // libpq holds its own copy now; the server starts on it while the caller goes on.
     co_await flush();
 }
 
 asio::awaitable<std::vector<PipelineOutcome>> AsyncConnection::pipeline_results() {
     // Each item's results end with a null result; the sync point's result ends the pipeline.
-    std::vector<PipelineOutcome> outcomes(std::exchange(pipeline_queries_, 0));
-    auto items = std::exchange(pipeline_items_, {});
+    if (pipelines_.empty()) throw std::logic_error("no pipeline was sent");
+    auto pipeline = std::move(pipelines_.front());
+    pipelines_.pop_front();
+    std::vector<PipelineOutcome> outcomes(pipeline.queries);
+    const auto& items = pipeline.items;
     std::vector<bool> prepared(items.size(), false);
     std::size_t index = 0;
     bool has_result = false;
@@ -312,7 +315,9 @@ asio::awaitable<std::vector<PipelineOutcome>> AsyncConnection::pipeline_results(
     for (std::size_t i = 0; i < items.size(); ++i) {
         if (items[i].prepares && !prepared[i]) prepared_[*items[i].prepares].clear();
     }
-    if (!PQexitPipelineMode(raw())) throw_connection_error("could not leave pipeline mode");
+    if (pipelines_.empty() && !PQexitPipelineMode(raw())) {
+        throw_connection_error("could not leave pipeline mode");
+    }
     co_return outcomes;
 }
 

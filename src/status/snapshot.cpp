@@ -38,8 +38,9 @@ void merge_into(Snapshot& into, const Snapshot& other) {
         into.rows_applied[table].upserts += rows.upserts;
         into.rows_applied[table].deletes += rows.deletes;
     }
-    for (auto member : {&Progress::txns_applied, &Progress::batches, &Progress::target_round_trips,
-                        &Progress::reconnects, &Progress::errors, &Progress::dead_letters}) {
+    for (auto member : {&Progress::txns_applied, &Progress::batches, &Progress::batches_chained,
+                        &Progress::target_round_trips, &Progress::reconnects, &Progress::errors,
+                        &Progress::dead_letters}) {
         into.*member += other.*member;
     }
     for (auto member :

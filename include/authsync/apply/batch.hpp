@@ -144,6 +144,12 @@ Statement checkpoint_statement(const std::string& slot, Lsn end_lsn,
 // none lowered, so that every lane still skips what it held before.
 Statement every_lane_checkpoint_statement(const std::string& slot, Lsn end_lsn,
                                           std::optional<PgTimestamp> commit_time);
+// The first statement of a batch sent while the one before it (whose checkpoint is `behind`)
+// still executes: it fails, and with it this batch's transaction, unless the checkpoint row
+// `key` holds `behind`, i.e. unless that batch committed. A batch thus never commits past one
+// that did not, whatever made that one fail (its COMMIT too: that leaves no aborted
+// transaction for the next one to run into).
+Statement chain_guard_statement(const std::string& key, Lsn behind);
 // The checkpoint row of apply lane `lane` of `slot`: lane 0's is the slot's own row (as
 // before lanes existed), lane k's is "<slot>/lane<k>" ('/' is never in a slot name).
 std::string checkpoint_key(const std::string& slot, std::size_t lane);

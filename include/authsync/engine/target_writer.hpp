@@ -18,6 +18,7 @@
 #include <utility>  // before Asio (Boost 1.74)
 
 #include <boost/asio/awaitable.hpp>
+#include <deque>
 #include <map>
 #include <memory>
 #include <optional>
@@ -95,20 +96,27 @@ public:
     // the target executes that commit while this one is built. Nothing may be added to the
     // batch until send_commit() or rollback().
     void stage_commit();
-    bool busy() const { return tx_open_ || in_flight_.has_value() || sent_commit_.has_value(); }
+    bool busy() const { return tx_open_ || in_flight_.has_value() || !sent_commits_.empty(); }
     // From now on each commit raises every lane's checkpoint row of the slot to its end_lsn
     // (apply::every_lane_checkpoint_statement) instead of writing this writer's own row: a sink
     // applying the keys of lanes that stopped apart, until it has passed them all.
     void checkpoint_every_lane(bool on) { every_lane_ = on; }
     // Sends the rest, then the checkpoint (with `end_lsn`) and COMMIT, in one round trip whose
-    // results finish_commit() reads: nothing else may go on this connection in between. What
-    // the batch holds is taken before the first suspension, so that changes added meanwhile
-    // belong to the next batch.
+    // results finish_commit() reads: nothing else may go on this connection in between, except
+    // one more whole batch when can_chain() says so. What the batch holds is taken before the
+    // first suspension, so that changes added meanwhile belong to the next batch.
     asio::awaitable<void> send_commit(std::optional<Lsn> end_lsn,
                                       std::optional<PgTimestamp> commit_time);
-    bool commit_sent() const { return sent_commit_.has_value(); }
-    // Reads what send_commit() sent; a change the target rejected is found (and stops the
-    // session or becomes a dead letter, as apply.on_error says) and the batch committed again.
+    bool commit_sent() const { return !sent_commits_.empty(); }
+    // Whether the next batch may be sent now, behind the one commit still executing, instead of
+    // after its outcome is read: the target then starts it as soon as it has committed the one
+    // before, without waiting for the round trip back through authsync. That needs the batch
+    // to go whole and the commit before to write this writer's own checkpoint row, which the
+    // next batch's guard (apply::chain_guard_statement) reads.
+    bool can_chain() const;
+    // Reads what send_commit() sent, oldest first; a change the target rejected is found (and
+    // stops the session or becomes a dead letter, as apply.on_error says) and the batch
+    // committed again, and then any batch sent behind it (which its failure skipped).
     asio::awaitable<CommitPositions> finish_commit();
     // Rolls back the open transaction and drops the batch.
     asio::awaitable<void> rollback();
@@ -122,7 +130,7 @@ public:
     std::uint64_t take_round_trips() { return std::exchange(round_trips_, 0); }
 
 private:
-    // The commit sent and not read yet (send_commit); a whole batch keeps its queries for a
+    // A commit sent and not read yet (send_commit); a whole batch keeps its queries for a
     // replay under savepoints.
     struct SentCommit {
         std::optional<Lsn> end_lsn;
@@ -131,6 +139,14 @@ private:
         std::vector<pg::PipelineQuery> queries;    // what went, BEGIN first for a whole batch
         Lsn final_lsn;                             // names dead letters
         std::size_t rows = 0;                      // changes in the transaction
+        // Sent behind another commit: its guard follows BEGIN.
+        bool guarded = false;
+        // Index in `queries` of a whole batch's first statement.
+        std::size_t first_statement() const { return guarded ? 2 : 1; }
+        // A batch sent behind one that the target rejected a change of: its results were read
+        // (skipped), and it was applied again with that one (replay_with_followers).
+        bool results_read = false;
+        std::optional<CommitPositions> settled;
     };
 
     asio::awaitable<void> send_statement(apply::Statement st);
@@ -157,6 +173,8 @@ private:
                                                   std::optional<PgTimestamp> commit_time) const;
     CommitPositions positions_of(const pg::Result& wal, bool checkpointed) const;
     asio::awaitable<CommitPositions> replay_one_by_one(SentCommit sent);
+    asio::awaitable<CommitPositions> replay_with_followers(SentCommit sent);
+    asio::awaitable<CommitPositions> read_commit();  // finish_commit's work
 
     const config::Config& config_;
     std::size_t target_index_;
@@ -172,12 +190,13 @@ private:
     // The last statement sent, executing while the stream goes on; it keeps its per-change
     // values for a one-by-one retry. settle() before any other query.
     std::optional<apply::Statement> in_flight_;
-    std::optional<SentCommit> sent_commit_;
+    std::deque<SentCommit> sent_commits_;   // oldest first; at most two (can_chain)
     std::vector<apply::Statement> staged_;  // stage_commit()'s, for send_commit
     std::string in_flight_savepoint_;       // the savepoint taken just before in_flight_
     std::uint64_t savepoint_seq_ = 0;
     bool tx_open_ = false;
     bool every_lane_ = false;         // checkpoint_every_lane
+    bool failed_ = false;             // a commit failed: nothing more goes (finish_commit)
     bool begin_pending_ = false;      // the transaction's BEGIN goes with the next pipeline
     bool begun_in_pipeline_ = false;  // ... and went with the one whose results are awaited
     std::uint64_t wal_block_size_ = 8192;

@@ -11,6 +11,7 @@
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
 #include <cstddef>
+#include <deque>
 #include <memory>
 #include <optional>
 #include <span>
@@ -81,10 +82,15 @@ public:
     asio::awaitable<std::vector<PipelineOutcome>> pipeline(
         const std::vector<PipelineQuery>& queries);
     // pipeline() in two halves, so that the caller can work while the server executes:
-    // pipeline_send returns once the queries are on the wire, and pipeline_results must come
-    // before anything else is sent on this connection.
+    // pipeline_send returns once the queries are on the wire, and pipeline_results reads the
+    // outcomes of the oldest pipeline sent. More pipelines may be sent before the results of
+    // the first are read (each ends with its own sync point; the server runs them in order,
+    // and a failure skips only the rest of its own); no other query may go until every
+    // pipeline's results are read.
     asio::awaitable<void> pipeline_send(const std::vector<PipelineQuery>& queries);
     asio::awaitable<std::vector<PipelineOutcome>> pipeline_results();
+    // Pipelines sent whose results are not read yet.
+    std::size_t pipelines_unread() const { return pipelines_.size(); }
 
     // Sends a command that enters COPY BOTH (START_REPLICATION) and waits until it has.
     asio::awaitable<void> start_copy_both(const std::string& command);
@@ -138,8 +144,11 @@ private:
         std::size_t query = 0;
         const std::string* prepares = nullptr;  // key in prepared_, while unconfirmed
     };
-    std::vector<PipelineItem> pipeline_items_;
-    std::size_t pipeline_queries_ = 0;
+    struct SentPipeline {
+        std::vector<PipelineItem> items;
+        std::size_t queries = 0;
+    };
+    std::deque<SentPipeline> pipelines_;  // sent, results unread; oldest first
     // try_read_copy_data saw the COPY end (PQgetCopyData -1): read_copy_data reports why, and
     // libpq must not be asked for copy data again meanwhile ("no COPY in progress").
     bool copy_ended_ = false;

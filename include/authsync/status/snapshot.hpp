@@ -118,6 +118,8 @@ struct Progress {
     SlotHealth slot_health;
     std::uint64_t txns_applied = 0;
     std::uint64_t batches = 0;
+    // Sent behind the batch before while it still executed (at low load, one writer).
+    std::uint64_t batches_chained = 0;
     // Round trips to the target made to apply (pipelines and queries of the writers; the
     // durability probes between batches not counted): per batch at low load, one.
     std::uint64_t target_round_trips = 0;

@@ -36,6 +36,7 @@ constexpr const char* kDocument = R"({
   "counters": {
     "txns_applied": 42,
     "batches": 7,
+    "batches_chained": 0,
     "target_round_trips": 0,
     "reconnects": 1,
     "errors": 3,
