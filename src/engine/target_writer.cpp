@@ -421,7 +421,7 @@ awaitable<void> TargetWriter::send_commit(std::optional<Lsn> end_lsn,
     sent.commit_time = commit_time;
     sent.final_lsn = txn_final_lsn_;
     if (!sent_commits_.empty()) {
-        if (!can_chain()) throw std::logic_error("a commit came before the last commit was read");
+        if (!chainable()) throw std::logic_error("a commit came before the last commit was read");
         sent.guarded = true;
     }
     if (!staged_.empty() && !batch_.empty()) {
@@ -469,7 +469,17 @@ awaitable<void> TargetWriter::send_commit(std::optional<Lsn> end_lsn,
 }
 
 bool TargetWriter::can_chain() const {
-    // Behind one commit only, still executing (not being replayed: results_read).
+    // A small batch only: chaining is for latency at low load (one or two transactions a
+    // batch); from a backlog a batch grows while one executes instead, and a chained batch
+    // keeps its arrays until it is read (W1's peak RSS went from 36 to 70 MB without this
+    // bound).
+    constexpr std::size_t kChainMaxRows = 100;
+    return chainable() && staged_.empty() && batch_.rows() <= kChainMaxRows;
+}
+
+// Behind one commit only, still executing (not being replayed: results_read), that wrote this
+// writer's checkpoint row.
+bool TargetWriter::chainable() const {
     return sent_commits_.size() == 1 && sent_commits_.front().end_lsn &&
            !sent_commits_.front().results_read && !every_lane_ && goes_whole() && !in_flight_;
 }

@@ -175,6 +175,7 @@ private:
     asio::awaitable<CommitPositions> replay_one_by_one(SentCommit sent);
     asio::awaitable<CommitPositions> replay_with_followers(SentCommit sent);
     asio::awaitable<CommitPositions> read_commit();  // finish_commit's work
+    bool chainable() const;                          // can_chain() without its size bound
 
     const config::Config& config_;
     std::size_t target_index_;
