@@ -801,7 +801,8 @@ awaitable<void> Session::stream() {
         // (composite mirrors, an open transaction) holds the reader while the target executes
         // it, so it first takes what is already waiting. With a batch still executing, the
         // reader waits for whichever comes first: more from the provider, or that batch's
-        // outcome, which wakes it.
+        // outcome, which wakes it; at low load what arrived meanwhile goes behind it (may_chain,
+        // whose peek may fill lookahead_).
         if (sent_batch_ && sent_batch_->done) {
             co_await join_oldest();
             continue;
@@ -971,7 +972,8 @@ awaitable<void> Session::handle_change(const pgoutput::Message& message) {
 }
 
 // Sends the batch's commit and returns: the target executes it while the stream goes on, and
-// join_batch() reads the outcome before anything else goes to the writers.
+// join_batch() reads the outcome before anything else goes to the writers, except a batch
+// chained behind it (`chained`, may_chain).
 awaitable<void> Session::apply_batch(bool chained) {
     // Built while the previous batch still executes in the target: W1's target idled for
     // the array building of every batch between one commit and the next.
@@ -1045,7 +1047,7 @@ awaitable<void> Session::send_batch(BatchRecord batch, bool all) {
     auto sent = std::make_shared<SentBatch>(std::move(batch), ex);
     auto before = sent_batch_;  // set: this batch went behind it (apply_batch(true))
     (before ? chained_batch_ : sent_batch_) = sent;
-    if (before) {
+    if (before && !sent->record.committing.empty()) {
         ++status_.batches_chained;
         log_->debug("batch of {} transactions sent behind the batch executing", sent->record.txns);
     }
@@ -1228,10 +1230,10 @@ void Session::batch_applied(const BatchRecord& batch) {
 // Between batches: has each target flushed what it committed? (Inside a transaction the next
 // commit will tell.) Any lane of a target not inside a transaction can ask for it.
 awaitable<void> Session::check_durable() {
-    // A batch in flight brings the target's flush position with its outcome. Joining it here
-    // held the reader until that batch was through, every 100 ms: what arrived meanwhile was
-    // not read.
-    if (sent_batch_ || !tracker_->has_unflushed()) co_return;
+    // A writer with a batch in flight is skipped (busy): that batch brings its target's flush
+    // position with its outcome. Joining it first held the reader until it was through, every
+    // 100 ms: what arrived meanwhile was not read.
+    if (!tracker_->has_unflushed()) co_return;
     const auto before = tracker_->acknowledged();
     for (auto& t : targets_) {
         const bool waiting = std::any_of(t->lanes.begin(), t->lanes.end(), [&](const auto* w) {

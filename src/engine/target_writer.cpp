@@ -532,8 +532,12 @@ awaitable<CommitPositions> TargetWriter::read_commit() {
 // returns what each became).
 awaitable<CommitPositions> TargetWriter::replay_with_followers(SentCommit sent) {
     for (auto& behind : sent_commits_) {
-        co_await target_.pipeline_results();
-        behind.results_read = true;
+        behind.results_read = true;  // from now on nothing may chain behind it (chainable)
+        // It began in that batch's aborted transaction: its BEGIN failed, the rest was skipped.
+        const auto outcomes = co_await target_.pipeline_results();
+        if (outcomes.empty() || !outcomes.front().error) {
+            throw pg::PgError("a batch sent behind one the target rejected was not skipped");
+        }
     }
     co_await rollback_transaction();
     auto positions = co_await replay_one_by_one(std::move(sent));
@@ -559,7 +563,8 @@ awaitable<CommitPositions> TargetWriter::replay_one_by_one(SentCommit sent) {
     }
     co_await settle();
     txn_final_lsn_ = receiving;
-    // begin_pending_ is false here: the first statement's pipeline carried the BEGIN.
+    // The first statement's pipeline carried the BEGIN; with no statement (a checkpoint-only
+    // batch) run() sends it with these.
     auto outcomes = co_await run(commit_queries(sent.end_lsn, sent.commit_time));
     tx_open_ = false;
     if (auto f = first_failure(outcomes)) throw *outcomes[*f].error;

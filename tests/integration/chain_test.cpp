@@ -58,11 +58,12 @@ void slow_on(SyncFixture& f, const std::string& name, const std::string& when,
 }
 
 // One provider transaction, then another while the target still executes the first.
-void two_transactions(SyncFixture& f, const std::string& first_name) {
+void two_transactions(SyncFixture& f, const std::string& first_name,
+                      const std::string& behind_name = "b") {
     auto p = f.provider();
     p.exec("INSERT INTO public.users (id, name) VALUES ('first', '" + first_name + "')");
     std::this_thread::sleep_for(200ms);  // sent, and executing in the target
-    p.exec("INSERT INTO public.users (id, name) VALUES ('behind', 'b')");
+    p.exec("INSERT INTO public.users (id, name) VALUES ('behind', '" + behind_name + "')");
 }
 
 std::string checkpoint(SyncFixture& f) {
@@ -201,5 +202,54 @@ TEST_CASE("a change rejected in a batch with another behind it is set aside and 
           "first 23514");
     CHECK(f.status()["counters"]["dead_letters"] == 1);
     CHECK(checkpoint_holds_slot(f));
+    CHECK(f.stop() == 0);
+}
+
+// The target rejects a change of the batch behind (the one before committed): that batch goes
+// again change by change, its culprit set aside.
+TEST_CASE("a change rejected in the batch behind is set aside and the rest applies once",
+          "[chain][integration]") {
+    test::SyncOptions options;
+    options.extra_yaml = "apply:\n  on_error: dead_letter\n";
+    SyncFixture f(options);
+    warmed_up(f);
+    slow_on(f, "slow", "row");
+    f.target().exec(
+        "ALTER TABLE neon_auth.users_sync ADD CONSTRAINT no_evil CHECK (name <> 'evil')");
+    const auto before = chained(f);
+    two_transactions(f, "slow", "evil");
+    REQUIRE(f.wait_caught_up());
+    CHECK(chained(f) >= before + 1);
+    CHECK(row_exists(f, "first"));
+    CHECK_FALSE(row_exists(f, "behind"));
+    CHECK(f.target_value("SELECT key || ' ' || sqlstate FROM authsync.dead_letter") ==
+          "behind 23514");
+    CHECK(f.status()["counters"]["dead_letters"] == 1);
+    CHECK(checkpoint_holds_slot(f));
+    CHECK(f.stop() == 0);
+}
+
+// SIGTERM while a batch executes and another waits behind it: both commit, in order, and a
+// restart applies nothing again.
+TEST_CASE("a clean stop with a batch behind another commits both", "[chain][integration]") {
+    SyncFixture f;
+    warmed_up(f);
+    slow_on(f, "slow", "row");
+    const auto before = chained(f);
+    two_transactions(f, "slow");
+    std::this_thread::sleep_for(100ms);  // the one behind has gone
+    CHECK(chained(f) >= before + 1);
+    CHECK(f.stop() == 0);
+    CHECK(row_exists(f, "first"));
+    CHECK(row_exists(f, "behind"));
+    const auto stopped_at = checkpoint(f);
+    f.start();
+    f.provider().exec("INSERT INTO public.users (id, name) VALUES ('after', 'c')");
+    REQUIRE(wait_until([&] { return row_exists(f, "after"); }));
+    CHECK(f.target_value("SELECT count(*) FROM neon_auth.users_sync") == "4");
+    CHECK(f.target_value("SELECT count(*) FROM neon_auth.users_sync WHERE xmin::text::bigint > "
+                         "(SELECT xmin::text::bigint FROM neon_auth.users_sync WHERE id = "
+                         "'behind')") == "1");
+    CHECK(checkpoint(f) != stopped_at);
     CHECK(f.stop() == 0);
 }

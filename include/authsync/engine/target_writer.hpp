@@ -107,7 +107,6 @@ public:
     // first suspension, so that changes added meanwhile belong to the next batch.
     asio::awaitable<void> send_commit(std::optional<Lsn> end_lsn,
                                       std::optional<PgTimestamp> commit_time);
-    bool commit_sent() const { return !sent_commits_.empty(); }
     // Whether the next batch may be sent now, behind the one commit still executing, instead of
     // after its outcome is read: the target then starts it as soon as it has committed the one
     // before, without waiting for the round trip back through authsync. That needs the batch
