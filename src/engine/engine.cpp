@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <functional>
 #include <map>
+#include <memory>
 #include <random>
 
 #include "authsync/core/sql.hpp"
@@ -341,6 +342,8 @@ private:
     asio::steady_timer status_timer_;
     asio::steady_timer monitor_timer_;
     asio::steady_timer durability_timer_;  // wakes the stream to see whether WAL got flushed
+    // Expires with the session; callbacks that capture `this` hold a weak reference to it.
+    const std::shared_ptr<const bool> alive_ = std::make_shared<const bool>(true);
     bool durability_armed_ = false;
     bool durability_wakeup_ = false;
     std::shared_ptr<spdlog::logger> log_;
@@ -1259,8 +1262,11 @@ void Session::arm_durability_wakeup() {
     if (durability_armed_) return;
     durability_armed_ = true;
     durability_timer_.expires_after(std::chrono::milliseconds(100));
-    durability_timer_.async_wait([this](const boost::system::error_code& ec) {
-        if (ec) return;  // the session is going away: `this` may be too
+    // An expiry already queued when the session goes away still runs, with no error: the
+    // weak reference tells it that `this` is gone.
+    durability_timer_.async_wait([this, alive = std::weak_ptr<const bool>(alive_)](
+                                     const boost::system::error_code& ec) {
+        if (ec || alive.expired()) return;
         durability_armed_ = false;
         durability_wakeup_ = true;
         replication_.wake();
