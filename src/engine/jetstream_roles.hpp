@@ -5,6 +5,7 @@
 
 #include <utility>  // before Asio (Boost 1.74)
 
+#include <algorithm>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/thread_pool.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -40,6 +41,18 @@ inline transport::StreamSpec stream_spec(const config::Config& config) {
     s.max_age = t.max_age;
     s.duplicate_window = t.duplicate_window;
     return s;
+}
+
+// How long a subject may go without a message before the source publishes a mark to it
+// (transport/frame.hpp): a quarter of the stream's max_age, so that retention never empties it,
+// and at most a minute (max_bytes discards too; a sink that starts on an empty subject finds the
+// gap with the next mark).
+inline std::chrono::milliseconds mark_interval(const config::TransportConfig& t) {
+    constexpr std::chrono::milliseconds kLongest{60'000};
+    constexpr std::chrono::milliseconds kShortest{250};
+    if (!t.max_age) return kLongest;
+    return std::clamp(std::chrono::duration_cast<std::chrono::milliseconds>(*t.max_age) / 4,
+                      kShortest, kLongest);
 }
 
 inline std::string target_subject(const config::Config& config, const std::string& target) {

@@ -344,8 +344,12 @@ awaitable<bool> SinkSession::take(std::vector<transport::Delivered> batch) {
                 }
                 cursor_->applied(parts.back().end_lsn);
                 for (auto& u : unacked_) u.done = true;
-                ++status_.transport.frames;
-                status_.transport.bytes += bytes;
+                if (parts.back().messages.empty()) {
+                    ++status_.transport.marks;  // nothing to apply: it moves the position only
+                } else {
+                    ++status_.transport.frames;
+                    status_.transport.bytes += bytes;
+                }
                 break;
             }
         }

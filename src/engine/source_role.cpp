@@ -13,7 +13,9 @@
 // every acknowledgement), so that a message lost in a failure is never followed by a later one.
 // After a restart the source reads each subject's last message: transactions it covers are not
 // published again, and the chain goes on from it (a frame whose parts were not all stored is
-// published again whole, with a new epoch).
+// published again whole, with a new epoch). A subject that got nothing for mark_interval()
+// gets a mark (a frame without changes, frame.hpp), between batches, so that the stream's
+// retention never empties it.
 #include <utility>  // before Asio (Boost 1.74)
 
 #include <fmt/format.h>
@@ -45,6 +47,7 @@ namespace authsync::engine {
 
 using asio::awaitable;
 using asio::use_awaitable;
+using Clock = std::chrono::steady_clock;
 
 namespace {
 
@@ -75,6 +78,8 @@ public:
           source_(ex),
           replication_(ex),
           status_timer_(ex),
+          mark_timer_(ex),
+          mark_every_(mark_interval(config.transport)),
           log_(logger("source")),
           epoch_(std::random_device{}() | (std::uint64_t{std::random_device{}()} << 32)) {
         for (std::size_t i = 0; i < config_.targets.size(); ++i) {
@@ -84,6 +89,7 @@ public:
             t->subject = target_subject(config_, t->name());
             targets_.push_back(std::move(t));
         }
+        last_publish_.assign(targets_.size(), Clock::now());
     }
     ~SourceSession() override {
         // A publish still waiting for its acknowledgements ends within its deadline.
@@ -95,10 +101,12 @@ public:
         stop_requested_ = true;
         replication_.cancel();
         status_timer_.cancel();
+        mark_timer_.cancel();
     }
     void abort() override {
         stop_requested_ = true;
         status_timer_.cancel();
+        mark_timer_.cancel();
         replication_.close();
         source_.close();
     }
@@ -119,6 +127,13 @@ private:
     awaitable<void> handle_xlog(const wire::XLogData& x);
     void commit(const pgoutput::Commit& c, std::string_view bytes);
     awaitable<void> publish_batch();
+    awaitable<void> publish_marks();
+    awaitable<void> mark_loop();
+    bool marks_due() const {
+        return !in_transaction_ && frames_->pending_transactions() == 0 &&
+               Clock::now() - std::min_element(last_publish_.begin(), last_publish_.end())[0] >=
+                   mark_every_;
+    }
     awaitable<void> send_status(bool reply_requested);
     awaitable<void> status_loop();
     awaitable<std::optional<pg::CopyBuffer>> next_copy_data() {
@@ -139,7 +154,12 @@ private:
     pg::AsyncConnection source_;
     pg::AsyncConnection replication_;
     asio::steady_timer status_timer_;
-    asio::thread_pool pool_{1};  // JetStream's blocking calls
+    asio::steady_timer mark_timer_;
+    std::chrono::milliseconds mark_every_;
+    std::vector<Clock::time_point> last_publish_;  // by target: its last frame or mark
+    std::uint64_t marks_ = 0;                      // published in this session
+    bool mark_wakeup_ = false;                     // the stream's read was woken for marks
+    asio::thread_pool pool_{1};                    // JetStream's blocking calls
     std::unique_ptr<transport::JetStream> js_;
     std::shared_ptr<spdlog::logger> log_;
     std::uint64_t epoch_;
@@ -170,6 +190,7 @@ awaitable<void> SourceSession::run() {
     // It uses the session: run() returns only once it has ended.
     Spawned loops(co_await asio::this_coro::executor);
     loops.spawn(status_loop(), {});
+    loops.spawn(mark_loop(), {});
     std::exception_ptr failure;
     try {
         co_await stream();
@@ -178,6 +199,7 @@ awaitable<void> SourceSession::run() {
     }
     streaming_ = false;
     status_timer_.cancel();
+    mark_timer_.cancel();
     co_await loops.wait();
     if (failure) std::rethrow_exception(failure);
 }
@@ -271,8 +293,7 @@ awaitable<void> SourceSession::read_chains(Lsn start) {
             throw FatalError(fmt::format("the last message on {} is not an authsync frame: {}",
                                          t->subject, e.what()));
         }
-        const Lsn holds = f.part + 1 == f.parts ? f.end_lsn : f.prev_end_lsn;
-        frames_->start_target(t->index, holds, holds);
+        frames_->resume_target(t->index, f);
         if (f.part + 1 != f.parts) {
             // Its source died before its last part: it is published again, whole.
             log_->info(
@@ -281,7 +302,7 @@ awaitable<void> SourceSession::read_chains(Lsn start) {
                 t->name(), f.part + 1, f.parts);
         }
         log_->debug("target {}: subject {} holds up to {}", t->name(), t->subject,
-                    holds.to_string());
+                    frames_->chain(t->index).to_string());
     }
 }
 
@@ -292,6 +313,7 @@ awaitable<void> SourceSession::stream() {
             co_await publish_batch();
             continue;
         }
+        if (marks_due()) co_await publish_marks();
         std::optional<pg::CopyBuffer> data;
         try {
             data = co_await next_copy_data();
@@ -299,6 +321,7 @@ awaitable<void> SourceSession::stream() {
             if (e.code() != asio::error::operation_aborted) throw;
         }
         if (stop_requested_) break;
+        if (!data && std::exchange(mark_wakeup_, false)) continue;
         if (!data) throw pg::PgError::connection_loss("the provider ended the replication stream");
         auto message = wire::decode_server_message(data->bytes());
         if (auto* x = std::get_if<wire::XLogData>(&message)) {
@@ -395,6 +418,7 @@ awaitable<void> SourceSession::publish_batch() {
             out.push_back({targets_[t]->subject, transport::encode_frame(f),
                            transport::frame_message_id(config_.source.slot, name, f)});
             bytes += out.back().data.size();
+            last_publish_[t] = Clock::now();
         }
         co_await off_thread(pool_, [this, &out] { js_->publish_all(out, kPublishDeadline); });
         status_.transport.frames += out.size();
@@ -411,6 +435,39 @@ awaitable<void> SourceSession::publish_batch() {
     status_.applied_lsn = acknowledged_;
     status_.last_applied_at = PgTimestamp::now();
     co_await send_status(false);
+}
+
+// A mark to each subject that got nothing for mark_every_, in one round (a subject has no
+// other message in flight: no batch is).
+awaitable<void> SourceSession::publish_marks() {
+    std::vector<transport::Outgoing> out;
+    for (const auto& t : targets_) {
+        if (Clock::now() - last_publish_[t->index] < mark_every_) continue;
+        last_publish_[t->index] = Clock::now();
+        const auto mark = frames_->mark(t->index, acknowledged_);
+        if (!mark) continue;  // nothing covered past its chain yet: the next round looks again
+        out.push_back(
+            {t->subject, transport::encode_frame(*mark),
+             transport::mark_message_id(config_.source.slot, t->name(), *mark, ++marks_)});
+    }
+    if (out.empty()) co_return;
+    co_await off_thread(pool_, [this, &out] { js_->publish_all(out, kPublishDeadline); });
+    status_.transport.marks += out.size();
+    log_->debug("published {} marks", out.size());
+}
+
+// Wakes the stream's reader when marks may be due (it looks between batches).
+awaitable<void> SourceSession::mark_loop() {
+    while (streaming_) {
+        mark_timer_.expires_after(mark_every_ / 2);
+        boost::system::error_code ec;
+        co_await mark_timer_.async_wait(asio::redirect_error(use_awaitable, ec));
+        if (!streaming_) break;
+        if (marks_due()) {
+            mark_wakeup_ = true;
+            replication_.wake();
+        }
+    }
 }
 
 awaitable<void> SourceSession::send_status(bool reply_requested) {

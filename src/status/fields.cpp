@@ -415,6 +415,13 @@ std::vector<Field> declare() {
          .json = as_is(in_transport(&TransportProgress::bytes), "transport"),
          .metric = transport_metric("authsync_transport_frame_bytes_total", kCounter,
                                     "Bytes of those frames.", &TransportProgress::bytes)},
+        {.name = "marks",
+         .json = as_is(in_transport(&TransportProgress::marks), "transport"),
+         .metric = transport_metric(
+             "authsync_transport_marks_total", kCounter,
+             "Marks, frames without changes that keep an idle subject from emptying under the "
+             "stream's retention: published (source role) or taken (sink).",
+             &TransportProgress::marks)},
         {.name = "frames_skipped",
          .json = as_is(in_transport(&TransportProgress::skipped), "transport"),
          .metric =

@@ -44,9 +44,9 @@ void merge_into(Snapshot& into, const Snapshot& other) {
         into.*member += other.*member;
     }
     for (auto member :
-         {&TransportProgress::frames, &TransportProgress::bytes, &TransportProgress::skipped,
-          &TransportProgress::redeliveries, &TransportProgress::pending,
-          &TransportProgress::unacked, &TransportProgress::copies}) {
+         {&TransportProgress::frames, &TransportProgress::bytes, &TransportProgress::marks,
+          &TransportProgress::skipped, &TransportProgress::redeliveries,
+          &TransportProgress::pending, &TransportProgress::unacked, &TransportProgress::copies}) {
         into.transport.*member += other.transport.*member;
     }
     into.lag_bytes = std::max(into.lag_bytes, other.lag_bytes);

@@ -95,6 +95,12 @@ std::string frame_message_id(std::string_view slot, std::string_view target, con
                        frame.epoch);
 }
 
+std::string mark_message_id(std::string_view slot, std::string_view target, const Frame& mark,
+                            std::uint64_t sequence) {
+    return fmt::format("{}/{}/mark/{}/{:x}/{}", slot, target, mark.end_lsn.to_string(), mark.epoch,
+                       sequence);
+}
+
 std::string frame_subject(std::string_view prefix, std::string_view slot, std::string_view target) {
     // The prefix may have tokens of its own ("acme.authsync"); the slot and target are one each.
     const auto bad = [](std::string_view token, std::string_view reserved) {

@@ -25,6 +25,28 @@ void FrameBuilder::start_target(std::size_t t, Lsn chain, Lsn published) {
     target.published = published;
 }
 
+void FrameBuilder::resume_target(std::size_t t, const Frame& last) {
+    if (last.messages.empty()) {
+        start_target(t, last.prev_end_lsn, last.end_lsn);
+        return;
+    }
+    const Lsn holds = last.part + 1 == last.parts ? last.end_lsn : last.prev_end_lsn;
+    start_target(t, holds, holds);
+}
+
+std::optional<Frame> FrameBuilder::mark(std::size_t t, Lsn covered) const {
+    const auto& target = targets_.at(t);
+    if (!target.chain.is_valid() || covered <= target.chain || !target.batch.empty() ||
+        !target.txn.empty()) {
+        return std::nullopt;
+    }
+    Frame f;
+    f.end_lsn = covered;
+    f.prev_end_lsn = target.chain;
+    f.epoch = epoch_;
+    return f;
+}
+
 void FrameBuilder::relation(std::uint32_t relation_id, std::string_view bytes,
                             std::vector<std::uint32_t> column_types) {
     relations_[relation_id] = Relation{std::string(bytes), std::move(column_types)};

@@ -420,16 +420,28 @@ TEST_CASE("JetStream: a sink behind the stream's retention copies its target aga
     const auto published = stream_bounds(nats, "SCALEOUT4").second;
     REQUIRE(published > 0);
     REQUIRE(wait_until([&] { return stream_bounds(nats, "SCALEOUT4").first > published; }, 60s));
-    work.run(20);
+    // tenant0 gets no change until its sink is back, so its subject holds no frame with
+    // changes: only the source's marks (frame.hpp) show the sink that it is behind. A user
+    // added to tenant1 (an insert is routed to its tenant alone; an update is routed to every
+    // target, as a delete where the row is not in scope) takes the source past tenant0's last
+    // frame.
+    f.provider().exec("INSERT INTO public.users (id, tenant, name) VALUES ('late', '" + tenant(1) +
+                      "', 'added')");
+    REQUIRE(wait_until([&] { return tenants_match(f, targets, {1}); }, 60s));
+    REQUIRE_FALSE(tenants_match(f, targets, {0}));
     sinks[0]->start();
     require_match(f, targets, sinks);
     REQUIRE(wait_until(
         [&] { return sinks[0]->log().find("copying it again") != std::string::npos; }, 30s));
     REQUIRE(wait_until([&] { return sinks[0]->status().value("state", "") == "streaming"; }, 30s));
     CHECK(sinks[0]->status()["transport"]["copies"].get<int>() >= 1);
+    CHECK(f.status()["transport"]["marks"].get<int>() > 0);
     // The gap shows on the new consumer's first delivery (the oldest frame stored): certain,
     // copied at once, with no reread first.
     CHECK(sinks[0]->log().find("reading the subject again") == std::string::npos);
+    // It streams on from its copy.
+    work.run(20);
+    require_match(f, targets, sinks);
     check_no_foreign_rows(f, targets);
     for (auto& s : sinks) CHECK(s->stop() == 0);
     CHECK(f.stop() == 0);

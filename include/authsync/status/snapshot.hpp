@@ -97,6 +97,7 @@ struct TransportProgress {
     std::string role;                // "", "source" or "sink"
     std::uint64_t frames = 0;        // published (source), applied (sink)
     std::uint64_t bytes = 0;         // of those frames
+    std::uint64_t marks = 0;         // frames without changes (frame.hpp): published, taken
     std::uint64_t skipped = 0;       // sink: frames its checkpoint already held
     std::uint64_t redeliveries = 0;  // sink: frames delivered again (a lost or late ack)
     std::uint64_t pending = 0;       // sink: its subject's frames not delivered yet (stream lag)

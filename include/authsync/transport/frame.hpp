@@ -12,6 +12,13 @@
 // first: the position from which the source covers that target), so that a sink finds a gap (frames
 // lost to the stream's retention) instead of applying across it.
 //
+// A mark is a frame without messages (FrameBuilder::mark): `prev_end_lsn` is the subject's
+// chain, `end_lsn` how far the source has covered the target with nothing more for it. The
+// source publishes one to a subject idle for a while, so that retention never empties it: a
+// sink away for longer than retention then still finds a gap (a mark whose predecessor is past
+// its checkpoint). A sink takes it as a frame that applies nothing; it is not a link of the
+// chain (the next frame names the last one with changes).
+//
 // Layout, big-endian: "ASF" 0x02 | u64 end_lsn | u64 prev_end_lsn | u32 part | u32 parts |
 // u64 epoch | u32 count | count x (u32 length | length bytes). Decoding checks every length against
 // what is left and throws ProtocolError on anything malformed (it never reads past the end). Pure:
@@ -45,6 +52,9 @@ Frame decode_frame(std::string_view bytes);
 // The JetStream message id of a frame (deduplication): the same frame published again by its
 // session (a publish retried after a lost acknowledgement) is stored once.
 std::string frame_message_id(std::string_view slot, std::string_view target, const Frame& frame);
+// A mark's (one per publish, `sequence` counting them in the session): never taken for another.
+std::string mark_message_id(std::string_view slot, std::string_view target, const Frame& mark,
+                            std::uint64_t sequence);
 
 // The subject of a target's frames: `<prefix>.<slot>.<target>`. Throws ConfigError for what
 // NATS cannot take: a space, '*' or '>' anywhere, an empty token, a '.' in the slot or target.

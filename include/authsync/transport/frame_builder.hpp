@@ -13,6 +13,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <set>
 #include <string>
 #include <string_view>
@@ -33,6 +34,10 @@ public:
     // Where target `t`'s subject stands: `chain`, the next frame's prev_end_lsn; `published`,
     // the end_lsn at or below which its transactions are stored already.
     void start_target(std::size_t t, Lsn chain, Lsn published);
+    // The same from the last message stored on the subject (after a restart): its end, or for
+    // a frame whose last part is missing its start (published again whole); for a mark, the
+    // chain it names (a mark is not a link of the chain).
+    void resume_target(std::size_t t, const Frame& last);
 
     // Schema messages, whenever they arrive (the latest of a relation replaces the one before).
     void relation(std::uint32_t relation_id, std::string_view bytes,
@@ -58,6 +63,14 @@ public:
     std::vector<std::pair<std::size_t, std::vector<Frame>>> take();
 
     Lsn chain(std::size_t t) const { return targets_.at(t).chain; }
+
+    // A mark for target `t` (frame.hpp): no messages, the chain as its predecessor, and
+    // `covered` (received and stored up to there, nothing pending) as its end. It keeps an idle
+    // subject from emptying under the stream's retention, so that a sink behind it sees the gap
+    // (its first delivery names a predecessor past its checkpoint). None when `covered` is not
+    // past the chain, or a transaction for `t` waits. The chain does not move: the next frame
+    // still names the last one with changes.
+    std::optional<Frame> mark(std::size_t t, Lsn covered) const;
 
 private:
     struct Target {

@@ -61,6 +61,7 @@ TEST_CASE("a sink of several targets shows them together", "[status][transport]"
     b.transport.role = "sink";
     b.transport.frames = 6;
     b.transport.pending = 9;
+    b.transport.marks = 2;
     b.lag_bytes = 30;
     b.last_error = "target t1: connection lost";
     b.last_error_at = PgTimestamp::from_unix_micros(1'714'564'800'000'000);
@@ -72,6 +73,7 @@ TEST_CASE("a sink of several targets shows them together", "[status][transport]"
     CHECK(a.txns_applied == 12);
     CHECK(a.transport.frames == 10);
     CHECK(a.transport.pending == 9);
+    CHECK(a.transport.marks == 2);
     CHECK(a.transport.copies == 1);
     CHECK(a.lag_bytes == 30);
     CHECK(a.state == "snapshotting");  // what is not streaming shows

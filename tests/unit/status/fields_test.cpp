@@ -80,6 +80,7 @@ constexpr const char* kDocument = R"({
     "role": "sink",
     "frames": 120,
     "frame_bytes": 65536,
+    "marks": 5,
     "frames_skipped": 4,
     "redeliveries": 2,
     "stream_pending": 17,

@@ -199,3 +199,66 @@ TEST_CASE("FrameBuilder: a change before its Relation message is refused",
     b.begin("B");
     CHECK_THROWS_AS(b.change(0, {16384}, "I"), ProtocolError);
 }
+
+TEST_CASE("FrameBuilder: a mark names the chain and how far the source covered the target",
+          "[unit][frame_builder]") {
+    FrameBuilder b(2, 1 << 20, 7);
+    b.start_target(0, Lsn(0x100), Lsn(0x100));
+    b.start_target(1, Lsn(0x100), Lsn(0x100));
+    // Nothing covered past the chain: no mark (its end must be past its predecessor).
+    CHECK_FALSE(b.mark(0, Lsn(0x100)).has_value());
+    const auto to_first = [](int) { return std::vector<std::size_t>{0}; };
+    const auto end = feed(b, "pgoutput/insert.hex", to_first);
+    // A transaction for target 0 waits: no mark for it; target 1 got nothing from it.
+    CHECK_FALSE(b.mark(0, end).has_value());
+    auto m1 = b.mark(1, end);
+    REQUIRE(m1.has_value());
+    CHECK(m1->prev_end_lsn == Lsn(0x100));
+    CHECK(m1->end_lsn == end);
+    CHECK(m1->messages.empty());
+    CHECK(m1->epoch == 7);
+    CHECK(m1->part == 0);
+    CHECK(m1->parts == 1);
+    // It is a valid frame to every sink that reads this format.
+    const auto decoded = transport::decode_frame(transport::encode_frame(*m1));
+    CHECK(decoded.end_lsn == end);
+    CHECK(decoded.messages.empty());
+
+    auto frames = b.take();
+    REQUIRE(frames.size() == 1);
+    CHECK(frames[0].first == 0);
+    // A mark does not move the chain: the next frame names the last one with changes.
+    const auto later = Lsn(end.value + 0x1000);
+    auto m0 = b.mark(0, later);
+    REQUIRE(m0.has_value());
+    CHECK(m0->prev_end_lsn == end);
+    CHECK(b.chain(0) == end);
+    CHECK(b.mark(1, later)->prev_end_lsn == Lsn(0x100));
+    CHECK(transport::mark_message_id("s", "t", *m0, 1) !=
+          transport::mark_message_id("s", "t", *m0, 2));
+    CHECK(transport::mark_message_id("s", "t", *m0, 1) !=
+          transport::frame_message_id("s", "t", *m0));
+}
+
+TEST_CASE("FrameBuilder: a restarted source resumes each chain from the subject's last message",
+          "[unit][frame_builder]") {
+    FrameBuilder b(3, 1 << 20, 9);
+    Frame whole;  // a frame stored whole
+    whole.end_lsn = Lsn(0x300);
+    whole.prev_end_lsn = Lsn(0x200);
+    whole.messages = {"B", "C"};
+    b.resume_target(0, whole);
+    CHECK(b.chain(0) == Lsn(0x300));
+    Frame cut = whole;  // its source died before its last part: published again whole
+    cut.part = 0;
+    cut.parts = 2;
+    b.resume_target(1, cut);
+    CHECK(b.chain(1) == Lsn(0x200));
+    Frame mark;  // a mark: the chain it names, and nothing published again up to its end
+    mark.end_lsn = Lsn(0x900);
+    mark.prev_end_lsn = Lsn(0x300);
+    b.resume_target(2, mark);
+    CHECK(b.chain(2) == Lsn(0x300));
+    CHECK_FALSE(b.mark(2, Lsn(0x300)).has_value());
+    CHECK(b.mark(2, Lsn(0xA00))->prev_end_lsn == Lsn(0x300));
+}

@@ -227,3 +227,37 @@ TEST_CASE("SinkCursor never completes a dead source session's parts with another
     CHECK(d.offer(again0) == Action::Hold);
     CHECK(d.offer(orphan) == Action::Reread);
 }
+
+// A mark (frame.hpp): no changes, the subject's chain as its predecessor, and how far the
+// source covered the target as its end.
+TEST_CASE("SinkCursor takes a mark as a frame that applies nothing, and a gap behind it",
+          "[unit][sink_cursor]") {
+    const auto mark = [](int prev, int end) {
+        Frame f = tx(end, prev);
+        f.messages.clear();
+        return f;
+    };
+    SECTION("at the chain: it moves the position, and the next frame still applies") {
+        Session c(Lsn(3 * 0x100));
+        CHECK(c.offer(mark(3, 7)) == Action::Apply);
+        CHECK(c.take().front().messages.empty());
+        c.applied(Lsn(7 * 0x100));
+        CHECK(c.offer(mark(3, 7)) == Action::Skip);  // delivered again
+        CHECK(c.offer(tx(9, 3)) == Action::Apply);   // names the last frame with changes
+        apply(c, 9);
+    }
+    SECTION("behind it, as the oldest stored: the frames it follows are gone") {
+        Session c(Lsn(2 * 0x100));
+        CHECK(c.offer(mark(3, 7)) == Action::Gap);
+    }
+    SECTION("behind it, after other deliveries: read the subject again first") {
+        Session c(Lsn(2 * 0x100));
+        CHECK(c.offer(tx(1, 0)) == Action::Skip);
+        CHECK(c.offer(mark(3, 7)) == Action::Reread);
+    }
+    SECTION("without a position: the chain it names is where the cursor starts") {
+        Session c;
+        CHECK(c.offer(mark(3, 7)) == Action::Apply);
+        CHECK(c.position() == Lsn(3 * 0x100));
+    }
+}
