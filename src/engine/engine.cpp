@@ -1264,13 +1264,13 @@ void Session::arm_durability_wakeup() {
     durability_timer_.expires_after(std::chrono::milliseconds(100));
     // An expiry already queued when the session goes away still runs, with no error: the
     // weak reference tells it that `this` is gone.
-    durability_timer_.async_wait([this, alive = std::weak_ptr<const bool>(alive_)](
-                                     const boost::system::error_code& ec) {
-        if (ec || alive.expired()) return;
-        durability_armed_ = false;
-        durability_wakeup_ = true;
-        replication_.wake();
-    });
+    durability_timer_.async_wait(
+        [this, alive = std::weak_ptr<const bool>(alive_)](const boost::system::error_code& ec) {
+            if (ec || alive.expired()) return;
+            durability_armed_ = false;
+            durability_wakeup_ = true;
+            replication_.wake();
+        });
 }
 
 // At a clean stop every lane records the same position, so that a restart with another lane
