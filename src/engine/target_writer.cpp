@@ -161,14 +161,16 @@ awaitable<void> TargetWriter::flush_chunk() {
     open_transaction();
     if (batch_.empty() && affected_.empty()) co_return;
     tx_rows_ += batch_.rows();
-    for (auto& st : batch_.take_statements()) co_await send_statement(std::move(st));
+    for (auto& st : batch_.take_statements()) {
+        co_await send_statement(std::move(st), txn_final_lsn_);
+    }
     // Composite targets are recomputed once their mirrors' statements have said what they
     // affect: a second pass, in the same transaction.
     co_await settle();
-    for (auto& st : recompute_statements()) co_await send_statement(std::move(st));
+    for (auto& st : recompute_statements()) co_await send_statement(std::move(st), txn_final_lsn_);
 }
 
-awaitable<void> TargetWriter::send_statement(apply::Statement st) {
+awaitable<void> TargetWriter::send_statement(apply::Statement st, Lsn source) {
     co_await settle();
     // A savepoint of its own per statement: when the target rejects a change, find which one,
     // and stop naming its key (apply.on_error: stop) or set it aside (dead_letter). Its own
@@ -183,6 +185,7 @@ awaitable<void> TargetWriter::send_statement(apply::Statement st) {
     co_await send(std::move(queries));
     st.params = {};
     in_flight_ = std::move(st);
+    in_flight_source_ = source;
 }
 
 std::vector<apply::Statement> TargetWriter::recompute_statements() {
@@ -252,6 +255,7 @@ void TargetWriter::handle_result(const apply::Statement& st, const pg::Result& r
 awaitable<void> TargetWriter::settle() {
     if (!in_flight_) co_return;
     auto st = std::move(*in_flight_);
+    const Lsn source = in_flight_source_;
     in_flight_.reset();
     auto outcomes = co_await results();  // SAVEPOINT, the statement, RELEASE
     const auto failed = first_failure(outcomes);
@@ -264,7 +268,7 @@ awaitable<void> TargetWriter::settle() {
     // Back to the statement's own savepoint (the transaction is aborted until then), then its
     // changes one by one to find the culprit.
     co_await run_one("ROLLBACK TO SAVEPOINT " + in_flight_savepoint_);
-    co_await apply_one_by_one(st);
+    co_await apply_one_by_one(st, source);
 }
 
 // Before a rollback: the in-flight statement's results are read and dropped, whatever they are.
@@ -284,7 +288,7 @@ awaitable<void> TargetWriter::roll_back_to(const std::string& savepoint) {
     if (auto f = first_failure(undone)) throw *undone[*f].error;
 }
 
-awaitable<void> TargetWriter::apply_one_by_one(const apply::Statement& st) {
+awaitable<void> TargetWriter::apply_one_by_one(const apply::Statement& st, Lsn source) {
     for (std::size_t i = 0; i < st.rows; ++i) {
         auto one = st.single(i);
         std::vector<pg::PipelineQuery> queries;
@@ -300,7 +304,7 @@ awaitable<void> TargetWriter::apply_one_by_one(const apply::Statement& st) {
         const auto error = *outcomes[*failed].error;
         if (*failed != 1 || !is_row_error(error)) throw error;
         co_await roll_back_to("authsync_row");
-        co_await set_aside(one, error);
+        co_await set_aside(one, error, source);
     }
 }
 
@@ -322,7 +326,8 @@ std::string TargetWriter::target_of(const std::string& mapping) const {
 
 // One change the target rejected (`one`, a statement of a single row): stop, naming its key,
 // or set it aside as a dead letter.
-awaitable<void> TargetWriter::set_aside(const apply::Statement& one, const pg::PgError& failed) {
+awaitable<void> TargetWriter::set_aside(const apply::Statement& one, const pg::PgError& failed,
+                                        Lsn source) {
     using Kind = apply::Statement::Kind;
     const auto& mapping = one.mappings.at(0);
     const auto& key = one.keys.at(0);
@@ -344,7 +349,7 @@ awaitable<void> TargetWriter::set_aside(const apply::Statement& one, const pg::P
     if (has_payload) payload = one.row_values[0][0];
     if (has_payload && one.row_values[0].size() == 2) change_time = one.row_values[0][1];
     pg::Params params =
-        pg::params(config_.source.slot, txn_final_lsn_.to_string(), mapping, target_of(mapping),
+        pg::params(config_.source.slot, source.to_string(), mapping, target_of(mapping),
                    escape_ill_formed_utf8(key), std::string(upsert ? "upsert" : "delete"), payload,
                    change_time, failed.server_message(), failed.sqlstate());
     co_await record_dead_letter(std::move(params));
@@ -550,19 +555,17 @@ awaitable<CommitPositions> TargetWriter::replay_with_followers(SentCommit sent) 
 
 // A whole batch the target rejected a change of, again, statement by statement under
 // savepoints; the culprits stop the session or become dead letters. The batch's own source
-// transaction names them (the stream may have gone on since).
+// transaction names them (the stream may have gone on since, and goes on meanwhile).
 awaitable<CommitPositions> TargetWriter::replay_one_by_one(SentCommit sent) {
-    const auto receiving = std::exchange(txn_final_lsn_, sent.final_lsn);
     open_transaction();
     for (std::size_t k = 0; k < sent.statements.size(); ++k) {
         auto& st = sent.statements[k];
         auto& query = sent.queries[k + sent.first_statement()];
         st.sql = std::move(query.sql);
         st.params = st.arrays.empty() ? std::move(query.params) : st.array_params();
-        co_await send_statement(std::move(st));
+        co_await send_statement(std::move(st), sent.final_lsn);
     }
     co_await settle();
-    txn_final_lsn_ = receiving;
     // The first statement's pipeline carried the BEGIN; with no statement (a checkpoint-only
     // batch) run() sends it with these.
     auto outcomes = co_await run(commit_queries(sent.end_lsn, sent.commit_time));

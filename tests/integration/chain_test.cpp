@@ -205,6 +205,31 @@ TEST_CASE("a change rejected in a batch with another behind it is set aside and 
     CHECK(f.stop() == 0);
 }
 
+// A dead letter names the source transaction of its change, though the stream goes on while
+// the batch is replayed: a transaction decoded meanwhile does not lend it its LSN.
+TEST_CASE("a dead letter set aside in a replay names its own transaction", "[chain][integration]") {
+    test::SyncOptions options;
+    options.extra_yaml = "apply:\n  on_error: dead_letter\n";
+    SyncFixture f(options);
+    warmed_up(f);
+    // 0.8 s, then rejected: at the first attempt and again in the replay.
+    slow_on(f, "slow-evil", "row", "23514");
+    auto p = f.provider();
+    const auto before = f.provider_value("SELECT pg_current_wal_insert_lsn()::text");
+    p.exec("INSERT INTO public.users (id, name) VALUES ('first', 'slow-evil')");
+    const auto after = f.provider_value("SELECT pg_current_wal_insert_lsn()::text");
+    // During the replay (0.8 s to 1.6 s after 'first' was sent), another transaction.
+    std::this_thread::sleep_for(1200ms);
+    p.exec("INSERT INTO public.users (id, name) VALUES ('later', 'l')");
+    REQUIRE(f.wait_caught_up());
+    CHECK(row_exists(f, "later"));
+    CHECK(f.target_value("SELECT key FROM authsync.dead_letter") == "first");
+    // 'first' committed between the two WAL positions; 'later' after them.
+    CHECK(f.target_value("SELECT lsn > '" + before + "'::pg_lsn AND lsn < '" + after +
+                         "'::pg_lsn FROM authsync.dead_letter") == "t");
+    CHECK(f.stop() == 0);
+}
+
 // The target rejects a change of the batch behind (the one before committed): that batch goes
 // again change by change, its culprit set aside.
 TEST_CASE("a change rejected in the batch behind is set aside and the rest applies once",

@@ -148,15 +148,18 @@ private:
         std::optional<CommitPositions> settled;
     };
 
-    asio::awaitable<void> send_statement(apply::Statement st);
+    // `source`: the final_lsn of the source transaction its changes came from (dead letters
+    // name it).
+    asio::awaitable<void> send_statement(apply::Statement st, Lsn source);
     asio::awaitable<void> settle();
     asio::awaitable<void> discard_in_flight();
     asio::awaitable<void> execute(const apply::Statement& st);
     void handle_result(const apply::Statement& st, const pg::Result& r);
     void note_affected(const apply::Statement& st, const pg::Result& r);
     std::vector<apply::Statement> recompute_statements();
-    asio::awaitable<void> apply_one_by_one(const apply::Statement& st);
-    asio::awaitable<void> set_aside(const apply::Statement& one, const pg::PgError& failed);
+    asio::awaitable<void> apply_one_by_one(const apply::Statement& st, Lsn source);
+    asio::awaitable<void> set_aside(const apply::Statement& one, const pg::PgError& failed,
+                                    Lsn source);
     asio::awaitable<void> record_dead_letter(pg::Params params);
     std::string target_of(const std::string& mapping) const;
     void open_transaction();
@@ -193,6 +196,7 @@ private:
     std::deque<SentCommit> sent_commits_;   // oldest first; at most two (can_chain)
     std::vector<apply::Statement> staged_;  // stage_commit()'s, for send_commit
     std::string in_flight_savepoint_;       // the savepoint taken just before in_flight_
+    Lsn in_flight_source_;                  // in_flight_'s source transaction (send_statement)
     std::uint64_t savepoint_seq_ = 0;
     bool tx_open_ = false;
     bool every_lane_ = false;         // checkpoint_every_lane
