@@ -234,7 +234,15 @@ void JetStream::ensure_stream(const StreamSpec& spec, std::chrono::milliseconds 
                             spec.name, fmt::join(spec.subjects, ", ")),
                 false);
         }
-        pause_or_fail(until, fmt::format("creating stream {}", spec.name), s, code);
+        // No peers for the placement (10005) passes while a cluster forms, and never when it
+        // has fewer JetStream servers than the replicas asked for: the message says how many.
+        pause_or_fail(until,
+                      code == JSClusterNoPeersErr
+                          ? fmt::format("creating stream {} with {} replicas (transport.replicas; "
+                                        "the cluster needs that many JetStream servers)",
+                                        spec.name, spec.replicas)
+                          : fmt::format("creating stream {}", spec.name),
+                      s, code);
     }
 }
 

@@ -194,6 +194,16 @@ TEST_CASE("JetStream: a stream is created once the cluster can place it, within 
           "[jetstream][integration]") {
     test::NatsCluster cluster(3);
     transport::JetStream js(transport::NatsConfig{cluster.urls(), "authsync-test", 5s});
+    // More replicas than the cluster has servers: no peers for the placement, as while a
+    // cluster forms (worth retrying), and the message says how many replicas were asked for.
+    try {
+        js.ensure_stream({"R5_ON_THREE", {"r5.>"}, 5, std::nullopt, std::nullopt, 120s}, 2s);
+        FAIL("an R5 stream on three nodes");
+    } catch (const transport::TransportError& e) {
+        CHECK(e.transient());
+        CHECK_THAT(e.what(), Catch::Contains("creating stream R5_ON_THREE with 5 replicas"));
+        CHECK_THAT(e.what(), Catch::Contains("[JetStream error 10005]"));
+    }
     // Two of three nodes lost (whichever leads the meta group): no quorum, so no stream can be
     // created until they are back. A short deadline gives up, saying it is worth retrying.
     cluster.kill(0);
