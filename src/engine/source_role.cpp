@@ -15,7 +15,8 @@
 // published again, and the chain goes on from it (a frame whose parts were not all stored is
 // published again whole, with a new epoch). A subject that got nothing for mark_interval()
 // gets a mark (a frame without changes, frame.hpp), between batches, so that the stream's
-// retention never empties it.
+// retention never empties it; only once the provider has answered a status update that asked
+// for a reply, so that a session cut off from the slot (another may hold it now) marks nothing.
 #include <utility>  // before Asio (Boost 1.74)
 
 #include <fmt/format.h>
@@ -134,6 +135,8 @@ private:
                Clock::now() - std::min_element(last_publish_.begin(), last_publish_.end())[0] >=
                    mark_every_;
     }
+    // Marks are due and the provider answered since mark_loop() asked it to.
+    bool may_mark() const { return pinged_at_ && received_at_ > *pinged_at_ && marks_due(); }
     awaitable<void> send_status(bool reply_requested);
     awaitable<void> status_loop();
     awaitable<std::optional<pg::CopyBuffer>> next_copy_data() {
@@ -158,8 +161,10 @@ private:
     std::chrono::milliseconds mark_every_;
     std::vector<Clock::time_point> last_publish_;  // by target: its last frame or mark
     std::uint64_t marks_ = 0;                      // published in this session
-    bool mark_wakeup_ = false;                     // the stream's read was woken for marks
-    asio::thread_pool pool_{1};                    // JetStream's blocking calls
+    // When mark_loop() last asked the provider for a reply; when anything last came from it.
+    std::optional<Clock::time_point> pinged_at_;
+    Clock::time_point received_at_;
+    asio::thread_pool pool_{1};  // JetStream's blocking calls
     std::unique_ptr<transport::JetStream> js_;
     std::shared_ptr<spdlog::logger> log_;
     std::uint64_t epoch_;
@@ -313,7 +318,7 @@ awaitable<void> SourceSession::stream() {
             co_await publish_batch();
             continue;
         }
-        if (marks_due()) co_await publish_marks();
+        if (may_mark()) co_await publish_marks();
         std::optional<pg::CopyBuffer> data;
         try {
             data = co_await next_copy_data();
@@ -321,8 +326,8 @@ awaitable<void> SourceSession::stream() {
             if (e.code() != asio::error::operation_aborted) throw;
         }
         if (stop_requested_) break;
-        if (!data && std::exchange(mark_wakeup_, false)) continue;
         if (!data) throw pg::PgError::connection_loss("the provider ended the replication stream");
+        received_at_ = Clock::now();
         auto message = wire::decode_server_message(data->bytes());
         if (auto* x = std::get_if<wire::XLogData>(&message)) {
             co_await handle_xlog(*x);
@@ -440,6 +445,7 @@ awaitable<void> SourceSession::publish_batch() {
 // A mark to each subject that got nothing for mark_every_, in one round (a subject has no
 // other message in flight: no batch is).
 awaitable<void> SourceSession::publish_marks() {
+    pinged_at_.reset();  // the next round asks again
     std::vector<transport::Outgoing> out;
     for (const auto& t : targets_) {
         if (Clock::now() - last_publish_[t->index] < mark_every_) continue;
@@ -456,16 +462,22 @@ awaitable<void> SourceSession::publish_marks() {
     log_->debug("published {} marks", out.size());
 }
 
-// Wakes the stream's reader when marks may be due (it looks between batches).
+// When marks are due, asks the provider for a reply (a keepalive). Its answer shows that this
+// session still holds the slot, and wakes the reader, which marks between batches (may_mark).
+// A session cut off from the provider (its walsender ended for silence, another session holding
+// the slot now and publishing past this one's chains) gets no answer and marks nothing.
 awaitable<void> SourceSession::mark_loop() {
     while (streaming_) {
         mark_timer_.expires_after(mark_every_ / 2);
         boost::system::error_code ec;
         co_await mark_timer_.async_wait(asio::redirect_error(use_awaitable, ec));
         if (!streaming_) break;
-        if (marks_due()) {
-            mark_wakeup_ = true;
-            replication_.wake();
+        if (!marks_due()) continue;
+        try {
+            pinged_at_ = Clock::now();
+            co_await send_status(true);
+        } catch (const std::exception& e) {
+            log_->debug("status update asking for a reply: {}", e.what());
         }
     }
 }

@@ -447,6 +447,41 @@ TEST_CASE("JetStream: a sink behind the stream's retention copies its target aga
     CHECK(f.stop() == 0);
 }
 
+// Marks go only where the provider answers: a source cut off from its walsender (here it is
+// stopped; a network partition, or the slot taken by another source, looks the same) marks
+// nothing, since a mark names a chain that another session may have moved on.
+TEST_CASE("JetStream: the source marks idle subjects only while the provider answers",
+          "[jetstream][scaleout][integration]") {
+    test::NatsCluster nats(1);
+    nats.wait_healthy();
+    auto targets = make_targets("hard", 2);
+    // Marks every second (a quarter of max_age).
+    auto options = tenant_options(
+        targets, transport_yaml(nats, "SCALEOUT6", "  max_age: 4s\n  duplicate_window: 1s\n"));
+    SyncFixture f(options);
+    seed_users(f, 2);
+    f.start();
+    const auto marks = [&] {
+        return f.status().value("transport", nlohmann::json::object()).value("marks", 0);
+    };
+    // A user added to tenant1 takes the source past tenant0's last frame: tenant0 is marked.
+    f.provider().exec("INSERT INTO public.users (id, tenant, name) VALUES ('m1', '" + tenant(1) +
+                      "', 'added')");
+    REQUIRE(wait_until([&] { return marks() > 0; }, 30s));
+    const auto walsender = std::stoi(f.provider_value(
+        "SELECT pid FROM pg_stat_replication WHERE application_name = 'authsync'"));
+    REQUIRE(::kill(walsender, SIGSTOP) == 0);
+    std::this_thread::sleep_for(1500ms);  // a round that had its answer already may finish
+    const auto stopped = marks();
+    std::this_thread::sleep_for(4s);
+    const auto later = marks();
+    REQUIRE(::kill(walsender, SIGCONT) == 0);
+    CHECK(later == stopped);
+    // Answered again: marked again.
+    CHECK(wait_until([&] { return marks() > later; }, 30s));
+    CHECK(f.stop() == 0);
+}
+
 // The issue's story on Stack Auth's schema: 10 projects in one provider, each synced into its
 // own database by a sink of its own, with the source and sinks killed during the traffic.
 TEST_CASE("JetStream: 10 Stack projects, a sink each, through SIGKILLs of the source and sinks",
