@@ -136,7 +136,7 @@ private:
                    mark_every_;
     }
     // Marks are due and the provider answered since mark_loop() asked it to.
-    bool may_mark() const { return pinged_at_ && received_at_ > *pinged_at_ && marks_due(); }
+    bool may_mark() const { return answered_ && marks_due(); }
     awaitable<void> send_status(bool reply_requested);
     awaitable<void> status_loop();
     awaitable<std::optional<pg::CopyBuffer>> next_copy_data() {
@@ -161,9 +161,9 @@ private:
     std::chrono::milliseconds mark_every_;
     std::vector<Clock::time_point> last_publish_;  // by target: its last frame or mark
     std::uint64_t marks_ = 0;                      // published in this session
-    // When mark_loop() last asked the provider for a reply; when anything last came from it.
-    std::optional<Clock::time_point> pinged_at_;
-    Clock::time_point received_at_;
+    // mark_loop() asked the provider for a reply; something came from it since.
+    bool pinged_ = false;
+    bool answered_ = false;
     asio::thread_pool pool_{1};  // JetStream's blocking calls
     std::unique_ptr<transport::JetStream> js_;
     std::shared_ptr<spdlog::logger> log_;
@@ -327,7 +327,7 @@ awaitable<void> SourceSession::stream() {
         }
         if (stop_requested_) break;
         if (!data) throw pg::PgError::connection_loss("the provider ended the replication stream");
-        received_at_ = Clock::now();
+        answered_ = pinged_;
         auto message = wire::decode_server_message(data->bytes());
         if (auto* x = std::get_if<wire::XLogData>(&message)) {
             co_await handle_xlog(*x);
@@ -445,7 +445,7 @@ awaitable<void> SourceSession::publish_batch() {
 // A mark to each subject that got nothing for mark_every_, in one round (a subject has no
 // other message in flight: no batch is).
 awaitable<void> SourceSession::publish_marks() {
-    pinged_at_.reset();  // the next round asks again
+    pinged_ = answered_ = false;  // the next round asks again
     std::vector<transport::Outgoing> out;
     for (const auto& t : targets_) {
         if (Clock::now() - last_publish_[t->index] < mark_every_) continue;
@@ -474,7 +474,8 @@ awaitable<void> SourceSession::mark_loop() {
         if (!streaming_) break;
         if (!marks_due()) continue;
         try {
-            pinged_at_ = Clock::now();
+            pinged_ = true;
+            answered_ = false;
             co_await send_status(true);
         } catch (const std::exception& e) {
             log_->debug("status update asking for a reply: {}", e.what());
