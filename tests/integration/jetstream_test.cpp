@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <future>
 #include <map>
+#include <stdexcept>
 #include <thread>
 
 #include "authsync/transport/frame.hpp"
@@ -59,6 +60,18 @@ std::vector<transport::Delivered> fetch_n(transport::Consumer& c, std::size_t n)
         }
     }
     return out;
+}
+
+// The error that creating `spec` ends with within `deadline`; the test fails if it is created.
+transport::TransportError refused(transport::JetStream& js, const transport::StreamSpec& spec,
+                                  std::chrono::milliseconds deadline) {
+    try {
+        js.ensure_stream(spec, deadline);
+    } catch (const transport::TransportError& e) {
+        return e;
+    }
+    FAIL("stream " << spec.name << " was created");
+    throw std::logic_error("unreachable: FAIL throws");
 }
 
 }  // namespace
@@ -196,25 +209,18 @@ TEST_CASE("JetStream: a stream is created once the cluster can place it, within 
     transport::JetStream js(transport::NatsConfig{cluster.urls(), "authsync-test", 5s});
     // More replicas than the cluster has servers: no peers for the placement, as while a
     // cluster forms (worth retrying), and the message says how many replicas were asked for.
-    try {
-        js.ensure_stream({"R5_ON_THREE", {"r5.>"}, 5, std::nullopt, std::nullopt, 120s}, 2s);
-        FAIL("an R5 stream on three nodes");
-    } catch (const transport::TransportError& e) {
-        CHECK(e.transient());
-        CHECK_THAT(e.what(), Catch::Contains("creating stream R5_ON_THREE with 5 replicas"));
-        CHECK_THAT(e.what(), Catch::Contains("[JetStream error 10005]"));
-    }
+    const auto r5 = refused(js, {"R5_ON_THREE", {"r5.>"}, 5, std::nullopt, std::nullopt, 120s}, 2s);
+    CHECK(r5.transient());
+    CHECK_THAT(r5.what(), Catch::Contains("creating stream R5_ON_THREE with 5 replicas"));
+    CHECK_THAT(r5.what(), Catch::Contains("[JetStream error 10005]"));
     // Two of three nodes lost (whichever leads the meta group): no quorum, so no stream can be
     // created until they are back. A short deadline gives up, saying it is worth retrying.
     cluster.kill(0);
     cluster.kill(1);
-    try {
-        js.ensure_stream({kStream, {"authsync.slot1.>"}, 3, std::nullopt, std::nullopt, 120s}, 2s);
-        FAIL("a stream created without a meta group quorum");
-    } catch (const transport::TransportError& e) {
-        CHECK(e.transient());
-        CHECK_THAT(e.what(), Catch::Contains("creating stream AUTHSYNC_TEST"));
-    }
+    const auto no_quorum =
+        refused(js, {kStream, {"authsync.slot1.>"}, 3, std::nullopt, std::nullopt, 120s}, 2s);
+    CHECK(no_quorum.transient());
+    CHECK_THAT(no_quorum.what(), Catch::Contains("creating stream AUTHSYNC_TEST"));
     // A longer one outlasts the loss: the nodes come back while the call keeps trying. (The
     // future's destructor waits for the restart whatever fails below.)
     auto back = std::async(std::launch::async, [&] {
@@ -250,11 +256,7 @@ TEST_CASE("JetStream: errors name what failed and say whether to retry",
     test::NatsCluster single(1);
     transport::JetStream js(transport::NatsConfig{single.urls(), "authsync-test", 5s});
     // Three replicas on a one-node server: refused for good, with the server's reason.
-    try {
-        js.ensure_stream({"R3_ON_ONE", {"x.>"}, 3, std::nullopt, std::nullopt, 120s}, 60s);
-        FAIL("an R3 stream on one node");
-    } catch (const transport::TransportError& e) {
-        CHECK_FALSE(e.transient());
-        CHECK_THAT(e.what(), Catch::Contains("creating stream R3_ON_ONE"));
-    }
+    const auto r3 = refused(js, {"R3_ON_ONE", {"x.>"}, 3, std::nullopt, std::nullopt, 120s}, 60s);
+    CHECK_FALSE(r3.transient());
+    CHECK_THAT(r3.what(), Catch::Contains("creating stream R3_ON_ONE"));
 }
