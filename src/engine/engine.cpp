@@ -851,6 +851,10 @@ awaitable<void> Session::stream() {
     co_await join_batch();
     if (in_transaction_) {
         co_await rollback();
+        log_->info(
+            "stopped inside the source transaction of lsn={}: what it sent to the target was "
+            "rolled back; it is applied at the next start",
+            txn_final_lsn_.to_string());
     } else if (!idle()) {
         co_await apply_batch();
         co_await join_batch();

@@ -165,9 +165,20 @@ awaitable<void> TargetWriter::flush_chunk() {
         co_await send_statement(std::move(st), txn_final_lsn_);
     }
     // Composite targets are recomputed once their mirrors' statements have said what they
-    // affect: a second pass, in the same transaction.
+    // affect: a second pass, in the same transaction. Otherwise the last statement executes
+    // while the stream goes on and the next chunk is decoded (W2, one transaction of 1,000,000
+    // rows: 1.10x-1.25x faster than when every chunk waited for its results here).
+    if (!mirror_in_flight() && affected_.empty()) co_return;
     co_await settle();
     for (auto& st : recompute_statements()) co_await send_statement(std::move(st), txn_final_lsn_);
+}
+
+// The statement in flight is a mirror's: its results say which composite rows to recompute.
+bool TargetWriter::mirror_in_flight() const {
+    using Kind = apply::Statement::Kind;
+    if (!in_flight_) return false;
+    const auto kind = in_flight_->statement.kind;
+    return kind == Kind::MirrorUpsert || kind == Kind::MirrorDelete;
 }
 
 awaitable<void> TargetWriter::send_statement(apply::Statement st, Lsn source) {
@@ -177,15 +188,15 @@ awaitable<void> TargetWriter::send_statement(apply::Statement st, Lsn source) {
     // name, so that a rollback can only ever reach back to this statement's start. The three
     // go in one pipeline that the server runs while the stream goes on; the statement keeps
     // its per-change values for a one-by-one retry.
-    in_flight_savepoint_ = fmt::format("authsync_statement_{}", ++savepoint_seq_);
+    InFlight sent{std::move(st), source, fmt::format("authsync_statement_{}", ++savepoint_seq_)};
     std::vector<pg::PipelineQuery> queries;
-    queries.push_back(query_of("SAVEPOINT " + in_flight_savepoint_));
-    queries.push_back({st.sql, std::move(st.params), true, !st.arrays.empty()});
-    queries.push_back(query_of("RELEASE SAVEPOINT " + in_flight_savepoint_));
+    queries.push_back(query_of("SAVEPOINT " + sent.savepoint));
+    queries.push_back({sent.statement.sql, std::move(sent.statement.params), true,
+                       !sent.statement.arrays.empty()});
+    queries.push_back(query_of("RELEASE SAVEPOINT " + sent.savepoint));
     co_await send(std::move(queries));
-    st.params = {};
-    in_flight_ = std::move(st);
-    in_flight_source_ = source;
+    sent.statement.params = {};
+    in_flight_ = std::move(sent);
 }
 
 std::vector<apply::Statement> TargetWriter::recompute_statements() {
@@ -254,21 +265,20 @@ void TargetWriter::handle_result(const apply::Statement& st, const pg::Result& r
 
 awaitable<void> TargetWriter::settle() {
     if (!in_flight_) co_return;
-    auto st = std::move(*in_flight_);
-    const Lsn source = in_flight_source_;
+    const auto sent = std::move(*in_flight_);
     in_flight_.reset();
     auto outcomes = co_await results();  // SAVEPOINT, the statement, RELEASE
     const auto failed = first_failure(outcomes);
     if (!failed) {
-        handle_result(st, outcomes[1].result);
+        handle_result(sent.statement, outcomes[1].result);
         co_return;
     }
     const auto& error = *outcomes[*failed].error;
     if (*failed != 1 || !is_row_error(error)) throw error;
     // Back to the statement's own savepoint (the transaction is aborted until then), then its
     // changes one by one to find the culprit.
-    co_await run_one("ROLLBACK TO SAVEPOINT " + in_flight_savepoint_);
-    co_await apply_one_by_one(st, source);
+    co_await run_one("ROLLBACK TO SAVEPOINT " + sent.savepoint);
+    co_await apply_one_by_one(sent.statement, sent.source);
 }
 
 // Before a rollback: the in-flight statement's results are read and dropped, whatever they are.

@@ -432,6 +432,42 @@ TEST_CASE("SIGTERM while the target is blocked rolls back and exits; nothing is 
     CHECK(f.stop() == 0);
 }
 
+// SIGTERM while a large source transaction streams: its chunks went into an open target
+// transaction, which rolls back; the restart applies the whole transaction once.
+TEST_CASE("a clean stop inside a large source transaction rolls back what it sent",
+          "[sync][integration]") {
+    SyncFixture f;
+    f.start();
+    auto p = f.provider();
+    p.exec("INSERT INTO public.users (id, name) VALUES ('b0', 'before')");
+    REQUIRE(wait_until([&] { return row_exists(f, "b0"); }));
+    std::thread writer([&] {
+        f.provider().exec(
+            "INSERT INTO public.users (id, name) SELECT 'big' || i, 'User ' || i FROM "
+            "generate_series(1, 200000) i");
+    });
+    // authsync's target session has written chunks in a transaction still open.
+    const bool open = wait_until(
+        [&] {
+            return f.target_value(
+                       "SELECT count(*) FROM pg_stat_activity WHERE application_name = "
+                       "'authsync' AND backend_xid IS NOT NULL") == "1";
+        },
+        60s);
+    const int rc = f.stop();
+    writer.join();
+    REQUIRE(open);
+    CHECK(rc == 0);
+    CHECK_THAT(f.process().log(), Catch::Contains("stopped inside the source transaction"));
+    CHECK(f.target_value("SELECT count(*) FROM neon_auth.users_sync") == "1");
+    f.start();
+    REQUIRE(wait_until(
+        [&] { return f.target_value("SELECT count(*) FROM neon_auth.users_sync") == "200001"; },
+        120s));
+    CHECK(f.target_value("SELECT count(DISTINCT id) FROM neon_auth.users_sync") == "200001");
+    CHECK(f.stop() == 0);
+}
+
 // Issue 15: pipeline mode keeps a batch at one round trip to the target at low load (BEGIN,
 // the statements, the checkpoint, COMMIT and the WAL positions go together).
 TEST_CASE("at low load each transaction costs one round trip to the target",

@@ -131,6 +131,13 @@ public:
 private:
     // A commit sent and not read yet (send_commit); a whole batch keeps its queries for a
     // replay under savepoints.
+    // A statement sent into the open transaction and executing, under a savepoint of its own;
+    // it keeps its per-change values for a one-by-one retry.
+    struct InFlight {
+        apply::Statement statement;
+        Lsn source;             // its source transaction's final_lsn (dead letters name it)
+        std::string savepoint;  // taken just before it
+    };
     struct SentCommit {
         std::optional<Lsn> end_lsn;
         std::optional<PgTimestamp> commit_time;
@@ -178,6 +185,7 @@ private:
     asio::awaitable<CommitPositions> replay_with_followers(SentCommit sent);
     asio::awaitable<CommitPositions> read_commit();  // finish_commit's work
     bool chainable() const;                          // can_chain() without its size bound
+    bool mirror_in_flight() const;
 
     const config::Config& config_;
     std::size_t target_index_;
@@ -190,13 +198,11 @@ private:
     // Composite targets' rows that mirror statements affected, by target table: recomputed
     // before the transaction commits.
     std::map<std::string, apply::AffectedKeys> affected_;
-    // The last statement sent, executing while the stream goes on; it keeps its per-change
-    // values for a one-by-one retry. settle() before any other query.
-    std::optional<apply::Statement> in_flight_;
+    // The last statement sent, executing while the stream goes on. settle() before any other
+    // query.
+    std::optional<InFlight> in_flight_;
     std::deque<SentCommit> sent_commits_;   // oldest first; at most two (can_chain)
     std::vector<apply::Statement> staged_;  // stage_commit()'s, for send_commit
-    std::string in_flight_savepoint_;       // the savepoint taken just before in_flight_
-    Lsn in_flight_source_;                  // in_flight_'s source transaction (send_statement)
     std::uint64_t savepoint_seq_ = 0;
     bool tx_open_ = false;
     bool every_lane_ = false;         // checkpoint_every_lane
