@@ -16,16 +16,11 @@
 using namespace authsync;
 using namespace std::chrono_literals;
 using nlohmann::json;
+using test::row_exists;
 using test::SyncFixture;
 using test::wait_until;
 
 namespace {
-
-bool row_exists(SyncFixture& f, const std::string& id) {
-    return f.target()
-               .exec_params("SELECT 1 FROM neon_auth.users_sync WHERE id = $1", {id})
-               .rows() == 1;
-}
 
 std::uint64_t chained(SyncFixture& f) {
     return f.status().value("counters", json::object()).value("batches_chained", 0ULL);

@@ -181,6 +181,10 @@ std::string SyncFixture::target_value(const std::string& sql) const {
     return std::string(r.get(0, 0));
 }
 
+bool row_exists(const SyncFixture& f, const std::string& id, const std::string& table) {
+    return f.target().exec_params("SELECT 1 FROM " + table + " WHERE id = $1", {id}).rows() == 1;
+}
+
 std::string SyncFixture::provider_value(const std::string& sql) const {
     auto r = provider().exec(sql);
     if (r.rows() == 0 || r.is_null(0, 0)) return "<null>";

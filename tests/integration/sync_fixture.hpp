@@ -97,4 +97,8 @@ private:
     std::unique_ptr<Process> process_;
 };
 
+// Whether the target's `table` holds the row with this id.
+bool row_exists(const SyncFixture& f, const std::string& id,
+                const std::string& table = "neon_auth.users_sync");
+
 }  // namespace authsync::test

@@ -10,6 +10,7 @@
 using namespace authsync;
 using namespace std::chrono_literals;
 using nlohmann::json;
+using test::row_exists;
 using test::SyncFixture;
 using test::wait_until;
 
@@ -20,12 +21,6 @@ json raw_json(SyncFixture& f, const std::string& id) {
                                     {id});
     if (r.rows() == 0) return nullptr;
     return json::parse(std::string(r.get(0, 0)));
-}
-
-bool row_exists(SyncFixture& f, const std::string& id) {
-    return f.target()
-               .exec_params("SELECT 1 FROM neon_auth.users_sync WHERE id = $1", {id})
-               .rows() == 1;
 }
 
 json counters(SyncFixture& f) {
