@@ -501,10 +501,17 @@ bool TargetWriter::chainable() const {
 
 // A failed commit ends what this connection may send (send_commit throws): a batch chained
 // behind it must never go unguarded, as it would once the failed one is off the list.
+// Busy meanwhile: a replay (replay_with_followers) queries the connection after its commit has
+// left sent_commits_, and the reader's durability probe (Session::check_durable, which skips
+// busy writers) must not send a query in between ("another command is already in progress").
 awaitable<CommitPositions> TargetWriter::finish_commit() {
+    finishing_ = true;
     try {
-        co_return co_await read_commit();
+        auto positions = co_await read_commit();
+        finishing_ = false;
+        co_return positions;
     } catch (...) {
+        finishing_ = false;
         failed_ = true;
         throw;
     }

@@ -96,7 +96,9 @@ public:
     // the target executes that commit while this one is built. Nothing may be added to the
     // batch until send_commit() or rollback().
     void stage_commit();
-    bool busy() const { return tx_open_ || in_flight_.has_value() || !sent_commits_.empty(); }
+    bool busy() const {
+        return tx_open_ || in_flight_.has_value() || !sent_commits_.empty() || finishing_;
+    }
     // From now on each commit raises every lane's checkpoint row of the slot to its end_lsn
     // (apply::every_lane_checkpoint_statement) instead of writing this writer's own row: a sink
     // applying the keys of lanes that stopped apart, until it has passed them all.
@@ -205,8 +207,10 @@ private:
     std::vector<apply::Statement> staged_;  // stage_commit()'s, for send_commit
     std::uint64_t savepoint_seq_ = 0;
     bool tx_open_ = false;
-    bool every_lane_ = false;         // checkpoint_every_lane
-    bool failed_ = false;             // a commit failed: nothing more goes (finish_commit)
+    bool every_lane_ = false;  // checkpoint_every_lane
+    bool failed_ = false;      // a commit failed: nothing more goes (finish_commit)
+    // finish_commit() is under way: a replay sends queries after its commit left the list.
+    bool finishing_ = false;
     bool begin_pending_ = false;      // the transaction's BEGIN goes with the next pipeline
     bool begun_in_pipeline_ = false;  // ... and went with the one whose results are awaited
     std::uint64_t wal_block_size_ = 8192;
