@@ -175,10 +175,7 @@ awaitable<void> TargetWriter::flush_chunk() {
 
 // The statement in flight is a mirror's: its results say which composite rows to recompute.
 bool TargetWriter::mirror_in_flight() const {
-    using Kind = apply::Statement::Kind;
-    if (!in_flight_) return false;
-    const auto kind = in_flight_->statement.kind;
-    return kind == Kind::MirrorUpsert || kind == Kind::MirrorDelete;
+    return in_flight_ && in_flight_->statement.is_mirror();
 }
 
 awaitable<void> TargetWriter::send_statement(apply::Statement st, Lsn source) {
@@ -243,7 +240,7 @@ void TargetWriter::note_affected(const apply::Statement& st, const pg::Result& r
 
 void TargetWriter::handle_result(const apply::Statement& st, const pg::Result& r) {
     using Kind = apply::Statement::Kind;
-    if (st.kind == Kind::MirrorUpsert || st.kind == Kind::MirrorDelete) {
+    if (st.is_mirror()) {
         note_affected(st, r);
     } else if (st.kind == Kind::Recompute) {
         // (target, upserted, removed): a soft-deleted user or a removed member is a delete.

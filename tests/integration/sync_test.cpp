@@ -459,7 +459,6 @@ TEST_CASE("a clean stop inside a large source transaction rolls back what it sen
     REQUIRE(wait_until(
         [&] { return f.target_value("SELECT count(*) FROM neon_auth.users_sync") == "200001"; },
         120s));
-    CHECK(f.target_value("SELECT count(DISTINCT id) FROM neon_auth.users_sync") == "200001");
     CHECK(f.stop() == 0);
 }
 

@@ -57,6 +57,8 @@ struct Statement {
     std::vector<std::vector<std::optional<std::string>>> row_values;  // nullopt: NULL
     std::vector<std::string> mappings;                                // source table of each change
 
+    // A mirror's change: its result rows name the composite targets to recompute.
+    bool is_mirror() const { return kind == Kind::MirrorUpsert || kind == Kind::MirrorDelete; }
     // The same statement for change `i` alone.
     Statement single(std::size_t i) const;
     // The array parameters again, from the per-change values (a statement whose parameters
