@@ -47,7 +47,7 @@ Batch::Table& Batch::table_for(const mapping::MappingRule& rule) {
 }
 
 void Batch::upsert(const mapping::MappingRule& rule, mapping::RowImage image,
-                   PgTimestamp commit_time) {
+                   PgTimestamp commit_time, Lsn source) {
     auto& table = table_for(rule);
     auto [it, inserted] = table.rows.try_emplace(image.key);
     Pending& p = it->second;
@@ -66,10 +66,12 @@ void Batch::upsert(const mapping::MappingRule& rule, mapping::RowImage image,
     }
     p.deleted = false;
     p.commit_time = commit_time;
+    p.source = source;
     bytes_ += p.image.bytes();
 }
 
-void Batch::remove(const mapping::MappingRule& rule, std::string key, PgTimestamp commit_time) {
+void Batch::remove(const mapping::MappingRule& rule, std::string key, PgTimestamp commit_time,
+                   Lsn source) {
     auto& table = table_for(rule);
     auto [it, inserted] = table.rows.try_emplace(key);
     Pending& p = it->second;
@@ -83,6 +85,7 @@ void Batch::remove(const mapping::MappingRule& rule, std::string key, PgTimestam
     p.image = mapping::RowImage{};
     p.image.key = std::move(key);
     p.commit_time = commit_time;
+    p.source = source;
     p.on_delete = rule.on_delete;
     bytes_ += p.image.key.size() + 64;
 }
@@ -204,14 +207,16 @@ struct Columns {
     std::vector<std::vector<std::string>> arrays;  // one vector per array parameter
     std::vector<std::string> keys;
     std::vector<std::string> mappings;
+    std::vector<Lsn> sources;
 
     explicit Columns(std::vector<ArrayType> t) : types(std::move(t)), arrays(types.size()) {}
     template <typename... Values>
-    void add(const std::string& key, const std::string& mapping, Values&&... values) {
+    void add(const std::string& key, const std::string& mapping, Lsn source, Values&&... values) {
         std::size_t i = 0;
         (arrays[i++].emplace_back(std::forward<Values>(values)), ...);
         keys.push_back(key);
         mappings.push_back(mapping);
+        sources.push_back(source);
     }
     bool empty() const { return keys.empty(); }
 
@@ -235,6 +240,7 @@ struct Columns {
         }
         st.keys = std::move(keys);
         st.mappings = std::move(mappings);
+        st.sources = std::move(sources);
         return st;
     }
 };
@@ -271,6 +277,7 @@ Statement Statement::single(std::size_t i) const {
     st.keys = {keys.at(i)};
     st.row_values = {row_values.at(i)};
     st.mappings = {mappings.at(i)};
+    if (!sources.empty()) st.sources = {sources.at(i)};
     return st;
 }
 
@@ -284,14 +291,16 @@ std::vector<Statement> Batch::statements() const {
         for (const auto& [key, p] : table.rows) {
             if (p.deleted) {
                 if (p.on_delete == mapping::OnDelete::Hard) {
-                    hard.add(key, p.mapping, key);
+                    hard.add(key, p.mapping, p.source, key);
                 } else {
-                    soft.add(key, p.mapping, key, timestamp_param(p.commit_time));
+                    soft.add(key, p.mapping, p.source, key, timestamp_param(p.commit_time));
                 }
             } else if (p.image.partial) {
-                part.add(key, p.mapping, p.image.to_json(), timestamp_param(p.commit_time));
+                part.add(key, p.mapping, p.source, p.image.to_json(),
+                         timestamp_param(p.commit_time));
             } else {
-                full.add(key, p.mapping, p.image.to_json(), timestamp_param(p.commit_time));
+                full.add(key, p.mapping, p.source, p.image.to_json(),
+                         timestamp_param(p.commit_time));
             }
         }
         if (!full.empty()) {

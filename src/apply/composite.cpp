@@ -44,6 +44,7 @@ struct Arrays {
     std::vector<ArrayType> types;  // of each array parameter
     std::vector<std::vector<std::optional<std::string>>> columns;
     std::vector<std::string> keys;
+    std::vector<Lsn> sources;
 
     explicit Arrays(std::vector<ArrayType> t) : types(std::move(t)), columns(types.size()) {}
     // `n` text arrays, then the change times (unnest_cte's parameters).
@@ -55,6 +56,11 @@ struct Arrays {
     void add(const std::string& key, std::vector<std::optional<std::string>> values) {
         for (std::size_t i = 0; i < values.size(); ++i) columns[i].push_back(std::move(values[i]));
         keys.push_back(key);
+    }
+    // A change of a source transaction (not a recompute): its commit LSN too.
+    void add(const std::string& key, Lsn source, std::vector<std::optional<std::string>> values) {
+        add(key, std::move(values));
+        sources.push_back(source);
     }
     bool empty() const { return keys.empty(); }
 
@@ -76,6 +82,7 @@ struct Arrays {
             for (const auto& c : columns) st.row_values[r].push_back(c[r]);
         }
         st.mappings.assign(keys.size(), mapping);
+        if (sources.size() == keys.size()) st.sources = sources;
         return st;
     }
 };
@@ -223,7 +230,7 @@ MirrorBatch::Table& MirrorBatch::table_for(const mapping::BoundMirror& mirror) {
 }
 
 void MirrorBatch::upsert(const mapping::BoundMirror& mirror, mapping::MirrorRow row,
-                         PgTimestamp commit_time) {
+                         PgTimestamp commit_time, Lsn source) {
     auto& table = table_for(mirror);
     auto key = mirror.key_of(row);
     auto [it, inserted] = table.rows.try_emplace(encode_key(key));
@@ -241,11 +248,12 @@ void MirrorBatch::upsert(const mapping::BoundMirror& mirror, mapping::MirrorRow 
     p.deleted = false;
     p.key = std::move(key);
     p.commit_time = commit_time;
+    p.source = source;
     bytes_ += row_bytes(p.row);
 }
 
 void MirrorBatch::remove(const mapping::BoundMirror& mirror, std::vector<std::string> key,
-                         PgTimestamp commit_time) {
+                         PgTimestamp commit_time, Lsn source) {
     auto& table = table_for(mirror);
     auto [it, inserted] = table.rows.try_emplace(encode_key(key));
     Pending& p = it->second;
@@ -258,6 +266,7 @@ void MirrorBatch::remove(const mapping::BoundMirror& mirror, std::vector<std::st
     p.row = mapping::MirrorRow{};
     p.key = std::move(key);
     p.commit_time = commit_time;
+    p.source = source;
     bytes_ += row_bytes(p.row);
 }
 
@@ -281,13 +290,13 @@ std::vector<Statement> MirrorBatch::statements() const {
             if (p.deleted) {
                 std::vector<std::optional<std::string>> values(p.key.begin(), p.key.end());
                 values.emplace_back(at);
-                deletes.add(key, std::move(values));
+                deletes.add(key, p.source, std::move(values));
                 continue;
             }
             if (!p.row.partial()) {
                 auto values = p.row.values;
                 values.emplace_back(at);
-                full.add(key, std::move(values));
+                full.add(key, p.source, std::move(values));
                 continue;
             }
             std::vector<std::optional<std::string>> values;
@@ -297,7 +306,7 @@ std::vector<Statement> MirrorBatch::statements() const {
             values.emplace_back(at);
             const std::size_t width = values.size() - 1;
             partial.try_emplace(p.row.present, Arrays::text_then_time(width))
-                .first->second.add(key, std::move(values));
+                .first->second.add(key, p.source, std::move(values));
         }
         if (!full.empty()) {
             out.push_back(full.statement(upsert_sql(s), Statement::Kind::MirrorUpsert, name));

@@ -311,7 +311,9 @@ awaitable<void> TargetWriter::apply_one_by_one(const apply::Statement& st, Lsn s
         const auto error = *outcomes[*failed].error;
         if (*failed != 1 || !is_row_error(error)) throw error;
         co_await roll_back_to("authsync_row");
-        co_await set_aside(one, error, source);
+        // Its own source transaction (the last that changed it in this batch) when known.
+        const Lsn culprit = one.sources.empty() ? source : one.sources.front();
+        co_await set_aside(one, error, culprit);
     }
 }
 
@@ -568,8 +570,8 @@ awaitable<CommitPositions> TargetWriter::replay_with_followers(SentCommit sent) 
 }
 
 // A whole batch the target rejected a change of, again, statement by statement under
-// savepoints; the culprits stop the session or become dead letters. The batch's own source
-// transaction names them (the stream may have gone on since, and goes on meanwhile).
+// savepoints; the culprits stop the session or become dead letters, each named by the source
+// transaction that last changed it (the stream may have gone on since, and goes on meanwhile).
 awaitable<CommitPositions> TargetWriter::replay_one_by_one(SentCommit sent) {
     open_transaction();
     for (std::size_t k = 0; k < sent.statements.size(); ++k) {

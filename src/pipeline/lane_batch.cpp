@@ -4,21 +4,21 @@
 
 namespace authsync::pipeline {
 
-void LaneBatch::add(Operation&& op, PgTimestamp commit_time) {
+void LaneBatch::add(Operation&& op, PgTimestamp commit_time, Lsn source) {
     const auto& d = *op.destination;
     auto& counts = counts_[d.source_name];
     if (auto* u = std::get_if<Upsert>(&op.change)) {
         if (d.mapping) {
-            mappings_.upsert(d.mapping->rule(), std::move(u->image), commit_time);
+            mappings_.upsert(d.mapping->rule(), std::move(u->image), commit_time, source);
         } else {
-            mirrors_.upsert(*d.mirror, std::move(u->row), commit_time);
+            mirrors_.upsert(*d.mirror, std::move(u->row), commit_time, source);
         }
         ++counts.upserts;
     } else if (auto* r = std::get_if<Remove>(&op.change)) {
         if (d.mapping) {
-            mappings_.remove(d.mapping->rule(), std::move(r->key), commit_time);
+            mappings_.remove(d.mapping->rule(), std::move(r->key), commit_time, source);
         } else {
-            mirrors_.remove(*d.mirror, std::move(r->mirror_key), commit_time);
+            mirrors_.remove(*d.mirror, std::move(r->mirror_key), commit_time, source);
         }
         ++counts.deletes;
     } else {

@@ -149,6 +149,38 @@ TEST_CASE("dead-letter retry never writes back a change older than what the targ
     CHECK(f.stop() == 0);
 }
 
+TEST_CASE("a dead letter names its own source transaction, not the last one of its batch",
+          "[poison][integration]") {
+    // A backlog: the slow first transaction goes alone, and the three behind it, received while
+    // it executes, share the next batch, whose last transaction commits after the poison one.
+    SyncFixture f(dead_letter_options());
+    f.start();
+    REQUIRE(f.wait_caught_up());
+    forbid_evil(f);
+    f.target().exec(
+        "CREATE FUNCTION public.slow() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+        "IF NEW.raw_json->>'display_name' = 'slow' THEN PERFORM pg_sleep(1); END IF; "
+        "RETURN NEW; END $$; CREATE TRIGGER slow BEFORE INSERT ON neon_auth.users_sync "
+        "FOR EACH ROW EXECUTE FUNCTION public.slow()");
+    CHECK(f.stop() == 0);
+    auto p = f.provider();
+    p.exec("INSERT INTO public.users (id, name) VALUES ('first', 'slow')");
+    const auto before = f.provider_value("SELECT pg_current_wal_lsn()");
+    p.exec("INSERT INTO public.users (id, name) VALUES ('poison', 'evil')");
+    const auto after = f.provider_value("SELECT pg_current_wal_lsn()");
+    p.exec("INSERT INTO public.users (id, name) VALUES ('later1', 'a')");
+    p.exec("INSERT INTO public.users (id, name) VALUES ('later2', 'b')");
+    f.start();
+    REQUIRE(f.wait_caught_up());
+    CHECK(f.target_value("SELECT string_agg(id, ',' ORDER BY id) FROM neon_auth.users_sync") ==
+          "first,later1,later2");
+    // Its commit record lies between the two positions read around it; the batch's last
+    // transaction committed after both.
+    CHECK(f.target_value("SELECT key || ' ' || (lsn > '" + before + "' AND lsn < '" + after +
+                         "') FROM authsync.dead_letter") == "poison true");
+    CHECK(f.stop() == 0);
+}
+
 TEST_CASE(
     "a value the target cannot convert stops authsync with its key and SQLSTATE, never the value",
     "[poison][integration]") {

@@ -56,6 +56,9 @@ struct Statement {
     std::vector<std::string> keys;
     std::vector<std::vector<std::optional<std::string>>> row_values;  // nullopt: NULL
     std::vector<std::string> mappings;                                // source table of each change
+    // Per change, the commit LSN of the last source transaction that changed it (what a dead
+    // letter names); empty when the statement does not know them.
+    std::vector<Lsn> sources;
 
     // A mirror's change: its result rows name the composite targets to recompute.
     bool is_mirror() const { return kind == Kind::MirrorUpsert || kind == Kind::MirrorDelete; }
@@ -68,8 +71,12 @@ struct Statement {
 
 class Batch {
 public:
-    void upsert(const mapping::MappingRule& rule, mapping::RowImage image, PgTimestamp commit_time);
-    void remove(const mapping::MappingRule& rule, std::string key, PgTimestamp commit_time);
+    // A change of the source transaction committed at `commit_time`, whose commit record is
+    // at `source` (its Begin's final_lsn).
+    void upsert(const mapping::MappingRule& rule, mapping::RowImage image, PgTimestamp commit_time,
+                Lsn source = {});
+    void remove(const mapping::MappingRule& rule, std::string key, PgTimestamp commit_time,
+                Lsn source = {});
 
     // Changes held (after collapsing) and their approximate size in bytes.
     std::size_t rows() const { return rows_; }
@@ -85,6 +92,7 @@ private:
         bool deleted = false;
         mapping::RowImage image;  // when !deleted
         PgTimestamp commit_time;
+        Lsn source;
         mapping::OnDelete on_delete = mapping::OnDelete::Soft;
     };
     struct Table {

@@ -29,10 +29,11 @@ inline constexpr std::string_view kMissingMirrorRow = "";
 
 class MirrorBatch {
 public:
-    void upsert(const mapping::BoundMirror& mirror, mapping::MirrorRow row,
-                PgTimestamp commit_time);
+    // As Batch's: `source` is the commit LSN of the change's source transaction.
+    void upsert(const mapping::BoundMirror& mirror, mapping::MirrorRow row, PgTimestamp commit_time,
+                Lsn source = {});
     void remove(const mapping::BoundMirror& mirror, std::vector<std::string> key,
-                PgTimestamp commit_time);
+                PgTimestamp commit_time, Lsn source = {});
 
     std::size_t rows() const { return rows_; }
     std::size_t bytes() const { return bytes_; }
@@ -47,6 +48,7 @@ private:
         mapping::MirrorRow row;        // when !deleted
         std::vector<std::string> key;  // key column values
         PgTimestamp commit_time;
+        Lsn source;
     };
     struct Table {
         mapping::MirrorSource source;

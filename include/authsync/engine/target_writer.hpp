@@ -67,9 +67,10 @@ public:
 
     // The source transaction being received: dead letters name its commit LSN.
     void set_source_transaction(Lsn final_lsn) { txn_final_lsn_ = final_lsn; }
-    // Takes the operation's row image (it is not copied).
+    // Takes the operation's row image (it is not copied). A change of the source transaction
+    // being received: a dead letter of it names that transaction's commit LSN.
     void add(pipeline::Operation&& op, PgTimestamp commit_time) {
-        batch_.add(std::move(op), commit_time);
+        batch_.add(std::move(op), commit_time, txn_final_lsn_);
     }
     // A TRUNCATE, in order: what came before it goes in first.
     asio::awaitable<void> truncate(const pipeline::Operation& op, PgTimestamp commit_time);
@@ -137,7 +138,7 @@ private:
     // it keeps its per-change values for a one-by-one retry.
     struct InFlight {
         apply::Statement statement;
-        Lsn source;             // its source transaction's final_lsn (dead letters name it)
+        Lsn source;             // the final_lsn of the last source transaction sent with it
         std::string savepoint;  // taken just before it
     };
     struct SentCommit {
@@ -145,8 +146,8 @@ private:
         std::optional<PgTimestamp> commit_time;
         std::vector<apply::Statement> statements;  // a whole batch's, without sql and params
         std::vector<pg::PipelineQuery> queries;    // what went, BEGIN first for a whole batch
-        Lsn final_lsn;                             // names dead letters
-        std::size_t rows = 0;                      // changes in the transaction
+        Lsn final_lsn;  // of its last source transaction (a change's own names its dead letter)
+        std::size_t rows = 0;  // changes in the transaction
         // Sent behind another commit: its guard follows BEGIN.
         bool guarded = false;
         // Index in `queries` of a whole batch's first statement.
@@ -157,8 +158,8 @@ private:
         std::optional<CommitPositions> settled;
     };
 
-    // `source`: the final_lsn of the source transaction its changes came from (dead letters
-    // name it).
+    // `source`: the final_lsn of the last source transaction its changes came from (a dead
+    // letter names its change's own, apply::Statement::sources, when the statement knows it).
     asio::awaitable<void> send_statement(apply::Statement st, Lsn source);
     asio::awaitable<void> settle();
     asio::awaitable<void> discard_in_flight();

@@ -23,9 +23,9 @@ struct RowCounts {
 
 class LaneBatch {
 public:
-    // An Upsert or Remove of the source transaction committed at `commit_time`; its row image
-    // or key moves into the batch.
-    void add(Operation&& op, PgTimestamp commit_time);
+    // An Upsert or Remove of the source transaction committed at `commit_time`, whose commit
+    // record is at `source`; its row image or key moves into the batch.
+    void add(Operation&& op, PgTimestamp commit_time, Lsn source);
 
     std::size_t rows() const { return mappings_.rows() + mirrors_.rows(); }
     std::size_t bytes() const { return mappings_.bytes() + mirrors_.bytes(); }

@@ -205,6 +205,30 @@ TEST_CASE("a change sent alone keeps its array types", "[apply]") {
     CHECK(one.params[1] == times({"2000-01-01T00:00:00.000020Z"}));
 }
 
+TEST_CASE("each change names the source transaction that last changed it", "[apply]") {
+    // A dead letter names its change's own source transaction, not the batch's last one.
+    auto r = rule();
+    const Lsn a{0x100}, b{0x200}, c{0x300};
+    Batch batch;
+    batch.upsert(r, image("1", {{"id", "\"1\""}}), PgTimestamp{10}, a);
+    batch.upsert(r, image("2", {{"id", "\"2\""}}), PgTimestamp{10}, a);
+    batch.upsert(r, image("1", {{"id", "\"1\""}, {"v", "2"}}), PgTimestamp{20}, b);
+    batch.upsert(r, image("3", {{"id", "\"3\""}}), PgTimestamp{20}, b);
+    batch.remove(r, "3", PgTimestamp{30}, c);
+    auto sts = batch.statements();
+    const auto* up = find(sts, Statement::Kind::UpsertFull);
+    const auto* del = find(sts, Statement::Kind::SoftDelete);
+    REQUIRE(up);
+    REQUIRE(del);
+    REQUIRE(up->sources.size() == 2);
+    for (std::size_t i = 0; i < up->rows; ++i) {
+        CHECK(up->sources[i] == (up->keys[i] == "1" ? b : a));
+        CHECK(up->single(i).sources == std::vector<Lsn>{up->sources[i]});
+    }
+    CHECK(del->keys == std::vector<std::string>{"3"});
+    CHECK(del->sources == std::vector<Lsn>{c});
+}
+
 TEST_CASE("a statement's array parameters are rebuilt from its per-change values", "[apply]") {
     auto r = rule();
     Batch b;

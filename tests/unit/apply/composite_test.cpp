@@ -81,6 +81,31 @@ TEST_CASE("mirror changes collapse per key: later values win, a delete wins", "[
     CHECK(b.statements().empty());
 }
 
+TEST_CASE("mirror changes name the source transaction that last changed them", "[composite]") {
+    const auto mirror = bound();
+    const Lsn a{0x100}, b{0x200};
+    MirrorBatch batch;
+    batch.upsert(mirror, row("1", "a", "bio"), t1, a);
+    batch.upsert(mirror, row("1", "b", "bio"), t2, b);
+    batch.upsert(mirror, row("2", "c", "bio"), t1, a);
+    batch.remove(mirror, {"3"}, t2, b);
+    auto statements = batch.statements();
+    REQUIRE(statements.size() == 2);
+    const auto& up = statements[0];
+    REQUIRE(up.sources.size() == 2);
+    for (std::size_t i = 0; i < up.rows; ++i) {
+        CHECK(up.sources[i] == (up.keys[i] == "1" ? b : a));
+        CHECK(up.single(i).sources == std::vector<Lsn>{up.sources[i]});
+    }
+    CHECK(statements[1].sources == std::vector<Lsn>{b});
+    // A recompute comes from no one source transaction: its dead letters name the batch's.
+    mapping::ComposedTarget users;
+    users.name = "users";
+    users.target_table = "users_sync";
+    users.compute = "SELECT a.key AS id, '{}'::jsonb AS raw_json FROM affected AS a";
+    CHECK(recompute_statement(users, "p:users", {{"u1", 5}}).sources.empty());
+}
+
 TEST_CASE("a partial mirror row updates only its present columns", "[composite]") {
     const auto mirror = bound();
     MirrorBatch b;
