@@ -31,6 +31,30 @@ using asio::awaitable;
 
 namespace {
 
+// SIGINT, SIGTERM and SIGHUP wait, blocked, while the engine starts (the config is read, the
+// status endpoint binds), until its signal_sets take them: a SIGTERM then is a clean stop, a
+// SIGHUP is not a kill by its default action. release() restores the mask the process had.
+class StartupSignals {
+public:
+    StartupSignals() {
+        sigset_t set;
+        sigemptyset(&set);
+        for (int s : {SIGINT, SIGTERM, SIGHUP}) sigaddset(&set, s);
+        pthread_sigmask(SIG_BLOCK, &set, &previous_);
+    }
+    ~StartupSignals() { release(); }
+    StartupSignals(const StartupSignals&) = delete;
+    StartupSignals& operator=(const StartupSignals&) = delete;
+    // What arrived meanwhile is delivered now, to the handlers installed since.
+    void release() {
+        if (std::exchange(held_, false)) pthread_sigmask(SIG_SETMASK, &previous_, nullptr);
+    }
+
+private:
+    sigset_t previous_;
+    bool held_ = true;
+};
+
 // Runs one coroutine to completion on a fresh loop; rethrows what it threw.
 template <typename T>
 T run_on_loop(awaitable<T> work) {
@@ -143,6 +167,7 @@ std::optional<std::vector<std::size_t>> sink_targets(const config::Config& confi
 
 int run_engine(const std::string& config_path, engine::SessionOptions session_options,
                bool serve_status, const SinkRun* sink) {
+    StartupSignals startup_signals;
     auto config = load(config_path);
     if (!config) return 1;
     if (config->transport.nats() && !engine::has_jetstream()) {
@@ -265,6 +290,7 @@ int run_engine(const std::string& config_path, engine::SessionOptions session_op
         };
     // A sink's targets are fixed at its start (restart it to change them).
     if (serve_status && sink_indexes.empty()) hangup.async_wait(on_hangup);
+    startup_signals.release();
     // The exit code is the worst of the supervisors'; the loop ends with the last of them (a
     // sink of several targets fails alone for one that stops for good).
     int exit_code = 0;

@@ -1,8 +1,10 @@
 // The sync engine end to end: provider -> authsync run -> target, on real servers.
 #include <signal.h>
+#include <sys/stat.h>
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
+#include <fstream>
 #include <thread>
 
 #include "sync_fixture.hpp"
@@ -268,6 +270,34 @@ TEST_CASE("SIGTERM stops authsync cleanly with exit code 0", "[sync][integration
         "SELECT confirmed_flush_lsn >= $2::pg_lsn FROM pg_replication_slots WHERE slot_name = $1",
         {f.slot(), checkpoint});
     CHECK(r.get(0, 0) == "t");
+}
+
+TEST_CASE("SIGTERM during start-up is a clean stop once authsync can handle it",
+          "[sync][integration]") {
+    // The config is a FIFO: authsync's start-up waits in opening it until a writer comes.
+    SyncFixture f;
+    const auto fifo = f.config_path() + ".fifo";
+    REQUIRE(mkfifo(fifo.c_str(), 0600) == 0);
+    test::Process p({AUTHSYNC_EXE, "run", "--config", fifo}, f.config_path() + ".log");
+    p.start();
+    // Sent once authsync has SIGTERM blocked (bit 15 of its main thread's SigBlk): one that
+    // comes before its main() runs still takes the signal's default action.
+    const auto blocked = [&] {
+        std::ifstream status("/proc/" + std::to_string(p.pid()) + "/status");
+        for (std::string line; std::getline(status, line);) {
+            if (line.rfind("SigBlk:", 0) != 0) continue;
+            return (std::stoull(line.substr(7), nullptr, 16) >> (SIGTERM - 1) & 1) == 1;
+        }
+        return false;
+    };
+    REQUIRE(wait_until(blocked, 10s));
+    p.signal(SIGTERM);
+    {
+        std::ifstream config(f.config_path());
+        std::ofstream(fifo) << config.rdbuf();
+    }
+    CHECK(p.wait(20s) == 0);
+    CHECK_THAT(p.log(), Catch::Contains("stop requested"));
 }
 
 TEST_CASE("a provider restart is followed by a reconnect", "[sync][integration][restart]") {
